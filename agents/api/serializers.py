@@ -1,0 +1,118 @@
+"""Shapes of the agent protocol (docs/agent-protocol.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from agents.models import Agent
+from agents.runtime import histogram
+from meshconsole.api import StringListField
+from registry.api.serializers import CheckSerializer, check_to_model
+from registry.models import SERVICE_NAME_RE, Protocol
+
+
+class UpstreamSerializer(serializers.Serializer):
+    service = serializers.RegexField(SERVICE_NAME_RE, max_length=63)
+    protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.HTTP)
+    listen = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    source = serializers.RegexField(SERVICE_NAME_RE, max_length=63, required=False)
+
+
+class EnrollSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=200)
+    node = serializers.RegexField(r"^[A-Za-z0-9]([A-Za-z0-9.\-_]{0,251}[A-Za-z0-9])?$", max_length=253)
+    zone = serializers.CharField(max_length=63, allow_blank=True, default="")
+    version = serializers.CharField(max_length=32, allow_blank=True, default="")
+    upstreams = UpstreamSerializer(many=True, default=list)
+
+
+class EnrollResponseSerializer(serializers.Serializer):
+    agent_id = serializers.UUIDField()
+    agent_token = serializers.CharField()
+    revision = serializers.IntegerField()
+
+
+class LocalServiceSerializer(serializers.Serializer):
+    name = serializers.RegexField(SERVICE_NAME_RE, max_length=63)
+    protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.HTTP)
+    address = serializers.CharField(max_length=253)
+    port = serializers.IntegerField(min_value=1, max_value=65535)
+    weight = serializers.IntegerField(min_value=0, max_value=10_000, default=100)
+    tags = StringListField(default=list)
+    metadata = serializers.DictField(child=serializers.CharField(max_length=500), default=dict)
+    check = CheckSerializer(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "check" in attrs:
+            attrs["check"] = check_to_model(dict(attrs["check"]))
+        return attrs
+
+
+class MetricsWindowSerializer(serializers.Serializer):
+    source = serializers.RegexField(r"^[a-z0-9-]{1,63}$|^unknown$", max_length=63)
+    destination = serializers.RegexField(SERVICE_NAME_RE, max_length=63)
+    window_end = serializers.FloatField(min_value=0)
+    seconds = serializers.FloatField(min_value=0.001, max_value=3600)
+    requests = serializers.IntegerField(min_value=0, max_value=10**9)
+    errors = serializers.IntegerField(min_value=0, max_value=10**9)
+    latency_sum_ms = serializers.FloatField(min_value=0, default=0.0)
+    buckets = serializers.ListField(
+        child=serializers.IntegerField(min_value=0), max_length=histogram.NBUCKETS, default=list
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["errors"] > attrs["requests"]:
+            raise serializers.ValidationError({"errors": "cannot exceed requests"})
+        return attrs
+
+
+class NackSerializer(serializers.Serializer):
+    revision = serializers.IntegerField(min_value=0, allow_null=True)
+    reason = serializers.CharField(max_length=1000)
+
+
+class ReportSerializer(serializers.Serializer):
+    version = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    applied_revision = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+    nack = NackSerializer(allow_null=True, required=False)
+    upstreams = UpstreamSerializer(many=True, required=False)
+    services = LocalServiceSerializer(many=True, required=False)
+    metrics = MetricsWindowSerializer(many=True, required=False)
+
+    def validate_services(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        names = [s["name"] for s in value]
+        if len(names) != len(set(names)):
+            raise serializers.ValidationError("a service is listed twice")
+        return value
+
+
+class AgentSerializer(serializers.ModelSerializer):
+    node = serializers.CharField(source="node.name")
+    zone = serializers.CharField(source="node.zone")
+    status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Agent
+        fields = [
+            "id",
+            "node",
+            "zone",
+            "version",
+            "address",
+            "upstreams",
+            "enrolled_at",
+            "last_seen",
+            "applied_revision",
+            "nack_revision",
+            "nack_reason",
+            "status",
+        ]
+
+    def get_status(self, agent: Agent) -> str:
+        if agent.silent:
+            return "silent"
+        if agent.nack_reason:
+            return "nack"
+        return "ok"

@@ -1,0 +1,114 @@
+"""Agent endpoints: enroll (anonymous, token in body), config (long-poll), report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import APIException, NotAuthenticated, PermissionDenied
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from agents.api.auth import AgentTokenAuthentication
+from agents.api.serializers import (
+    AgentSerializer,
+    EnrollResponseSerializer,
+    EnrollSerializer,
+    ReportSerializer,
+)
+from agents.models import Agent
+from agents.services import EnrollmentRefused, agent_enroll, agent_report, agent_snapshot
+from meshconsole.longpoll import authenticate, blocking_params, error_response, watcher
+
+
+class EnrollThrottle(AnonRateThrottle):
+    rate = "60/min"
+
+
+class AgentListView(generics.ListAPIView):
+    serializer_class = AgentSerializer
+    queryset = Agent.objects.select_related("node").all()
+
+
+class EnrollView(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes = [EnrollThrottle]
+
+    @extend_schema(request=EnrollSerializer, responses={201: EnrollResponseSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = EnrollSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            agent, token = agent_enroll(
+                token=data["token"],
+                node=data["node"],
+                zone=data["zone"],
+                version=data["version"],
+                upstreams=[dict(u) for u in data["upstreams"]],
+                address=request.META.get("REMOTE_ADDR", ""),
+            )
+        except EnrollmentRefused as exc:
+            raise PermissionDenied(str(exc)) from None
+        snapshot = agent_snapshot(agent=agent)
+        return Response(
+            {"agent_id": str(agent.id), "agent_token": token, "revision": snapshot["revision"]},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+def _own_agent(request: Request, agent_id: str) -> Agent:
+    agent = request.auth
+    if not isinstance(agent, Agent):
+        raise NotAuthenticated("agent credentials required")
+    if str(agent.id) != str(agent_id):
+        raise PermissionDenied("this token belongs to another agent")
+    return agent
+
+
+class ReportView(APIView):
+    authentication_classes = [AgentTokenAuthentication]
+    permission_classes = [AllowAny]  # _own_agent checks the agent credentials
+
+    @extend_schema(request=ReportSerializer)
+    def post(self, request: Request, agent_id: str) -> Response:
+        agent = _own_agent(request, agent_id)
+        serializer = ReportSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(agent_report(agent=agent, report=serializer.validated_data))
+
+
+def _agent_from(agent_or_none: Any, agent_id: str) -> Agent:
+    if not isinstance(agent_or_none, Agent):
+        raise NotAuthenticated("agent credentials required")
+    if str(agent_or_none.id) != str(agent_id):
+        raise PermissionDenied("this token belongs to another agent")
+    return agent_or_none
+
+
+@csrf_exempt
+@require_GET
+async def config_view(request: HttpRequest, agent_id: str) -> JsonResponse:
+    """The agent's snapshot; with ?revision=N&wait=30s, blocks until it moves past N."""
+    try:
+        _, auth = await authenticate(request, [AgentTokenAuthentication()])
+        agent = _agent_from(auth, agent_id)
+        index, wait = blocking_params(request)
+        if index is not None:
+            await watcher().wait_past(index, wait)
+        await sync_to_async(agent.refresh_from_db)()
+        snapshot = await sync_to_async(agent_snapshot)(agent=agent)
+    except APIException as exc:
+        return error_response(exc)
+    response = JsonResponse(snapshot)
+    response["X-Mesh-Index"] = str(snapshot["revision"])
+    return response

@@ -1,0 +1,64 @@
+"""Agents (one per host) and the enrollment tokens they join with."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+
+from registry.models import Node
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class EnrollmentToken(models.Model):
+    """A reusable secret that lets agents enroll; only its hash is stored."""
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=8)  # shown in lists so a token can be told apart
+    description = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    revoked = models.BooleanField(default=False)
+    uses = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering: ClassVar = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({'revoked' if self.revoked else 'active'})"
+
+
+class Agent(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    node = models.OneToOneField(Node, on_delete=models.CASCADE, related_name="agent")
+    token_hash = models.CharField(max_length=64, unique=True)
+    version = models.CharField(max_length=32, blank=True, default="")
+    address = models.CharField(max_length=64, blank=True, default="")
+    # Upstream services this agent proxies to, as declared in its agent.yaml.
+    upstreams = models.JSONField(default=list, blank=True)
+    enrolled_at = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(null=True, blank=True, db_index=True)
+    applied_revision = models.BigIntegerField(null=True, blank=True)
+    nack_revision = models.BigIntegerField(null=True, blank=True)
+    nack_reason = models.CharField(max_length=1000, blank=True, default="")
+    # Agents silenced by TTL expiry are marked so their return can be an event.
+    silent = models.BooleanField(default=False)
+
+    class Meta:
+        ordering: ClassVar = ["node__name"]
+
+    def __str__(self) -> str:
+        return f"agent {self.node.name}"

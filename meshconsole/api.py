@@ -1,0 +1,70 @@
+"""API plumbing shared by the apps: error shape, conflicts, duration fields."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
+from django.http import Http404
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from agents.runtime.durations import format_duration_ms, parse_duration_ms
+
+log = logging.getLogger(__name__)
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state."
+    default_code = "conflict"
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus: IntegrityError -> 409, Django ValidationError -> 400."""
+    if isinstance(exc, IntegrityError):
+        log.info("conflict: %s", exc)
+        exc = Conflict()
+    elif isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        )
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    return drf_exception_handler(exc, context)
+
+
+class DurationField(serializers.Field):
+    """A duration in the API ("500ms", "5s", "2m"), stored as milliseconds."""
+
+    default_error_messages = {"invalid": "{reason}"}
+
+    def __init__(self, *, min_ms: int = 0, max_ms: int | None = None, **kwargs: Any) -> None:
+        self.min_ms = min_ms
+        self.max_ms = max_ms
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: object) -> int:
+        try:
+            ms = parse_duration_ms(data)
+        except ValueError as exc:
+            self.fail("invalid", reason=str(exc))
+        if ms < self.min_ms:
+            self.fail("invalid", reason=f"must be at least {format_duration_ms(self.min_ms)}")
+        if self.max_ms is not None and ms > self.max_ms:
+            self.fail("invalid", reason=f"must be at most {format_duration_ms(self.max_ms)}")
+        return ms
+
+    def to_representation(self, value: int) -> str:
+        return format_duration_ms(int(value))
+
+
+class StringListField(serializers.ListField):
+    child = serializers.CharField(max_length=100)
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 64)
+        super().__init__(**kwargs)

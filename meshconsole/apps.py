@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MeshconsoleConfig(AppConfig):
+    name = "meshconsole"
+    verbose_name = "meshconsole"

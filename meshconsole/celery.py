@@ -1,0 +1,21 @@
+"""The Celery app: JSON only, configured from Django settings (CELERY_*)."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "meshconsole.settings")
+
+app = Celery("meshconsole")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["monitoring", "agents", "registry", "policies"])
+
+# Beat's schedule. Checks are claimed per instance when due, so the 1 s tick is
+# only how often a worker looks; each check keeps its own interval.
+app.conf.beat_schedule = {
+    "dispatch-due-checks": {"task": "monitoring.tasks.dispatch_due_checks", "schedule": 1.0},
+    "expire-heartbeats": {"task": "monitoring.tasks.expire_heartbeats", "schedule": 2.0},
+    "prune-history": {"task": "monitoring.tasks.prune_history", "schedule": 300.0},
+}

@@ -1,0 +1,128 @@
+"""Blocking queries: wait, without holding a thread, until the mesh revision
+passes an index (Consul-style). One Redis subscription per event loop wakes
+every waiter; each waiter also re-reads the database every few seconds, so a
+lost message delays an answer but never loses it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from rest_framework.exceptions import APIException, AuthenticationFailed, NotAuthenticated
+from rest_framework.request import Request
+
+from agents.runtime.durations import parse_duration_ms
+from monitoring.notify import REVISION_CHANNEL
+from registry.models import MeshRevision
+
+log = logging.getLogger(__name__)
+
+RECHECK_SECONDS = 2.0
+
+
+class RevisionWatcher:
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def _ensure_listening(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        while True:
+            client = aioredis.Redis.from_url(settings.REDIS_URL)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(REVISION_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self._wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("revision subscription lost (%s); retrying", exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            await asyncio.sleep(1)
+
+    def _wake(self) -> None:
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    async def wait_past(self, index: int, timeout: float) -> int:
+        """The current revision once it is > INDEX, or when TIMEOUT passes."""
+        self._ensure_listening()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            event = self._event  # taken before the read: a bump in between still wakes us
+            current = await sync_to_async(MeshRevision.current)()
+            remaining = deadline - loop.time()
+            if current > index or remaining <= 0:
+                return current
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(remaining, RECHECK_SECONDS))
+
+
+_watchers: dict[int, RevisionWatcher] = {}
+
+
+def watcher() -> RevisionWatcher:
+    loop_id = id(asyncio.get_running_loop())
+    if loop_id not in _watchers:
+        _watchers[loop_id] = RevisionWatcher()
+    return _watchers[loop_id]
+
+
+class BadQuery(APIException):
+    status_code = 400
+    default_code = "invalid"
+
+
+def blocking_params(request: HttpRequest) -> tuple[int | None, float]:
+    """(index, wait seconds) from ?index=N|revision=N and ?wait=30s."""
+    raw_index = request.GET.get("index", request.GET.get("revision"))
+    index: int | None = None
+    if raw_index not in (None, ""):
+        try:
+            index = int(raw_index)  # type: ignore[arg-type]
+        except ValueError:
+            raise BadQuery({"index": "must be a non-negative integer"}) from None
+        if index < 0:
+            raise BadQuery({"index": "must be a non-negative integer"})
+    wait = 30.0
+    raw_wait = request.GET.get("wait")
+    if raw_wait:
+        try:
+            wait = parse_duration_ms(raw_wait) / 1000
+        except ValueError as exc:
+            raise BadQuery({"wait": str(exc)}) from None
+    return index, min(wait, float(settings.MESH_MAX_WAIT))
+
+
+def error_response(exc: APIException) -> JsonResponse:
+    detail: Any = exc.detail
+    if not isinstance(detail, dict | list):
+        detail = {"detail": str(detail)}
+    response = JsonResponse(detail, status=exc.status_code, safe=False)
+    if isinstance(exc, NotAuthenticated | AuthenticationFailed):
+        response["WWW-Authenticate"] = "Token"
+    return response
+
+
+def _authenticate(request: HttpRequest, authenticators: list[Any]) -> Any:
+    drf_request = Request(request, authenticators=authenticators)
+    user = drf_request.user  # runs the authenticators; raises AuthenticationFailed
+    return user, drf_request.auth
+
+
+async def authenticate(request: HttpRequest, authenticators: list[Any]) -> tuple[Any, Any]:
+    return await sync_to_async(_authenticate)(request, authenticators)

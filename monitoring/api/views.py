@@ -1,0 +1,77 @@
+"""Topology and events."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.runtime.durations import parse_duration_ms
+from monitoring.models import Event, EventKind
+from monitoring.topology import topology_snapshot
+
+MAX_WINDOW_S = 24 * 3600
+
+
+class EventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Event
+        fields = ["id", "ts", "kind", "severity", "service", "instance", "message", "actor", "data", "revision"]
+
+
+class EventFilter(filters.FilterSet):
+    kind = filters.ChoiceFilter(choices=EventKind.choices)
+    service = filters.CharFilter()
+    instance = filters.CharFilter()
+    since = filters.IsoDateTimeFilter(field_name="ts", lookup_expr="gte")
+
+    class Meta:
+        model = Event
+        fields = ["kind", "service", "instance", "since"]
+
+
+class EventListView(generics.ListAPIView):
+    serializer_class = EventSerializer
+    filterset_class = EventFilter
+
+    @extend_schema(parameters=[OpenApiParameter("limit", int, description="at most 1000; 200 by default")])
+    def get(self, request: Request, *args: object, **kwargs: object) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> QuerySet[Event]:
+        return Event.objects.all()
+
+    def filter_queryset(self, queryset: QuerySet[Event]) -> QuerySet[Event]:
+        queryset = super().filter_queryset(queryset)
+        raw = self.request.query_params.get("limit", "200")
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise ValidationError({"limit": "must be an integer"}) from None
+        if not 1 <= limit <= 1000:
+            raise ValidationError({"limit": "must be between 1 and 1000"})
+        return queryset[:limit]
+
+
+def window_seconds(request: Request, default: int = 60) -> int:
+    raw = request.query_params.get("window")
+    if not raw:
+        return default
+    try:
+        seconds = parse_duration_ms(raw) // 1000
+    except ValueError as exc:
+        raise ValidationError({"window": str(exc)}) from None
+    if not 1 <= seconds <= MAX_WINDOW_S:
+        raise ValidationError({"window": "must be between 1s and 24h"})
+    return int(seconds)
+
+
+class TopologyView(APIView):
+    @extend_schema(parameters=[OpenApiParameter("window", str, description="e.g. 60s, 5m (default 60s)")])
+    def get(self, request: Request) -> Response:
+        return Response(topology_snapshot(window_seconds(request)))

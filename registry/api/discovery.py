@@ -1,0 +1,58 @@
+"""Discovery: healthy endpoints of a service, with Consul-style blocking."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.exceptions import APIException, NotAuthenticated, NotFound
+
+from meshconsole.longpoll import authenticate, blocking_params, error_response, watcher
+from registry.models import ROUTABLE_HEALTH, AdminState, MeshRevision, Service
+
+
+def discovery_payload(name: str) -> dict[str, Any]:
+    service = Service.objects.filter(name=name).first()
+    if service is None:
+        raise NotFound(f"no service named {name!r}")
+    instances = service.instances.filter(
+        admin_state=AdminState.ENABLED, health__in=ROUTABLE_HEALTH, weight__gt=0
+    ).order_by("address", "port")
+    return {
+        "service": service.name,
+        "protocol": service.protocol,
+        "revision": MeshRevision.current(),
+        "endpoints": [
+            {
+                "id": i.id,
+                "address": i.address,
+                "port": i.port,
+                "zone": i.zone,
+                "weight": i.weight,
+                "tags": i.tags,
+                "metadata": i.metadata,
+                "status": i.status,
+            }
+            for i in instances
+        ],
+    }
+
+
+@require_GET
+async def discovery_view(request: HttpRequest, name: str) -> JsonResponse:
+    try:
+        user, _ = await authenticate(request, [TokenAuthentication(), SessionAuthentication()])
+        if not user or not user.is_authenticated:
+            raise NotAuthenticated()
+        index, wait = blocking_params(request)
+        if index is not None:
+            await watcher().wait_past(index, wait)
+        payload = await sync_to_async(discovery_payload)(name)
+    except APIException as exc:
+        return error_response(exc)
+    response = JsonResponse(payload)
+    response["X-Mesh-Index"] = str(payload["revision"])
+    return response

@@ -1,0 +1,163 @@
+"""Registry API shapes (see ARCHITECTURE.md: service, instance)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet
+from rest_framework import serializers
+
+from meshconsole.api import DurationField, StringListField
+from registry.models import (
+    ROUTABLE_HEALTH,
+    SERVICE_NAME_RE,
+    AdminState,
+    CheckType,
+    Instance,
+    Protocol,
+    Service,
+)
+
+
+class CheckSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=CheckType.choices, default=CheckType.TCP)
+    path = serializers.RegexField(r"^/[^\s]*$", max_length=255, default="/health")
+    interval = DurationField(min_ms=100, max_ms=3_600_000, default=5000)
+    timeout = DurationField(min_ms=10, max_ms=600_000, default=2000)
+    rise = serializers.IntegerField(min_value=1, max_value=100, default=2)
+    fall = serializers.IntegerField(min_value=1, max_value=100, default=3)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("timeout", 0) > attrs.get("interval", 0):
+            raise serializers.ValidationError({"timeout": "must not exceed the interval"})
+        return attrs
+
+
+CHECK_TO_MODEL = {
+    "type": "check_type",
+    "path": "check_path",
+    "interval": "check_interval_ms",
+    "timeout": "check_timeout_ms",
+    "rise": "check_rise",
+    "fall": "check_fall",
+}
+
+
+def check_to_model(check: dict[str, Any]) -> dict[str, Any]:
+    return {CHECK_TO_MODEL[key]: value for key, value in check.items()}
+
+
+def annotate_health(queryset: QuerySet[Service]) -> QuerySet[Service]:
+    routable = Q(instances__admin_state=AdminState.ENABLED) & Q(
+        instances__health__in=ROUTABLE_HEALTH
+    )
+    return queryset.annotate(
+        total_instances=Count("instances", distinct=True),
+        passing_instances=Count("instances", filter=routable, distinct=True),
+    )
+
+
+class ServiceSerializer(serializers.ModelSerializer):
+    name = serializers.RegexField(SERVICE_NAME_RE, max_length=63)
+    protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.HTTP)
+    description = serializers.CharField(max_length=2000, allow_blank=True, default="")
+    tags = StringListField(default=list)
+    check = serializers.SerializerMethodField()
+    health = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Service
+        fields = ["name", "protocol", "description", "tags", "check", "health"]
+
+    def get_check(self, service: Service) -> dict[str, Any]:
+        return {
+            "type": service.check_type,
+            "path": service.check_path,
+            "interval": DurationField().to_representation(service.check_interval_ms),
+            "timeout": DurationField().to_representation(service.check_timeout_ms),
+            "rise": service.check_rise,
+            "fall": service.check_fall,
+        }
+
+    def get_health(self, service: Service) -> dict[str, int]:
+        total = getattr(service, "total_instances", None)
+        passing = getattr(service, "passing_instances", None)
+        if total is None or passing is None:
+            instances = list(service.instances.all())
+            total = len(instances)
+            passing = sum(
+                1
+                for i in instances
+                if i.admin_state == AdminState.ENABLED and i.health in ROUTABLE_HEALTH
+            )
+        return {"passing": passing, "total": total}
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        attrs = super().to_internal_value(data)
+        if isinstance(data, dict) and "check" in data:
+            check = CheckSerializer(data=data["check"], partial=self.partial)
+            if not check.is_valid():
+                raise serializers.ValidationError({"check": check.errors})
+            attrs.update(check_to_model(dict(check.validated_data)))
+        return attrs
+
+
+class ServiceUpdateSerializer(ServiceSerializer):
+    name = serializers.RegexField(SERVICE_NAME_RE, max_length=63, read_only=True)
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    service = serializers.CharField(source="service.name", read_only=True)
+    address = serializers.CharField(max_length=253)
+    port = serializers.IntegerField(min_value=1, max_value=65535)
+    zone = serializers.CharField(max_length=63, allow_blank=True, default="")
+    weight = serializers.IntegerField(min_value=0, max_value=10_000, default=100)
+    tags = StringListField(default=list)
+    metadata = serializers.DictField(child=serializers.CharField(max_length=500), default=dict)
+    status = serializers.CharField(read_only=True)
+    maintenance = serializers.BooleanField(write_only=True, required=False)
+    node = serializers.CharField(source="node.name", max_length=253, required=False, allow_null=True)
+
+    class Meta:
+        model = Instance
+        fields = [
+            "id",
+            "service",
+            "address",
+            "port",
+            "zone",
+            "weight",
+            "tags",
+            "metadata",
+            "status",
+            "status_reason",
+            "status_since",
+            "node",
+            "last_heartbeat",
+            "maintenance",
+        ]
+        read_only_fields = ["id", "status_reason", "status_since", "last_heartbeat"]
+
+    def validate_address(self, value: str) -> str:
+        value = value.strip()
+        if not value or any(ch.isspace() for ch in value) or "/" in value:
+            raise serializers.ValidationError("expected a host name or an IP address")
+        return value
+
+    def validate_metadata(self, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 64:
+            raise serializers.ValidationError("at most 64 keys")
+        return value
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        attrs = super().to_internal_value(data)
+        node = attrs.pop("node", None)
+        if node is not None:
+            attrs["node"] = node.get("name")
+        return attrs
+
+
+class InstanceUpdateSerializer(InstanceSerializer):
+    address = serializers.CharField(read_only=True)
+    port = serializers.IntegerField(read_only=True)
+    node = serializers.CharField(source="node.name", read_only=True)

@@ -1,0 +1,127 @@
+"""Services and instances: CRUD over the registry's services layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import F, Q, QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from meshconsole.api import Conflict
+from registry import services
+from registry.api.serializers import (
+    InstanceSerializer,
+    InstanceUpdateSerializer,
+    ServiceSerializer,
+    ServiceUpdateSerializer,
+    annotate_health,
+)
+from registry.models import Instance, Service
+
+HEALTH_FILTERS = ("passing", "warning", "critical", "empty")
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("tag", str, description="only services carrying this tag"),
+        OpenApiParameter("health", str, enum=HEALTH_FILTERS),
+        OpenApiParameter("search", str, description="substring of name or description"),
+    ]
+)
+class ServiceViewSet(viewsets.ModelViewSet):
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_serializer_class(self) -> type[ServiceSerializer]:
+        return ServiceUpdateSerializer if self.action == "partial_update" else ServiceSerializer
+
+    def get_queryset(self) -> QuerySet[Service]:
+        queryset = annotate_health(Service.objects.all())
+        params = self.request.query_params
+        search = params.get("search", "").strip()
+        if search:
+            queryset = queryset.filter(Q(name__icontains=search) | Q(description__icontains=search))
+        health = params.get("health")
+        if health:
+            if health not in HEALTH_FILTERS:
+                raise ValidationError({"health": f"one of {', '.join(HEALTH_FILTERS)}"})
+            queryset = {
+                "passing": queryset.filter(total_instances__gt=0, passing_instances=F("total_instances")),
+                "critical": queryset.filter(total_instances__gt=0, passing_instances=0),
+                "warning": queryset.filter(
+                    passing_instances__gt=0, passing_instances__lt=F("total_instances")
+                ),
+                "empty": queryset.filter(total_instances=0),
+            }[health]
+        tag = params.get("tag")
+        if tag:
+            # JSON containment is not portable to SQLite; tags are few, filter here.
+            names = [s.name for s in Service.objects.only("name", "tags") if tag in (s.tags or [])]
+            queryset = queryset.filter(name__in=names)
+        return queryset.order_by("name")
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = ServiceSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if Service.objects.filter(name=serializer.validated_data["name"]).exists():
+            raise Conflict(f"service {serializer.validated_data['name']!r} already exists")
+        service = services.service_create(user=request.user, data=serializer.validated_data)
+        out = ServiceSerializer(annotate_health(Service.objects.filter(pk=service.pk)).get())
+        return Response(out.data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        service = self.get_object()
+        serializer = ServiceUpdateSerializer(service, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        services.service_update(user=request.user, service=service, data=serializer.validated_data)
+        return Response(ServiceSerializer(self.get_queryset().get(pk=service.pk)).data)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        services.service_delete(user=request.user, service=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InstanceViewSet(viewsets.ModelViewSet):
+    lookup_value_regex = "[^/]+"
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def _service(self) -> Service:
+        return get_object_or_404(Service, name=self.kwargs["service_name"])
+
+    def get_serializer_class(self) -> type[InstanceSerializer]:
+        return InstanceUpdateSerializer if self.action == "partial_update" else InstanceSerializer
+
+    def get_queryset(self) -> QuerySet[Instance]:
+        return Instance.objects.filter(service=self._service()).select_related("service", "node")
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        service = self._service()
+        serializer = InstanceSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if Instance.objects.filter(service=service, address=data["address"], port=data["port"]).exists():
+            raise Conflict(
+                f"{service.name} already has an instance at {data['address']}:{data['port']}"
+            )
+        instance = services.instance_register(user=request.user, service=service, data=data)
+        instance = Instance.objects.select_related("service", "node").get(pk=instance.pk)
+        return Response(InstanceSerializer(instance).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        instance = self.get_object()
+        serializer = InstanceUpdateSerializer(instance, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        instance = services.instance_update(
+            user=request.user, instance=instance, data=serializer.validated_data
+        )
+        return Response(InstanceSerializer(instance).data)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        services.instance_deregister(user=request.user, instance=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,174 @@
+"""Services, their instances, the nodes they run on, and the mesh revision."""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar
+
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import F
+
+SERVICE_NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+service_name_validator = RegexValidator(
+    SERVICE_NAME_RE,
+    "A service name is a DNS label: 1-63 lowercase letters, digits and hyphens, "
+    "not starting or ending with a hyphen.",
+)
+
+
+class MeshRevision(models.Model):
+    """One row, one integer: bumped with every change agents must know."""
+
+    value = models.BigIntegerField(default=0)
+
+    @classmethod
+    def current(cls) -> int:
+        row = cls.objects.filter(pk=1).values_list("value", flat=True).first()
+        return int(row or 0)
+
+    @classmethod
+    def bump(cls) -> int:
+        """Increment inside the caller's transaction and return the new value."""
+        updated = cls.objects.filter(pk=1).update(value=F("value") + 1)
+        if not updated:
+            cls.objects.get_or_create(pk=1, defaults={"value": 0})
+            cls.objects.filter(pk=1).update(value=F("value") + 1)
+        return cls.current()
+
+
+class Protocol(models.TextChoices):
+    HTTP = "http", "HTTP"
+    TCP = "tcp", "TCP"
+
+
+class CheckType(models.TextChoices):
+    HTTP = "http", "HTTP"
+    TCP = "tcp", "TCP"
+    TTL = "ttl", "TTL (heartbeats)"
+    NONE = "none", "None"
+
+
+class Service(models.Model):
+    name = models.CharField(max_length=63, unique=True, validators=[service_name_validator])
+    protocol = models.CharField(max_length=8, choices=Protocol.choices, default=Protocol.HTTP)
+    description = models.TextField(blank=True, default="")
+    tags = models.JSONField(default=list, blank=True)
+    check_type = models.CharField(max_length=8, choices=CheckType.choices, default=CheckType.TCP)
+    check_path = models.CharField(max_length=255, default="/health", blank=True)
+    check_interval_ms = models.PositiveIntegerField(
+        default=5000, validators=[MinValueValidator(100), MaxValueValidator(3_600_000)]
+    )
+    check_timeout_ms = models.PositiveIntegerField(
+        default=2000, validators=[MinValueValidator(10), MaxValueValidator(600_000)]
+    )
+    check_rise = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    check_fall = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering: ClassVar = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Node(models.Model):
+    """A host running meshagent (or a name given to instances registered by API)."""
+
+    name = models.CharField(max_length=253, unique=True)
+    zone = models.CharField(max_length=63, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering: ClassVar = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Health(models.TextChoices):
+    PASSING = "passing", "Passing"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class AdminState(models.TextChoices):
+    ENABLED = "enabled", "Enabled"
+    MAINTENANCE = "maintenance", "Maintenance"
+    DRAINING = "draining", "Draining"
+
+
+ROUTABLE_HEALTH = (Health.PASSING, Health.WARNING)
+
+
+def new_instance_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class Instance(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, default=new_instance_id, editable=False)
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="instances")
+    address = models.CharField(max_length=253)
+    port = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    zone = models.CharField(max_length=63, blank=True, default="")
+    weight = models.PositiveIntegerField(
+        default=100, validators=[MinValueValidator(0), MaxValueValidator(10_000)]
+    )
+    tags = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    node = models.ForeignKey(
+        Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="instances"
+    )
+    # Whether an agent owns this registration (it is removed when the agent stops
+    # reporting it) or a person/tool registered it through the API.
+    agent_managed = models.BooleanField(default=False)
+
+    health = models.CharField(max_length=10, choices=Health.choices, default=Health.CRITICAL)
+    admin_state = models.CharField(
+        max_length=12, choices=AdminState.choices, default=AdminState.ENABLED
+    )
+    status_reason = models.CharField(max_length=500, blank=True, default="awaiting first check")
+    status_since = models.DateTimeField(auto_now_add=True)
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
+
+    # Check bookkeeping: consecutive results and when the next check is due.
+    consecutive_ok = models.PositiveIntegerField(default=0)
+    consecutive_fail = models.PositiveIntegerField(default=0)
+    next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_check_at = models.DateTimeField(null=True, blank=True)
+    last_check_output = models.CharField(max_length=500, blank=True, default="")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering: ClassVar = ["service__name", "address", "port"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["service", "address", "port"], name="unique_instance_endpoint"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service.name}@{self.address}:{self.port}"
+
+    @property
+    def status(self) -> str:
+        """The contract's single status: admin states win over health."""
+        if self.admin_state != AdminState.ENABLED:
+            return str(self.admin_state)
+        return str(self.health)
+
+    @property
+    def routable(self) -> bool:
+        return (
+            self.admin_state == AdminState.ENABLED
+            and self.health in ROUTABLE_HEALTH
+            and self.weight > 0
+        )

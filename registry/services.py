@@ -1,0 +1,344 @@
+"""Workflows on the registry: each one writes, bumps the mesh revision, records
+the event/audit rows and schedules notifications, all in one transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.db import transaction
+from django.utils import timezone
+
+from monitoring.models import EventKind, Severity
+from monitoring.notify import mesh_changed
+from monitoring.services import actor_name, audit_record, event_record
+from registry.models import (
+    AdminState,
+    CheckType,
+    Health,
+    Instance,
+    MeshRevision,
+    Node,
+    Service,
+)
+
+User = AbstractBaseUser | AnonymousUser | None
+
+SERVICE_FIELDS = (
+    "protocol",
+    "description",
+    "tags",
+    "check_type",
+    "check_path",
+    "check_interval_ms",
+    "check_timeout_ms",
+    "check_rise",
+    "check_fall",
+)
+INSTANCE_FIELDS = ("zone", "weight", "tags", "metadata")
+
+
+def service_state(service: Service) -> dict[str, Any]:
+    state: dict[str, Any] = {"name": service.name}
+    state.update({field: getattr(service, field) for field in SERVICE_FIELDS})
+    return state
+
+
+def instance_state(instance: Instance) -> dict[str, Any]:
+    return {
+        "id": instance.id,
+        "service": instance.service.name,
+        "address": instance.address,
+        "port": instance.port,
+        "zone": instance.zone,
+        "weight": instance.weight,
+        "tags": instance.tags,
+        "metadata": instance.metadata,
+        "node": instance.node.name if instance.node else None,
+        "status": instance.status,
+    }
+
+
+def _initial_health(service: Service) -> tuple[str, str]:
+    if service.check_type == CheckType.NONE:
+        return Health.PASSING, "no health check configured"
+    if service.check_type == CheckType.TTL:
+        return Health.CRITICAL, "awaiting first heartbeat"
+    return Health.CRITICAL, "awaiting first check"
+
+
+@transaction.atomic
+def service_create(*, user: User, data: dict[str, Any]) -> Service:
+    service = Service(name=data["name"])
+    for field in SERVICE_FIELDS:
+        if field in data:
+            setattr(service, field, data[field])
+    service.full_clean()
+    service.save()
+    revision = MeshRevision.bump()
+    audit_record(
+        user=user,
+        action="create",
+        object_type="service",
+        object_id=service.name,
+        before=None,
+        after=service_state(service),
+    )
+    event_record(
+        kind=EventKind.REGISTRY,
+        message=f"service {service.name} registered",
+        service=service.name,
+        actor=actor_name(user),
+        revision=revision,
+    )
+    mesh_changed(revision=revision, services={service.name})
+    return service
+
+
+@transaction.atomic
+def service_update(*, user: User, service: Service, data: dict[str, Any]) -> Service:
+    service = Service.objects.select_for_update().get(pk=service.pk)
+    before = service_state(service)
+    for field in SERVICE_FIELDS:
+        if field in data:
+            setattr(service, field, data[field])
+    after = service_state(service)
+    if after == before:
+        return service
+    service.full_clean()
+    service.save()
+    if before["check_type"] != after["check_type"]:
+        # A new kind of check starts over: no verdict carries across kinds.
+        health, reason = _initial_health(service)
+        service.instances.update(
+            health=health,
+            status_reason=reason,
+            status_since=timezone.now(),
+            consecutive_ok=0,
+            consecutive_fail=0,
+            next_check_at=timezone.now(),
+        )
+    revision = MeshRevision.bump()
+    audit_record(
+        user=user,
+        action="update",
+        object_type="service",
+        object_id=service.name,
+        before=before,
+        after=after,
+    )
+    changed = sorted(k for k in after if after[k] != before[k])
+    event_record(
+        kind=EventKind.CONFIG,
+        message=f"service {service.name} changed: {', '.join(changed)}",
+        service=service.name,
+        actor=actor_name(user),
+        data={"before": before, "after": after},
+        revision=revision,
+    )
+    mesh_changed(revision=revision, services={service.name})
+    return service
+
+
+@transaction.atomic
+def service_delete(*, user: User, service: Service) -> None:
+    before = service_state(service)
+    name = service.name
+    service.delete()
+    revision = MeshRevision.bump()
+    audit_record(
+        user=user, action="delete", object_type="service", object_id=name, before=before, after=None
+    )
+    event_record(
+        kind=EventKind.REGISTRY,
+        message=f"service {name} deregistered",
+        service=name,
+        actor=actor_name(user),
+        revision=revision,
+    )
+    mesh_changed(revision=revision, services={name})
+
+
+def node_ensure(name: str, zone: str = "") -> Node:
+    node, created = Node.objects.get_or_create(name=name, defaults={"zone": zone})
+    if not created and zone and node.zone != zone:
+        node.zone = zone
+        node.save(update_fields=["zone"])
+    return node
+
+
+@transaction.atomic
+def instance_register(
+    *,
+    user: User,
+    service: Service,
+    data: dict[str, Any],
+    actor: str | None = None,
+    agent_managed: bool = False,
+) -> Instance:
+    node_name = data.get("node") or ""
+    node = node_ensure(node_name, data.get("zone", "")) if node_name else None
+    health, reason = _initial_health(service)
+    instance = Instance(
+        service=service,
+        address=data["address"],
+        port=data["port"],
+        node=node,
+        agent_managed=agent_managed,
+        health=health,
+        status_reason=reason,
+        next_check_at=timezone.now(),
+    )
+    for field in INSTANCE_FIELDS:
+        if field in data:
+            setattr(instance, field, data[field])
+    if data.get("maintenance"):
+        instance.admin_state = AdminState.MAINTENANCE
+    instance.full_clean(validate_unique=False)
+    instance.save(force_insert=True)
+    revision = MeshRevision.bump()
+    who = actor or actor_name(user)
+    if user is not None and getattr(user, "is_authenticated", False):
+        audit_record(
+            user=user,
+            action="create",
+            object_type="instance",
+            object_id=instance.id,
+            before=None,
+            after=instance_state(instance),
+        )
+    event_record(
+        kind=EventKind.REGISTRY,
+        message=f"instance {instance.address}:{instance.port} of {service.name} registered",
+        service=service.name,
+        instance=instance.id,
+        actor=who,
+        revision=revision,
+    )
+    mesh_changed(revision=revision, services={service.name})
+    return instance
+
+
+@transaction.atomic
+def instance_update(*, user: User, instance: Instance, data: dict[str, Any]) -> Instance:
+    instance = Instance.objects.select_for_update().select_related("service", "node").get(
+        pk=instance.pk
+    )
+    before = instance_state(instance)
+    for field in INSTANCE_FIELDS:
+        if field in data:
+            setattr(instance, field, data[field])
+    if "maintenance" in data:
+        instance.admin_state = AdminState.MAINTENANCE if data["maintenance"] else AdminState.ENABLED
+    after = instance_state(instance)
+    if after == before:
+        return instance
+    instance.full_clean(validate_unique=False)
+    if before["status"] != after["status"]:
+        instance.status_since = timezone.now()
+    instance.save()
+    revision = MeshRevision.bump()
+    audit_record(
+        user=user,
+        action="update",
+        object_type="instance",
+        object_id=instance.id,
+        before=before,
+        after=after,
+    )
+    changed = sorted(k for k in after if after[k] != before[k])
+    if before["status"] != after["status"]:
+        message = (
+            f"instance {instance.address}:{instance.port} of {instance.service.name}: "
+            f"{before['status']} -> {after['status']} (by {actor_name(user)})"
+        )
+    else:
+        message = (
+            f"instance {instance.address}:{instance.port} of {instance.service.name} changed: "
+            f"{', '.join(changed)}"
+        )
+    event_record(
+        kind=EventKind.CONFIG,
+        message=message,
+        service=instance.service.name,
+        instance=instance.id,
+        actor=actor_name(user),
+        data={"before": before, "after": after},
+        revision=revision,
+    )
+    mesh_changed(revision=revision, services={instance.service.name})
+    return instance
+
+
+@transaction.atomic
+def instance_deregister(*, user: User, instance: Instance, actor: str | None = None) -> None:
+    before = instance_state(instance)
+    service_name = instance.service.name
+    instance_id = instance.id
+    instance.delete()
+    revision = MeshRevision.bump()
+    if user is not None and getattr(user, "is_authenticated", False):
+        audit_record(
+            user=user,
+            action="delete",
+            object_type="instance",
+            object_id=instance_id,
+            before=before,
+            after=None,
+        )
+    event_record(
+        kind=EventKind.REGISTRY,
+        message=f"instance {before['address']}:{before['port']} of {service_name} deregistered",
+        service=service_name,
+        instance=instance_id,
+        actor=actor or actor_name(user),
+        revision=revision,
+    )
+    mesh_changed(revision=revision, services={service_name})
+
+
+def instance_transition(
+    *,
+    instance_id: str,
+    expected: str,
+    health: str,
+    reason: str,
+    actor: str,
+    now: datetime | None = None,
+) -> bool:
+    """Move an instance's health from EXPECTED to HEALTH, once.
+
+    The conditional UPDATE makes concurrent workers safe: only the one that sees
+    the expected state records the transition and bumps the revision.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        moved = Instance.objects.filter(pk=instance_id, health=expected).update(
+            health=health, status_reason=reason[:500], status_since=now, updated_at=now
+        )
+        if not moved:
+            return False
+        instance = Instance.objects.select_related("service").get(pk=instance_id)
+        revision = MeshRevision.bump()
+        severity = {
+            Health.PASSING: Severity.INFO,
+            Health.WARNING: Severity.WARNING,
+            Health.CRITICAL: Severity.CRITICAL,
+        }[Health(health)]
+        event_record(
+            kind=EventKind.HEALTH,
+            severity=severity,
+            message=(
+                f"instance {instance.address}:{instance.port} of {instance.service.name}: "
+                f"{expected} -> {health} ({reason})"
+            ),
+            service=instance.service.name,
+            instance=instance.id,
+            actor=actor,
+            data={"from": expected, "to": health, "reason": reason},
+            revision=revision,
+        )
+        mesh_changed(revision=revision, services={instance.service.name})
+    return True

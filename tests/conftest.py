@@ -1,0 +1,31 @@
+"""Shared fixtures: a fixed cast of users and API clients."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+
+@pytest.fixture
+def admin_user(db: None) -> User:
+    return User.objects.create_superuser("alice", "alice@example.com", "alice-password-1")
+
+
+@pytest.fixture
+def viewer(db: None) -> User:
+    return User.objects.create_user("victor", "victor@example.com", "victor-password-1")
+
+
+@pytest.fixture
+def api(admin_user: User) -> APIClient:
+    client = APIClient()
+    token = Token.objects.create(user=admin_user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def anon() -> APIClient:
+    return APIClient()
