@@ -1,0 +1,248 @@
+"""Active health probes: plain asyncio, one connection per check.
+
+Probes never raise: every outcome, including a bug in a probe, is a CheckResult
+whose output says what happened, so one bad target cannot sink a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from collections.abc import Awaitable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Cloud instance-metadata endpoints hand out credentials: a check must not be a
+# way to make the control plane fetch them (SSRF), whatever the setting says
+# about the rest of link-local.
+METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
+    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+)
+LINK_LOCAL_NETWORKS = (
+    ipaddress.ip_network("169.254.0.0/16"),
+    ipaddress.ip_network("fe80::/10"),
+)
+MAX_STATUS_LINE = 8192
+DEFAULT_CONCURRENCY = 500
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    output: str
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One claimed check, as plain data (no ORM objects cross into asyncio)."""
+
+    instance_id: str
+    check_type: str  # "http" or "tcp"
+    address: str
+    port: int
+    path: str = "/"
+    timeout_ms: int = 2000
+
+
+class AddressRefused(Exception):
+    pass
+
+
+def _allow_link_local_default() -> bool:
+    from django.conf import settings
+
+    return bool(getattr(settings, "MESH_CHECK_ALLOW_LINK_LOCAL", False))
+
+
+def address_refusal(ip: IPAddress, *, allow_link_local: bool) -> str | None:
+    """Why a check may not contact IP, or None when it may."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+        ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
+    if ip in METADATA_ADDRESSES:
+        return "cloud metadata address"
+    if not allow_link_local and any(ip in net for net in LINK_LOCAL_NETWORKS):
+        return "link-local address"
+    return None
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def vetted_address(host: str, port: int, *, allow_link_local: bool) -> str:
+    """The IP to connect to for HOST, after the address policy.
+
+    A host name is resolved here and the check connects to the vetted IP, so a
+    second resolution cannot swap in a refused address.
+    """
+    try:
+        literal: IPAddress | None = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        literal = None
+    if literal is not None:
+        refusal = address_refusal(literal, allow_link_local=allow_link_local)
+        if refusal:
+            raise AddressRefused(f"refused: {refusal}")
+        return str(literal)
+    addresses = await _resolve(host, port)
+    if not addresses:
+        raise AddressRefused(f"cannot resolve {host}")
+    for candidate in addresses:
+        refusal = address_refusal(
+            ipaddress.ip_address(candidate.split("%", 1)[0]), allow_link_local=allow_link_local
+        )
+        if refusal:
+            raise AddressRefused(f"refused: {host} resolves to {refusal} {candidate}")
+    return addresses[0]
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+def _failure(exc: BaseException, timeout: float) -> CheckResult:
+    if isinstance(exc, AddressRefused):
+        return CheckResult(False, str(exc))
+    if isinstance(exc, TimeoutError):
+        return CheckResult(False, f"timed out after {round(timeout * 1000)} ms")
+    if isinstance(exc, ConnectionRefusedError):
+        return CheckResult(False, "connection refused")
+    if isinstance(exc, ConnectionResetError):
+        return CheckResult(False, "connection reset")
+    if isinstance(exc, socket.gaierror):
+        return CheckResult(False, f"cannot resolve host: {exc.strerror or exc}")
+    if isinstance(exc, OSError):
+        return CheckResult(False, f"connection failed: {exc.strerror or exc}")
+    return CheckResult(False, f"check error: {type(exc).__name__}: {exc}")
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with suppress(Exception):
+        await writer.wait_closed()
+
+
+def _host_header(address: str, port: int) -> str:
+    host = address.strip("[]")
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return host if port == 80 else f"{host}:{port}"
+
+
+def _request(address: str, port: int, path: str) -> bytes:
+    path = path or "/"
+    if not path.startswith("/"):
+        path = "/" + path
+    if any(c in path for c in "\r\n ") or not path.isascii():
+        raise ValueError("check path must be printable ASCII without spaces")
+    return (
+        f"GET {path} HTTP/1.1\r\n"
+        f"Host: {_host_header(address, port)}\r\n"
+        "User-Agent: meshconsole-check/1\r\n"
+        "Accept: */*\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode("ascii")
+
+
+def _status(line: bytes) -> int:
+    parts = line.decode("latin-1").split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise ValueError(f"invalid HTTP response: {line[:60]!r}")
+    return int(parts[1])
+
+
+async def http_check(
+    address: str,
+    port: int,
+    path: str,
+    timeout: float,
+    *,
+    allow_link_local: bool | None = None,
+) -> CheckResult:
+    """GET PATH over HTTP/1.1; a 2xx or 3xx status passes. TIMEOUT is in seconds
+    and bounds the whole check: resolution, connect and the status line."""
+    if allow_link_local is None:
+        allow_link_local = _allow_link_local_default()
+    started = time.monotonic()
+    try:
+        request = _request(address, port, path)
+        async with asyncio.timeout(timeout):
+            ip = await vetted_address(address, port, allow_link_local=allow_link_local)
+            reader, writer = await asyncio.open_connection(ip, port, limit=MAX_STATUS_LINE)
+            try:
+                writer.write(request)
+                await writer.drain()
+                try:
+                    line = await reader.readline()
+                except ValueError:
+                    raise ValueError("invalid HTTP response: status line too long") from None
+            finally:
+                await _close(writer)
+        if not line:
+            return CheckResult(False, "connection closed without a response")
+        status = _status(line)
+    except ValueError as exc:
+        return CheckResult(False, str(exc))
+    except Exception as exc:
+        return _failure(exc, timeout)
+    if 200 <= status < 400:
+        return CheckResult(True, f"HTTP {status} in {_elapsed_ms(started)} ms")
+    return CheckResult(False, f"HTTP {status}")
+
+
+async def tcp_check(
+    address: str, port: int, timeout: float, *, allow_link_local: bool | None = None
+) -> CheckResult:
+    """A completed TCP handshake passes."""
+    if allow_link_local is None:
+        allow_link_local = _allow_link_local_default()
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(timeout):
+            ip = await vetted_address(address, port, allow_link_local=allow_link_local)
+            _, writer = await asyncio.open_connection(ip, port)
+            await _close(writer)
+    except Exception as exc:
+        return _failure(exc, timeout)
+    return CheckResult(True, f"TCP connect in {_elapsed_ms(started)} ms")
+
+
+def _probe(spec: CheckSpec, allow_link_local: bool) -> Awaitable[CheckResult]:
+    timeout = spec.timeout_ms / 1000
+    if spec.check_type == "http":
+        return http_check(
+            spec.address, spec.port, spec.path, timeout, allow_link_local=allow_link_local
+        )
+    if spec.check_type == "tcp":
+        return tcp_check(spec.address, spec.port, timeout, allow_link_local=allow_link_local)
+    raise ValueError(f"unknown check type {spec.check_type!r}")
+
+
+async def run_batch(
+    specs: Sequence[CheckSpec],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    allow_link_local: bool | None = None,
+) -> list[CheckResult]:
+    """Run SPECS concurrently, at most CONCURRENCY at once; results in SPECS' order."""
+    if allow_link_local is None:
+        allow_link_local = _allow_link_local_default()
+    allowed = allow_link_local
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(spec: CheckSpec) -> CheckResult:
+        async with gate:
+            try:
+                return await _probe(spec, allowed)
+            except Exception as exc:
+                return CheckResult(False, f"check error: {type(exc).__name__}: {exc}")
+
+    return list(await asyncio.gather(*(one(spec) for spec in specs)))

@@ -1,0 +1,239 @@
+"""Claiming due checks and turning results into health, on the real database."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from agents.models import Agent
+from monitoring.checks import CheckResult, CheckSpec
+from monitoring.health import check_results_record, checks_claim_due
+from monitoring.models import Event, EventKind
+from registry.models import AdminState, Health, Instance, MeshRevision, Node, Service
+from registry.services import instance_register, service_create
+
+pytestmark = pytest.mark.django_db
+
+OK = CheckResult(True, "HTTP 200 in 1 ms")
+REFUSED = CheckResult(False, "connection refused")
+
+
+def make_service(name: str = "payments", **check: Any) -> Service:
+    data = {"name": name, "check_type": "http", "check_rise": 2, "check_fall": 3, **check}
+    return service_create(user=None, data=data)
+
+
+def make_instance(service: Service, port: int = 8080, **fields: Any) -> Instance:
+    instance = instance_register(
+        user=None, service=service, data={"address": "127.0.0.1", "port": port}
+    )
+    if fields:
+        Instance.objects.filter(pk=instance.pk).update(**fields)
+    return Instance.objects.get(pk=instance.pk)
+
+
+def record(instance: Instance, result: CheckResult, check_type: str = "http") -> list[str]:
+    spec = CheckSpec(instance.pk, check_type, instance.address, instance.port, "/health", 1000)
+    return check_results_record(results=[(spec, result)], now=timezone.now())
+
+
+def health_events(instance: Instance) -> list[Event]:
+    return list(Event.objects.filter(kind=EventKind.HEALTH, instance=instance.pk))
+
+
+def test_claim_is_exclusive_and_due_again_after_the_interval() -> None:
+    service = make_service(check_interval_ms=5000, check_timeout_ms=1000)
+    a, b = make_instance(service, 8080), make_instance(service, 8081)
+    now = timezone.now() + timedelta(seconds=1)
+
+    first = checks_claim_due(now=now, limit=100)
+    assert {s.instance_id for s in first} == {a.pk, b.pk}
+    assert first[0].check_type == "http" and first[0].path == "/health"
+    assert first[0].timeout_ms == 1000
+    assert checks_claim_due(now=now, limit=100) == []
+    assert checks_claim_due(now=now + timedelta(milliseconds=4999), limit=100) == []
+    again = checks_claim_due(now=now + timedelta(seconds=5), limit=100)
+    assert {s.instance_id for s in again} == {a.pk, b.pk}
+
+
+def test_claim_respects_limit_and_null_next_check() -> None:
+    service = make_service()
+    instances = [make_instance(service, 9000 + i) for i in range(5)]
+    Instance.objects.filter(pk=instances[0].pk).update(next_check_at=None)
+    now = timezone.now() + timedelta(seconds=1)
+    claimed = checks_claim_due(now=now, limit=2)
+    assert len(claimed) == 2
+    assert claimed[0].instance_id == instances[0].pk  # never-scheduled goes first
+    assert len(checks_claim_due(now=now, limit=100)) == 3
+
+
+def test_claim_covers_maintenance_but_not_heartbeat_or_unchecked_services() -> None:
+    checked = make_instance(make_service("web", check_type="tcp"))
+    Instance.objects.filter(pk=checked.pk).update(admin_state=AdminState.MAINTENANCE)
+    make_instance(make_service("ttl-svc", check_type="ttl"))
+    make_instance(make_service("plain", check_type="none"))
+    claimed = checks_claim_due(now=timezone.now() + timedelta(seconds=1), limit=100)
+    assert [(s.instance_id, s.check_type) for s in claimed] == [(checked.pk, "tcp")]
+
+
+def test_stale_read_cannot_claim_twice() -> None:
+    service = make_service()
+    instance = make_instance(service)
+    now = timezone.now() + timedelta(seconds=1)
+    read = Instance.objects.get(pk=instance.pk).next_check_at
+    assert checks_claim_due(now=now, limit=10)
+    # A second worker that read the old value loses the conditional update.
+    assert (
+        Instance.objects.filter(pk=instance.pk, next_check_at=read).update(next_check_at=now) == 0
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_workers_claim_each_check_once() -> None:
+    if connection.vendor == "sqlite":
+        pytest.skip("in-memory shared-cache SQLite locks tables instead of waiting")
+    service = make_service()
+    for i in range(60):
+        make_instance(service, 10000 + i)
+    now = timezone.now() + timedelta(seconds=1)
+    claims: list[list[str]] = []
+    start = threading.Barrier(4)
+
+    def worker() -> None:
+        try:
+            start.wait()
+            claims.append([s.instance_id for s in checks_claim_due(now=now, limit=100)])
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [pk for claim in claims for pk in claim]
+    assert len(everything) == 60
+    assert len(set(everything)) == 60
+
+
+def test_result_is_stored_with_counters() -> None:
+    instance = make_instance(make_service())
+    record(instance, REFUSED)
+    record(instance, REFUSED)
+    instance.refresh_from_db()
+    assert (instance.consecutive_ok, instance.consecutive_fail) == (0, 2)
+    assert instance.last_check_output == "connection refused"
+    assert instance.last_check_at is not None
+    record(instance, OK)
+    instance.refresh_from_db()
+    assert (instance.consecutive_ok, instance.consecutive_fail) == (1, 0)
+    assert instance.last_check_output == "HTTP 200 in 1 ms"
+
+
+def test_first_success_of_a_new_instance_passes_at_once() -> None:
+    instance = make_instance(make_service(check_rise=5))
+    assert instance.health == Health.CRITICAL
+    revision = MeshRevision.current()
+    assert record(instance, OK) == [instance.pk]
+    instance.refresh_from_db()
+    assert instance.health == Health.PASSING
+    assert instance.status_reason == "1 passing HTTP check: HTTP 200 in 1 ms"
+    assert len(health_events(instance)) == 1
+    assert MeshRevision.current() == revision + 1
+
+
+def test_failing_new_instance_stays_critical_without_events() -> None:
+    instance = make_instance(make_service())
+    for _ in range(5):
+        assert record(instance, REFUSED) == []
+    instance.refresh_from_db()
+    assert instance.health == Health.CRITICAL
+    assert health_events(instance) == []
+
+
+def test_fall_then_rise_make_one_event_each_and_bump_the_revision() -> None:
+    instance = make_instance(make_service(check_rise=2, check_fall=3))
+    record(instance, OK)  # first check: passing
+
+    revision = MeshRevision.current()
+    assert record(instance, REFUSED) == []
+    assert record(instance, REFUSED) == []
+    assert MeshRevision.current() == revision
+    assert record(instance, REFUSED) == [instance.pk]
+    assert record(instance, REFUSED) == []
+    instance.refresh_from_db()
+    assert instance.health == Health.CRITICAL
+    assert instance.status_reason == "3 failed HTTP checks: connection refused"
+    assert MeshRevision.current() == revision + 1
+    down = [e for e in health_events(instance) if e.data["to"] == Health.CRITICAL]
+    assert len(down) == 1 and down[0].revision == revision + 1
+
+    assert record(instance, OK) == []  # one success is not enough to rise
+    assert record(instance, OK) == [instance.pk]
+    assert record(instance, OK) == []
+    instance.refresh_from_db()
+    assert instance.health == Health.PASSING
+    assert instance.status_reason == "2 passing HTTP checks: HTTP 200 in 1 ms"
+    assert MeshRevision.current() == revision + 2
+    assert len(health_events(instance)) == 3  # first pass, down, up
+
+
+def test_a_success_between_failures_resets_the_fall_count() -> None:
+    instance = make_instance(make_service(check_fall=2))
+    record(instance, OK)
+    for result in (REFUSED, OK, REFUSED, OK, REFUSED):
+        assert record(instance, result) == []
+    instance.refresh_from_db()
+    assert instance.health == Health.PASSING
+
+
+def test_maintenance_instance_health_still_follows_checks() -> None:
+    instance = make_instance(make_service(check_fall=1), admin_state=AdminState.MAINTENANCE)
+    record(instance, OK)
+    record(instance, REFUSED)
+    instance.refresh_from_db()
+    assert instance.health == Health.CRITICAL
+    assert instance.status == "maintenance"
+
+
+def test_agent_back_awaiting_check_passes_on_first_success() -> None:
+    instance = make_instance(make_service(check_rise=3), status_reason="agent back; awaiting check")
+    assert record(instance, OK) == [instance.pk]
+    instance.refresh_from_db()
+    assert instance.health == Health.PASSING
+
+
+def test_silent_agents_instances_are_not_resurrected_by_checks() -> None:
+    node = Node.objects.create(name="host-a")
+    Agent.objects.create(node=node, token_hash="h" * 64, silent=True)
+    instance = make_instance(
+        make_service(check_rise=1),
+        node=node,
+        agent_managed=True,
+        status_reason="agent host-a silent for 15s",
+    )
+    for _ in range(3):
+        assert record(instance, OK) == []
+    instance.refresh_from_db()
+    assert instance.health == Health.CRITICAL
+    assert instance.status_reason == "agent host-a silent for 15s"
+    assert instance.consecutive_ok == 3
+
+
+def test_result_for_a_check_that_changed_kind_is_ignored() -> None:
+    instance = make_instance(make_service(check_type="tcp"))
+    assert record(instance, OK, check_type="http") == []
+    instance.refresh_from_db()
+    assert instance.health == Health.CRITICAL
+    assert instance.last_check_at is None
+
+
+def test_result_for_a_deleted_instance_is_ignored() -> None:
+    instance = make_instance(make_service())
+    Instance.objects.filter(pk=instance.pk).delete()
+    assert record(instance, OK) == []
