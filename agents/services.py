@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -18,7 +19,15 @@ from monitoring.notify import mesh_changed
 from monitoring.services import event_record
 from policies.models import DEFAULT_POLICY_SNAPSHOT, TrafficPolicy
 from registry import services as registry_services
-from registry.models import ROUTABLE_HEALTH, AdminState, CheckType, Health, Instance, MeshRevision, Service
+from registry.models import (
+    ROUTABLE_HEALTH,
+    AdminState,
+    CheckType,
+    Health,
+    Instance,
+    MeshRevision,
+    Service,
+)
 
 REPORT_INTERVAL_MS = 2000
 
@@ -27,12 +36,13 @@ class EnrollmentRefused(Exception):
     pass
 
 
-def enrollment_token_create(
-    *, user: AbstractBaseUser | None = None, description: str = ""
-) -> str:
+def enrollment_token_create(*, user: AbstractBaseUser | None = None, description: str = "") -> str:
     raw = "mesh-enroll-" + secrets.token_urlsafe(24)
     EnrollmentToken.objects.create(
-        token_hash=hash_token(raw), prefix=raw[12:18], description=description, created_by=user
+        token_hash=hash_token(raw),
+        prefix=raw[12:18],
+        description=description,
+        created_by=user if isinstance(user, User) else None,
     )
     return raw
 
@@ -106,7 +116,9 @@ def agent_snapshot(*, agent: Agent) -> dict[str, Any]:
             service = by_name.get(name)
             upstreams[name] = {
                 "protocol": service.protocol if service else "http",
-                "policy": policies.get(service.pk, DEFAULT_POLICY_SNAPSHOT) if service else DEFAULT_POLICY_SNAPSHOT,
+                "policy": policies.get(service.pk, DEFAULT_POLICY_SNAPSHOT)
+                if service
+                else DEFAULT_POLICY_SNAPSHOT,
                 "endpoints": _endpoints(service) if service else [],
             }
     return {
@@ -152,7 +164,10 @@ def _sync_service(agent: Agent, spec: dict[str, Any]) -> Instance:
             actor=f"agent:{agent.node.name}",
             agent_managed=True,
         )
-    elif any(getattr(instance, k) != v for k, v in wanted.items()) or instance.node_id != agent.node_id:
+    elif (
+        any(getattr(instance, k) != v for k, v in wanted.items())
+        or instance.node_id != agent.node_id
+    ):
         with transaction.atomic():
             for k, v in wanted.items():
                 setattr(instance, k, v)
@@ -202,14 +217,19 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
     nack = report.get("nack")
     upstreams_changed = "upstreams" in report and report["upstreams"] != agent.upstreams
     with transaction.atomic():
-        if nack and (nack.get("revision") != agent.nack_revision or nack.get("reason") != agent.nack_reason):
+        if nack and (
+            nack.get("revision") != agent.nack_revision or nack.get("reason") != agent.nack_reason
+        ):
             agent.nack_revision = nack.get("revision")
             agent.nack_reason = str(nack.get("reason", ""))[:1000]
             fields += ["nack_revision", "nack_reason"]
             event_record(
                 kind=EventKind.AGENT,
                 severity=Severity.WARNING,
-                message=f"agent {agent.node.name} refused revision {nack.get('revision')}: {agent.nack_reason}",
+                message=(
+                    f"agent {agent.node.name} refused revision {nack.get('revision')}: "
+                    f"{agent.nack_reason}"
+                ),
                 actor=f"agent:{agent.node.name}",
             )
         elif not nack and agent.nack_reason and report.get("applied_revision") is not None:
@@ -275,7 +295,7 @@ def agents_expire(*, now: datetime | None = None) -> list[str]:
     """Mark agents silent past the TTL and their instances critical."""
     now = now or timezone.now()
     ttl = settings.MESH_HEARTBEAT_TTL
-    cutoff = now - timezone.timedelta(seconds=ttl)
+    cutoff = now - timedelta(seconds=ttl)
     expired: list[str] = []
     for agent in Agent.objects.select_related("node").filter(silent=False, last_seen__lt=cutoff):
         # Conditional claim: only one worker handles a given expiry.

@@ -15,7 +15,16 @@ app.autodiscover_tasks(["monitoring", "agents", "registry", "policies"])
 # Beat's schedule. Checks are claimed per instance when due, so the 1 s tick is
 # only how often a worker looks; each check keeps its own interval.
 app.conf.beat_schedule = {
-    "dispatch-due-checks": {"task": "monitoring.tasks.dispatch_due_checks", "schedule": 1.0},
-    "expire-heartbeats": {"task": "monitoring.tasks.expire_heartbeats", "schedule": 2.0},
+    # A tick not picked up within a second is dropped: the next one claims the same work.
+    "dispatch-due-checks": {
+        "task": "monitoring.tasks.dispatch_due_checks",
+        "schedule": 1.0,
+        "options": {"expires": 1.0},
+    },
+    "expire-heartbeats": {
+        "task": "monitoring.tasks.expire_heartbeats",
+        "schedule": 2.0,
+        "options": {"expires": 2.0},
+    },
     "prune-history": {"task": "monitoring.tasks.prune_history", "schedule": 300.0},
 }

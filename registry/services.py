@@ -223,8 +223,8 @@ def instance_register(
 
 @transaction.atomic
 def instance_update(*, user: User, instance: Instance, data: dict[str, Any]) -> Instance:
-    instance = Instance.objects.select_for_update().select_related("service", "node").get(
-        pk=instance.pk
+    instance = (
+        Instance.objects.select_for_update().select_related("service", "node").get(pk=instance.pk)
     )
     before = instance_state(instance)
     for field in INSTANCE_FIELDS:

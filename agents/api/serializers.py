@@ -17,12 +17,16 @@ class UpstreamSerializer(serializers.Serializer):
     service = serializers.RegexField(SERVICE_NAME_RE, max_length=63)
     protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.HTTP)
     listen = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    source = serializers.RegexField(SERVICE_NAME_RE, max_length=63, required=False)
+    source = serializers.RegexField(  # type: ignore[assignment]
+        SERVICE_NAME_RE, max_length=63, required=False
+    )
 
 
 class EnrollSerializer(serializers.Serializer):
     token = serializers.CharField(max_length=200)
-    node = serializers.RegexField(r"^[A-Za-z0-9]([A-Za-z0-9.\-_]{0,251}[A-Za-z0-9])?$", max_length=253)
+    node = serializers.RegexField(
+        r"^[A-Za-z0-9]([A-Za-z0-9.\-_]{0,251}[A-Za-z0-9])?$", max_length=253
+    )
     zone = serializers.CharField(max_length=63, allow_blank=True, default="")
     version = serializers.CharField(max_length=32, allow_blank=True, default="")
     upstreams = UpstreamSerializer(many=True, default=list)
@@ -51,12 +55,14 @@ class LocalServiceSerializer(serializers.Serializer):
 
 
 class MetricsWindowSerializer(serializers.Serializer):
-    source = serializers.RegexField(r"^[a-z0-9-]{1,63}$|^unknown$", max_length=63)
+    source = serializers.RegexField(  # type: ignore[assignment]
+        r"^[a-z0-9-]{1,63}$", max_length=63
+    )
     destination = serializers.RegexField(SERVICE_NAME_RE, max_length=63)
     window_end = serializers.FloatField(min_value=0)
     seconds = serializers.FloatField(min_value=0.001, max_value=3600)
     requests = serializers.IntegerField(min_value=0, max_value=10**9)
-    errors = serializers.IntegerField(min_value=0, max_value=10**9)
+    errors = serializers.IntegerField(min_value=0, max_value=10**9)  # type: ignore[assignment]
     latency_sum_ms = serializers.FloatField(min_value=0, default=0.0)
     buckets = serializers.ListField(
         child=serializers.IntegerField(min_value=0), max_length=histogram.NBUCKETS, default=list

@@ -6,14 +6,16 @@ from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.runtime.durations import parse_duration_ms
 from monitoring.models import Event, EventKind
+from monitoring.timeseries import service_series
 from monitoring.topology import topology_snapshot
+from registry.models import Service
 
 MAX_WINDOW_S = 24 * 3600
 
@@ -21,7 +23,18 @@ MAX_WINDOW_S = 24 * 3600
 class EventSerializer(serializers.ModelSerializer):
     class Meta:
         model = Event
-        fields = ["id", "ts", "kind", "severity", "service", "instance", "message", "actor", "data", "revision"]
+        fields = [
+            "id",
+            "ts",
+            "kind",
+            "severity",
+            "service",
+            "instance",
+            "message",
+            "actor",
+            "data",
+            "revision",
+        ]
 
 
 class EventFilter(filters.FilterSet):
@@ -39,14 +52,16 @@ class EventListView(generics.ListAPIView):
     serializer_class = EventSerializer
     filterset_class = EventFilter
 
-    @extend_schema(parameters=[OpenApiParameter("limit", int, description="at most 1000; 200 by default")])
+    @extend_schema(
+        parameters=[OpenApiParameter("limit", int, description="at most 1000; 200 by default")]
+    )
     def get(self, request: Request, *args: object, **kwargs: object) -> Response:
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[Event]:
         return Event.objects.all()
 
-    def filter_queryset(self, queryset: QuerySet[Event]) -> QuerySet[Event]:
+    def filter_queryset(self, queryset: QuerySet[Event]) -> QuerySet[Event]:  # type: ignore[override]
         queryset = super().filter_queryset(queryset)
         raw = self.request.query_params.get("limit", "200")
         try:
@@ -72,6 +87,18 @@ def window_seconds(request: Request, default: int = 60) -> int:
 
 
 class TopologyView(APIView):
-    @extend_schema(parameters=[OpenApiParameter("window", str, description="e.g. 60s, 5m (default 60s)")])
+    @extend_schema(
+        parameters=[OpenApiParameter("window", str, description="e.g. 60s, 5m (default 60s)")]
+    )
     def get(self, request: Request) -> Response:
         return Response(topology_snapshot(window_seconds(request)))
+
+
+class ServiceMetricsView(APIView):
+    """Inbound rps, error rate and latency percentiles of one service over time."""
+
+    @extend_schema(parameters=[OpenApiParameter("window", str, description="e.g. 15m (default)")])
+    def get(self, request: Request, name: str) -> Response:
+        if not Service.objects.filter(name=name).exists():
+            raise NotFound(f"no service named {name!r}")
+        return Response(service_series(name, window_seconds(request, default=900)))

@@ -116,7 +116,9 @@ class InstanceSerializer(serializers.ModelSerializer):
     metadata = serializers.DictField(child=serializers.CharField(max_length=500), default=dict)
     status = serializers.CharField(read_only=True)
     maintenance = serializers.BooleanField(write_only=True, required=False)
-    node = serializers.CharField(source="node.name", max_length=253, required=False, allow_null=True)
+    node = serializers.CharField(
+        source="node.name", max_length=253, required=False, allow_null=True
+    )
 
     class Meta:
         model = Instance

@@ -24,6 +24,13 @@ from registry.api.serializers import (
 from registry.models import Instance, Service
 
 HEALTH_FILTERS = ("passing", "warning", "critical", "empty")
+# Over the annotations of registry.api.serializers.annotate_health.
+HEALTH_QUERIES = {
+    "passing": Q(total_instances__gt=0, passing_instances=F("total_instances")),
+    "critical": Q(total_instances__gt=0, passing_instances=0),
+    "warning": Q(passing_instances__gt=0, passing_instances__lt=F("total_instances")),
+    "empty": Q(total_instances=0),
+}
 
 
 @extend_schema(
@@ -51,14 +58,7 @@ class ServiceViewSet(viewsets.ModelViewSet):
         if health:
             if health not in HEALTH_FILTERS:
                 raise ValidationError({"health": f"one of {', '.join(HEALTH_FILTERS)}"})
-            queryset = {
-                "passing": queryset.filter(total_instances__gt=0, passing_instances=F("total_instances")),
-                "critical": queryset.filter(total_instances__gt=0, passing_instances=0),
-                "warning": queryset.filter(
-                    passing_instances__gt=0, passing_instances__lt=F("total_instances")
-                ),
-                "empty": queryset.filter(total_instances=0),
-            }[health]
+            queryset = queryset.filter(HEALTH_QUERIES[health])
         tag = params.get("tag")
         if tag:
             # JSON containment is not portable to SQLite; tags are few, filter here.
@@ -105,7 +105,9 @@ class InstanceViewSet(viewsets.ModelViewSet):
         serializer = InstanceSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        if Instance.objects.filter(service=service, address=data["address"], port=data["port"]).exists():
+        if Instance.objects.filter(
+            service=service, address=data["address"], port=data["port"]
+        ).exists():
             raise Conflict(
                 f"{service.name} already has an instance at {data['address']}:{data['port']}"
             )

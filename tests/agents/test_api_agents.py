@@ -1,0 +1,183 @@
+"""Agent endpoints: enrollment, config snapshot, reports, and their auth."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from agents.models import Agent
+from agents.runtime import histogram
+from agents.services import agents_expire, enrollment_token_create
+from monitoring.models import EdgeWindow, Event
+from registry.models import Instance, MeshRevision, Service
+
+pytestmark = pytest.mark.django_db
+
+UPSTREAMS = [{"service": "payments", "protocol": "http", "listen": "127.0.0.1:9101", "source": "orders"}]
+SERVICES = [
+    {
+        "name": "orders",
+        "address": "127.0.0.1",
+        "port": 8081,
+        "tags": ["v1"],
+        "check": {"type": "http", "path": "/health", "interval": "2s", "timeout": "1s", "rise": 2, "fall": 2},
+    }
+]
+
+
+def enroll(node: str = "host-a", token: str | None = None) -> tuple[APIClient, dict[str, Any]]:
+    token = token or enrollment_token_create()
+    client = APIClient()
+    response = client.post(
+        "/api/v1/agents/enroll/",
+        {"token": token, "node": node, "zone": "zone-1", "version": "0.1.0", "upstreams": UPSTREAMS},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    client.credentials(HTTP_AUTHORIZATION=f"Agent {body['agent_token']}")
+    return client, body
+
+
+def test_enroll_with_bad_token_is_refused_and_stores_nothing() -> None:
+    response = APIClient().post(
+        "/api/v1/agents/enroll/", {"token": "nope", "node": "host-a"}, format="json"
+    )
+    assert response.status_code == 403
+    assert not Agent.objects.exists()
+
+
+def test_enroll_validates_node_name() -> None:
+    token = enrollment_token_create()
+    response = APIClient().post("/api/v1/agents/enroll/", {"token": token, "node": "bad node!"}, format="json")
+    assert response.status_code == 400
+    assert "node" in response.json()
+
+
+def test_reenroll_keeps_agent_id_and_replaces_token() -> None:
+    token = enrollment_token_create()
+    first, body1 = enroll(token=token)
+    _, body2 = enroll(token=token)
+    assert body1["agent_id"] == body2["agent_id"]
+    assert first.get(f"/api/v1/agents/{body1['agent_id']}/config/").status_code == 401
+
+
+def test_config_snapshot_lists_routable_endpoints_of_declared_upstreams(api: APIClient) -> None:
+    api.post("/api/v1/services/", {"name": "payments", "check": {"type": "none"}}, format="json")
+    api.post("/api/v1/services/payments/instances/", {"address": "10.0.0.1", "port": 80}, format="json")
+    down = api.post("/api/v1/services/payments/instances/", {"address": "10.0.0.2", "port": 80}, format="json").json()
+    api.patch(f"/api/v1/services/payments/instances/{down['id']}/", {"maintenance": True}, format="json")
+    client, body = enroll()
+    response = client.get(f"/api/v1/agents/{body['agent_id']}/config/")
+    assert response.status_code == 200
+    snapshot = response.json()
+    assert snapshot["revision"] == MeshRevision.current()
+    assert response["X-Mesh-Index"] == str(snapshot["revision"])
+    payments = snapshot["upstreams"]["payments"]
+    assert payments["policy"]["load_balancer"] == "round_robin"
+    assert [(e["address"], e["port"]) for e in payments["endpoints"]] == [("10.0.0.1", 80)]
+
+
+def test_config_of_another_agent_is_forbidden() -> None:
+    client_a, _ = enroll("host-a")
+    _, body_b = enroll("host-b")
+    assert client_a.get(f"/api/v1/agents/{body_b['agent_id']}/config/").status_code == 403
+    assert APIClient().get(f"/api/v1/agents/{body_b['agent_id']}/config/").status_code == 401
+
+
+def test_user_token_cannot_act_as_agent(api: APIClient) -> None:
+    _, body = enroll()
+    assert api.get(f"/api/v1/agents/{body['agent_id']}/config/").status_code == 401
+    assert api.post(f"/api/v1/agents/{body['agent_id']}/report/", {}, format="json").status_code == 401
+
+
+def test_report_registers_local_services_and_heartbeats() -> None:
+    client, body = enroll()
+    response = client.post(f"/api/v1/agents/{body['agent_id']}/report/", {"services": SERVICES}, format="json")
+    assert response.status_code == 200, response.content
+    instance = Instance.objects.get()
+    assert response.json()["instances"] == {"orders": instance.id}
+    assert instance.node.name == "host-a" and instance.zone == "zone-1" and instance.agent_managed
+    assert instance.last_heartbeat is not None
+    service = Service.objects.get(name="orders")
+    assert (service.check_type, service.check_interval_ms, service.check_fall) == ("http", 2000, 2)
+    # The same report again changes nothing.
+    revision = MeshRevision.current()
+    client.post(f"/api/v1/agents/{body['agent_id']}/report/", {"services": SERVICES}, format="json")
+    assert MeshRevision.current() == revision
+    # A service no longer listed is deregistered.
+    client.post(f"/api/v1/agents/{body['agent_id']}/report/", {"services": []}, format="json")
+    assert not Instance.objects.exists()
+
+
+def test_report_stores_metrics_and_topology_shows_edge(api: APIClient) -> None:
+    client, body = enroll()
+    buckets = histogram.empty()
+    buckets[histogram.bucket_index(3.0)] = 90
+    buckets[histogram.bucket_index(40.0)] = 10
+    window = {"source": "orders", "destination": "payments", "window_end": time.time(), "seconds": 2.0,
+              "requests": 100, "errors": 5, "latency_sum_ms": 670.0, "buckets": buckets}
+    response = client.post(f"/api/v1/agents/{body['agent_id']}/report/", {"metrics": [window]}, format="json")
+    assert response.status_code == 200, response.content
+    assert EdgeWindow.objects.count() == 1
+    topology = api.get("/api/v1/topology/?window=60s").json()
+    edge = topology["edges"][0]
+    assert (edge["source"], edge["destination"], edge["requests"], edge["errors"]) == ("orders", "payments", 100, 5)
+    assert edge["error_rate"] == 0.05
+    assert 2.0 <= edge["p50_ms"] <= 3.5
+    # The true value (40 ms) lies in the bucket (36.2, 51.2]; the estimate must too.
+    assert 36.2 <= edge["p99_ms"] <= 51.2
+    assert api.get("/api/v1/topology/?window=forever").status_code == 400
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        {"services": [{"name": "Bad Name", "address": "x", "port": 1}]},
+        {"services": [{"name": "ok", "address": "x", "port": 0}]},
+        {"services": [{"name": "ok", "address": "x", "port": 1}, {"name": "ok", "address": "y", "port": 2}]},
+        {"metrics": [{"source": "a", "destination": "b", "window_end": 1, "seconds": 1, "requests": 1, "errors": 2}]},
+        {"metrics": [{"source": "a", "destination": "b", "window_end": 1, "seconds": 1, "requests": 1, "errors": 0,
+                      "buckets": [1] * (histogram.NBUCKETS + 1)}]},
+        {"applied_revision": "latest"},
+        {"nack": {"revision": 3}},
+    ],
+)
+def test_bad_report_is_400_and_stores_nothing(report: dict[str, Any]) -> None:
+    client, body = enroll()
+    revision = MeshRevision.current()
+    response = client.post(f"/api/v1/agents/{body['agent_id']}/report/", report, format="json")
+    assert response.status_code == 400
+    assert not Instance.objects.exists() and not EdgeWindow.objects.exists()
+    assert MeshRevision.current() == revision
+
+
+def test_nack_is_recorded_and_visible_in_agents_api(api: APIClient) -> None:
+    client, body = enroll()
+    client.post(f"/api/v1/agents/{body['agent_id']}/report/",
+                {"applied_revision": 3, "nack": {"revision": 4, "reason": "endpoint port out of range"}}, format="json")
+    agent = api.get("/api/v1/agents/").json()[0]
+    assert agent["status"] == "nack"
+    assert agent["nack_revision"] == 4 and "out of range" in agent["nack_reason"]
+    assert agent["applied_revision"] == 3
+    assert Event.objects.filter(kind="agent", severity="warning").exists()
+
+
+def test_silent_agent_instances_go_critical_and_come_back(settings: Any) -> None:
+    settings.MESH_HEARTBEAT_TTL = 5
+    client, body = enroll()
+    services = [dict(SERVICES[0], check={"type": "ttl"})]
+    client.post(f"/api/v1/agents/{body['agent_id']}/report/", {"services": services}, format="json")
+    instance = Instance.objects.get()
+    assert instance.health == "passing"  # the report is its heartbeat
+    Agent.objects.update(last_seen=instance.created_at.replace(year=2000))
+    assert agents_expire() == ["host-a"]
+    instance.refresh_from_db()
+    assert instance.health == "critical" and instance.status_reason.startswith("agent host-a silent")
+    assert agents_expire() == []  # handled once
+    client.post(f"/api/v1/agents/{body['agent_id']}/report/", {"services": services}, format="json")
+    instance.refresh_from_db()
+    assert instance.health == "passing"
