@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 
 from monitoring.models import AuditEntry, Event, EventKind, Severity
 
@@ -49,7 +49,7 @@ def audit_record(
     after: dict[str, Any] | None,
 ) -> AuditEntry:
     return AuditEntry.objects.create(
-        user=user if user is not None and user.is_authenticated else None,
+        user=user if isinstance(user, User) else None,
         actor=actor_name(user),
         action=action,
         object_type=object_type,
