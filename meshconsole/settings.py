@@ -106,6 +106,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# One queue name per install lets several installs (or test runs) share a Redis.
+CELERY_TASK_DEFAULT_QUEUE = env_str("MESH_CELERY_QUEUE", "meshconsole")
 
 CHANNEL_LAYERS = {
     "default": {
