@@ -21,7 +21,11 @@ def redis_server_binary() -> str:
 
 
 def start(
-    data_dir: Path, socket_path: Path | None = None, timeout: float = 10.0
+    data_dir: Path,
+    socket_path: Path | None = None,
+    timeout: float = 10.0,
+    *,
+    new_session: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start redis-server listening only on a unix socket; wait until it answers."""
     socket_path = socket_path or data_dir / "redis.sock"
@@ -29,7 +33,7 @@ def start(
     if socket_path.exists():
         try:
             redis.Redis(unix_socket_path=str(socket_path), socket_timeout=0.5).ping()
-        except redis.RedisError:
+        except (redis.RedisError, OSError):
             socket_path.unlink()  # stale socket from a crash
         else:
             raise RuntimeError(
@@ -56,7 +60,7 @@ def start(
         "--logfile",
         str(data_dir / "redis.log"),
     ]
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=False)
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=new_session)
     deadline = time.monotonic() + timeout
     client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=0.5)
     while time.monotonic() < deadline:

@@ -1,10 +1,228 @@
-"""Placeholder replaced by the console work (LiveConsumer)."""
+"""Live streams for the console: the topology, and one service at a time.
+
+One socket per page at ws/live/. The client subscribes to what it shows; the
+consumer joins one group per thing watched (never broadcast-then-filter) and
+answers each subscription with a full snapshot, then with fresh snapshots
+whenever monitoring.notify says something changed.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import re
+from typing import Any, Literal, TypedDict
+
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from monitoring.notify import TOPOLOGY_GROUP, service_group
+from monitoring.topology import Topology, topology_snapshot
+from registry.api.serializers import InstanceSerializer, ServiceSerializer, annotate_health
+from registry.models import SERVICE_NAME_RE, Instance, Service
+
+log = logging.getLogger(__name__)
+
+TOPOLOGY_WINDOW_S = 60
+# Metrics move continuously: push a fresh topology this often while subscribed.
+TOPOLOGY_PERIOD_S = 2.0
+# A burst of registry changes costs at most one recompute per this interval.
+TOPOLOGY_MIN_INTERVAL_S = 0.5
+CLOSE_UNAUTHENTICATED = 4401
+MAX_SERVICE_SUBSCRIPTIONS = 20
+
+
+# Server -> client payloads.
+class TopologyMessage(TypedDict):
+    type: Literal["topology"]
+    data: Topology
+
+
+class ServiceMessage(TypedDict):
+    type: Literal["service"]
+    data: dict[str, Any]  # ServiceSerializer's shape plus "instances"
+
+
+class ServiceRemovedMessage(TypedDict):
+    type: Literal["service.removed"]
+    name: str
+
+
+class ErrorMessage(TypedDict):
+    type: Literal["error"]
+    message: str
+
+
+# Group messages (sent by monitoring.notify).
+class TopologyChanged(TypedDict, total=False):
+    type: Literal["topology.changed"]
+    revision: int
+
+
+class ServiceChanged(TypedDict):
+    type: Literal["service.changed"]
+    service: str
+
+
+def service_payload(name: str) -> dict[str, Any] | None:
+    """The service as the REST API shows it, with its instances; None if gone."""
+    service = annotate_health(Service.objects.filter(name=name)).first()
+    if service is None:
+        return None
+    data: dict[str, Any] = dict(ServiceSerializer(service).data)
+    instances = Instance.objects.filter(service=service).select_related("service", "node")
+    data["instances"] = [dict(row) for row in InstanceSerializer(instances, many=True).data]
+    return data
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
+    """ws/live/: subscribe to "topology" and/or "service" (by name)."""
+
     async def connect(self) -> None:
-        await self.close(code=4401)
+        self.watched_groups: set[str] = set()
+        self.topology_task: asyncio.Task[None] | None = None
+        self.topology_dirty = asyncio.Event()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            # Refused at the handshake: nothing is streamed to anonymous sockets.
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        task = getattr(self, "topology_task", None)
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        for group in getattr(self, "watched_groups", set()):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    # Client messages.
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Overridden so that a malformed frame gets an error back, not a crash.
+        if text_data is None:
+            await self.send_error("expected a JSON text frame")
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self.send_error("invalid JSON")
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict):
+            await self.send_error("expected a JSON object")
+            return
+        kind = content.get("type")
+        if kind == "subscribe":
+            await self.subscribe(content)
+        elif kind == "unsubscribe":
+            await self.unsubscribe(content)
+        else:
+            await self.send_error(f"unknown message type {kind!r}; expected subscribe")
+
+    async def subscribe(self, content: dict[str, Any]) -> None:
+        topic = content.get("topic")
+        if topic == "topology":
+            await self.subscribe_topology()
+        elif topic == "service":
+            name = content.get("name")
+            if not isinstance(name, str) or not _is_service_name(name):
+                await self.send_error("subscribe service: expected a service name")
+                return
+            await self.subscribe_service(name)
+        else:
+            await self.send_error(f"unknown topic {topic!r}; expected topology or service")
+
+    async def unsubscribe(self, content: dict[str, Any]) -> None:
+        topic = content.get("topic")
+        if topic == "topology":
+            await self._leave(TOPOLOGY_GROUP)
+            if self.topology_task is not None:
+                self.topology_task.cancel()
+                self.topology_task = None
+        elif topic == "service" and isinstance(content.get("name"), str):
+            await self._leave(service_group(content["name"]))
+        else:
+            await self.send_error("unsubscribe: expected topic topology or service with a name")
+
+    async def subscribe_topology(self) -> None:
+        await self._join(TOPOLOGY_GROUP)
+        await self.send_topology()
+        if self.topology_task is None:
+            self.topology_task = asyncio.create_task(self._topology_loop())
+
+    async def subscribe_service(self, name: str) -> None:
+        data = await database_sync_to_async(service_payload)(name)
+        if data is None:
+            await self.send_error(f"unknown service {name!r}")
+            return
+        group = service_group(name)
+        watched = sum(1 for g in self.watched_groups if g.startswith("service."))
+        if group not in self.watched_groups and watched >= MAX_SERVICE_SUBSCRIPTIONS:
+            await self.send_error(f"at most {MAX_SERVICE_SUBSCRIPTIONS} services per socket")
+            return
+        await self._join(group)
+        await self.send_json(ServiceMessage(type="service", data=data))
+
+    # Group handlers, named after the message types of monitoring.notify.
+
+    async def topology_changed(self, event: TopologyChanged) -> None:
+        # Only mark: the loop recomputes, at most once per TOPOLOGY_MIN_INTERVAL_S.
+        self.topology_dirty.set()
+
+    async def service_changed(self, event: ServiceChanged) -> None:
+        name = event.get("service", "")
+        if service_group(name) not in self.watched_groups:
+            return
+        data = await database_sync_to_async(service_payload)(name)
+        if data is None:
+            await self.send_json(ServiceRemovedMessage(type="service.removed", name=name))
+        else:
+            await self.send_json(ServiceMessage(type="service", data=data))
+
+    # Internals.
+
+    async def send_topology(self) -> None:
+        data = await database_sync_to_async(topology_snapshot)(TOPOLOGY_WINDOW_S)
+        await self.send_json(TopologyMessage(type="topology", data=data))
+
+    async def send_error(self, message: str) -> None:
+        await self.send_json(ErrorMessage(type="error", message=message))
+
+    async def _topology_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TOPOLOGY_MIN_INTERVAL_S)
+            try:
+                await asyncio.wait_for(
+                    self.topology_dirty.wait(), TOPOLOGY_PERIOD_S - TOPOLOGY_MIN_INTERVAL_S
+                )
+            except TimeoutError:
+                pass
+            self.topology_dirty.clear()
+            try:
+                await self.send_topology()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed push must not end the stream; try again next tick
+                log.exception("topology push failed")
+
+    async def _join(self, group: str) -> None:
+        if group not in self.watched_groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.watched_groups.add(group)
+
+    async def _leave(self, group: str) -> None:
+        if group in self.watched_groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+            self.watched_groups.discard(group)
+
+
+def _is_service_name(name: str) -> bool:
+    return re.fullmatch(SERVICE_NAME_RE, name) is not None

@@ -224,7 +224,9 @@ def instance_register(
 @transaction.atomic
 def instance_update(*, user: User, instance: Instance, data: dict[str, Any]) -> Instance:
     instance = (
-        Instance.objects.select_for_update().select_related("service", "node").get(pk=instance.pk)
+        Instance.objects.select_for_update(of=("self",))
+        .select_related("service", "node")
+        .get(pk=instance.pk)
     )
     before = instance_state(instance)
     for field in INSTANCE_FIELDS:

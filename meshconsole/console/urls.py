@@ -1,11 +1,18 @@
-"""Console pages (placeholder until the console lands)."""
+"""Console pages and the login/logout views."""
 
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from meshconsole.console import views
+
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.overview, name="console-overview"),
+    path("services/", views.service_list, name="console-services"),
+    path("services/<str:name>/", views.service_detail, name="console-service"),
+    path("agents/", views.agent_list, name="console-agents"),
+    path("events/", views.event_list, name="console-events"),
 ]

@@ -96,7 +96,7 @@ def test_instance_of_other_service_is_404(api: APIClient, service: str) -> None:
     api.post("/api/v1/services/", {"name": "other"}, format="json")
     instance = api.post(f"/api/v1/services/{service}/instances/", {"address": "10.0.0.1", "port": 80}, format="json").json()
     assert api.get(f"/api/v1/services/other/instances/{instance['id']}/").status_code == 404
-    assert api.get(f"/api/v1/services/nope/instances/").status_code == 404
+    assert api.get("/api/v1/services/nope/instances/").status_code == 404
 
 
 def test_deregister_instance(api: APIClient, service: str) -> None:

@@ -1,0 +1,90 @@
+"""The agent's admin endpoint: /ready, /stats, /metrics, /config.
+
+A few requests a minute from a probe or Prometheus: one request per
+connection, the request line read with a size and time limit, then closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any, Protocol
+
+from agents.runtime.httpwire import simple_response
+
+READ_LIMIT = 16 * 1024
+READ_TIMEOUT_S = 5.0
+JSON = b"application/json"
+
+
+class AdminSource(Protocol):
+    def ready(self) -> bool:
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        ...
+
+    def prometheus(self) -> str:
+        ...
+
+    def config_json(self) -> dict[str, Any] | None:
+        ...
+
+
+def _json(status: int, data: Any, head_only: bool) -> bytes:
+    body = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+    return simple_response(status, body, content_type=JSON, close=True, head_only=head_only)
+
+
+def route(source: AdminSource, method: str, target: str) -> bytes:
+    path = target.split("?", 1)[0]
+    head_only = method == "HEAD"
+    if method not in ("GET", "HEAD"):
+        return simple_response(405, b"method not allowed\n", close=True,
+                               extra=[(b"allow", b"GET, HEAD")])
+    if path == "/ready":
+        ready = source.ready()
+        return simple_response(200 if ready else 503, b"ready\n" if ready else b"not ready\n",
+                               close=True, head_only=head_only)
+    if path == "/stats":
+        return _json(200, source.stats(), head_only)
+    if path == "/metrics":
+        body = source.prometheus().encode()
+        return simple_response(200, body, content_type=b"text/plain; version=0.0.4",
+                               close=True, head_only=head_only)
+    if path == "/config":
+        config = source.config_json()
+        if config is None:
+            return _json(404, {"detail": "no snapshot applied yet"}, head_only)
+        return _json(200, config, head_only)
+    return simple_response(404, b"not found\n", close=True, head_only=head_only)
+
+
+async def _serve(source: AdminSource, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+    try:
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            head = await reader.readuntil(b"\r\n\r\n")
+        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = request_line.split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            response = simple_response(400, b"bad request\n", close=True)
+        else:
+            response = route(source, parts[0], parts[1])
+        writer.write(response)
+        await writer.drain()
+    except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+            ConnectionError):
+        pass
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def start_admin(source: AdminSource, host: str, port: int) -> asyncio.Server:
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _serve(source, reader, writer)
+
+    return await asyncio.start_server(on_client, host, port, limit=READ_LIMIT, reuse_address=True)

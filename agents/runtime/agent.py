@@ -1,0 +1,300 @@
+"""The Agent: listeners and admin up first, then the control plane when it answers.
+
+Order matters for the "data plane never depends on the control plane" promise:
+the persisted snapshot is applied and the listeners serve before we even try
+to enroll; the control loop then retries forever with jittered backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from agents.runtime import __version__
+from agents.runtime.admin import start_admin
+from agents.runtime.client import (
+    Backoff,
+    ControlPlaneClient,
+    ControlPlaneError,
+    EnrollmentRefused,
+    Unauthorized,
+)
+from agents.runtime.config import AgentConfig, join_host_port
+from agents.runtime.metrics import Metrics, render_prometheus
+from agents.runtime.proxy_http import ListenerContext, start_http_listener
+from agents.runtime.proxy_tcp import TcpContext, start_tcp_listener
+from agents.runtime.snapshot import (
+    Identity,
+    Snapshot,
+    SnapshotError,
+    forget_identity,
+    load_identity,
+    load_snapshot,
+    parse_snapshot,
+    save_identity,
+    save_snapshot,
+)
+from agents.runtime.upstream import UpstreamRuntime
+
+log = logging.getLogger("meshagent")
+
+MAX_PENDING_WINDOWS = 2000  # metrics kept across failed reports, oldest dropped first
+LONG_POLL_S = 30.0
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, *, client: ControlPlaneClient | None = None,
+                 long_poll_s: float = LONG_POLL_S, backoff: Backoff | None = None) -> None:
+        self.config = config
+        self.client = client or ControlPlaneClient(config.control_plane)
+        self.long_poll_s = long_poll_s
+        self.backoff = backoff or Backoff()
+        self.metrics = Metrics()
+        self.upstreams = [UpstreamRuntime(u) for u in config.upstreams]
+        self.contexts: list[ListenerContext | TcpContext] = []
+        self.servers: list[asyncio.Server] = []
+        self.admin_server: asyncio.Server | None = None
+        self.admin_address = ""
+        self.snapshot: Snapshot | None = None
+        self.nack: dict[str, Any] | None = None
+        self.identity: Identity | None = None
+        self.cp_state = "starting"
+        self.cp_error = ""
+        self.listening = False
+        self._report_now = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._pending_metrics: list[dict[str, Any]] = []
+        self._control: asyncio.Task[None] | None = None
+
+    # lifecycle
+    async def start(self) -> None:
+        data_dir = self.config.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        stored = load_snapshot(data_dir)
+        if stored is not None:
+            self._apply(stored, persist=False)
+            log.info("serving from persisted snapshot revision %s", stored.revision)
+        for runtime in self.upstreams:
+            await self._listen(runtime)
+        self.listening = True
+        self.admin_server = await start_admin(self, self.config.admin_host, self.config.admin_port)
+        self.admin_address = _bound(self.admin_server, self.config.admin_host)
+        self.identity = load_identity(data_dir, control_plane=self.config.control_plane,
+                                      node=self.config.node)
+        self._control = asyncio.create_task(self._control_loop(), name="meshagent-control")
+
+    async def _listen(self, runtime: UpstreamRuntime) -> None:
+        host, port = runtime.config.host, runtime.config.port
+        if runtime.protocol == "tcp":
+            tcp_ctx = TcpContext(runtime, self.metrics)
+            server = await start_tcp_listener(tcp_ctx, host, port)
+            self.contexts.append(tcp_ctx)
+        else:
+            http_ctx = ListenerContext(runtime, self.metrics)
+            server = await start_http_listener(http_ctx, host, port)
+            self.contexts.append(http_ctx)
+        runtime.bound = _bound(server, host)
+        self.servers.append(server)
+        log.info("upstream %s listening on %s (%s)", runtime.service, runtime.bound,
+                 runtime.protocol)
+
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop accepting, let requests in flight finish (up to grace_s), then close all."""
+        self._stopped.set()
+        self.listening = False
+        for server in self.servers:
+            server.close()
+        if self._control is not None:
+            self._control.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._control
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while any(c.inflight for c in self.contexts) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for ctx in self.contexts:
+            if isinstance(ctx, ListenerContext):
+                for conn in list(ctx.connections):
+                    conn.close()
+            else:
+                for writer in list(ctx.writers):
+                    writer.close()
+        for runtime in self.upstreams:
+            runtime.pool.close_all()
+        if self.admin_server is not None:
+            self.admin_server.close()
+        for server in [*self.servers, *([self.admin_server] if self.admin_server else [])]:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await server.wait_closed()
+
+    # snapshots
+    def offer(self, raw: object) -> bool:
+        """Validate and apply a snapshot from the control plane; refuse it whole if invalid."""
+        try:
+            snapshot = parse_snapshot(raw)
+        except SnapshotError as exc:
+            revision = raw.get("revision") if isinstance(raw, dict) else None
+            if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
+                revision = None
+            self.nack = {"revision": revision, "reason": str(exc)[:1000]}
+            log.warning("refused snapshot revision %s: %s", revision, exc)
+            self._report_now.set()
+            return False
+        self._apply(snapshot, persist=True)
+        self.nack = None
+        self._report_now.set()
+        return True
+
+    def _apply(self, snapshot: Snapshot, *, persist: bool) -> None:
+        for runtime in self.upstreams:
+            runtime.apply(snapshot.upstreams.get(runtime.service))
+        self.snapshot = snapshot
+        if persist:
+            try:
+                save_snapshot(self.config.data_dir, snapshot)
+            except OSError as exc:  # still applied: serving matters more than the disk copy
+                log.error("cannot persist snapshot: %s", exc)
+
+    # control plane
+    async def _control_loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                if self.identity is None:
+                    self.cp_state = "enrolling"
+                    self.identity = await self._enroll()
+                await self._session(self.identity)
+            except Unauthorized as exc:
+                log.warning("agent token refused (%s); enrolling again", exc)
+                self.identity = None
+                forget_identity(self.config.data_dir)
+                self.cp_state, self.cp_error = "unauthorized", str(exc)
+                await asyncio.sleep(self.backoff.next())
+            except (ControlPlaneError, OSError) as exc:
+                self.cp_state, self.cp_error = "disconnected", str(exc)
+                delay = self.backoff.next()
+                if isinstance(exc, EnrollmentRefused):
+                    delay = max(delay, 5.0)  # a bad token will not fix itself quickly
+                log.warning("control plane: %s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _enroll(self) -> Identity:
+        answer = await self.client.enroll({
+            "token": self.config.token,
+            "node": self.config.node,
+            "zone": self.config.zone,
+            "version": __version__,
+            "upstreams": self._upstreams_payload(),
+        })
+        agent_id, token = answer.get("agent_id"), answer.get("agent_token")
+        if not isinstance(agent_id, str) or not isinstance(token, str) or not agent_id or not token:
+            raise ControlPlaneError("enroll: answer lacks agent_id/agent_token")
+        identity = Identity(agent_id, token, self.config.control_plane, self.config.node)
+        save_identity(self.config.data_dir, identity)
+        log.info("enrolled as agent %s", agent_id)
+        return identity
+
+    async def _session(self, identity: Identity) -> None:
+        """Report, then watch and report side by side until one of them fails."""
+        await self._report(identity)
+        self.cp_state, self.cp_error = "connected", ""
+        self.backoff.reset()
+        tasks = [asyncio.create_task(self._watch(identity)),
+                 asyncio.create_task(self._report_loop(identity))]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch(self, identity: Identity) -> None:
+        seen: int | None = None
+        while True:
+            raw = await self.client.get_config(identity.agent_id, identity.agent_token,
+                                               revision=seen, wait_s=self.long_poll_s)
+            revision = raw.get("revision")
+            valid_revision = isinstance(revision, int) and not isinstance(revision, bool)
+            if seen is None or revision != seen:
+                self.offer(raw)
+            if valid_revision:
+                seen = revision  # type: ignore[assignment]
+            else:
+                await asyncio.sleep(self.backoff.next())  # unusable answer: do not spin
+
+    async def _report_loop(self, identity: Identity) -> None:
+        while True:
+            interval = (self.snapshot.report_interval_ms if self.snapshot else 2000) / 1000
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._report_now.wait()
+            await self._report(identity)
+
+    async def _report(self, identity: Identity) -> None:
+        self._report_now.clear()
+        windows = self._pending_metrics + self.metrics.drain()
+        self._pending_metrics = []
+        payload = {
+            "version": __version__,
+            "applied_revision": self.snapshot.revision if self.snapshot else None,
+            "nack": self.nack,
+            "upstreams": self._upstreams_payload(),
+            "services": [s.as_report() for s in self.config.services],
+            "metrics": windows,
+        }
+        try:
+            await self.client.report(identity.agent_id, identity.agent_token, payload)
+        except BaseException:
+            # Not lost: the next report carries them, bounded so a long outage cannot grow us.
+            self._pending_metrics = windows[-MAX_PENDING_WINDOWS:]
+            raise
+
+    def _upstreams_payload(self) -> list[dict[str, Any]]:
+        return [{"service": u.service, "protocol": u.protocol, "listen": u.bound,
+                 "source": u.source} for u in self.upstreams]
+
+    # admin (agents.runtime.admin.AdminSource)
+    def ready(self) -> bool:
+        return self.snapshot is not None and self.listening
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "node": self.config.node,
+            "zone": self.config.zone,
+            "version": __version__,
+            "agent_id": self.identity.agent_id if self.identity else None,
+            "applied_revision": self.snapshot.revision if self.snapshot else None,
+            "nack": self.nack,
+            "control_plane": {"url": self.config.control_plane, "state": self.cp_state,
+                              "error": self.cp_error},
+            "ready": self.ready(),
+            "upstreams": [u.stats() for u in self.upstreams],
+            "edges": self.metrics.totals_json(),
+            "pending_metric_windows": len(self._pending_metrics),
+        }
+
+    def prometheus(self) -> str:
+        endpoints = [(u.service, e) for u in self.upstreams for e in u.state.endpoints]
+        revision = self.snapshot.revision if self.snapshot else None
+        return render_prometheus(self.metrics, revision, endpoints)
+
+    def config_json(self) -> dict[str, Any] | None:
+        return self.snapshot.raw if self.snapshot else None
+
+
+def _bound(server: asyncio.Server, host: str) -> str:
+    sockets = server.sockets
+    if not sockets:
+        return ""
+    port = sockets[0].getsockname()[1]
+    return join_host_port(host, int(port))

@@ -1,0 +1,85 @@
+"""`meshagent run -c agent.yaml` and `meshagent check -c agent.yaml`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from agents.runtime import __version__
+from agents.runtime.config import AgentConfig, ConfigError, load_config
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meshagent", description="meshconsole host agent")
+    parser.add_argument("--version", action="version", version=f"meshagent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the agent")
+    run.add_argument("-c", "--config", required=True, help="path to agent.yaml")
+    # Several workers sharing listeners (SO_REUSEPORT) is planned; one is all we run today.
+    run.add_argument("--workers", type=int, default=1, help="worker processes (only 1 for now)")
+    run.add_argument("--log-level", default="INFO")
+    check = sub.add_parser("check", help="validate agent.yaml and exit")
+    check.add_argument("-c", "--config", required=True, help="path to agent.yaml")
+    return parser
+
+
+def summary(config: AgentConfig) -> str:
+    upstreams = ", ".join(f"{u.service}@{u.listen}/{u.protocol}" for u in config.upstreams)
+    services = ", ".join(s.name for s in config.services)
+    return (f"ok: node {config.node}, {len(config.services)} service(s) [{services}], "
+            f"{len(config.upstreams)} upstream(s) [{upstreams}], control plane "
+            f"{config.control_plane}")
+
+
+async def _run(config: AgentConfig) -> None:
+    from agents.runtime.agent import Agent
+
+    agent = Agent(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, agent.request_stop)
+    await agent.start()
+    print(f"meshagent {__version__}: node {config.node}, admin on {agent.admin_address}",
+          flush=True)
+    try:
+        await agent.wait_stopped()
+    finally:
+        await agent.stop()
+
+
+def _event_loop_runner() -> asyncio.Runner:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional; the stdlib loop is correct, just slower
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check":
+        print(summary(config))
+        return 0
+    if args.workers != 1:
+        print("meshagent: only --workers 1 is supported for now; running one worker",
+              file=sys.stderr)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with _event_loop_runner() as runner:
+        runner.run(_run(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

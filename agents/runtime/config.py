@@ -1,0 +1,347 @@
+"""agent.yaml: load, validate, and turn into typed, frozen dataclasses.
+
+Every error names the file and the path of the offending value, so a user can
+fix a config without reading code: `agent.yaml: upstreams[0].listen: ...`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+
+from agents.runtime.durations import format_duration_ms, parse_duration_ms
+
+# Same rule as the registry (a DNS label), so the control plane never refuses a name we accept.
+SERVICE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_PATH_RE = re.compile(r"^/\S*$")
+NODE_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-_]{0,251}[A-Za-z0-9])?$")
+CHECK_TYPES = ("http", "tcp", "ttl", "none")
+PROTOCOLS = ("http", "tcp")
+DEFAULT_ADMIN = "127.0.0.1:19000"
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config the agent refuses; the message is meant for the user as is."""
+
+
+@dataclass(frozen=True)
+class Check:
+    type: str = "tcp"
+    path: str = "/health"
+    interval_ms: int = 5000
+    timeout_ms: int = 2000
+    rise: int = 2
+    fall: int = 3
+
+    def as_report(self) -> dict[str, Any]:
+        """The check as the control plane's report expects it (durations as strings)."""
+        return {
+            "type": self.type,
+            "path": self.path,
+            "interval": format_duration_ms(self.interval_ms),
+            "timeout": format_duration_ms(self.timeout_ms),
+            "rise": self.rise,
+            "fall": self.fall,
+        }
+
+
+@dataclass(frozen=True)
+class LocalService:
+    name: str
+    address: str
+    port: int
+    protocol: str = "http"
+    tags: tuple[str, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    weight: int = 100
+    check: Check | None = None
+
+    def as_report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "protocol": self.protocol,
+            "address": self.address,
+            "port": self.port,
+            "tags": list(self.tags),
+            "metadata": dict(self.metadata),
+            "weight": self.weight,
+        }
+        if self.check is not None:
+            out["check"] = self.check.as_report()
+        return out
+
+
+@dataclass(frozen=True)
+class Upstream:
+    service: str
+    host: str
+    port: int
+    protocol: str = "http"
+    source: str = "unknown"
+
+    @property
+    def listen(self) -> str:
+        return join_host_port(self.host, self.port)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    control_plane: str
+    token: str
+    node: str
+    data_dir: Path
+    zone: str = ""
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 19000
+    services: tuple[LocalService, ...] = ()
+    upstreams: tuple[Upstream, ...] = ()
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def split_host_port(value: str) -> tuple[str, int] | None:
+    """("host", port) for "host:port" or "[v6]:port"; None if it is not that shape."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^\s:\[\]/]+):(\d{1,5})", value)
+    if not match:
+        return None
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    return host, port
+
+
+class _Reader:
+    """Walks the parsed YAML, carrying the path for error messages."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, message: str) -> ConfigError:
+        where = f"{path}: " if path else ""
+        return ConfigError(f"{self.source}: {where}{message}")
+
+    def mapping(self, value: object, path: str, allowed: set[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping, got {_kind(value)}")
+        for key in value:
+            if not isinstance(key, str) or key not in allowed:
+                where = f"{path}.{key}" if path else str(key)
+                raise self.fail(where, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        return value
+
+    def string(self, data: Mapping[str, Any], key: str, path: str, default: str | None = None,
+               pattern: re.Pattern[str] | None = None, what: str = "") -> str:
+        where = f"{path}.{key}" if path else key
+        if key not in data or data[key] is None:
+            if default is None:
+                raise self.fail(where, "required")
+            return default
+        value = data[key]
+        if not isinstance(value, str):
+            raise self.fail(where, f"expected a string, got {_kind(value)}")
+        if pattern is not None and not pattern.match(value):
+            raise self.fail(where, f"{value!r} is not {what}")
+        return value
+
+    def integer(self, data: Mapping[str, Any], key: str, path: str, default: int | None,
+                low: int, high: int) -> int:
+        where = f"{path}.{key}"
+        value = data.get(key, default)
+        if value is None:
+            raise self.fail(where, "required")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(where, f"expected an integer, got {_kind(value)}")
+        if not low <= value <= high:
+            raise self.fail(where, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def choice(self, data: Mapping[str, Any], key: str, path: str, default: str,
+               choices: tuple[str, ...]) -> str:
+        value = self.string(data, key, path, default)
+        if value not in choices:
+            raise self.fail(f"{path}.{key}", f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def duration(self, data: Mapping[str, Any], key: str, path: str, default: int,
+                 low: int, high: int) -> int:
+        where = f"{path}.{key}"
+        if key not in data:
+            return default
+        try:
+            ms = parse_duration_ms(data[key])
+        except ValueError as exc:
+            raise self.fail(where, str(exc)) from None
+        if not low <= ms <= high:
+            span = f"{format_duration_ms(low)} and {format_duration_ms(high)}"
+            raise self.fail(where, f"must be between {span}, got {data[key]!r}")
+        return ms
+
+    def address(self, data: Mapping[str, Any], key: str, path: str,
+                default: str | None = None) -> tuple[str, int]:
+        where = f"{path}.{key}" if path else key
+        raw = data.get(key, default)
+        if raw is None:
+            raise self.fail(where, "required")
+        parsed = split_host_port(raw) if isinstance(raw, str) else None
+        if parsed is None:
+            raise self.fail(where, f"expected host:port, got {raw!r}")
+        if parsed[1] > 65535:
+            raise self.fail(where, f"port must be between 0 and 65535, got {parsed[1]}")
+        return parsed
+
+    def items(self, data: Mapping[str, Any], key: str,
+              parse: Callable[[object, str], T]) -> list[T]:
+        value = data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail(key, f"expected a list, got {_kind(value)}")
+        return [parse(item, f"{key}[{i}]") for i, item in enumerate(value)]
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "nothing"
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "a list", dict: "a mapping"}
+    for kind, name in names.items():
+        if type(value) is kind:
+            return f"{name} ({value!r})" if kind in (bool, int, float, str) else name
+    return type(value).__name__
+
+
+def _check(r: _Reader, value: object, path: str) -> Check:
+    data = r.mapping(value, path, {"type", "path", "interval", "timeout", "rise", "fall"})
+    check = Check(
+        type=r.choice(data, "type", path, "tcp", CHECK_TYPES),
+        path=r.string(data, "path", path, "/health", _PATH_RE, "a path such as /health"),
+        interval_ms=r.duration(data, "interval", path, 5000, 100, 3_600_000),
+        timeout_ms=r.duration(data, "timeout", path, 2000, 10, 600_000),
+        rise=r.integer(data, "rise", path, 2, 1, 100),
+        fall=r.integer(data, "fall", path, 3, 1, 100),
+    )
+    if check.timeout_ms > check.interval_ms:
+        raise r.fail(f"{path}.timeout", "must not exceed the interval")
+    return check
+
+
+def _service(r: _Reader, value: object, path: str) -> LocalService:
+    keys = {"name", "address", "port", "protocol", "tags", "metadata", "weight", "check"}
+    data = r.mapping(value, path, keys)
+    tags = data.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise r.fail(f"{path}.tags", "expected a list of strings")
+    metadata = data.get("metadata") or {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise r.fail(f"{path}.metadata", "expected a mapping of strings to strings")
+    return LocalService(
+        name=r.string(data, "name", path, None, SERVICE_NAME_RE, "a DNS label ([a-z0-9-], 1-63)"),
+        address=r.string(data, "address", path, None, re.compile(r"^\S{1,253}$"), "an address"),
+        port=r.integer(data, "port", path, None, 1, 65535),
+        protocol=r.choice(data, "protocol", path, "http", PROTOCOLS),
+        tags=tuple(tags),
+        metadata=dict(metadata),
+        weight=r.integer(data, "weight", path, 100, 0, 10_000),
+        check=_check(r, data["check"], f"{path}.check") if data.get("check") is not None else None,
+    )
+
+
+def _upstream(r: _Reader, value: object, path: str) -> Upstream:
+    data = r.mapping(value, path, {"service", "listen", "protocol", "source"})
+    label = "a DNS label ([a-z0-9-], 1-63)"
+    host, port = r.address(data, "listen", path)
+    return Upstream(
+        service=r.string(data, "service", path, None, SERVICE_NAME_RE, label),
+        host=host,
+        port=port,
+        protocol=r.choice(data, "protocol", path, "http", PROTOCOLS),
+        # Empty means "not given": parse_config fills in the node's default source.
+        source=r.string(data, "source", path, "", SERVICE_NAME_RE, label) if "source" in data
+        else "",
+    )
+
+
+def _control_plane(r: _Reader, data: Mapping[str, Any]) -> str:
+    url = r.string(data, "control_plane", "")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise r.fail("control_plane", f"expected an http:// or https:// URL, got {url!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise r.fail("control_plane", f"bad port in {url!r}") from None
+    return url.rstrip("/")
+
+
+def parse_config(data: object, source: str = "agent.yaml") -> AgentConfig:
+    """Validate already-parsed YAML; ConfigError names the first problem."""
+    r = _Reader(source)
+    top = {"control_plane", "token", "node", "zone", "data_dir", "admin", "services", "upstreams"}
+    data = r.mapping(data, "", top)
+    control_plane = _control_plane(r, data)
+    token = r.string(data, "token", "")
+    if not token.strip():
+        raise r.fail("token", "must not be empty")
+    node = r.string(data, "node", "", None, NODE_RE, "a host name")
+    data_dir = r.string(data, "data_dir", "")
+    admin_host, admin_port = r.address(data, "admin", "", DEFAULT_ADMIN)
+    services = r.items(data, "services", lambda v, p: _service(r, v, p))
+    names = [s.name for s in services]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise r.fail(f"services[{i}].name", f"{name!r} is listed twice")
+    # The edge's source: the node's only service, else "unknown" unless given explicitly.
+    default_source = names[0] if len(names) == 1 else "unknown"
+    upstreams = [
+        u if u.source else Upstream(u.service, u.host, u.port, u.protocol, default_source)
+        for u in r.items(data, "upstreams", lambda v, p: _upstream(r, v, p))
+    ]
+    taken: dict[tuple[str, int], int] = {}
+    if admin_port:
+        taken[(admin_host, admin_port)] = -1
+    for i, u in enumerate(upstreams):
+        key = (u.host, u.port)
+        if u.port and key in taken:
+            other = "admin" if taken[key] < 0 else f"upstreams[{taken[key]}]"
+            raise r.fail(f"upstreams[{i}].listen", f"{u.listen} is already used by {other}")
+        taken[key] = i
+    return AgentConfig(
+        control_plane=control_plane,
+        token=token,
+        node=node,
+        zone=r.string(data, "zone", "", ""),
+        data_dir=Path(data_dir).expanduser(),
+        admin_host=admin_host,
+        admin_port=admin_port,
+        services=tuple(services),
+        upstreams=tuple(upstreams),
+    )
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{source}: {where}{problem}") from None
+    return parse_config(data, source)

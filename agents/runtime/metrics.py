@@ -1,0 +1,130 @@
+"""Per-edge (source → destination) request metrics: report windows and running totals.
+
+record() is on the hot path: a dict lookup and a few integer adds, no allocation
+once an edge exists. drain() hands the window to the report and starts a new one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from agents.runtime.balancer import Endpoint
+from agents.runtime.histogram import BOUNDS_MS, NBUCKETS, bucket_index
+
+
+class EdgeCounters:
+    __slots__ = ("requests", "errors", "latency_sum_ms", "buckets")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.latency_sum_ms = 0.0
+        self.buckets = [0] * NBUCKETS
+
+    def add(self, latency_ms: float, error: bool) -> None:
+        self.requests += 1
+        if error:
+            self.errors += 1
+        self.latency_sum_ms += latency_ms
+        self.buckets[bucket_index(latency_ms)] += 1
+
+
+class Metrics:
+    def __init__(self, clock: Any = time.monotonic, wall: Any = time.time) -> None:
+        self._clock = clock
+        self._wall = wall
+        self._window: dict[tuple[str, str], EdgeCounters] = {}
+        self._window_start = clock()
+        self.totals: dict[tuple[str, str], EdgeCounters] = {}
+
+    def record(self, source: str, destination: str, latency_ms: float, error: bool) -> None:
+        key = (source, destination)
+        window = self._window.get(key)
+        if window is None:
+            window = self._window[key] = EdgeCounters()
+        window.add(latency_ms, error)
+        total = self.totals.get(key)
+        if total is None:
+            total = self.totals[key] = EdgeCounters()
+        total.add(latency_ms, error)
+
+    def drain(self) -> list[dict[str, Any]]:
+        """The current window as protocol "metrics" entries, and start the next one."""
+        now = self._clock()
+        seconds = max(now - self._window_start, 0.001)
+        window_end = self._wall()
+        windows, self._window, self._window_start = self._window, {}, now
+        return [
+            {
+                "source": source,
+                "destination": destination,
+                "window_end": window_end,
+                "seconds": round(min(seconds, 3600.0), 3),
+                "requests": c.requests,
+                "errors": c.errors,
+                "latency_sum_ms": round(c.latency_sum_ms, 3),
+                "buckets": list(c.buckets),
+            }
+            for (source, destination), c in windows.items()
+            if c.requests
+        ]
+
+    def totals_json(self) -> list[dict[str, Any]]:
+        return [
+            {"source": s, "destination": d, "requests": c.requests, "errors": c.errors,
+             "latency_sum_ms": round(c.latency_sum_ms, 3)}
+            for (s, d), c in sorted(self.totals.items())
+        ]
+
+
+def _labels(**labels: str) -> str:
+    def escape(value: str) -> str:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    return "{" + ",".join(f'{k}="{escape(v)}"' for k, v in labels.items()) + "}"
+
+
+def render_prometheus(metrics: Metrics, revision: int | None,
+                      endpoints: Iterable[tuple[str, Endpoint]] = ()) -> str:
+    """Prometheus text exposition (version 0.0.4) of the cumulative totals."""
+    lines = [
+        "# HELP meshagent_requests_total Requests proxied per edge.",
+        "# TYPE meshagent_requests_total counter",
+    ]
+    edges = sorted(metrics.totals.items())
+    for (s, d), c in edges:
+        lines.append(f"meshagent_requests_total{_labels(source=s, destination=d)} {c.requests}")
+    lines += ["# HELP meshagent_errors_total 5xx answers and proxy failures per edge.",
+              "# TYPE meshagent_errors_total counter"]
+    for (s, d), c in edges:
+        lines.append(f"meshagent_errors_total{_labels(source=s, destination=d)} {c.errors}")
+    lines += ["# HELP meshagent_request_duration_ms Request latency through the proxy.",
+              "# TYPE meshagent_request_duration_ms histogram"]
+    for (s, d), c in edges:
+        running = 0
+        for i, bound in enumerate(BOUNDS_MS):
+            running += c.buckets[i]
+            labels = _labels(source=s, destination=d, le=repr(float(bound)))
+            lines.append(f"meshagent_request_duration_ms_bucket{labels} {running}")
+        labels = _labels(source=s, destination=d, le="+Inf")
+        lines.append(f"meshagent_request_duration_ms_bucket{labels} {c.requests}")
+        edge = _labels(source=s, destination=d)
+        lines.append(f"meshagent_request_duration_ms_sum{edge} {c.latency_sum_ms:.3f}")
+        lines.append(f"meshagent_request_duration_ms_count{edge} {c.requests}")
+    lines += ["# HELP meshagent_endpoint_requests_total Requests per upstream endpoint.",
+              "# TYPE meshagent_endpoint_requests_total counter"]
+    rows = [(service, e) for service, e in endpoints]
+    for service, e in rows:
+        labels = _labels(service=service, endpoint=f"{e.address}:{e.port}")
+        lines.append(f"meshagent_endpoint_requests_total{labels} {e.requests}")
+    lines += ["# HELP meshagent_endpoint_errors_total Failures per upstream endpoint.",
+              "# TYPE meshagent_endpoint_errors_total counter"]
+    for service, e in rows:
+        labels = _labels(service=service, endpoint=f"{e.address}:{e.port}")
+        lines.append(f"meshagent_endpoint_errors_total{labels} {e.errors}")
+    lines += ["# HELP meshagent_applied_revision Mesh revision of the applied snapshot.",
+              "# TYPE meshagent_applied_revision gauge",
+              f"meshagent_applied_revision {revision if revision is not None else -1}"]
+    return "\n".join(lines) + "\n"

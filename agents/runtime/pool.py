@@ -1,0 +1,205 @@
+"""Keep-alive connections to upstream endpoints, parsed with httptools.
+
+An UpstreamConnection only parses responses and hands the pieces to whichever
+exchange currently owns it (its `handler`); the pool keeps idle ones per
+endpoint, newest first, so a warm connection is reused and a stale one ages out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol, cast
+
+import httptools
+
+from agents.runtime.balancer import Endpoint
+
+WRITE_HIGH_WATER = 256 * 1024
+IDLE_TIMEOUT_S = 30.0
+MAX_IDLE_PER_ENDPOINT = 64
+
+
+class ResponseHandler(Protocol):
+    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        ...
+
+    def response_body(self, data: bytes) -> None:
+        ...
+
+    def response_done(self) -> None:
+        ...
+
+    def upstream_lost(self, error: str) -> None:
+        ...
+
+    def upstream_write_paused(self, paused: bool) -> None:
+        ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.transport: asyncio.Transport | None = None
+        self.handler: ResponseHandler | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.uses = 0  # >0 once reused: a failure then may be a stale keep-alive, worth one retry
+        self.got_bytes = False
+        self.idle_since = 0.0
+        self._status = 0
+        self._reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+
+    # asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        if self.handler is None:
+            self.close()  # an idle connection has nothing to say; whatever this is, drop it
+            return
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            handler, self.handler = self.handler, None
+            self.close()
+            if handler is not None:
+                handler.upstream_lost("bad-upstream-response")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        handler, self.handler = self.handler, None
+        if handler is not None:
+            handler.upstream_lost("upstream-reset")
+
+    def pause_writing(self) -> None:
+        if self.handler is not None:
+            self.handler.upstream_write_paused(True)
+
+    def resume_writing(self) -> None:
+        if self.handler is not None:
+            self.handler.upstream_write_paused(False)
+
+    # httptools callbacks
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._status = self.parser.get_status_code()
+        headers, reason = self._headers, self._reason
+        self._headers, self._reason = [], b""
+        if self.handler is None:
+            self.close()
+            return
+        self.handler.response_head(self._status, reason, headers)
+
+    def on_body(self, body: bytes) -> None:
+        if self.handler is None:
+            self.close()
+            return
+        self.handler.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if 100 <= self._status < 200:
+            return  # an interim response; the final one follows on this connection
+        if self.handler is None:
+            return
+        self.handler.response_done()
+
+    # ours
+    def attach(self, handler: ResponseHandler) -> None:
+        self.handler = handler
+        self.got_bytes = False
+        self.uses += 1
+
+    def reset_parser(self) -> None:
+        """After a HEAD the parser would wait for a body that never comes; start fresh."""
+        self.parser = httptools.HttpResponseParser(self)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def writelines(self, data: list[bytes]) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.writelines(data)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def reusable(self) -> bool:
+        return not self.closed and self.parser.should_keep_alive() and not self.endpoint.removed
+
+    def close(self) -> None:
+        self.handler = None
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+
+class Pool:
+    def __init__(self, max_idle: int = MAX_IDLE_PER_ENDPOINT,
+                 idle_timeout: float = IDLE_TIMEOUT_S) -> None:
+        self._idle: dict[str, list[UpstreamConnection]] = {}
+        self._max_idle = max_idle
+        self._idle_timeout = idle_timeout
+        self.opened = 0
+
+    def take(self, endpoint: Endpoint) -> UpstreamConnection | None:
+        idle = self._idle.get(endpoint.key)
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and now - conn.idle_since < self._idle_timeout:
+                conn.resume_reading()
+                return conn
+            conn.close()
+        return None
+
+    async def connect(self, endpoint: Endpoint, timeout: float) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout):
+            _, conn = await loop.create_connection(
+                lambda: UpstreamConnection(endpoint), endpoint.address, endpoint.port
+            )
+        self.opened += 1
+        return conn
+
+    def give(self, conn: UpstreamConnection) -> None:
+        if not conn.reusable():
+            conn.close()
+            return
+        idle = self._idle.setdefault(conn.endpoint.key, [])
+        if len(idle) >= self._max_idle:
+            conn.close()
+            return
+        conn.handler = None
+        conn.idle_since = time.monotonic()
+        conn.resume_reading()  # it may have been paused for a slow client; idle reads detect EOF
+        idle.append(conn)
+
+    def retain(self, keys: set[str]) -> None:
+        """Close idle connections to endpoints a new snapshot no longer lists."""
+        for key in list(self._idle):
+            if key not in keys:
+                for conn in self._idle.pop(key):
+                    conn.close()
+
+    def idle_count(self) -> int:
+        return sum(len(v) for v in self._idle.values())
+
+    def close_all(self) -> None:
+        self.retain(set())

@@ -1,0 +1,237 @@
+"""HTTP/1.1 reverse proxy for one upstream listener.
+
+The client side is an asyncio Protocol fed to httptools; each request becomes an
+Exchange whose bytes flow through callbacks (no per-chunk coroutine hops):
+request body → upstream transport, response body → client transport. Flow
+control is the transports' own: when one side's write buffer passes its high
+water mark, reading from the other side pauses until it drains, so a 50 MB body
+never sits in memory. Only choosing and connecting an endpoint runs in a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from dataclasses import dataclass, field
+from typing import cast
+
+import httptools
+
+from agents.runtime.exchange import BadRequest, Exchange
+from agents.runtime.httpwire import simple_response
+from agents.runtime.metrics import Metrics
+from agents.runtime.upstream import UpstreamRuntime
+
+log = logging.getLogger("meshagent.proxy")
+
+WRITE_HIGH_WATER = 256 * 1024
+MAX_PIPELINED = 8
+KEEPALIVE_IDLE_S = 75.0
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 64 * 1024
+
+
+@dataclass
+class ListenerContext:
+    upstream: UpstreamRuntime
+    metrics: Metrics
+    connections: set[ClientConnection] = field(default_factory=set)
+    inflight: int = 0
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, ctx: ListenerContext) -> None:
+        self.ctx = ctx
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.peer = b""
+        self.closed = False
+        self.write_paused = False
+        self.active: Exchange | None = None  # the exchange being answered
+        self.parsing: Exchange | None = None  # the exchange whose body is being read
+        self.queue: collections.deque[Exchange] = collections.deque()
+        self._pauses: set[str] = set()
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._idle: asyncio.TimerHandle | None = None
+
+    # asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]).encode() if isinstance(peer, tuple) else b""
+        self.ctx.connections.add(self)
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.reject(501, "upgrade-unsupported")
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self.reject(400, str(cause) if isinstance(cause, BadRequest) else "bad-request")
+        except httptools.HttpParserError as exc:
+            log.debug("bad request from %s: %s", self.peer, exc)
+            self.reject(400, "bad-request")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_idle()
+        self.ctx.connections.discard(self)
+        active, self.active = self.active, None
+        self.queue.clear()
+        if active is not None:
+            active.client_gone()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.active is not None:
+            self.active.client_write_paused(True)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.active is not None:
+            self.active.client_write_paused(False)
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._cancel_idle()
+        self._url = b""
+        self._headers = []
+        self._header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > MAX_HEADER_BYTES:
+            raise BadRequest("url-too-long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        self._header_bytes += len(name) + len(value)
+        if len(self._headers) > MAX_HEADERS or self._header_bytes > MAX_HEADER_BYTES:
+            raise BadRequest("headers-too-large")
+
+    def on_headers_complete(self) -> None:
+        lengths = [v for n, v in self._headers if n.lower() == b"content-length"]
+        encodings = [v for n, v in self._headers if n.lower() == b"transfer-encoding"]
+        # llhttp already refuses these; checked again because a smuggled request
+        # must never reach an upstream, whatever the parser's leniency.
+        if lengths and encodings:
+            raise BadRequest("content-length-with-transfer-encoding")
+        if len(lengths) > 1 or any(not v.strip().isdigit() for v in lengths):
+            raise BadRequest("bad-content-length")
+        if encodings and b",".join(encodings).split(b",")[-1].strip().lower() != b"chunked":
+            raise BadRequest("bad-transfer-encoding")
+        if not self._url.startswith(b"/") and self._url != b"*":
+            raise BadRequest("absolute-form-not-supported")
+        exchange = Exchange(
+            self,
+            method=self.parser.get_method(),
+            url=self._url,
+            headers=self._headers,
+            http11=self.parser.get_http_version() == "1.1",
+            keep_alive=self.parser.should_keep_alive(),
+            chunked=bool(encodings),
+            content_length=int(lengths[0]) if lengths else None,
+        )
+        self.parsing = exchange
+        if self.active is None:
+            self.active = exchange
+            exchange.start()
+        else:
+            self.queue.append(exchange)
+            if len(self.queue) >= MAX_PIPELINED:
+                self.pause_reading("pipeline")
+
+    def on_body(self, body: bytes) -> None:
+        if self.parsing is not None:
+            self.parsing.request_body(body)
+
+    def on_message_complete(self) -> None:
+        parsing, self.parsing = self.parsing, None
+        if parsing is not None:
+            parsing.request_end()
+
+    # used by Exchange
+    def write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    def writelines(self, data: list[bytes]) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.writelines(data)
+
+    def pause_reading(self, reason: str) -> None:
+        if not self._pauses and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self._pauses.add(reason)
+
+    def resume_reading(self, reason: str) -> None:
+        if reason not in self._pauses:
+            return
+        self._pauses.discard(reason)
+        if not self._pauses and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()  # flushes what is buffered first
+
+    def exchange_finished(self, exchange: Exchange, keep_alive: bool) -> None:
+        if exchange is not self.active:
+            return
+        self.active = None
+        # Pauses taken on behalf of that exchange end with it (else the next request would hang).
+        self.resume_reading("upstream")
+        self.resume_reading("buffer")
+        if not keep_alive or self.closed:
+            self.close()
+            return
+        if self.queue:
+            nxt = self.active = self.queue.popleft()
+            if len(self.queue) < MAX_PIPELINED:
+                self.resume_reading("pipeline")
+            nxt.start()
+        else:
+            self._arm_idle()
+
+    def reject(self, status: int, reason: str) -> None:
+        """A request we will not forward: answer it (unless another is being answered), close."""
+        if self.closed:
+            return
+        parsing = self.parsing
+        if self.active is not None and self.active is parsing:
+            # Its head may be on its way upstream: abort it, never let the rest through.
+            self.active.abort_request(status, reason)
+            return
+        self.queue.clear()
+        self.ctx.metrics.record(self.ctx.upstream.source, self.ctx.upstream.service, 0.0,
+                                status >= 500)
+        if self.active is None:
+            body = f"{status} {reason}\n".encode()
+            self.write(simple_response(status, body, extra=[(b"x-mesh-error", reason.encode())],
+                                       close=True))
+        self.close()
+
+    def _arm_idle(self) -> None:
+        self._cancel_idle()
+        self._idle = self.loop.call_later(KEEPALIVE_IDLE_S, self.close)
+
+    def _cancel_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+
+async def start_http_listener(ctx: ListenerContext, host: str, port: int) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: ClientConnection(ctx), host, port, backlog=1024,
+                                    reuse_address=True)

@@ -1,0 +1,234 @@
+"""Config snapshots from the control plane: validate whole, persist atomically, reload.
+
+A snapshot is either valid in every field or refused with a reason (the NACK);
+nothing is ever half-applied. Unknown extra keys are ignored so that a newer
+control plane adding a field does not make every older agent refuse it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.runtime.balancer import BALANCERS
+
+SNAPSHOT_FILE = "snapshot.json"
+IDENTITY_FILE = "agent.json"
+STATUSES = ("passing", "warning", "critical", "maintenance", "draining")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_SERVICE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class SnapshotError(ValueError):
+    """Why a snapshot was refused; the text goes into the NACK."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    load_balancer: str = "round_robin"
+    connect_timeout_ms: int = 1000
+    request_timeout_ms: int = 15_000
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    id: str
+    address: str
+    port: int
+    weight: int = 100
+    zone: str = ""
+    status: str = "passing"
+
+
+@dataclass(frozen=True)
+class UpstreamSnapshot:
+    protocol: str
+    policy: Policy
+    endpoints: tuple[EndpointSpec, ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    revision: int
+    agent_id: str
+    node: str
+    zone: str
+    report_interval_ms: int
+    upstreams: dict[str, UpstreamSnapshot]
+    raw: dict[str, Any] = field(compare=False, repr=False)
+
+
+def _int(value: object, path: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SnapshotError(f"{path}: expected an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise SnapshotError(f"{path}: {value} is outside {low}..{high}")
+    return value
+
+
+def _str(value: object, path: str) -> str:
+    if not isinstance(value, str):
+        raise SnapshotError(f"{path}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _dict(value: object, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SnapshotError(f"{path}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _address(value: object, path: str) -> str:
+    address = _str(value, path)
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        if not _HOSTNAME.match(address):
+            raise SnapshotError(f"{path}: {address!r} is not an IP address or host name") from None
+    return address
+
+
+def _policy(value: object, path: str) -> Policy:
+    data = _dict(value, path)
+    default = Policy()
+    balancer = _str(data.get("load_balancer", default.load_balancer), f"{path}.load_balancer")
+    if balancer not in BALANCERS:
+        raise SnapshotError(f"{path}.load_balancer: unknown balancer {balancer!r}")
+    return Policy(
+        load_balancer=balancer,
+        connect_timeout_ms=_int(data.get("connect_timeout_ms", default.connect_timeout_ms),
+                                f"{path}.connect_timeout_ms", 1, 60_000),
+        request_timeout_ms=_int(data.get("request_timeout_ms", default.request_timeout_ms),
+                                f"{path}.request_timeout_ms", 1, 3_600_000),
+    )
+
+
+def _endpoint(value: object, path: str) -> EndpointSpec:
+    data = _dict(value, path)
+    status = _str(data.get("status", "passing"), f"{path}.status")
+    if status not in STATUSES:
+        raise SnapshotError(f"{path}.status: unknown status {status!r}")
+    return EndpointSpec(
+        id=_str(data.get("id"), f"{path}.id"),
+        address=_address(data.get("address"), f"{path}.address"),
+        port=_int(data.get("port"), f"{path}.port", 1, 65535),
+        weight=_int(data.get("weight", 100), f"{path}.weight", 0, 1_000_000),
+        zone=_str(data.get("zone", ""), f"{path}.zone"),
+        status=status,
+    )
+
+
+def _upstream(value: object, path: str) -> UpstreamSnapshot:
+    data = _dict(value, path)
+    protocol = _str(data.get("protocol", "http"), f"{path}.protocol")
+    if protocol not in ("http", "tcp"):
+        raise SnapshotError(f"{path}.protocol: unknown protocol {protocol!r}")
+    endpoints = data.get("endpoints", [])
+    if not isinstance(endpoints, list):
+        raise SnapshotError(f"{path}.endpoints: expected a list")
+    specs = tuple(_endpoint(e, f"{path}.endpoints[{i}]") for i, e in enumerate(endpoints))
+    seen: set[tuple[str, int]] = set()
+    for i, spec in enumerate(specs):
+        if (spec.address, spec.port) in seen:
+            raise SnapshotError(f"{path}.endpoints[{i}]: {spec.address}:{spec.port} listed twice")
+        seen.add((spec.address, spec.port))
+    return UpstreamSnapshot(protocol, _policy(data.get("policy", {}), f"{path}.policy"), specs)
+
+
+def parse_snapshot(raw: object) -> Snapshot:
+    """A validated Snapshot, or SnapshotError naming the first bad field."""
+    data = _dict(raw, "snapshot")
+    upstreams = _dict(data.get("upstreams"), "upstreams")
+    parsed: dict[str, UpstreamSnapshot] = {}
+    for name, value in upstreams.items():
+        if not _SERVICE.match(name):
+            raise SnapshotError(f"upstreams: {name!r} is not a service name")
+        parsed[name] = _upstream(value, f"upstreams.{name}")
+    return Snapshot(
+        revision=_int(data.get("revision"), "revision", 0, 2**63 - 1),
+        agent_id=_str(data.get("agent_id", ""), "agent_id"),
+        node=_str(data.get("node", ""), "node"),
+        zone=_str(data.get("zone", ""), "zone"),
+        report_interval_ms=_int(data.get("report_interval_ms", 2000), "report_interval_ms",
+                                100, 3_600_000),
+        upstreams=parsed,
+        raw=data,
+    )
+
+
+def write_atomic(path: Path, payload: dict[str, Any], mode: int = 0o644) -> None:
+    """Write JSON so a reader (or a crash) sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, separators=(",", ":"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)  # umask may have narrowed or widened what os.open asked for
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        # The rename is durable only once the directory entry is on disk too.
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def save_snapshot(data_dir: Path, snapshot: Snapshot) -> None:
+    write_atomic(data_dir / SNAPSHOT_FILE, snapshot.raw)
+
+
+def load_snapshot(data_dir: Path) -> Snapshot | None:
+    """The last applied snapshot, or None if there is none or it no longer validates."""
+    try:
+        raw = json.loads((data_dir / SNAPSHOT_FILE).read_text(encoding="utf-8"))
+        return parse_snapshot(raw)
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Identity:
+    agent_id: str
+    agent_token: str
+    control_plane: str
+    node: str
+
+
+def save_identity(data_dir: Path, identity: Identity) -> None:
+    write_atomic(data_dir / IDENTITY_FILE, identity.__dict__, mode=0o600)
+
+
+def load_identity(data_dir: Path, *, control_plane: str, node: str) -> Identity | None:
+    """The stored identity if it is whole and for this control plane and node."""
+    try:
+        data = json.loads((data_dir / IDENTITY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    values = [data.get(k) for k in ("agent_id", "agent_token", "control_plane", "node")]
+    if not all(isinstance(v, str) and v for v in values):
+        return None
+    identity = Identity(*values)  # type: ignore[arg-type]
+    if identity.control_plane != control_plane or identity.node != node:
+        return None  # enrolled elsewhere: that token means nothing here
+    return identity
+
+
+def forget_identity(data_dir: Path) -> None:
+    (data_dir / IDENTITY_FILE).unlink(missing_ok=True)

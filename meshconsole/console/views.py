@@ -1,0 +1,114 @@
+"""Console pages. Each view renders a first picture server-side; the page's
+script keeps it current (websocket for topology and services, periodic
+re-fetch for agents and events)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from agents.models import Agent
+from monitoring.consumers import service_payload
+from monitoring.models import Event, EventKind
+from monitoring.topology import service_health_label, topology_snapshot
+from registry.api.serializers import annotate_health
+from registry.models import Service
+
+EVENTS_LIMIT = 200
+
+
+@require_GET
+@login_required
+def overview(request: HttpRequest) -> HttpResponse:
+    return render(request, "console/overview.html", {"topology": topology_snapshot(60)})
+
+
+@require_GET
+@login_required
+def service_list(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()
+    terms = query.lower().split()
+    rows: list[dict[str, Any]] = []
+    for service in annotate_health(Service.objects.all()).order_by("name"):
+        # Name, description and tags, like the page's as-you-type filter; tags
+        # are JSON, which SQLite cannot search portably, so match here.
+        text = " ".join([service.name, service.description, *map(str, service.tags or [])])
+        if not all(term in text.lower() for term in terms):
+            continue
+        passing = int(getattr(service, "passing_instances", 0))
+        total = int(getattr(service, "total_instances", 0))
+        rows.append(
+            {
+                "service": service,
+                "passing": passing,
+                "total": total,
+                "health": service_health_label(passing, total),
+                "search_text": text.lower(),
+            }
+        )
+    return render(request, "console/services.html", {"rows": rows, "query": query})
+
+
+@require_GET
+@login_required
+def service_detail(request: HttpRequest, name: str) -> HttpResponse:
+    data = service_payload(name)
+    if data is None:
+        raise Http404(f"no service named {name!r}")
+    return render(request, "console/service.html", {"name": name, "service": data})
+
+
+@dataclass(frozen=True)
+class AgentRow:
+    agent: Agent
+    status: str  # ok | silent | nack
+
+
+def agent_status(agent: Agent, *, now: datetime, ttl: timedelta) -> str:
+    if agent.silent or agent.last_seen is None or agent.last_seen < now - ttl:
+        return "silent"
+    if agent.nack_reason:
+        return "nack"
+    return "ok"
+
+
+@require_GET
+@login_required
+def agent_list(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    ttl = timedelta(seconds=settings.MESH_HEARTBEAT_TTL)
+    rows = [
+        AgentRow(agent=a, status=agent_status(a, now=now, ttl=ttl))
+        for a in Agent.objects.select_related("node").order_by("node__name")
+    ]
+    return render(request, "console/agents.html", {"rows": rows})
+
+
+@require_GET
+@login_required
+def event_list(request: HttpRequest) -> HttpResponse:
+    kind = request.GET.get("kind", "")
+    service = request.GET.get("service", "").strip()
+    events = Event.objects.all()
+    if kind in EventKind.values:
+        events = events.filter(kind=kind)
+    else:
+        kind = ""
+    if service:
+        events = events.filter(service=service)
+    context: dict[str, Any] = {
+        "events": events[:EVENTS_LIMIT],
+        "kinds": EventKind.choices,
+        "kind": kind,
+        "service": service,
+        "limit": EVENTS_LIMIT,
+    }
+    return render(request, "console/events.html", context)

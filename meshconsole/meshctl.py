@@ -1,0 +1,312 @@
+"""`meshctl`: the REST API from the command line, for people and scripts.
+
+    meshctl services list [--tag T] [--health H] [--search S]
+    meshctl services get NAME
+    meshctl services register NAME [--protocol http|tcp] [--check-type T] [--check-path P]
+                                   [--interval 5s] [--timeout 2s] [--rise N] [--fall N]
+                                   [--tag T ...] [--description D]
+    meshctl services deregister NAME
+    meshctl instances list SERVICE
+
+`--json` prints the API's JSON instead of a table. MESH_URL (default
+http://127.0.0.1:8000) and MESH_TOKEN (see `meshconsole apitoken USERNAME`)
+come from the environment. Standard library only: it runs wherever Python does.
+
+Exit status: 0 ok, 1 the API refused (message on stderr), 2 bad usage,
+3 the control plane could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+TIMEOUT = 30.0
+
+
+class CtlError(Exception):
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# -- HTTP -------------------------------------------------------------------
+def flatten_errors(data: Any, prefix: str = "") -> list[str]:
+    """DRF error bodies ({"detail": ...}, {"field": [...]}, nested) as 'field: message' lines."""
+    if isinstance(data, dict):
+        out: list[str] = []
+        for key, value in data.items():
+            name = "" if key in ("detail", "non_field_errors") else str(key)
+            out += flatten_errors(value, f"{prefix}.{name}" if prefix and name else prefix or name)
+        return out
+    if isinstance(data, list):
+        if data and all(isinstance(v, str) for v in data):
+            return [f"{prefix}: {'; '.join(data)}" if prefix else "; ".join(data)]
+        return [line for value in data for line in flatten_errors(value, prefix)]
+    text = str(data)
+    return [f"{prefix}: {text}" if prefix else text]
+
+
+class Client:
+    def __init__(self, base_url: str, token: str) -> None:
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise CtlError(f"MESH_URL {base_url!r} is not an http(s) URL", 2)
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Token {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            raise CtlError(self._http_error(exc)) from None
+        except urllib.error.URLError as exc:
+            reason = getattr(exc.reason, "strerror", None) or str(exc.reason)
+            raise CtlError(
+                f"cannot reach {self.base_url} ({reason}); is the control plane running? "
+                "(set MESH_URL)",
+                3,
+            ) from None
+        except (TimeoutError, OSError) as exc:
+            raise CtlError(f"cannot reach {self.base_url} ({exc or 'timed out'})", 3) from None
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise CtlError(f"{self.base_url} did not answer JSON; is MESH_URL right?") from None
+
+    def _http_error(self, exc: urllib.error.HTTPError) -> str:
+        raw = exc.read()
+        try:
+            details = flatten_errors(json.loads(raw))
+        except ValueError:
+            details = []
+        status = f"{exc.code} {exc.reason}"
+        if exc.code == 401:
+            hint = "set MESH_TOKEN (make one with `meshconsole apitoken USERNAME`)"
+            if not self.token:
+                return f"{status}: no MESH_TOKEN set; {hint}"
+            return f"{status}: {'; '.join(details) or 'token refused'}; {hint}"
+        return f"{status}: {'; '.join(details)}" if details else status
+
+
+# -- output -----------------------------------------------------------------
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(v)) for v in column) for column in zip(headers, *rows, strict=False)]
+    lines = [
+        "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)).rstrip()
+        for row in [headers, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def health_text(health: dict[str, int] | None) -> str:
+    if not health:
+        return "-"
+    return f"{health.get('passing', 0)}/{health.get('total', 0)} passing"
+
+
+def show_services(services: list[dict[str, Any]]) -> str:
+    if not services:
+        return "no services"
+    rows = [
+        [
+            s["name"],
+            s.get("protocol", ""),
+            health_text(s.get("health")),
+            ",".join(s.get("tags") or []) or "-",
+            s.get("description") or "",
+        ]
+        for s in services
+    ]
+    return table(rows, ["NAME", "PROTOCOL", "HEALTH", "TAGS", "DESCRIPTION"])
+
+
+def show_service(service: dict[str, Any]) -> str:
+    check = service.get("check") or {}
+    check_text = f"{check.get('type', '-')}"
+    if check.get("type") == "http":
+        check_text += f" {check.get('path', '')}"
+    check_text += (
+        f" every {check.get('interval')} (timeout {check.get('timeout')}, "
+        f"rise {check.get('rise')}, fall {check.get('fall')})"
+    )
+    fields = [
+        ("name", service["name"]),
+        ("protocol", service.get("protocol", "")),
+        ("description", service.get("description") or "-"),
+        ("tags", ", ".join(service.get("tags") or []) or "-"),
+        ("check", check_text),
+        ("health", health_text(service.get("health"))),
+    ]
+    return "\n".join(f"{key + ':':<13}{value}" for key, value in fields)
+
+
+def show_instances(service: str, instances: list[dict[str, Any]]) -> str:
+    if not instances:
+        return f"{service} has no instances"
+    rows = [
+        [
+            i["id"],
+            f"{i['address']}:{i['port']}",
+            i.get("zone") or "-",
+            str(i.get("weight", "")),
+            i.get("status", ""),
+            i.get("node") or "-",
+            i.get("last_heartbeat") or "-",
+            i.get("status_reason") or "",
+        ]
+        for i in instances
+    ]
+    return table(
+        rows, ["ID", "ADDRESS", "ZONE", "WEIGHT", "STATUS", "NODE", "LAST HEARTBEAT", "REASON"]
+    )
+
+
+# -- commands -----------------------------------------------------------------
+def quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+def services_list(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
+    query = {
+        k: v for k, v in (("tag", args.tag), ("health", args.health), ("search", args.search)) if v
+    }
+    path = "/api/v1/services/" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    data = client.request("GET", path)
+    return data, show_services(data)
+
+
+def services_get(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
+    data = client.request("GET", f"/api/v1/services/{quote(args.name)}/")
+    return data, show_service(data)
+
+
+def services_register(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
+    body: dict[str, Any] = {"name": args.name, "protocol": args.protocol}
+    if args.description is not None:
+        body["description"] = args.description
+    if args.tags:
+        body["tags"] = args.tags
+    check = {
+        key: value
+        for key, value in (
+            ("type", args.check_type),
+            ("path", args.check_path),
+            ("interval", args.interval),
+            ("timeout", args.timeout),
+            ("rise", args.rise),
+            ("fall", args.fall),
+        )
+        if value is not None
+    }
+    if check:
+        body["check"] = check
+    data = client.request("POST", "/api/v1/services/", body)
+    return data, f"registered {data['name']}\n{show_service(data)}"
+
+
+def services_deregister(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
+    client.request("DELETE", f"/api/v1/services/{quote(args.name)}/")
+    return {"deregistered": args.name}, f"deregistered {args.name}"
+
+
+def instances_list(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
+    data = client.request("GET", f"/api/v1/services/{quote(args.service)}/instances/")
+    return data, show_instances(args.service, data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print the API's JSON"
+    )
+    parser = argparse.ArgumentParser(
+        prog="meshctl",
+        parents=[json_flag],
+        description="The meshconsole REST API from the command line "
+        "(MESH_URL, MESH_TOKEN from the environment).",
+    )
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{services,instances}")
+
+    services = groups.add_parser("services", help="services in the registry")
+    svc = services.add_subparsers(
+        dest="command", required=True, metavar="{list,get,register,deregister}"
+    )
+    p = svc.add_parser("list", parents=[json_flag], help="list services")
+    p.add_argument("--tag")
+    p.add_argument("--health", choices=["passing", "warning", "critical", "empty"])
+    p.add_argument("--search", help="substring of name or description")
+    p.set_defaults(func=services_list)
+
+    p = svc.add_parser("get", parents=[json_flag], help="one service with its health")
+    p.add_argument("name")
+    p.set_defaults(func=services_get)
+
+    p = svc.add_parser("register", parents=[json_flag], help="create a service")
+    p.add_argument("name")
+    p.add_argument("--protocol", choices=["http", "tcp"], default="http")
+    p.add_argument("--check-type", help="http, tcp, ttl or none")
+    p.add_argument("--check-path", help="path of an http check, e.g. /health")
+    p.add_argument("--interval", help="between checks, e.g. 5s")
+    p.add_argument("--timeout", help="of one check, e.g. 2s")
+    p.add_argument("--rise", type=int, help="passing checks before healthy")
+    p.add_argument("--fall", type=int, help="failing checks before critical")
+    p.add_argument("--tag", dest="tags", action="append", metavar="T", help="repeatable")
+    p.add_argument("--description")
+    p.set_defaults(func=services_register)
+
+    p = svc.add_parser("deregister", parents=[json_flag], help="delete a service and its instances")
+    p.add_argument("name")
+    p.set_defaults(func=services_deregister)
+
+    instances = groups.add_parser("instances", help="instances of a service")
+    inst = instances.add_subparsers(dest="command", required=True, metavar="{list}")
+    p = inst.add_parser("list", parents=[json_flag], help="instances of SERVICE")
+    p.add_argument("service")
+    p.set_defaults(func=instances_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        client = Client(os.environ.get("MESH_URL") or DEFAULT_URL, os.environ.get("MESH_TOKEN", ""))
+        data, text = args.func(client, args)
+    except CtlError as exc:
+        print(f"meshctl: {exc}", file=sys.stderr)
+        return exc.code
+    except (KeyError, TypeError, AttributeError) as exc:
+        print(
+            f"meshctl: unexpected answer from the API ({exc!r}); is MESH_URL right?",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2))
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+/* Service page: live instances (with a maintenance switch), traffic chart, events. */
+(function () {
+  "use strict";
+  const el = Mesh.el;
+  const INK = "#c9d1d9";
+  const GRID = "#21262d";
+  const METRICS_PERIOD_MS = 10000;
+  let service = null;
+  const pending = new Set(); // instance ids with a maintenance change in flight
+
+  function base() {
+    return "/api/v1/services/" + encodeURIComponent(service.name) + "/";
+  }
+
+  function healthLabel(h) {
+    if (!h.total) return "empty";
+    if (h.passing === h.total) return "passing";
+    return h.passing ? "warning" : "critical";
+  }
+
+  function facts(target, pairs) {
+    target.replaceChildren.apply(target, [].concat.apply([], pairs.map(function (p) {
+      return [el("dt", null, p[0]), el("dd", null, p[1])];
+    })));
+  }
+
+  function renderService() {
+    const label = healthLabel(service.health);
+    const badge = document.getElementById("service-health");
+    badge.className = "health " + label;
+    badge.dataset.health = label;
+    badge.replaceChildren(el("i", { class: "dot " + label }), service.health.passing + "/" + service.health.total + " passing");
+    document.getElementById("service-description").textContent = service.description || "";
+    const c = service.check;
+    facts(document.getElementById("service-check"), [
+      ["type", c.type],
+      ["path", c.type === "http" ? c.path : "—"],
+      ["interval", c.interval],
+      ["timeout", c.timeout],
+      ["rise / fall", c.rise + " / " + c.fall],
+    ]);
+    facts(document.getElementById("service-facts"), [
+      ["protocol", service.protocol],
+      ["tags", service.tags.length ? service.tags.map(function (t) { return el("span", { class: "tag" }, t); }) : "—"],
+    ]);
+    renderInstances();
+  }
+
+  function renderInstances() {
+    const body = document.querySelector("#instance-table tbody");
+    document.getElementById("instance-count").textContent = service.instances.length;
+    const rows = service.instances.map(function (i) {
+      const inMaintenance = i.status === "maintenance";
+      const toggle = el("input", {
+        type: "checkbox", role: "switch", class: "switch",
+        "aria-label": "maintenance for " + i.address + ":" + i.port,
+        dataset: { instance: i.id },
+        checked: inMaintenance,
+        disabled: pending.has(i.id),
+        onchange: function (event) { setMaintenance(i, event.target); },
+      });
+      return el("tr", { dataset: { instance: i.id, status: i.status } },
+        el("td", { class: "mono" }, i.address + ":" + i.port),
+        el("td", null, i.zone || "—"),
+        el("td", { class: "num" }, i.weight),
+        el("td", null, i.node || "—"),
+        el("td", null, el("span", { class: "status " + i.status }, i.status),
+          i.status_reason ? el("div", { class: "reason" }, i.status_reason) : null),
+        el("td", null, i.last_heartbeat ? el("time", { datetime: i.last_heartbeat, title: Mesh.clock(i.last_heartbeat) }, Mesh.ago(i.last_heartbeat)) : "—"),
+        el("td", null, el("label", { class: "switch-label" }, toggle, el("span", null, inMaintenance ? "on" : "off"))));
+    });
+    body.replaceChildren.apply(body, rows.length ? rows : [
+      el("tr", { class: "empty-row" }, el("td", { colspan: 7 }, "No instances registered."))]);
+  }
+
+  async function setMaintenance(instance, input) {
+    const wanted = input.checked;
+    const error = document.getElementById("instance-error");
+    pending.add(instance.id);
+    input.disabled = true;
+    error.hidden = true;
+    try {
+      const updated = await Mesh.api(base() + "instances/" + encodeURIComponent(instance.id) + "/", {
+        method: "PATCH", body: { maintenance: wanted },
+      });
+      service.instances = service.instances.map(function (i) { return i.id === updated.id ? updated : i; });
+    } catch (e) {
+      error.textContent = "Could not change maintenance of " + instance.address + ":" + instance.port + ": " + e.message;
+      error.hidden = false;
+    } finally {
+      pending.delete(instance.id);
+      renderInstances();
+    }
+  }
+
+  async function loadEvents() {
+    const body = document.querySelector("#service-events tbody");
+    try {
+      const events = await Mesh.api("/api/v1/events/?service=" + encodeURIComponent(service.name) + "&limit=20");
+      const rows = events.map(function (e) {
+        return el("tr", { dataset: { event: e.id } },
+          el("td", { class: "nowrap" }, el("time", { datetime: e.ts }, Mesh.clock(e.ts))),
+          el("td", null, el("span", { class: "pill" }, e.kind)),
+          el("td", null, el("span", { class: "severity " + e.severity }, e.severity)),
+          el("td", null, e.message));
+      });
+      body.replaceChildren.apply(body, rows.length ? rows : [
+        el("tr", { class: "empty-row" }, el("td", { colspan: 4 }, "No events yet."))]);
+    } catch (e) {
+      body.replaceChildren(el("tr", { class: "empty-row" }, el("td", { colspan: 4 }, "Events unavailable: " + e.message)));
+    }
+  }
+
+  let eventsTimer = null;
+  function loadEventsSoon() {
+    clearTimeout(eventsTimer);
+    eventsTimer = setTimeout(loadEvents, 300);
+  }
+
+  async function loadMetrics() {
+    const target = document.getElementById("service-chart");
+    const note = document.getElementById("chart-note");
+    let metrics;
+    try {
+      metrics = await Mesh.api(base() + "metrics/?window=15m");
+    } catch (e) {
+      note.textContent = e.status === 404 ? "Metrics are not available for this service yet." : "Metrics unavailable: " + e.message;
+      note.hidden = false;
+      return;
+    }
+    const points = metrics.points || [];
+    note.hidden = points.length > 0;
+    note.textContent = "No traffic to " + service.name + " in the last 15 minutes.";
+    const t = points.map(function (p) { return p.t; });
+    const pick = function (key) { return points.map(function (p) { return p[key]; }); };
+    const errorsPerSecond = points.map(function (p) { return (p.rps || 0) * (p.error_rate || 0); });
+    const line = function (name, key, color, dash) {
+      return { type: "scatter", mode: "lines", name: name, x: t, y: pick(key), yaxis: "y2",
+        line: { color: color, width: 1.5, dash: dash || "solid" }, connectgaps: false,
+        hovertemplate: "%{y:.1f} ms<extra>" + name + "</extra>" };
+    };
+    const data = [
+      { type: "scatter", mode: "lines", name: "rps", x: t, y: pick("rps"), fill: "tozeroy",
+        line: { color: "#58a6ff", width: 2 }, fillcolor: "rgba(88,166,255,0.15)",
+        hovertemplate: "%{y:.2f} rps<extra></extra>" },
+      { type: "scatter", mode: "lines", name: "errors/s", x: t, y: errorsPerSecond,
+        line: { color: "#f85149", width: 1.5 }, hovertemplate: "%{y:.2f} errors/s<extra></extra>" },
+      line("p50", "p50_ms", "#3fb950"),
+      line("p95", "p95_ms", "#d29922", "dot"),
+      line("p99", "p99_ms", "#f0883e", "dash"),
+    ];
+    const layout = {
+      height: 260,
+      margin: { l: 44, r: 50, t: 8, b: 30 },
+      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+      font: { color: INK, size: 11 },
+      hovermode: "x unified",
+      legend: { orientation: "h", x: 0, y: 1.12, font: { size: 11 } },
+      xaxis: { gridcolor: GRID, type: "date" },
+      yaxis: { title: { text: "req/s" }, gridcolor: GRID, rangemode: "tozero" },
+      yaxis2: { title: { text: "ms" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false },
+      uirevision: "metrics",
+    };
+    Plotly.react(target, data, layout, { displayModeBar: false, responsive: true });
+  }
+
+  function apply(data) {
+    service = data;
+    window.meshService = data;
+    renderService();
+    document.dispatchEvent(new CustomEvent("mesh:service", { detail: data }));
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    apply(JSON.parse(document.getElementById("service-data").textContent));
+    loadEvents();
+    loadMetrics();
+    setInterval(function () { if (!document.hidden) loadMetrics(); }, METRICS_PERIOD_MS);
+    setInterval(function () { if (!document.hidden) renderInstances(); }, 5000); // "x s ago"
+    Mesh.live()
+      .on("service", function (message) {
+        if (message.data.name !== service.name) return;
+        apply(message.data);
+        loadEventsSoon();
+      })
+      .on("service.removed", function (message) {
+        if (message.name !== service.name) return;
+        const error = document.getElementById("instance-error");
+        error.textContent = "This service has been deregistered.";
+        error.hidden = false;
+        service.instances = [];
+        renderInstances();
+      })
+      .subscribe({ topic: "service", name: service.name });
+  });
+})();

@@ -1,0 +1,92 @@
+"""`meshagent check` and `meshagent run` as a user runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agents.runtime.cli import main
+from tests.agents.backends import Backend, fetch, free_port, upstream_entry
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def write_config(tmp_path: Path, **overrides: object) -> Path:
+    data = {
+        "control_plane": "http://127.0.0.1:1",
+        "token": "enroll-secret",
+        "node": "host-a",
+        "data_dir": str(tmp_path / "data"),
+        "admin": "127.0.0.1:19000",
+        "services": [{"name": "orders", "address": "127.0.0.1", "port": 8081}],
+        "upstreams": [{"service": "payments", "listen": "127.0.0.1:9101"}],
+        **overrides,
+    }
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_check_prints_a_summary_and_exits_0(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "-c", str(write_config(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ok: node host-a, 1 service(s) [orders], 1 upstream(s)")
+
+
+def test_check_of_a_bad_config_prints_the_error_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, upstreams=[{"service": "payments", "listen": "9101"}])
+    assert main(["check", "-c", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"{path}: upstreams[0].listen: expected host:port, got '9101'"
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+async def test_run_serves_from_persisted_snapshot_and_stops_cleanly_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    backend = await Backend("a").start()
+    admin_port, listen_port = await free_port(), await free_port()
+    path = write_config(tmp_path, admin=f"127.0.0.1:{admin_port}",
+                        upstreams=[{"service": "payments", "listen": f"127.0.0.1:{listen_port}"}])
+    (tmp_path / "data").mkdir()
+    snapshot = {"revision": 7, "upstreams": {"payments": upstream_entry(backend)}}
+    (tmp_path / "data" / "snapshot.json").write_text(json.dumps(snapshot))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agents.runtime.cli", "run", "-c", str(path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), 10)  # type: ignore[union-attr]
+        assert b"admin on 127.0.0.1:" in line
+        assert (await fetch(admin_port, "GET", "/ready")).status == 200
+        response = await fetch(listen_port, "GET", "/")
+        assert response.json()["backend"] == "a"
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await backend.stop()
+
+
+def test_the_runtime_never_imports_django() -> None:
+    import subprocess
+
+    code = ("import sys, agents.runtime.cli, agents.runtime.agent; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in "
+            "('django', 'rest_framework', 'registry', 'policies', 'monitoring', 'meshconsole')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=str(Path(__file__).resolve().parents[2]), timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,127 @@
+"""Snapshots: validated whole, persisted atomically, reloaded; the agent identity file."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.runtime.snapshot import (
+    Identity,
+    SnapshotError,
+    load_identity,
+    load_snapshot,
+    parse_snapshot,
+    save_identity,
+    save_snapshot,
+    write_atomic,
+)
+
+GOOD: dict[str, Any] = {
+    "revision": 42, "agent_id": "a1", "node": "host-a", "zone": "zone-1",
+    "report_interval_ms": 2000,
+    "upstreams": {"payments": {
+        "protocol": "http",
+        "policy": {"load_balancer": "least_request", "connect_timeout_ms": 1000,
+                   "request_timeout_ms": 15000},
+        "endpoints": [{"id": "ab12", "address": "127.0.0.1", "port": 8080, "weight": 100,
+                       "zone": "zone-1", "status": "passing"}]}},
+}
+
+
+def variant(path: str, value: object) -> dict[str, Any]:
+    data = copy.deepcopy(GOOD)
+    target: Any = data
+    keys = path.split(".")
+    for key in keys[:-1]:
+        target = target[int(key)] if key.isdigit() else target[key]
+    target[keys[-1]] = value
+    return data
+
+
+def test_a_valid_snapshot_parses() -> None:
+    snapshot = parse_snapshot(GOOD)
+    assert snapshot.revision == 42
+    upstream = snapshot.upstreams["payments"]
+    assert upstream.policy.load_balancer == "least_request"
+    assert upstream.endpoints[0].port == 8080
+
+
+def test_unknown_extra_fields_are_tolerated_for_newer_control_planes() -> None:
+    data = variant("upstreams.payments.policy.retries", 3)
+    assert parse_snapshot(data).upstreams["payments"].policy.request_timeout_ms == 15000
+
+
+BAD = [
+    ("revision", "42", "revision: expected an integer"),
+    ("revision", -1, "revision: -1 is outside"),
+    ("upstreams", [], "upstreams: expected an object"),
+    ("upstreams.payments.protocol", "udp", "unknown protocol 'udp'"),
+    ("upstreams.payments.policy.load_balancer", "fastest", "unknown balancer 'fastest'"),
+    ("upstreams.payments.policy.connect_timeout_ms", 0, "connect_timeout_ms: 0 is outside"),
+    ("upstreams.payments.policy.request_timeout_ms", "1s", "request_timeout_ms: expected an int"),
+    ("upstreams.payments.endpoints", {}, "endpoints: expected a list"),
+    ("upstreams.payments.endpoints.0.port", 70000, "endpoints[0].port: 70000 is outside"),
+    ("upstreams.payments.endpoints.0.port", True, "endpoints[0].port: expected an integer"),
+    ("upstreams.payments.endpoints.0.address", "not an address!", "is not an IP address"),
+    ("upstreams.payments.endpoints.0.address", 5, "address: expected a string"),
+    ("upstreams.payments.endpoints.0.weight", -1, "weight: -1 is outside"),
+    ("upstreams.payments.endpoints.0.status", "sleepy", "unknown status 'sleepy'"),
+    ("upstreams.payments.endpoints.0.id", None, "endpoints[0].id: expected a string"),
+    ("report_interval_ms", 5, "report_interval_ms: 5 is outside"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "reason"), BAD, ids=[p for p, _, _ in BAD])
+def test_an_invalid_field_refuses_the_whole_snapshot(path: str, value: object,
+                                                     reason: str) -> None:
+    with pytest.raises(SnapshotError) as info:
+        parse_snapshot(variant(path, value))
+    assert reason in str(info.value)
+
+
+def test_duplicate_endpoints_are_refused() -> None:
+    data = copy.deepcopy(GOOD)
+    endpoints = data["upstreams"]["payments"]["endpoints"]
+    endpoints.append(dict(endpoints[0], id="other"))
+    with pytest.raises(SnapshotError, match="listed twice"):
+        parse_snapshot(data)
+
+
+def test_applied_snapshot_is_persisted_and_loaded_back(tmp_path: Path) -> None:
+    save_snapshot(tmp_path, parse_snapshot(GOOD))
+    assert json.loads((tmp_path / "snapshot.json").read_text()) == GOOD
+    loaded = load_snapshot(tmp_path)
+    assert loaded is not None and loaded == parse_snapshot(GOOD)
+    assert [p.name for p in tmp_path.iterdir()] == ["snapshot.json"]  # no tmp file left
+
+
+def test_missing_or_corrupt_snapshot_file_loads_as_none(tmp_path: Path) -> None:
+    assert load_snapshot(tmp_path) is None
+    (tmp_path / "snapshot.json").write_text('{"revision": ')
+    assert load_snapshot(tmp_path) is None
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
+    write_atomic(tmp_path / "snapshot.json", {"revision": 1})
+    with pytest.raises(TypeError):
+        write_atomic(tmp_path / "snapshot.json", {"revision": object()})
+    assert json.loads((tmp_path / "snapshot.json").read_text()) == {"revision": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["snapshot.json"]
+
+
+def test_identity_is_private_and_bound_to_control_plane_and_node(tmp_path: Path) -> None:
+    identity = Identity("id-1", "secret", "http://cp:8000", "host-a")
+    save_identity(tmp_path, identity)
+    mode = stat.S_IMODE(os.stat(tmp_path / "agent.json").st_mode)
+    assert mode == 0o600
+    assert load_identity(tmp_path, control_plane="http://cp:8000", node="host-a") == identity
+    assert load_identity(tmp_path, control_plane="http://other:8000", node="host-a") is None
+    assert load_identity(tmp_path, control_plane="http://cp:8000", node="host-b") is None
+    (tmp_path / "agent.json").write_text('{"agent_id": ""}')
+    assert load_identity(tmp_path, control_plane="http://cp:8000", node="host-a") is None

@@ -1,0 +1,121 @@
+"""The console in headless Chromium against a real server: log in, watch the
+topology update live, flip an instance into maintenance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import PASSWORD, USERNAME, ConsoleServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+
+SCREENSHOT = "/tmp/console-overview.png"
+
+
+def log_in(page: Any) -> None:
+    page.goto("/services/")
+    assert "/login/" in page.url
+    page.fill("#id_username", USERNAME)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/services/")
+
+
+def test_wrong_password_stays_on_login(page: Any) -> None:
+    page.goto("/login/")
+    page.fill("#id_username", USERNAME)
+    page.fill("#id_password", "wrong-password")
+    page.click("button[type=submit]")
+    assert page.locator(".alert").is_visible()
+    assert "/login/" in page.url
+
+
+def test_new_service_appears_on_overview_without_reload(
+    page: Any, console_server: ConsoleServer
+) -> None:
+    log_in(page)
+    page.goto("/")
+    page.wait_for_function("window.meshTopology && window.meshTopology.nodes.length >= 3")
+    page.wait_for_selector("#live-state[data-state=live]")
+    # Drawn: nodes and the seeded edges, with their rates in the table.
+    page.wait_for_selector("#topology-graph .main-svg")
+    assert page.locator('#edge-table tr[data-source="web"][data-destination="orders"]').count() == 1
+    page.evaluate("window.__sameDocument = true")
+
+    console_server.api("POST", "/api/v1/services/", {"name": "browser-svc"})
+
+    page.wait_for_selector('#topology-services li[data-service="browser-svc"]', timeout=10_000)
+    names = page.evaluate("window.meshTopology.nodes.map(n => n.name)")
+    assert "browser-svc" in names
+    assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+    assert page.locator('li[data-service="browser-svc"]').get_attribute("data-health") == "empty"
+    page.screenshot(path=SCREENSHOT, full_page=True)
+    assert page.errors == []
+
+
+def test_maintenance_toggle_goes_through_the_api(page: Any, console_server: ConsoleServer) -> None:
+    console_server.api(
+        "POST", "/api/v1/services/", {"name": "browser-maint", "check": {"type": "none"}}
+    )
+    instance = console_server.api(
+        "POST",
+        "/api/v1/services/browser-maint/instances/",
+        {"address": "127.0.0.1", "port": 9100, "zone": "zone-1"},
+    )
+    url = f"/api/v1/services/browser-maint/instances/{instance['id']}/"
+    assert instance["status"] == "passing"
+    log_in(page)
+    page.goto("/services/browser-maint/")
+    row = f'#instance-table tr[data-instance="{instance["id"]}"]'
+    page.wait_for_selector(f'{row}[data-status="passing"]')
+    page.wait_for_selector("#live-state[data-state=live]")
+
+    page.click(f'{row} input[data-instance="{instance["id"]}"]')
+    page.wait_for_selector(f'{row}[data-status="maintenance"]', timeout=10_000)
+    assert console_server.api("GET", url)["status"] == "maintenance"
+    page.wait_for_selector('#service-events td:has-text("passing -> maintenance")', timeout=10_000)
+    page.wait_for_selector("#service-chart .main-svg, #chart-note:not([hidden])")
+    page.screenshot(path="/tmp/console-service.png", full_page=True)
+
+    page.click(f'{row} input[data-instance="{instance["id"]}"]')
+    page.wait_for_selector(f'{row}[data-status="passing"]', timeout=10_000)
+    assert console_server.api("GET", url)["status"] == "passing"
+    assert page.errors == []
+
+
+def test_instance_changed_elsewhere_updates_the_service_page(
+    page: Any, console_server: ConsoleServer
+) -> None:
+    log_in(page)
+    page.goto("/services/web/")
+    page.wait_for_selector("#live-state[data-state=live]")
+    instance = console_server.api("GET", "/api/v1/services/web/instances/")[0]
+    row = f'#instance-table tr[data-instance="{instance["id"]}"]'
+    console_server.api(
+        "PATCH", f"/api/v1/services/web/instances/{instance['id']}/", {"maintenance": True}
+    )
+    page.wait_for_selector(f'{row}[data-status="maintenance"]', timeout=10_000)
+    assert page.locator(f"{row} input[type=checkbox]").is_checked()
+    console_server.api(
+        "PATCH", f"/api/v1/services/web/instances/{instance['id']}/", {"maintenance": False}
+    )
+    page.wait_for_selector(f'{row}[data-status="passing"]', timeout=10_000)
+
+
+@pytest.mark.parametrize("path", ["/services/", "/agents/", "/events/"])
+def test_list_pages_render(page: Any, path: str) -> None:
+    log_in(page)
+    page.goto(path)
+    assert page.locator("table.table").count() == 1
+    assert page.locator('.nav a[aria-current="page"]').count() == 1
+    assert page.errors == []
+
+
+def test_services_search_filters_as_you_type(page: Any) -> None:
+    log_in(page)
+    page.goto("/services/")
+    page.fill("#service-search", "pay")
+    assert page.locator('#service-table tr[data-service="payments"]').is_visible()
+    assert page.locator('#service-table tr[data-service="web"]').is_hidden()

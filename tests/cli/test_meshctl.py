@@ -1,0 +1,233 @@
+"""meshctl against a real server process (uvicorn on loopback, its own SQLite)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meshconsole import meshctl
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"server exited with {proc.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} not ready within {timeout}s")
+
+
+def meshconsole(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "meshconsole.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    data_dir: Path = tmp_path_factory.mktemp("meshctl-data")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(
+        MESH_DATA_DIR=str(data_dir),
+        MESH_CHANNEL_PREFIX=f"meshctl{uuid.uuid4().hex[:8]}",
+        DJANGO_SUPERUSER_PASSWORD="bob-password-1",
+    )
+    meshconsole(env, "migrate", "--no-input", "-v", "0")
+    meshconsole(env, "createsuperuser", "--no-input", "--username", "bob", "--email", "b@x.test")
+    token = meshconsole(env, "apitoken", "bob")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "meshconsole.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(url + "/readyz", proc)
+        yield url, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def ctl(
+    server: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    url, token = server
+    monkeypatch.setenv("MESH_URL", url)
+    monkeypatch.setenv("MESH_TOKEN", token)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = meshctl.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_register_list_get_deregister(ctl) -> None:
+    code, out, err = ctl(
+        "services",
+        "register",
+        "payments",
+        "--check-type",
+        "http",
+        "--check-path",
+        "/health",
+        "--interval",
+        "5s",
+        "--timeout",
+        "2s",
+        "--rise",
+        "2",
+        "--fall",
+        "3",
+        "--tag",
+        "pci",
+        "--tag",
+        "core",
+        "--description",
+        "Card payments",
+    )
+    assert code == 0, err
+    assert "registered payments" in out
+
+    code, out, _ = ctl("services", "list")
+    assert code == 0 and "payments" in out and "0/0 passing" in out
+
+    code, out, _ = ctl("services", "list", "--tag", "pci", "--json")
+    assert code == 0
+    assert [s["name"] for s in json.loads(out)] == ["payments"]
+    code, out, _ = ctl("--json", "services", "list", "--tag", "nope")
+    assert json.loads(out) == []
+
+    code, out, _ = ctl("services", "get", "payments", "--json")
+    service = json.loads(out)
+    assert service["check"] == {
+        "type": "http",
+        "path": "/health",
+        "interval": "5s",
+        "timeout": "2s",
+        "rise": 2,
+        "fall": 3,
+    }
+    assert service["tags"] == ["pci", "core"] and service["description"] == "Card payments"
+
+    code, out, _ = ctl("services", "get", "payments")
+    assert "http /health every 5s" in out
+
+    code, out, _ = ctl("instances", "list", "payments")
+    assert code == 0 and "no instances" in out
+
+    code, out, _ = ctl("services", "deregister", "payments")
+    assert code == 0 and "deregistered payments" in out
+    code, _, err = ctl("services", "get", "payments")
+    assert code == 1 and "404" in err
+
+
+def test_bad_input_is_a_clear_one_line_error(ctl) -> None:
+    code, out, err = ctl("services", "register", "Bad_Name")
+    assert code != 0 and out == ""
+    assert err.startswith("meshctl: 400 Bad Request: name: ")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+    code, out, err = ctl("services", "register", "okname", "--interval", "soon")
+    assert code != 0 and out == ""
+    assert err.startswith("meshctl: 400 Bad Request: check.interval: ")
+    assert "'soon' is not a duration" in err
+    assert ctl("services", "get", "okname")[0] == 1  # nothing was stored
+
+
+def test_timeout_longer_than_interval_is_refused(ctl) -> None:
+    code, _, err = ctl("services", "register", "slowpoke", "--interval", "1s", "--timeout", "5s")
+    assert code == 1 and "check.timeout: must not exceed the interval" in err
+
+
+def test_duplicate_register_is_a_conflict(ctl) -> None:
+    assert ctl("services", "register", "dupe")[0] == 0
+    code, _, err = ctl("services", "register", "dupe")
+    assert code == 1 and "409" in err and "already exists" in err
+    assert ctl("services", "deregister", "dupe")[0] == 0
+
+
+def test_missing_token_is_a_clear_401(ctl, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MESH_TOKEN")
+    code, out, err = ctl("services", "list")
+    assert code == 1 and out == ""
+    assert "401" in err and "MESH_TOKEN" in err and "meshconsole apitoken" in err
+
+
+def test_wrong_token_is_a_clear_401(ctl, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESH_TOKEN", "not-a-token")
+    code, _, err = ctl("services", "list")
+    assert code == 1 and "401" in err and "Invalid token" in err
+
+
+def test_unreachable_control_plane(ctl, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESH_URL", f"http://127.0.0.1:{free_port()}")
+    code, _, err = ctl("services", "list")
+    assert code == 3 and "cannot reach" in err and "Traceback" not in err
+
+
+def test_console_script_runs(server: tuple[str, str]) -> None:
+    url, token = server
+    script = Path(sys.executable).with_name("meshctl")
+    if not script.exists():
+        pytest.skip("console scripts not installed (pip install -e .)")
+    result = subprocess.run(
+        [str(script), "services", "list", "--json"],
+        env={**os.environ, "MESH_URL": url, "MESH_TOKEN": token},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout), list)

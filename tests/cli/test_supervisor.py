@@ -1,0 +1,118 @@
+"""ProcessSupervisor: restarts with backoff, gives up loudly, stops whole process groups."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from meshconsole import supervisor as sup
+from meshconsole.supervisor import ChildSpec, ProcessSupervisor
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def supervisor(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = ProcessSupervisor(log_dir=tmp_path / "logs", env=dict(os.environ))
+    yield s
+    s.stop_all(timeout=2)
+
+
+def test_crashing_child_is_restarted_then_given_up_loudly(
+    supervisor: ProcessSupervisor, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setattr(sup, "BACKOFF_BASE", 0.01)
+    child = supervisor.add(
+        ChildSpec("crasher", [sys.executable, "-c", "print('boom'); raise SystemExit(3)"])
+    )
+
+    def poll_until_failed() -> bool:
+        supervisor.poll()
+        return child.failed
+
+    wait_until(poll_until_failed)
+    out = capsys.readouterr().out
+    assert out.count("crasher exited with code 3") == sup.MAX_RESTARTS
+    assert "keeps crashing" in out and "boom" in out
+    assert supervisor.fatal == "crasher could not be kept running"
+
+
+def test_non_critical_child_failing_does_not_stop_everything(
+    supervisor: ProcessSupervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sup, "BACKOFF_BASE", 0.01)
+    child = supervisor.add(ChildSpec("extra", [sys.executable, "-c", "0"], critical=False))
+
+    def poll_until_failed() -> bool:
+        supervisor.poll()
+        return child.failed
+
+    wait_until(poll_until_failed)
+    assert supervisor.fatal is None
+
+
+def test_child_output_goes_to_its_log(supervisor: ProcessSupervisor) -> None:
+    child = supervisor.add(ChildSpec("talker", [sys.executable, "-c", "print('hello log')"]))
+    assert child.proc is not None
+    child.proc.wait(10)
+    wait_until(lambda: "hello log" in child.log_path.read_text())
+
+
+def test_stop_kills_stubborn_children_and_their_group(
+    supervisor: ProcessSupervisor, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    script = (
+        "import signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(60)\n"
+    )
+    child = supervisor.add(ChildSpec("stubborn", [sys.executable, "-c", script]))
+    assert child.proc is not None
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
+    grandchild = int(pidfile.read_text())
+    assert os.getpgid(child.proc.pid) == child.proc.pid != os.getpgrp()
+    started = time.monotonic()
+    supervisor.stop_all(timeout=1.0)
+    assert time.monotonic() - started < 5
+    assert child.proc.returncode is not None
+    wait_until(lambda: not alive(grandchild), timeout=5)
+
+
+def test_polite_children_stop_on_sigterm(supervisor: ProcessSupervisor) -> None:
+    child = supervisor.add(
+        ChildSpec("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
+    )
+    supervisor.stop_all(timeout=5.0)
+    assert child.proc is not None and child.proc.returncode == -15
+
+
+def test_parse_bind_and_local_url() -> None:
+    from meshconsole.web import parse_bind
+
+    assert parse_bind("127.0.0.1:8000") == ("127.0.0.1", 8000)
+    assert parse_bind("[::1]:9000") == ("::1", 9000)
+    assert parse_bind("9000") == ("127.0.0.1", 9000)
+    assert sup.local_url("0.0.0.0", 80) == "http://127.0.0.1:80/"
+    assert sup.local_url("::1", 80) == "http://[::1]:80/"

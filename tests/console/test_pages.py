@@ -1,0 +1,189 @@
+"""Console pages: login required, render for a user, all assets local."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+
+from agents.models import Agent
+from monitoring.models import Event, EventKind
+from registry import services
+from registry.models import Node, Service
+
+PAGES = ["/", "/services/", "/services/payments/", "/agents/", "/events/"]
+ASSET_ATTR = re.compile(
+    r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']([^"']+)["']""", re.I
+)
+
+
+@pytest.fixture
+def payments(admin_user: User) -> Service:
+    service = services.service_create(
+        user=admin_user, data={"name": "payments", "tags": ["pci"], "description": "card charges"}
+    )
+    services.instance_register(
+        user=admin_user,
+        service=service,
+        data={"address": "10.0.0.5", "port": 8080, "zone": "zone-1", "node": "host-b"},
+    )
+    return service
+
+
+@pytest.fixture
+def logged_in(client: Client, admin_user: User) -> Client:
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", PAGES)
+def test_page_redirects_anonymous_to_login(client: Client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/?next=")
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_page_renders_for_logged_in_user(logged_in: Client, payments: Service, path: str) -> None:
+    response = logged_in.get(path)
+    assert response.status_code == 200
+    html = response.content.decode()
+    for link in ("/services/", "/agents/", "/events/", "/api/docs/", "/admin/"):
+        assert f'href="{link}"' in html
+    # Logging out is a POST with a CSRF token, never a GET link.
+    assert re.search(r'<form method="post" action="/logout/"', html)
+    assert "csrfmiddlewaretoken" in html
+
+
+def test_login_page_renders_form(client: Client, db: None) -> None:
+    response = client.get("/login/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'name="username"' in html and 'name="password"' in html
+    assert "csrfmiddlewaretoken" in html
+
+
+def test_login_form_logs_in_and_redirects_to_overview(client: Client, admin_user: User) -> None:
+    response = client.post("/login/", {"username": "alice", "password": "alice-password-1"})
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+    assert client.get("/").status_code == 200
+
+
+def test_logout_is_a_post(logged_in: Client) -> None:
+    response = logged_in.post("/logout/")
+    assert response.status_code == 302
+    assert logged_in.get("/").status_code == 302
+
+
+def test_unknown_service_page_is_404(logged_in: Client) -> None:
+    assert logged_in.get("/services/nope/").status_code == 404
+
+
+@pytest.mark.parametrize("path", [*PAGES, "/login/"])
+def test_pages_reference_no_external_asset(
+    client: Client, admin_user: User, payments: Service, path: str
+) -> None:
+    if path != "/login/":
+        client.force_login(admin_user)
+    html = client.get(path).content.decode()
+    assets = ASSET_ATTR.findall(html)
+    assert assets, "expected the page to load local assets"
+    for url in assets:
+        assert not re.match(r"^(https?:)?//", url), f"{path} loads an external asset: {url}"
+    assert "http://" not in html and "https://" not in html
+
+
+def test_console_static_files_reference_nothing_external() -> None:
+    root = Path(settings.BASE_DIR) / "static" / "console"
+    files = [p for p in root.iterdir() if p.suffix in {".js", ".css"}]
+    assert files
+    for path in files:
+        text = path.read_text()
+        assert "http://" not in text and "https://" not in text, path.name
+        assert "@import" not in text and "url(" not in text, path.name
+
+
+def test_plotly_is_served_locally(client: Client, db: None) -> None:
+    response = client.get("/static/plotly/plotly.min.js")
+    assert response.status_code == 200
+    assert "javascript" in response["Content-Type"]
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    assert b"plotly" in body[:2000].lower()
+
+
+def test_overview_embeds_topology_and_lists_services(logged_in: Client, payments: Service) -> None:
+    html = logged_in.get("/").content.decode()
+    assert 'id="topology-data"' in html
+    assert '<li data-service="payments" data-health="critical">' in html
+    assert '<script src="/static/plotly/plotly.min.js">' in html
+
+
+def test_services_page_shows_health_and_tags(logged_in: Client, payments: Service) -> None:
+    html = logged_in.get("/services/").content.decode()
+    assert 'data-service="payments"' in html
+    assert "0/1" in html
+    assert ">pci<" in html
+
+
+@pytest.mark.parametrize(
+    ("query", "shown"), [("pay", True), ("pci", True), ("card", True), ("zzz", False)]
+)
+def test_services_search_matches_name_tags_and_description(
+    logged_in: Client, payments: Service, query: str, shown: bool
+) -> None:
+    html = logged_in.get("/services/", {"q": query}).content.decode()
+    assert ('data-service="payments"' in html) is shown
+
+
+def test_service_page_embeds_service_with_instances(logged_in: Client, payments: Service) -> None:
+    html = logged_in.get("/services/payments/").content.decode()
+    assert 'id="service-data"' in html
+    assert "10.0.0.5" in html and "host-b" in html
+
+
+def test_agents_page_shows_status(logged_in: Client, db: None) -> None:
+    now = timezone.now()
+    Agent.objects.create(
+        node=Node.objects.create(name="host-ok", zone="z1"),
+        token_hash="a" * 64,
+        version="1.0",
+        last_seen=now,
+        applied_revision=7,
+    )
+    Agent.objects.create(
+        node=Node.objects.create(name="host-quiet"),
+        token_hash="b" * 64,
+        last_seen=now - timedelta(seconds=settings.MESH_HEARTBEAT_TTL + 5),
+    )
+    Agent.objects.create(
+        node=Node.objects.create(name="host-nack"),
+        token_hash="c" * 64,
+        last_seen=now,
+        nack_revision=8,
+        nack_reason="unknown upstream 'x'",
+    )
+    html = logged_in.get("/agents/").content.decode()
+    assert 'data-agent="host-ok" data-status="ok"' in html
+    assert 'data-agent="host-quiet" data-status="silent"' in html
+    assert 'data-agent="host-nack" data-status="nack"' in html
+    assert "unknown upstream &#x27;x&#x27;" in html
+
+
+def test_events_page_filters_by_kind_and_service(logged_in: Client, payments: Service) -> None:
+    Event.objects.create(kind=EventKind.FAILOVER, service="orders", message="orders failed over")
+    html = logged_in.get("/events/").content.decode()
+    assert "orders failed over" in html and "service payments registered" in html
+    html = logged_in.get("/events/", {"kind": "failover"}).content.decode()
+    assert "orders failed over" in html and "service payments registered" not in html
+    html = logged_in.get("/events/", {"service": "payments"}).content.decode()
+    assert "orders failed over" not in html and "service payments registered" in html
+    # An unknown kind is ignored rather than an error.
+    assert logged_in.get("/events/", {"kind": "bogus"}).status_code == 200
