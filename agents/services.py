@@ -17,7 +17,8 @@ from agents.models import Agent, EnrollmentToken, hash_token, new_secret
 from monitoring.models import EdgeWindow, EventKind, Severity
 from monitoring.notify import mesh_changed
 from monitoring.services import event_record
-from policies.models import DEFAULT_POLICY_SNAPSHOT, TrafficPolicy
+from policies.models import TrafficPolicy
+from policies.snapshot import policy_snapshot
 from registry import services as registry_services
 from registry.models import (
     ROUTABLE_HEALTH,
@@ -108,7 +109,7 @@ def agent_snapshot(*, agent: Agent) -> dict[str, Any]:
         names = sorted({str(u.get("service")) for u in agent.upstreams if u.get("service")})
         by_name = {s.name: s for s in Service.objects.filter(name__in=names)}
         policies = {
-            p.service_id: p.as_snapshot()
+            p.service_id: policy_snapshot(p)
             for p in TrafficPolicy.objects.filter(service__name__in=names)
         }
         upstreams: dict[str, Any] = {}
@@ -116,9 +117,7 @@ def agent_snapshot(*, agent: Agent) -> dict[str, Any]:
             service = by_name.get(name)
             upstreams[name] = {
                 "protocol": service.protocol if service else "http",
-                "policy": policies.get(service.pk, DEFAULT_POLICY_SNAPSHOT)
-                if service
-                else DEFAULT_POLICY_SNAPSHOT,
+                "policy": (policies.get(service.pk) if service else None) or policy_snapshot(None),
                 "endpoints": _endpoints(service) if service else [],
             }
     return {

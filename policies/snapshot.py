@@ -1,0 +1,43 @@
+"""The policy object of an agent snapshot (schema: docs/policies.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policies.models import DEFAULT_RETRY_ON, TrafficPolicy
+
+
+def policy_snapshot(policy: TrafficPolicy | None) -> dict[str, Any]:
+    p = policy or TrafficPolicy(retry_on=list(DEFAULT_RETRY_ON))
+    return {
+        "load_balancer": p.load_balancer,
+        "hash_on": {"type": p.hash_on, "name": p.hash_key} if p.hash_on else None,
+        "connect_timeout_ms": p.connect_timeout_ms,
+        "request_timeout_ms": p.request_timeout_ms,
+        "idle_timeout_ms": p.idle_timeout_ms,
+        "retries": {
+            "attempts": p.retry_attempts,
+            "per_try_timeout_ms": p.retry_per_try_timeout_ms,
+            "on": list(p.retry_on or DEFAULT_RETRY_ON),
+            "backoff_base_ms": p.retry_backoff_base_ms,
+            "backoff_max_ms": p.retry_backoff_max_ms,
+            "budget_percent": p.retry_budget_percent,
+            "min_per_second": p.retry_min_per_second,
+        },
+        "outlier": {
+            "consecutive_5xx": p.outlier_consecutive_5xx,
+            "consecutive_gateway": p.outlier_consecutive_gateway,
+            "base_ejection_ms": p.outlier_base_ejection_ms,
+            "max_ejection_percent": p.outlier_max_ejection_percent,
+        },
+        "circuit_breaker": {
+            "max_connections": p.max_connections,
+            "max_pending": p.max_pending,
+            "max_requests": p.max_requests,
+        },
+        "rate_limit": {"rps": p.rate_limit_rps, "burst": p.rate_limit_burst}
+        if p.rate_limit_rps > 0
+        else None,
+        "panic_threshold_percent": p.panic_threshold_percent,
+        "locality": {"enabled": p.locality_enabled},
+    }
