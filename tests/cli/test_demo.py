@@ -199,6 +199,7 @@ def test_up_demo_shows_live_topology(start_up) -> None:  # type: ignore[no-untyp
                 text=True,
                 timeout=60,
                 check=True,
+                env=up.env,
             )
             login_token = out.stdout.strip()
         response = httpx.get(

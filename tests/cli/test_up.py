@@ -75,6 +75,7 @@ class Up:
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
         env["MESH_CHANNEL_PREFIX"] = f"up{uuid.uuid4().hex[:8]}"
         env.pop("MESH_ADMIN_PASSWORD", None)
+        self.env = env  # the embedded defaults: commands run beside `up` must use them too
         with self.out_path.open("wb") as out:
             self.proc = subprocess.Popen(
                 [
