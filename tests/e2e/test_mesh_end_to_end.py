@@ -92,7 +92,12 @@ def agent_endpoint_ports(admin: int) -> set[int]:
     status, snapshot = http("GET", f"http://127.0.0.1:{admin}/config", timeout=2)
     if status != 200:  # no snapshot applied yet
         return set()
-    return {e["port"] for e in snapshot["upstreams"]["payments"]["endpoints"]}
+    # Critical endpoints stay in the snapshot (for panic mode); rotation = passing ones.
+    return {
+        e["port"]
+        for e in snapshot["upstreams"]["payments"]["endpoints"]
+        if e.get("status") == "passing"
+    }
 
 
 def test_traffic_survives_a_killed_backend_and_a_dead_control_plane(tmp_path: Path) -> None:
