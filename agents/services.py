@@ -9,20 +9,19 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from agents.models import Agent, EnrollmentToken, hash_token, new_secret
+from agents.runtime.durations import format_duration_ms
+from agents.snapshot import upstreams_snapshot
 from monitoring.models import EdgeWindow, EventKind, Severity
 from monitoring.notify import mesh_changed
 from monitoring.services import event_record
-from policies.models import TrafficPolicy
-from policies.snapshot import policy_snapshot
 from registry import services as registry_services
 from registry.models import (
-    ROUTABLE_HEALTH,
-    AdminState,
     CheckType,
     Health,
     Instance,
@@ -85,41 +84,12 @@ def agent_for_token(raw: str) -> Agent | None:
     return Agent.objects.select_related("node").filter(token_hash=hash_token(raw)).first()
 
 
-def _endpoints(service: Service) -> list[dict[str, Any]]:
-    instances = service.instances.filter(
-        admin_state=AdminState.ENABLED, health__in=ROUTABLE_HEALTH, weight__gt=0
-    ).order_by("address", "port")
-    return [
-        {
-            "id": i.id,
-            "address": i.address,
-            "port": i.port,
-            "weight": i.weight,
-            "zone": i.zone,
-            "status": i.status,
-        }
-        for i in instances
-    ]
-
-
 def agent_snapshot(*, agent: Agent) -> dict[str, Any]:
     """The whole config an agent needs, as of one revision."""
     with transaction.atomic():
         revision = MeshRevision.current()
         names = sorted({str(u.get("service")) for u in agent.upstreams if u.get("service")})
-        by_name = {s.name: s for s in Service.objects.filter(name__in=names)}
-        policies = {
-            p.service_id: policy_snapshot(p)
-            for p in TrafficPolicy.objects.filter(service__name__in=names)
-        }
-        upstreams: dict[str, Any] = {}
-        for name in names:
-            service = by_name.get(name)
-            upstreams[name] = {
-                "protocol": service.protocol if service else "http",
-                "policy": (policies.get(service.pk) if service else None) or policy_snapshot(None),
-                "endpoints": _endpoints(service) if service else [],
-            }
+        upstreams = upstreams_snapshot(names)
     return {
         "revision": revision,
         "agent_id": str(agent.id),
@@ -264,7 +234,39 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
         Instance.objects.filter(pk__in=seen).update(last_heartbeat=now)
         _revive_heartbeat_instances(agent, seen)
     _store_metrics(agent, report.get("metrics", []))
+    _record_ejections(agent, report.get("ejections", []))
     return {"revision": MeshRevision.current(), "instances": instances}
+
+
+def _record_ejections(agent: Agent, ejections: list[dict[str, Any]]) -> None:
+    """Each ejection (or return) the agent's outlier detection saw becomes an event."""
+    node = agent.node.name
+    for e in ejections:
+        endpoint = f"{e['address']}:{e['port']}"
+        if e["event"] == "ejected":
+            message = (
+                f"agent {node} ejected {endpoint} of {e['service']} for "
+                f"{format_duration_ms(e['duration_ms'])}: {e['reason'] or 'outlier'}"
+            )
+        else:
+            message = f"agent {node}: {endpoint} of {e['service']} returned from ejection"
+        event_record(
+            kind=EventKind.EJECTION,
+            severity=Severity.WARNING if e["event"] == "ejected" else Severity.INFO,
+            message=message,
+            service=e["service"],
+            instance=e["endpoint"],
+            actor=f"agent:{node}",
+            data={
+                "node": node,
+                "event": e["event"],
+                "address": e["address"],
+                "port": e["port"],
+                "reason": e["reason"],
+                "duration_ms": e["duration_ms"],
+                "at": e.get("at"),
+            },
+        )
 
 
 def _revive_heartbeat_instances(agent: Agent, ids: set[str]) -> None:
@@ -290,13 +292,58 @@ def _revive_heartbeat_instances(agent: Agent, ids: set[str]) -> None:
                 )
 
 
+SELF_PRESERVATION_KEY = "agents:self-preservation"
+
+
+def _self_preservation(*, silent: int, total: int) -> bool:
+    """Whether too many agents went quiet at once to believe them (Eureka's
+    self-preservation): that is more likely the control plane's network than
+    the hosts. The flag lives in the shared cache; cache.add/delete are atomic,
+    so the warning and the release are each recorded once across workers."""
+    threshold = settings.MESH_SELF_PRESERVATION_PERCENT
+    tripped = threshold < 100 and total >= 3 and silent * 100 > threshold * total
+    if tripped:
+        if cache.add(SELF_PRESERVATION_KEY, f"{silent}/{total}", timeout=None):
+            event_record(
+                kind=EventKind.AGENT,
+                severity=Severity.WARNING,
+                message=(
+                    f"self-preservation: {silent} of {total} agents silent at once; "
+                    "not marking their instances critical"
+                ),
+                actor="system",
+                data={"silent": silent, "total": total, "threshold_percent": threshold},
+            )
+        return True
+    if cache.delete(SELF_PRESERVATION_KEY):
+        event_record(
+            kind=EventKind.AGENT,
+            message=(
+                f"self-preservation released: {silent} of {total} agents silent; "
+                "resuming normal expiry"
+            ),
+            actor="system",
+            data={"silent": silent, "total": total, "threshold_percent": threshold},
+        )
+    return False
+
+
 def agents_expire(*, now: datetime | None = None) -> list[str]:
-    """Mark agents silent past the TTL and their instances critical."""
+    """Mark agents silent past the TTL and their instances critical, unless more
+    than MESH_SELF_PRESERVATION_PERCENT of the reporting agents (with at least 3)
+    went silent within the same TTL window: then nothing is marked until enough
+    of them are back."""
     now = now or timezone.now()
     ttl = settings.MESH_HEARTBEAT_TTL
     cutoff = now - timedelta(seconds=ttl)
+    # Agents already marked silent went quiet in an earlier window: they are
+    # not part of the population that may go quiet "at once".
+    reporting = Agent.objects.filter(silent=False)
+    stale = list(reporting.select_related("node").filter(last_seen__lt=cutoff))
+    if _self_preservation(silent=len(stale), total=reporting.count()):
+        return []
     expired: list[str] = []
-    for agent in Agent.objects.select_related("node").filter(silent=False, last_seen__lt=cutoff):
+    for agent in stale:
         # Conditional claim: only one worker handles a given expiry.
         if not Agent.objects.filter(pk=agent.pk, silent=False).update(silent=True):
             continue

@@ -26,5 +26,11 @@ app.conf.beat_schedule = {
         "schedule": 2.0,
         "options": {"expires": 2.0},
     },
+    # Failover follows health within a second; claims make overlapping ticks safe.
+    "evaluate-failover": {
+        "task": "policies.tasks.evaluate_failover",
+        "schedule": 1.0,
+        "options": {"expires": 1.0},
+    },
     "prune-history": {"task": "monitoring.tasks.prune_history", "schedule": 300.0},
 }

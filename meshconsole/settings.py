@@ -187,6 +187,9 @@ SPECTACULAR_SETTINGS = {
 
 # Mesh behaviour knobs.
 MESH_HEARTBEAT_TTL = env_int("MESH_HEARTBEAT_TTL", 15)  # seconds without agent report
+# More than this share of agents (with at least 3) silent at once is taken for a
+# control-plane network problem: their instances are not marked critical.
+MESH_SELF_PRESERVATION_PERCENT = env_int("MESH_SELF_PRESERVATION_PERCENT", 50)
 MESH_MAX_WAIT = env_int("MESH_MAX_WAIT", 300)  # longest blocking query, seconds
 MESH_METRICS_RETENTION = env_int("MESH_METRICS_RETENTION", 3600)  # seconds
 MESH_EVENTS_RETENTION = env_int("MESH_EVENTS_RETENTION", 7 * 24 * 3600)

@@ -10,6 +10,7 @@ from rest_framework.routers import SimpleRouter
 from agents.api.views import AgentListView, EnrollView, ReportView, config_view
 from meshconsole.health import healthz, readyz
 from monitoring.api.views import EventListView, ServiceMetricsView, TopologyView
+from policies.api.views import PolicyRollbackView, PolicyVersionsView, PolicyView
 from registry.api.discovery import discovery_view
 from registry.api.views import InstanceViewSet, ServiceViewSet
 
@@ -21,6 +22,17 @@ api_v1 = [
     path("discovery/<str:name>/", discovery_view, name="discovery"),
     path("topology/", TopologyView.as_view(), name="topology"),
     path("services/<str:name>/metrics/", ServiceMetricsView.as_view(), name="service-metrics"),
+    path("services/<str:name>/policy/", PolicyView.as_view(), name="service-policy"),
+    path(
+        "services/<str:name>/policy/versions/",
+        PolicyVersionsView.as_view(),
+        name="service-policy-versions",
+    ),
+    path(
+        "services/<str:name>/policy/rollback/",
+        PolicyRollbackView.as_view(),
+        name="service-policy-rollback",
+    ),
     path("events/", EventListView.as_view(), name="events"),
     path("agents/", AgentListView.as_view(), name="agents"),
     path("agents/enroll/", EnrollView.as_view(), name="agent-enroll"),

@@ -126,6 +126,7 @@ class FailoverState(models.Model):
     active_target = models.CharField(max_length=63, blank=True, default="")
     activated_at = models.DateTimeField(null=True, blank=True)
     healthy_since = models.DateTimeField(null=True, blank=True)  # for the failback hold-down
+    reason = models.CharField(max_length=500, blank=True, default="")  # why the target is active
 
     def __str__(self) -> str:
         return f"{self.service.name} -> {self.active_target or '(itself)'}"

@@ -79,6 +79,19 @@ class NackSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=1000)
 
 
+class EjectionSerializer(serializers.Serializer):
+    """An outlier ejection or its end, seen by the agent (docs/policies.md)."""
+
+    service = serializers.RegexField(SERVICE_NAME_RE, max_length=63)
+    endpoint = serializers.RegexField(r"^[A-Za-z0-9_-]{1,32}$", max_length=32)
+    address = serializers.CharField(max_length=253)
+    port = serializers.IntegerField(min_value=1, max_value=65535)
+    event = serializers.ChoiceField(choices=["ejected", "returned"])
+    reason = serializers.CharField(max_length=500, allow_blank=True, default="")
+    duration_ms = serializers.IntegerField(min_value=0, max_value=86_400_000, default=0)
+    at = serializers.FloatField(min_value=0, required=False)
+
+
 class ReportSerializer(serializers.Serializer):
     version = serializers.CharField(max_length=32, required=False, allow_blank=True)
     applied_revision = serializers.IntegerField(min_value=0, allow_null=True, required=False)
@@ -86,6 +99,7 @@ class ReportSerializer(serializers.Serializer):
     upstreams = UpstreamSerializer(many=True, required=False)
     services = LocalServiceSerializer(many=True, required=False)
     metrics = MetricsWindowSerializer(many=True, required=False)
+    ejections = serializers.ListField(child=EjectionSerializer(), max_length=1000, required=False)
 
     def validate_services(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         names = [s["name"] for s in value]

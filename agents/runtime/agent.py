@@ -22,7 +22,7 @@ from agents.runtime.client import (
     Unauthorized,
 )
 from agents.runtime.config import AgentConfig, join_host_port
-from agents.runtime.metrics import Metrics, render_prometheus
+from agents.runtime.metrics import Metrics, render_prometheus, render_resilience
 from agents.runtime.proxy_http import ListenerContext, start_http_listener
 from agents.runtime.proxy_tcp import TcpContext, start_tcp_listener
 from agents.runtime.snapshot import (
@@ -52,7 +52,7 @@ class Agent:
         self.long_poll_s = long_poll_s
         self.backoff = backoff or Backoff()
         self.metrics = Metrics()
-        self.upstreams = [UpstreamRuntime(u) for u in config.upstreams]
+        self.upstreams = [UpstreamRuntime(u, config.zone) for u in config.upstreams]
         self.contexts: list[ListenerContext | TcpContext] = []
         self.servers: list[asyncio.Server] = []
         self.admin_server: asyncio.Server | None = None
@@ -66,6 +66,7 @@ class Agent:
         self._report_now = asyncio.Event()
         self._stopped = asyncio.Event()
         self._pending_metrics: list[dict[str, Any]] = []
+        self._pending_ejections: list[dict[str, Any]] = []
         self._control: asyncio.Task[None] | None = None
 
     # lifecycle
@@ -244,6 +245,9 @@ class Agent:
         self._report_now.clear()
         windows = self._pending_metrics + self.metrics.drain()
         self._pending_metrics = []
+        ejections = self._pending_ejections + [
+            event for u in self.upstreams for event in u.drain_events()]
+        self._pending_ejections = []
         payload = {
             "version": __version__,
             "applied_revision": self.snapshot.revision if self.snapshot else None,
@@ -251,12 +255,14 @@ class Agent:
             "upstreams": self._upstreams_payload(),
             "services": [s.as_report() for s in self.config.services],
             "metrics": windows,
+            "ejections": ejections,
         }
         try:
             await self.client.report(identity.agent_id, identity.agent_token, payload)
         except BaseException:
             # Not lost: the next report carries them, bounded so a long outage cannot grow us.
             self._pending_metrics = windows[-MAX_PENDING_WINDOWS:]
+            self._pending_ejections = ejections[-MAX_PENDING_WINDOWS:]
             raise
 
     def _upstreams_payload(self) -> list[dict[str, Any]]:
@@ -286,7 +292,8 @@ class Agent:
     def prometheus(self) -> str:
         endpoints = [(u.service, e) for u in self.upstreams for e in u.state.endpoints]
         revision = self.snapshot.revision if self.snapshot else None
-        return render_prometheus(self.metrics, revision, endpoints)
+        return render_prometheus(self.metrics, revision, endpoints) + render_resilience(
+            self.upstreams)
 
     def config_json(self) -> dict[str, Any] | None:
         return self.snapshot.raw if self.snapshot else None

@@ -6,20 +6,28 @@ them, so a retry after a refused connection always moves to another endpoint.
 
 from __future__ import annotations
 
+import math
 import random
+import time
 from collections.abc import Collection, Sequence
 
-BALANCERS = ("round_robin", "weighted_round_robin", "random", "least_request")
+from agents.runtime.histogram import NBUCKETS, bucket_index
+from agents.runtime.policy import BALANCER_NAMES
+
+BALANCERS = BALANCER_NAMES
+EWMA_DECAY_S = 10.0  # Finagle's default time constant for peak EWMA
 
 
 class Endpoint:
     """One instance we may send traffic to; counters live here so stats are cheap."""
 
-    __slots__ = ("key", "id", "address", "port", "weight", "zone", "status",
-                 "active", "requests", "errors", "removed")
+    __slots__ = ("key", "id", "address", "port", "weight", "zone", "status", "priority",
+                 "active", "requests", "errors", "removed", "latency_sum_ms", "buckets",
+                 "ewma_ms", "ewma_at", "ejected", "times_ejected", "consecutive_5xx",
+                 "consecutive_gateway", "ejections", "return_timer")
 
     def __init__(self, id: str, address: str, port: int, weight: int = 100, zone: str = "",
-                 status: str = "passing") -> None:
+                 status: str = "passing", priority: int = 0) -> None:
         self.id = id
         self.address = address
         self.port = port
@@ -31,6 +39,37 @@ class Endpoint:
         self.requests = 0
         self.errors = 0
         self.removed = False  # set when a snapshot drops it: no new requests, no pooling
+        self.priority = priority
+        self.latency_sum_ms = 0.0
+        self.buckets = [0] * NBUCKETS
+        self.ewma_ms = 0.0
+        self.ewma_at = 0.0
+        # Outlier detection (agents.runtime.outlier) keeps its state here.
+        self.ejected = False
+        self.times_ejected = 0
+        self.consecutive_5xx = 0
+        self.consecutive_gateway = 0
+        self.ejections = 0
+        self.return_timer: object | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return not self.ejected and self.status in ("passing", "warning")
+
+    def observe(self, latency_ms: float, error: bool) -> None:
+        """One finished request: counters, histogram, and the peak EWMA of its latency."""
+        self.requests += 1
+        if error:
+            self.errors += 1
+        self.latency_sum_ms += latency_ms
+        self.buckets[bucket_index(latency_ms)] += 1
+        now = time.monotonic()
+        if latency_ms > self.ewma_ms:
+            self.ewma_ms = latency_ms  # peak sensitivity: a slow answer counts at once
+        else:
+            decay = math.exp(-(now - self.ewma_at) / EWMA_DECAY_S)
+            self.ewma_ms = self.ewma_ms * decay + latency_ms * (1.0 - decay)
+        self.ewma_at = now
 
     def __repr__(self) -> str:
         return f"Endpoint({self.address}:{self.port} w={self.weight})"
@@ -39,7 +78,8 @@ class Endpoint:
 class Balancer:
     name = "base"
 
-    def pick(self, endpoints: Sequence[Endpoint], tried: Collection[str] = ()) -> Endpoint | None:
+    def pick(self, endpoints: Sequence[Endpoint], tried: Collection[str] = (),
+             hash_key: int | None = None) -> Endpoint | None:
         raise NotImplementedError
 
 
@@ -53,7 +93,8 @@ class RoundRobin(Balancer):
     def __init__(self) -> None:
         self._next = 0
 
-    def pick(self, endpoints: Sequence[Endpoint], tried: Collection[str] = ()) -> Endpoint | None:
+    def pick(self, endpoints: Sequence[Endpoint], tried: Collection[str] = (),
+             hash_key: int | None = None) -> Endpoint | None:
         n = len(endpoints)
         for step in range(n):
             endpoint = endpoints[(self._next + step) % n]
@@ -71,7 +112,8 @@ class SmoothWeighted(Balancer):
     def __init__(self) -> None:
         self._current: dict[str, int] = {}
 
-    def pick(self, endpoints: Sequence[Endpoint], tried: Collection[str] = ()) -> Endpoint | None:
+    def pick(self, endpoints: Sequence[Endpoint], tried: Collection[str] = (),
+             hash_key: int | None = None) -> Endpoint | None:
         candidates = _candidates(endpoints, tried)
         if not candidates:
             return None
@@ -99,7 +141,8 @@ class RandomPick(Balancer):
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()
 
-    def pick(self, endpoints: Sequence[Endpoint], tried: Collection[str] = ()) -> Endpoint | None:
+    def pick(self, endpoints: Sequence[Endpoint], tried: Collection[str] = (),
+             hash_key: int | None = None) -> Endpoint | None:
         candidates = _candidates(endpoints, tried)
         return self._rng.choice(candidates) if candidates else None
 
@@ -112,13 +155,40 @@ class LeastRequest(Balancer):
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()
 
-    def pick(self, endpoints: Sequence[Endpoint], tried: Collection[str] = ()) -> Endpoint | None:
+    def pick(self, endpoints: Sequence[Endpoint], tried: Collection[str] = (),
+             hash_key: int | None = None) -> Endpoint | None:
         candidates = _candidates(endpoints, tried)
         if len(candidates) <= 1:
             return candidates[0] if candidates else None
         a, b = self._rng.sample(candidates, 2)
         # Weight scales capacity: compare active/weight without dividing.
         return a if a.active * b.weight <= b.active * a.weight else b
+
+
+class PeakEwma(Balancer):
+    """Linkerd/Finagle: P2C over cost = peak-EWMA latency × (in flight + 1) / weight."""
+
+    name = "peak_ewma"
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._rng = rng or random.Random()
+
+    def pick(self, endpoints: Sequence[Endpoint], tried: Collection[str] = (),
+             hash_key: int | None = None) -> Endpoint | None:
+        candidates = _candidates(endpoints, tried)
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else None
+        a, b = self._rng.sample(candidates, 2)
+        return a if _cost(a) <= _cost(b) else b
+
+
+def _cost(e: Endpoint) -> float:
+    # A fresh endpoint (no latency seen yet) costs like a 1 ms one, so it gets tried.
+    ewma = e.ewma_ms
+    if ewma and e.active == 0:
+        # Decay while idle too, or one slow answer would starve it forever.
+        ewma *= math.exp(-(time.monotonic() - e.ewma_at) / EWMA_DECAY_S)
+    return max(ewma, 1.0) * (e.active + 1) / e.weight
 
 
 def make_balancer(name: str, rng: random.Random | None = None) -> Balancer:
@@ -130,4 +200,10 @@ def make_balancer(name: str, rng: random.Random | None = None) -> Balancer:
         return RandomPick(rng)
     if name == "least_request":
         return LeastRequest(rng)
+    if name == "peak_ewma":
+        return PeakEwma(rng)
+    if name in ("ring_hash", "maglev"):
+        from agents.runtime.hashing import Maglev, RingHash
+
+        return RingHash(rng) if name == "ring_hash" else Maglev(rng)
     raise ValueError(f"unknown load balancer {name!r}")

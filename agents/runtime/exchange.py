@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from typing import TYPE_CHECKING
 
 from agents.runtime.balancer import Endpoint
+from agents.runtime.hashing import hash64
 from agents.runtime.httpwire import (
     LAST_CHUNK,
     chunk,
@@ -23,8 +25,10 @@ from agents.runtime.httpwire import (
     render_headers,
     simple_response,
 )
+from agents.runtime.outlier import CONNECT_FAILURE, RESET
 from agents.runtime.pool import UpstreamConnection
-from agents.runtime.upstream import RouteState
+from agents.runtime.ratelimit import retry_after
+from agents.runtime.upstream import IDEMPOTENT, RouteState
 
 if TYPE_CHECKING:
     from agents.runtime.proxy_http import ClientConnection
@@ -32,7 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("meshagent.proxy")
 
 BUFFER_HIGH_WATER = 256 * 1024
-RETRY = "retry"
+# A request body is kept for a retry only up to this size; a bigger one, once
+# streamed to an upstream, cannot be sent again, so such a request is not retried.
+REPLAY_LIMIT = 64 * 1024
+RETRY = "retry"  # a stale pooled connection: try again on a fresh one, free of charge
 DONE = "done"
 
 
@@ -43,7 +50,7 @@ class BadRequest(Exception):
 class Exchange:
     def __init__(self, client: ClientConnection, *, method: bytes, url: bytes,
                  headers: list[tuple[bytes, bytes]], http11: bool, keep_alive: bool,
-                 chunked: bool, content_length: int | None) -> None:
+                 chunked: bool, content_length: int | None, upgrade: bool = False) -> None:
         self.client = client
         self.ctx = client.ctx
         self.loop = client.loop
@@ -70,18 +77,51 @@ class Exchange:
         self.started = self.loop.time()
         self.request_id: bytes | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.done: asyncio.Future[str] | None = None
+        self.done: asyncio.Future[object] | None = None
+        self.tries = 0
         self.task: asyncio.Task[None] | None = None
+        self.state: RouteState = client.ctx.upstream.state
+        self.upgrade = upgrade  # an Upgrade request: after a 101, a tunnel
+        self.tunnel = False
+        self.replay: list[bytes] | None = [] if self.has_body else None
+        self.replay_size = 0
+        self.retry_reserved = False
+        self.deadline = 0.0
+        self.per_try = False
+        self.try_started = 0.0
+        self.continue_sent = False
+        self.extra: list[tuple[bytes, bytes]] | None = None
 
     # lifecycle
     def start(self) -> None:
         self.started = self.loop.time()
+        upstream = self.ctx.upstream
+        state = self.state = upstream.state  # this request's view, whatever snapshot follows
+        bucket = state.bucket
+        if bucket is not None:
+            wait = bucket.take()
+            if wait > 0:
+                upstream.rate_limited_total += 1
+                self.refuse(429, "rate-limited", [(b"retry-after", retry_after(wait))])
+                return
+        if state.max_requests and upstream.active >= state.max_requests:
+            self.refuse(503, "circuit-open (max_requests)")
+            return
         self.ctx.inflight += 1
+        upstream.active += 1
         self.task = self.loop.create_task(self._route())
+
+    def refuse(self, status: int, reason: str,
+               extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        """Answer locally without touching an upstream (rate limit, circuit breaker)."""
+        if reason.startswith("circuit-open"):
+            self.ctx.upstream.circuit_open(reason[14:-1])
+        self.extra = extra
+        self.fail(status, reason)
 
     async def _route(self) -> None:
         try:
-            await self._pick_and_forward()
+            await self._attempts()
         except asyncio.CancelledError:
             self.client_gone()
             raise
@@ -90,48 +130,139 @@ class Exchange:
             self.fail(502, "proxy-error")
         finally:
             self.ctx.inflight -= 1
+            self.ctx.upstream.active -= 1
+            self._release_retry()
 
-    async def _pick_and_forward(self) -> None:
+    async def _attempts(self) -> None:
         upstream = self.ctx.upstream
-        state = upstream.state  # this request's view, whatever snapshot arrives meanwhile
+        state = self.state
         tried: set[str] = set()
         status, reason = 503, "no-healthy-endpoints"
         fresh_only = False
+        self.deadline = self.started + state.request_timeout
+        hash_key = self._hash_key(state) if state.hashing else None
         while not self.finished:
-            endpoint = state.balancer.pick(state.endpoints, tried)
+            endpoint = upstream.pick(state, tried, hash_key)
             if endpoint is None:
                 break
+            tried.add(endpoint.key)
             conn = None if fresh_only else upstream.pool.take(endpoint)
             if conn is None:
-                tried.add(endpoint.key)
+                if state.max_connections and upstream.pool.open >= state.max_connections:
+                    self.refuse(503, "circuit-open (max_connections)")
+                    return
+                if state.max_pending and upstream.pending >= state.max_pending:
+                    self.refuse(503, "circuit-open (max_pending)")
+                    return
+                upstream.pending += 1
                 try:
                     conn = await upstream.pool.connect(endpoint, state.connect_timeout)
-                except TimeoutError:
+                except (TimeoutError, OSError) as exc:
                     endpoint.errors += 1
-                    status, reason = 504, "connect-timeout"
+                    upstream.outlier.record(endpoint, CONNECT_FAILURE)
+                    timed_out = isinstance(exc, TimeoutError)
+                    status, reason = (504, "connect-timeout") if timed_out else (
+                        502, "connect-failed")
+                    if not self._may_retry("connect-failure", self.tries):
+                        break
+                    self.tries += 1
+                    await self._backoff(state, self.tries)
                     continue
-                except OSError:
-                    endpoint.errors += 1
-                    status, reason = 502, "connect-failed"
-                    continue
+                finally:
+                    upstream.pending -= 1
             if self.finished:  # the client left while we connected
                 upstream.pool.give(conn)
                 return
-            if await self._forward(conn, endpoint, state) != RETRY:
+            outcome = await self._forward(conn, endpoint, state)
+            if outcome is DONE:
                 return
-            fresh_only = True  # a reused connection had gone stale; the next is new
+            if outcome is RETRY:
+                fresh_only = True  # a reused connection had gone stale; the next is new
+                tried.discard(endpoint.key)
+                continue
+            status, reason = outcome  # type: ignore[misc]
+            if not self.retry_reserved:
+                break
+            self.tries += 1
+            fresh_only = False
+            self._rewind()
+            await self._backoff(state, self.tries)
         self.fail(status, reason)
 
+    def _may_retry(self, kind: str, retry: int) -> bool:
+        """Whether to try again after a failure of this kind; reserves a budget slot if so."""
+        state = self.state
+        if retry >= state.attempts or self.finished or kind not in state.retry_on:
+            return False
+        if kind != "connect-failure" and not self._replayable():
+            return False  # the request left: only idempotent ones with a kept body go again
+        if self.loop.time() >= self.deadline:
+            return False
+        upstream = self.ctx.upstream
+        if not self.retry_reserved:
+            if not upstream.retry_allowed(state):
+                return False
+            upstream.retries_inflight += 1
+            upstream.retries_peak = max(upstream.retries_peak, upstream.retries_inflight)
+            self.retry_reserved = True
+        upstream.retries_total += 1
+        return True
+
+    def _replayable(self) -> bool:
+        return self.method in IDEMPOTENT and not self.upgrade and (
+            not self.has_body or self.replay is not None)
+
+    def _release_retry(self) -> None:
+        if self.retry_reserved:
+            self.retry_reserved = False
+            self.ctx.upstream.retries_inflight -= 1
+
+    def _rewind(self) -> None:
+        """Send the kept body again on the next try."""
+        self.body_buffer = list(self.replay or ())
+        self.buffered = sum(len(b) for b in self.body_buffer)
+        self.head_sent = False
+
+    async def _backoff(self, state: RouteState, retry: int) -> None:
+        # Full jitter: uniformly up to base × 2^(n-1), capped; spreads a herd of retries.
+        ceiling = min(state.backoff_max, state.backoff_base * (1 << min(retry - 1, 20)))
+        delay = min(random.uniform(0, ceiling), max(self.deadline - self.loop.time(), 0))
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _hash_key(self, state: RouteState) -> int | None:
+        hash_on = state.hash_on
+        if hash_on is None:
+            return None
+        if hash_on.type == "client_ip":
+            return hash64(self.client.peer) if self.client.peer else None
+        wanted = hash_on.name.encode().lower() if hash_on.type == "header" else b"cookie"
+        for name, value in self.headers:
+            if name.lower() != wanted:
+                continue
+            if hash_on.type == "header":
+                return hash64(value)
+            prefix = hash_on.name.encode() + b"="
+            for part in value.split(b";"):
+                part = part.strip()
+                if part.startswith(prefix):
+                    return hash64(part[len(prefix):])
+        return None
+
     async def _forward(self, conn: UpstreamConnection, endpoint: Endpoint,
-                       state: RouteState) -> str:
+                       state: RouteState) -> object:
         self.done = self.loop.create_future()
         self.conn, self.endpoint = conn, endpoint
+        self.try_started = self.loop.time()
         endpoint.active += 1
-        endpoint.requests += 1
         try:
             conn.attach(self)
             self._send_head(conn)
-            self.timer = self.loop.call_later(state.request_timeout, self._timed_out)
+            timeout = self.deadline - self.loop.time()
+            self.per_try = 0 < state.per_try_timeout < timeout
+            if self.per_try:
+                timeout = state.per_try_timeout
+            self.timer = self.loop.call_later(max(timeout, 0.0), self._timed_out)
             return await self.done
         finally:
             endpoint.active -= 1
@@ -139,7 +270,7 @@ class Exchange:
     def _send_head(self, conn: UpstreamConnection) -> None:
         out: list[tuple[bytes, bytes]] = []
         forwarded_for = b""
-        has_proto = has_host = False
+        has_proto = has_host = expect = False
         for name, value in end_to_end(self.headers):
             lname = name.lower()
             if lname == b"x-forwarded-for":
@@ -148,6 +279,8 @@ class Exchange:
             if lname == b"x-request-id":
                 self.request_id = value
                 continue
+            if lname == b"expect" and value.lower() == b"100-continue":
+                expect = True
             has_proto = has_proto or lname == b"x-forwarded-proto"
             has_host = has_host or lname == b"host"
             out.append((name, value))
@@ -161,6 +294,10 @@ class Exchange:
         if self.request_id is None:
             self.request_id = new_request_id()
         out.append((b"x-request-id", self.request_id))
+        if self.upgrade:
+            upgrade = [v for n, v in self.headers if n.lower() == b"upgrade"]
+            out.append((b"connection", b"upgrade"))
+            out.extend((b"upgrade", v) for v in upgrade)
         if self.chunked_in:
             out.append((b"transfer-encoding", b"chunked"))
         elif self.content_length is not None:
@@ -173,12 +310,28 @@ class Exchange:
         self.body_buffer, self.buffered = [], 0
         conn.writelines(parts)
         self.head_sent = True
+        if expect and self.http11 and not self.continue_sent and not self.request_complete:
+            # Committed to forwarding: let the client send its body now (an upstream that
+            # says 100 itself is not echoed twice), so servers that wait silently still work.
+            self.continue_sent = True
+            self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.client.resume_reading("buffer")
 
     # request side, called by the client connection's parser
     def request_body(self, data: bytes) -> None:
         if self.finished:
             return  # answered already (e.g. an early error); the rest is discarded
+        if self.tunnel:
+            if self.conn is not None:
+                self.conn.write(data)
+            return
+        replay = self.replay
+        if replay is not None:
+            self.replay_size += len(data)
+            if self.replay_size <= REPLAY_LIMIT:
+                replay.append(data)
+            else:
+                self.replay = None  # too big to keep: this request will not be retried
         conn = self.conn
         if conn is not None and self.head_sent:
             if self.chunked_in:
@@ -229,13 +382,30 @@ class Exchange:
         if self.finished:
             return
         phrase = reason or reason_phrase(status)
+        if status == 101:
+            self._start_tunnel(phrase, headers)
+            return
         if 100 <= status < 200:
-            if status == 101:  # we never forward Upgrade, so a 101 means a broken upstream
-                self.fail(502, "unexpected-upgrade")
-            elif self.http11:
-                self.client.write(b"HTTP/1.1 %d %s\r\n\r\n" % (status, phrase))
+            if status == 100 and self.continue_sent:
+                return  # a retry's upstream said it again; the client heard it once
+            self.continue_sent = self.continue_sent or status == 100
+            if self.http11:
+                self.client.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (
+                    status, phrase, render_headers(end_to_end(headers))))
             return
         self._cancel_timer()
+        endpoint = self.endpoint
+        if endpoint is not None:
+            self.ctx.upstream.outlier.record(endpoint, status)
+        if status >= 500 and not self.continue_sent:
+            kind = "5xx" if self.state.retry_5xx else "gateway-error"
+            if (kind == "5xx" or status in (502, 503, 504)) and self._retry_status(kind):
+                self._observe(True)
+                conn, self.conn = self.conn, None
+                if conn is not None:
+                    conn.close()  # its body is unread: the connection cannot be reused
+                self._resolve((status, f"upstream-{status}"))
+                return
         self.status = status
         out = end_to_end(headers)
         length = next((v for n, v in reversed(headers) if n.lower() == b"content-length"), None)
@@ -267,7 +437,9 @@ class Exchange:
     def response_body(self, data: bytes) -> None:
         if self.finished:
             return
-        if self.mode == b"chunk":
+        if self.tunnel:
+            self.client.write(data)
+        elif self.mode == b"chunk":
             self.client.writelines(chunk(data))
         elif self.mode != b"none":
             self.client.write(data)
@@ -283,6 +455,10 @@ class Exchange:
         if self.finished:
             return
         conn, self.conn = self.conn, None
+        if self.tunnel:
+            self.client.close()
+            self._complete(False, keep=False)
+            return
         if self.response_started and self.until_close and self.mode != b"none":
             if self.mode == b"chunk":  # that close was the end of the body
                 self.client.write(LAST_CHUNK)
@@ -291,12 +467,51 @@ class Exchange:
               and not conn.got_bytes and not self.has_body):
             self._cancel_timer()
             self._resolve(RETRY)  # a pooled connection the upstream had closed: try a new one
+        elif not self.response_started:
+            self._cancel_timer()
+            if self.endpoint is not None:
+                self.ctx.upstream.outlier.record(self.endpoint, RESET)
+                self._observe(True)
+            retry = not self.continue_sent and self._retry_status("reset")
+            if retry:
+                self._resolve((502, error))
+            else:
+                self.fail(502, error)
         else:
             self.fail(502, error)
 
+    def _retry_status(self, kind: str) -> bool:
+        return self._may_retry(kind, self.tries)
+
     def _timed_out(self) -> None:
         self.timer = None
+        if self.per_try and self.loop.time() < self.deadline:
+            conn, self.conn = self.conn, None
+            if conn is not None:
+                conn.close()
+            if self.endpoint is not None:
+                self.ctx.upstream.outlier.record(self.endpoint, 504)
+                self._observe(True)
+            if self._retry_status("gateway-error"):
+                self._resolve((504, "per-try-timeout"))
+                return
+            self.fail(504, "per-try-timeout")
+            return
         self.fail(504, "request-timeout")
+
+    def _start_tunnel(self, phrase: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """101 Switching Protocols: relay it, then pipe bytes both ways until one side closes."""
+        if not self.upgrade:
+            self.fail(502, "unexpected-upgrade")
+            return
+        self._cancel_timer()
+        self.tunnel = True
+        self.status = 101
+        self.response_started = True
+        upgrade = [(n, v) for n, v in headers if n.lower() == b"upgrade"]
+        out = [*end_to_end(headers), (b"connection", b"upgrade"), *upgrade]
+        self.client.write(b"HTTP/1.1 101 %s\r\n%s\r\n" % (phrase, render_headers(out)))
+        self.client.start_tunnel(self)
 
     # endings
     def _finish_ok(self) -> None:
@@ -323,8 +538,9 @@ class Exchange:
         # The connection stays usable only if we read the whole request and it was well formed.
         keep = self.keep_alive and self.request_complete and status != 400
         body = f"{status} {reason}\n".encode()
+        extra = [(b"x-mesh-error", reason.encode()), *(self.extra or ())]
         self.client.write(simple_response(status, body, close=not keep, head_only=self.is_head,
-                                          extra=[(b"x-mesh-error", reason.encode())]))
+                                          extra=extra))
         self._complete(status >= 500, keep=keep)
 
     def _complete(self, error: bool, *, keep: bool) -> None:
@@ -333,12 +549,19 @@ class Exchange:
         latency_ms = (self.loop.time() - self.started) * 1000.0
         upstream = self.ctx.upstream
         self.ctx.metrics.record(upstream.source, upstream.service, latency_ms, error)
-        if error and self.endpoint is not None:
-            self.endpoint.errors += 1
+        if self.endpoint is not None and self.try_started:
+            self._observe(error)
         self._resolve(DONE)
         self.client.exchange_finished(self, keep)
 
-    def _resolve(self, outcome: str) -> None:
+    def _observe(self, error: bool) -> None:
+        """Per-endpoint counters and latency of the current try (once per try)."""
+        endpoint = self.endpoint
+        if endpoint is not None and self.try_started:
+            endpoint.observe((self.loop.time() - self.try_started) * 1000.0, error)
+            self.try_started = 0.0
+
+    def _resolve(self, outcome: object) -> None:
         if self.done is not None and not self.done.done():
             self.done.set_result(outcome)
 

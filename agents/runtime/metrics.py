@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.runtime.balancer import Endpoint
 from agents.runtime.histogram import BOUNDS_MS, NBUCKETS, bucket_index
+
+if TYPE_CHECKING:
+    from agents.runtime.upstream import UpstreamRuntime
 
 
 class EdgeCounters:
@@ -127,4 +130,49 @@ def render_prometheus(metrics: Metrics, revision: int | None,
     lines += ["# HELP meshagent_applied_revision Mesh revision of the applied snapshot.",
               "# TYPE meshagent_applied_revision gauge",
               f"meshagent_applied_revision {revision if revision is not None else -1}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_resilience(upstreams: Iterable[UpstreamRuntime]) -> str:
+    """Per destination and per endpoint: requests, latency, retries, ejections, refusals."""
+    lines = ["# HELP meshagent_upstream_rq_total Requests per destination endpoint.",
+             "# TYPE meshagent_upstream_rq_total counter"]
+    runtimes = list(upstreams)
+    for u in runtimes:
+        for e in u.state.endpoints:
+            labels = _labels(destination=u.service, endpoint=f"{e.address}:{e.port}")
+            lines.append(f"meshagent_upstream_rq_total{labels} {e.requests}")
+    lines += ["# HELP meshagent_upstream_rq_duration_ms Latency per destination endpoint.",
+              "# TYPE meshagent_upstream_rq_duration_ms histogram"]
+    for u in runtimes:
+        for e in u.state.endpoints:
+            endpoint = f"{e.address}:{e.port}"
+            running = 0
+            for i, bound in enumerate(BOUNDS_MS):
+                running += e.buckets[i]
+                labels = _labels(destination=u.service, endpoint=endpoint, le=repr(float(bound)))
+                lines.append(f"meshagent_upstream_rq_duration_ms_bucket{labels} {running}")
+            labels = _labels(destination=u.service, endpoint=endpoint, le="+Inf")
+            total = running + e.buckets[-1]
+            lines.append(f"meshagent_upstream_rq_duration_ms_bucket{labels} {total}")
+            labels = _labels(destination=u.service, endpoint=endpoint)
+            lines.append(f"meshagent_upstream_rq_duration_ms_sum{labels} {e.latency_sum_ms:.3f}")
+            lines.append(f"meshagent_upstream_rq_duration_ms_count{labels} {sum(e.buckets)}")
+    counters = [
+        ("meshagent_upstream_retries_total", "Retries sent.", lambda u: u.retries_total),
+        ("meshagent_upstream_ejections_total", "Outlier ejections.",
+         lambda u: u.outlier.ejections_total),
+        ("meshagent_upstream_rate_limited_total", "Requests refused by the local rate limit.",
+         lambda u: u.rate_limited_total),
+    ]
+    for name, text, value in counters:
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} counter"]
+        lines += [f"{name}{_labels(destination=u.service)} {value(u)}" for u in runtimes]
+    lines += ["# HELP meshagent_upstream_circuit_open_total Requests refused by a circuit breaker.",
+              "# TYPE meshagent_upstream_circuit_open_total counter"]
+    for u in runtimes:
+        for which in ("max_connections", "max_pending", "max_requests"):
+            labels = _labels(destination=u.service, limit=which)
+            lines.append(f"meshagent_upstream_circuit_open_total{labels} "
+                         f"{u.circuit_open_total.get(which, 0)}")
     return "\n".join(lines) + "\n"

@@ -38,8 +38,10 @@ class ResponseHandler(Protocol):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, pool: Pool | None = None) -> None:
         self.endpoint = endpoint
+        self.pool = pool
+        self.tunnel: ResponseHandler | None = None  # after a 101: raw bytes to the client
         self.transport: asyncio.Transport | None = None
         self.handler: ResponseHandler | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -57,14 +59,24 @@ class UpstreamConnection(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        if self.pool is not None:
+            self.pool.open += 1
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.response_body(data)
+            return
         if self.handler is None:
             self.close()  # an idle connection has nothing to say; whatever this is, drop it
             return
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # A 101: what follows the head is the new protocol's, for the client as is.
+            offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+            if self.tunnel is not None and offset < len(data):
+                self.tunnel.response_body(data[offset:])
         except httptools.HttpParserError:
             handler, self.handler = self.handler, None
             self.close()
@@ -73,6 +85,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.pool is not None:
+            self.pool.open -= 1
+            self.pool = None
+        if self.tunnel is not None:
+            tunnel, self.tunnel = self.tunnel, None
+            tunnel.upstream_lost("upstream-closed")
+            return
         handler, self.handler = self.handler, None
         if handler is not None:
             handler.upstream_lost("upstream-reset")
@@ -99,6 +118,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self.handler is None:
             self.close()
             return
+        if self._status == 101:
+            self.tunnel = self.handler  # set before the head is relayed: bytes may follow at once
         self.handler.response_head(self._status, reason, headers)
 
     def on_body(self, body: bytes) -> None:
@@ -141,7 +162,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def reusable(self) -> bool:
-        return not self.closed and self.parser.should_keep_alive() and not self.endpoint.removed
+        return (not self.closed and self.tunnel is None and self.parser.should_keep_alive()
+                and not self.endpoint.removed)
 
     def close(self) -> None:
         self.handler = None
@@ -155,15 +177,17 @@ class Pool:
                  idle_timeout: float = IDLE_TIMEOUT_S) -> None:
         self._idle: dict[str, list[UpstreamConnection]] = {}
         self._max_idle = max_idle
-        self._idle_timeout = idle_timeout
+        self.idle_timeout = idle_timeout
         self.opened = 0
+        self.open = 0  # connections open now, idle or busy (circuit breaking's max_connections)
+        self._sweep: asyncio.TimerHandle | None = None
 
     def take(self, endpoint: Endpoint) -> UpstreamConnection | None:
         idle = self._idle.get(endpoint.key)
         now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if not conn.closed and now - conn.idle_since < self._idle_timeout:
+            if not conn.closed and now - conn.idle_since < self.idle_timeout:
                 conn.resume_reading()
                 return conn
             conn.close()
@@ -173,7 +197,7 @@ class Pool:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
             _, conn = await loop.create_connection(
-                lambda: UpstreamConnection(endpoint), endpoint.address, endpoint.port
+                lambda: UpstreamConnection(endpoint, self), endpoint.address, endpoint.port
             )
         self.opened += 1
         return conn
@@ -190,6 +214,29 @@ class Pool:
         conn.idle_since = time.monotonic()
         conn.resume_reading()  # it may have been paused for a slow client; idle reads detect EOF
         idle.append(conn)
+        if self._sweep is None:
+            loop = asyncio.get_running_loop()
+            self._sweep = loop.call_later(self.idle_timeout, self._close_idle)
+
+    def _close_idle(self) -> None:
+        """Close connections idle longer than idle_timeout, so upstreams are not held open."""
+        self._sweep = None
+        now = time.monotonic()
+        oldest = now
+        for key in list(self._idle):
+            idle = self._idle[key]
+            keep = [c for c in idle if not c.closed and now - c.idle_since < self.idle_timeout]
+            for conn in idle:
+                if conn not in keep:
+                    conn.close()
+            if keep:
+                self._idle[key] = keep
+                oldest = min(oldest, keep[0].idle_since)
+            else:
+                del self._idle[key]
+        if self._idle:
+            delay = max(oldest + self.idle_timeout - now, 0.05)
+            self._sweep = asyncio.get_running_loop().call_later(delay, self._close_idle)
 
     def retain(self, keys: set[str]) -> None:
         """Close idle connections to endpoints a new snapshot no longer lists."""
@@ -203,3 +250,6 @@ class Pool:
 
     def close_all(self) -> None:
         self.retain(set())
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -30,6 +31,8 @@ MAX_PIPELINED = 8
 KEEPALIVE_IDLE_S = 75.0
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass
@@ -57,6 +60,8 @@ class ClientConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._idle: asyncio.TimerHandle | None = None
+        self.tunnel: Exchange | None = None  # after a 101: bytes go to the upstream as is
+        self._early: list[bytes] = []  # bytes after an Upgrade request, before the 101
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -70,10 +75,19 @@ class ClientConnection(asyncio.Protocol):
         self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.request_body(data)
+            return
+        if self._early or self.parser is None:
+            self._early.append(data)  # an upgrade is pending: held until the upstream answers
+            return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self.reject(501, "upgrade-unsupported")
+        except httptools.HttpParserUpgrade as exc:
+            offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+            self.parser = None  # type: ignore[assignment]  # HTTP is over on this connection
+            self._early.append(data[offset:])
+            self.pause_reading("upgrade")
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             self.reject(400, str(cause) if isinstance(cause, BadRequest) else "bad-request")
@@ -113,6 +127,11 @@ class ClientConnection(asyncio.Protocol):
             raise BadRequest("url-too-long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Defence in depth: whatever llhttp lets through, nothing odd is forwarded.
+        if not _TOKEN.match(name):
+            raise BadRequest("invalid-header-name")
+        if _BAD_VALUE.search(value):
+            raise BadRequest("invalid-header-value")
         self._headers.append((name, value))
         self._header_bytes += len(name) + len(value)
         if len(self._headers) > MAX_HEADERS or self._header_bytes > MAX_HEADER_BYTES:
@@ -131,6 +150,9 @@ class ClientConnection(asyncio.Protocol):
             raise BadRequest("bad-transfer-encoding")
         if not self._url.startswith(b"/") and self._url != b"*":
             raise BadRequest("absolute-form-not-supported")
+        upgrade = self.parser.should_upgrade()
+        if upgrade and (self.queue or self.active is not None):
+            raise BadRequest("upgrade-while-pipelining")
         exchange = Exchange(
             self,
             method=self.parser.get_method(),
@@ -140,6 +162,7 @@ class ClientConnection(asyncio.Protocol):
             keep_alive=self.parser.should_keep_alive(),
             chunked=bool(encodings),
             content_length=int(lengths[0]) if lengths else None,
+            upgrade=upgrade,
         )
         self.parsing = exchange
         if self.active is None:
@@ -180,6 +203,15 @@ class ClientConnection(asyncio.Protocol):
         if not self._pauses and self.transport is not None and not self.closed:
             self.transport.resume_reading()
 
+    def start_tunnel(self, exchange: Exchange) -> None:
+        """The upstream switched protocols: from now on, bytes flow both ways untouched."""
+        self.tunnel = exchange
+        early, self._early = self._early, []
+        for data in early:
+            if data:
+                exchange.request_body(data)
+        self.resume_reading("upgrade")
+
     def close(self) -> None:
         if not self.closed and self.transport is not None:
             self.closed = True
@@ -192,8 +224,8 @@ class ClientConnection(asyncio.Protocol):
         # Pauses taken on behalf of that exchange end with it (else the next request would hang).
         self.resume_reading("upstream")
         self.resume_reading("buffer")
-        if not keep_alive or self.closed:
-            self.close()
+        if not keep_alive or self.closed or self.parser is None:
+            self.close()  # (no parser: an upgrade was refused, what follows is not HTTP)
             return
         if self.queue:
             nxt = self.active = self.queue.popleft()
@@ -223,7 +255,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _arm_idle(self) -> None:
         self._cancel_idle()
-        self._idle = self.loop.call_later(KEEPALIVE_IDLE_S, self.close)
+        idle = self.ctx.upstream.state.idle_timeout or KEEPALIVE_IDLE_S
+        self._idle = self.loop.call_later(idle, self.close)
 
     def _cancel_idle(self) -> None:
         if self._idle is not None:

@@ -12,7 +12,9 @@ import logging
 from dataclasses import dataclass, field
 
 from agents.runtime.balancer import Endpoint
+from agents.runtime.hashing import hash64
 from agents.runtime.metrics import Metrics
+from agents.runtime.outlier import CONNECT_FAILURE
 from agents.runtime.upstream import UpstreamRuntime
 
 log = logging.getLogger("meshagent.tcp")
@@ -39,18 +41,25 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-async def _connect(ctx: TcpContext) -> tuple[asyncio.StreamReader, asyncio.StreamWriter,
-                                             Endpoint] | None:
-    state = ctx.upstream.state
+async def _connect(ctx: TcpContext, peer: bytes) -> tuple[
+        asyncio.StreamReader, asyncio.StreamWriter, Endpoint] | None:
+    """Same selection as HTTP (panic, zones, balancer); only the client IP can be a hash key."""
+    upstream = ctx.upstream
+    state = upstream.state
+    hash_key = hash64(peer) if state.hash_on is not None and peer else None
     tried: set[str] = set()
-    while (endpoint := state.balancer.pick(state.endpoints, tried)) is not None:
+    while (endpoint := upstream.pick(state, tried, hash_key)) is not None:
+        if endpoint.key in tried:
+            break  # every endpoint refused us once: give up rather than loop
         tried.add(endpoint.key)
         try:
             async with asyncio.timeout(state.connect_timeout):
                 reader, writer = await asyncio.open_connection(endpoint.address, endpoint.port)
         except (OSError, TimeoutError):
             endpoint.errors += 1
+            upstream.outlier.record(endpoint, CONNECT_FAILURE)
             continue
+        upstream.outlier.record(endpoint, 200)  # a connection made: the streak is over
         return reader, writer, endpoint
     return None
 
@@ -64,18 +73,20 @@ async def handle_tcp(ctx: TcpContext, reader: asyncio.StreamReader,
     upstream = ctx.upstream
     error = True
     try:
-        connected = await _connect(ctx)
+        peername = writer.get_extra_info("peername")
+        peer = str(peername[0]).encode() if isinstance(peername, tuple) else b""
+        connected = await _connect(ctx, peer)
         if connected is None:
             return
         up_reader, up_writer, endpoint = connected
         endpoint.active += 1
-        endpoint.requests += 1
         ctx.writers.add(up_writer)
         try:
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
             error = False
         finally:
             endpoint.active -= 1
+            endpoint.observe((loop.time() - started) * 1000.0, error)
             ctx.writers.discard(up_writer)
             up_writer.close()
     except asyncio.CancelledError:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.runtime.balancer import BALANCERS
+from agents.runtime.policy import Policy, PolicyError, parse_policy
 
 SNAPSHOT_FILE = "snapshot.json"
 IDENTITY_FILE = "agent.json"
@@ -30,13 +30,6 @@ class SnapshotError(ValueError):
 
 
 @dataclass(frozen=True)
-class Policy:
-    load_balancer: str = "round_robin"
-    connect_timeout_ms: int = 1000
-    request_timeout_ms: int = 15_000
-
-
-@dataclass(frozen=True)
 class EndpointSpec:
     id: str
     address: str
@@ -44,6 +37,7 @@ class EndpointSpec:
     weight: int = 100
     zone: str = ""
     status: str = "passing"
+    priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,6 +45,8 @@ class UpstreamSnapshot:
     protocol: str
     policy: Policy
     endpoints: tuple[EndpointSpec, ...]
+    failover_target: str = ""
+    failover_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,18 +91,10 @@ def _address(value: object, path: str) -> str:
 
 
 def _policy(value: object, path: str) -> Policy:
-    data = _dict(value, path)
-    default = Policy()
-    balancer = _str(data.get("load_balancer", default.load_balancer), f"{path}.load_balancer")
-    if balancer not in BALANCERS:
-        raise SnapshotError(f"{path}.load_balancer: unknown balancer {balancer!r}")
-    return Policy(
-        load_balancer=balancer,
-        connect_timeout_ms=_int(data.get("connect_timeout_ms", default.connect_timeout_ms),
-                                f"{path}.connect_timeout_ms", 1, 60_000),
-        request_timeout_ms=_int(data.get("request_timeout_ms", default.request_timeout_ms),
-                                f"{path}.request_timeout_ms", 1, 3_600_000),
-    )
+    try:
+        return parse_policy(value, path)
+    except PolicyError as exc:
+        raise SnapshotError(str(exc)) from None
 
 
 def _endpoint(value: object, path: str) -> EndpointSpec:
@@ -121,6 +109,7 @@ def _endpoint(value: object, path: str) -> EndpointSpec:
         weight=_int(data.get("weight", 100), f"{path}.weight", 0, 1_000_000),
         zone=_str(data.get("zone", ""), f"{path}.zone"),
         status=status,
+        priority=_int(data.get("priority", 0), f"{path}.priority", 0, 1000),
     )
 
 
@@ -138,7 +127,13 @@ def _upstream(value: object, path: str) -> UpstreamSnapshot:
         if (spec.address, spec.port) in seen:
             raise SnapshotError(f"{path}.endpoints[{i}]: {spec.address}:{spec.port} listed twice")
         seen.add((spec.address, spec.port))
-    return UpstreamSnapshot(protocol, _policy(data.get("policy", {}), f"{path}.policy"), specs)
+    raw_failover = data.get("failover")
+    failover = _dict({} if raw_failover is None else raw_failover, f"{path}.failover")
+    return UpstreamSnapshot(
+        protocol, _policy(data.get("policy", {}), f"{path}.policy"), specs,
+        failover_target=_str(failover.get("active_target") or "", f"{path}.failover.active_target"),
+        failover_reason=_str(failover.get("reason") or "", f"{path}.failover.reason"),
+    )
 
 
 def parse_snapshot(raw: object) -> Snapshot:

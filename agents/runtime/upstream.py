@@ -2,47 +2,85 @@
 
 A request reads `runtime.state` once and keeps that object, so applying a new
 snapshot (one attribute assignment) never disturbs requests in flight, and a
-removed endpoint is simply absent from the next request's state.
+removed endpoint is simply absent from the next request's state. Everything a
+request needs from the policy is turned into plain attributes here, at apply
+time, so the hot path does no parsing and no policy lookups.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from collections.abc import Collection
 from typing import Any
 
 from agents.runtime.balancer import Balancer, Endpoint, RoundRobin, make_balancer
 from agents.runtime.config import Upstream
+from agents.runtime.locality import EMPTY, Plan, plan
+from agents.runtime.outlier import OutlierDetector
+from agents.runtime.policy import Policy
 from agents.runtime.pool import Pool
-from agents.runtime.snapshot import Policy, UpstreamSnapshot
+from agents.runtime.ratelimit import TokenBucket
+from agents.runtime.snapshot import UpstreamSnapshot
 
-ROUTABLE = ("passing", "warning")
+ROUTABLE = ("passing", "warning", "critical")  # critical ones only receive traffic in panic
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
 
-@dataclass(frozen=True)
 class RouteState:
-    endpoints: tuple[Endpoint, ...]
-    balancer: Balancer
-    policy: Policy
+    """One snapshot's view of an upstream, with the policy flattened for the hot path."""
 
-    @property
-    def connect_timeout(self) -> float:
-        return self.policy.connect_timeout_ms / 1000
-
-    @property
-    def request_timeout(self) -> float:
-        return self.policy.request_timeout_ms / 1000
+    def __init__(self, endpoints: tuple[Endpoint, ...], balancer: Balancer, policy: Policy,
+                 bucket: TokenBucket | None = None, failover: tuple[str, str] = ("", "")
+                 ) -> None:
+        self.endpoints = endpoints
+        self.balancer = balancer
+        self.policy = policy
+        self.plan: Plan = EMPTY
+        self.bucket = bucket
+        self.failover_target, self.failover_reason = failover
+        self.connect_timeout = policy.connect_timeout_ms / 1000
+        self.request_timeout = policy.request_timeout_ms / 1000
+        self.idle_timeout = policy.idle_timeout_ms / 1000
+        retries = policy.retries
+        self.attempts = retries.attempts
+        self.per_try_timeout = retries.per_try_timeout_ms / 1000
+        self.retry_on = retries.on
+        self.retry_5xx = "5xx" in retries.on
+        self.retry_gateway = "gateway-error" in retries.on
+        self.backoff_base = retries.backoff_base_ms / 1000
+        self.backoff_max = retries.backoff_max_ms / 1000
+        self.budget_percent = retries.budget_percent
+        self.min_retries = retries.min_per_second
+        breaker = policy.circuit_breaker
+        self.max_connections = breaker.max_connections
+        self.max_pending = breaker.max_pending
+        self.max_requests = breaker.max_requests
+        self.hash_on = policy.hash_on
+        self.hashing = policy.hash_on is not None and policy.load_balancer in (
+            "ring_hash", "maglev")
 
 
 class UpstreamRuntime:
-    def __init__(self, config: Upstream) -> None:
+    def __init__(self, config: Upstream, zone: str = "") -> None:
         self.config = config
         self.service = config.service
         self.source = config.source
         self.protocol = config.protocol
+        self.zone = zone
         self.state = RouteState((), RoundRobin(), Policy())
         self.pool = Pool()
         self.bound: str = config.listen  # the real address once listening (port 0 resolved)
+        self.outlier = OutlierDetector(config.service, self.rebuild)
+        self.rng = random.Random()
         self._known: dict[str, Endpoint] = {}
+        # live counters (circuit breaking, retry budget) and totals for /metrics
+        self.active = 0
+        self.pending = 0
+        self.retries_inflight = 0
+        self.retries_peak = 0
+        self.retries_total = 0
+        self.rate_limited_total = 0
+        self.circuit_open_total: dict[str, int] = {}
 
     def apply(self, snapshot: UpstreamSnapshot | None) -> None:
         policy = snapshot.policy if snapshot else Policy()
@@ -50,23 +88,68 @@ class UpstreamRuntime:
         known: dict[str, Endpoint] = {}
         for spec in snapshot.endpoints if snapshot else ():
             if spec.status not in ROUTABLE:
-                continue  # the control plane filters these too; never route to them regardless
+                continue  # maintenance/draining: never, not even in panic
             key = f"{spec.id}@{spec.address}:{spec.port}"
             endpoint = self._known.get(key) or Endpoint(spec.id, spec.address, spec.port)
-            # Same endpoint object across snapshots: its counters and in-flight count carry on.
+            # Same endpoint object across snapshots: counters, in-flight and ejection carry on.
             endpoint.weight, endpoint.zone, endpoint.status = spec.weight, spec.zone, spec.status
+            endpoint.priority = spec.priority
             endpoint.removed = False
             endpoints.append(endpoint)
             known[key] = endpoint
         for key, endpoint in self._known.items():
             if key not in known:
                 endpoint.removed = True
-        balancer = self.state.balancer
+                self.outlier.forget(endpoint)
+        old = self.state
+        balancer = old.balancer
         if balancer.name != policy.load_balancer:
             balancer = make_balancer(policy.load_balancer)
+        bucket = old.bucket
+        limit = policy.rate_limit
+        if limit is None:
+            bucket = None
+        elif bucket is None or (bucket.rate, bucket.burst) != (limit.rps, float(limit.burst)):
+            bucket = TokenBucket(limit.rps, limit.burst)
+        failover = (snapshot.failover_target, snapshot.failover_reason) if snapshot else ("", "")
+        state = RouteState(tuple(endpoints), balancer, policy, bucket, failover)
         self._known = known
-        self.state = RouteState(tuple(endpoints), balancer, policy)
+        self.outlier.configure(policy.outlier, state.endpoints)
+        self._plan(state)
+        self.state = state
         self.pool.retain(set(known))
+        self.pool.idle_timeout = state.idle_timeout
+
+    def _plan(self, state: RouteState) -> None:
+        state.plan = plan(state.endpoints, zone=self.zone,
+                          panic_threshold_percent=state.policy.panic_threshold_percent,
+                          locality=state.policy.locality_enabled)
+
+    def rebuild(self) -> None:
+        """An endpoint was ejected or came back: recompute where traffic goes."""
+        self._plan(self.state)
+
+    def pick(self, state: RouteState, tried: Collection[str],
+             hash_key: int | None = None) -> Endpoint | None:
+        plan = state.plan
+        endpoint = state.balancer.pick(plan.choose(self.rng), tried, hash_key)
+        if endpoint is None and tried:
+            # That share is used up for this request: anywhere routable, then anything at all.
+            endpoint = state.balancer.pick(plan.fallback, tried, hash_key)
+            if endpoint is None:
+                endpoint = state.balancer.pick(plan.choose(self.rng), (), hash_key)
+        return endpoint
+
+    def retry_allowed(self, state: RouteState) -> bool:
+        """The retry budget: retries in flight ≤ max(min, budget % of active requests)."""
+        limit = max(state.min_retries, state.budget_percent * self.active / 100)
+        return self.retries_inflight < limit
+
+    def circuit_open(self, which: str) -> None:
+        self.circuit_open_total[which] = self.circuit_open_total.get(which, 0) + 1
+
+    def drain_events(self) -> list[dict[str, Any]]:
+        return self.outlier.drain()
 
     def stats(self) -> dict[str, Any]:
         state = self.state
@@ -76,11 +159,18 @@ class UpstreamRuntime:
             "protocol": self.protocol,
             "listen": self.bound,
             "load_balancer": state.policy.load_balancer,
+            "failover": {"active_target": state.failover_target,
+                         "reason": state.failover_reason},
+            "panic": state.plan.panic,
+            "active_requests": self.active,
+            "retries_in_flight": self.retries_inflight,
             "idle_connections": self.pool.idle_count(),
+            "open_connections": self.pool.open,
             "endpoints": [
                 {"id": e.id, "address": e.address, "port": e.port, "weight": e.weight,
-                 "zone": e.zone, "status": e.status, "active": e.active,
-                 "requests": e.requests, "errors": e.errors}
+                 "zone": e.zone, "priority": e.priority, "status": e.status,
+                 "ejected": e.ejected, "active": e.active, "requests": e.requests,
+                 "errors": e.errors}
                 for e in state.endpoints
             ],
         }

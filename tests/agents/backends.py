@@ -381,10 +381,10 @@ def endpoints_of(*backends: HttpServer | int, weight: int = 100) -> list[dict[st
 
 def upstream_entry(*backends: HttpServer | int, protocol: str = "http",
                    load_balancer: str = "round_robin", request_timeout_ms: int = 15000,
-                   ) -> dict[str, Any]:
+                   **policy: Any) -> dict[str, Any]:
     return {"protocol": protocol,
             "policy": {"load_balancer": load_balancer, "connect_timeout_ms": 1000,
-                       "request_timeout_ms": request_timeout_ms},
+                       "request_timeout_ms": request_timeout_ms, **policy},
             "endpoints": endpoints_of(*backends)}
 
 

@@ -65,11 +65,13 @@ def test_reenroll_keeps_agent_id_and_replaces_token() -> None:
     assert first.get(f"/api/v1/agents/{body1['agent_id']}/config/").status_code == 401
 
 
-def test_config_snapshot_lists_routable_endpoints_of_declared_upstreams(api: APIClient) -> None:
+def test_config_snapshot_lists_enabled_endpoints_of_declared_upstreams_with_status(api: APIClient) -> None:
     api.post("/api/v1/services/", {"name": "payments", "check": {"type": "none"}}, format="json")
     api.post("/api/v1/services/payments/instances/", {"address": "10.0.0.1", "port": 80}, format="json")
     down = api.post("/api/v1/services/payments/instances/", {"address": "10.0.0.2", "port": 80}, format="json").json()
     api.patch(f"/api/v1/services/payments/instances/{down['id']}/", {"maintenance": True}, format="json")
+    sick = api.post("/api/v1/services/payments/instances/", {"address": "10.0.0.3", "port": 80}, format="json").json()
+    Instance.objects.filter(pk=sick["id"]).update(health="critical")
     client, body = enroll()
     response = client.get(f"/api/v1/agents/{body['agent_id']}/config/")
     assert response.status_code == 200
@@ -78,7 +80,23 @@ def test_config_snapshot_lists_routable_endpoints_of_declared_upstreams(api: API
     assert response["X-Mesh-Index"] == str(snapshot["revision"])
     payments = snapshot["upstreams"]["payments"]
     assert payments["policy"]["load_balancer"] == "round_robin"
-    assert [(e["address"], e["port"]) for e in payments["endpoints"]] == [("10.0.0.1", 80)]
+    assert payments["failover"] == {"active_target": "", "reason": ""}
+    # Every enabled endpoint, with its health: the agent routes to passing/warning
+    # ones and to all of them in panic (docs/policies.md). Maintenance is left out.
+    assert [(e["address"], e["status"], e["priority"]) for e in payments["endpoints"]] == [
+        ("10.0.0.1", "passing", 0),
+        ("10.0.0.3", "critical", 0),
+    ]
+
+
+def test_config_snapshot_carries_a_policy_saved_through_the_api(api: APIClient) -> None:
+    api.post("/api/v1/services/", {"name": "payments", "check": {"type": "none"}}, format="json")
+    response = api.patch("/api/v1/services/payments/policy/",
+                         {"load_balancer": "least_request", "retries": {"attempts": 0}}, format="json")
+    assert response.status_code == 200, response.content
+    client, body = enroll()
+    policy = client.get(f"/api/v1/agents/{body['agent_id']}/config/").json()["upstreams"]["payments"]["policy"]
+    assert policy["load_balancer"] == "least_request" and policy["retries"]["attempts"] == 0
 
 
 def test_config_of_another_agent_is_forbidden() -> None:

@@ -267,7 +267,7 @@ async def test_backend_dying_mid_response_cuts_the_client() -> None:
 
 
 async def test_metrics_count_requests_and_errors_per_edge() -> None:
-    async with backends("a") as (a,), running_proxy(a) as proxy:
+    async with backends("a") as (a,), running_proxy(a, retries={"attempts": 0}) as proxy:
         for path in ("/", "/", "/?status=404", "/?status=500", "/?status=503"):
             await fetch(proxy.port, "GET", path)
         window = proxy.metrics.drain()

@@ -53,8 +53,46 @@ def test_a_valid_snapshot_parses() -> None:
 
 
 def test_unknown_extra_fields_are_tolerated_for_newer_control_planes() -> None:
-    data = variant("upstreams.payments.policy.retries", 3)
+    data = variant("upstreams.payments.policy.mirror", {"to": "x"})
+    data["upstreams"]["payments"]["policy"]["retries"] = {"attempts": 1, "jitter": "full"}
     assert parse_snapshot(data).upstreams["payments"].policy.request_timeout_ms == 15000
+
+
+FULL_POLICY: dict[str, Any] = {
+    "load_balancer": "ring_hash", "hash_on": {"type": "header", "name": "X-User"},
+    "connect_timeout_ms": 500, "request_timeout_ms": 9000, "idle_timeout_ms": 20000,
+    "retries": {"attempts": 3, "per_try_timeout_ms": 300, "on": ["5xx", "reset"],
+                "backoff_base_ms": 10, "backoff_max_ms": 100, "budget_percent": 25,
+                "min_per_second": 4},
+    "outlier": {"consecutive_5xx": 4, "consecutive_gateway": 2, "base_ejection_ms": 1000,
+                "max_ejection_percent": 30},
+    "circuit_breaker": {"max_connections": 10, "max_pending": 5, "max_requests": 20},
+    "rate_limit": {"rps": 50.5, "burst": 100},
+    "panic_threshold_percent": 40,
+    "locality": {"enabled": False},
+}
+
+
+def test_the_full_policy_and_failover_and_priority_parse() -> None:
+    data = variant("upstreams.payments.policy", FULL_POLICY)
+    data["upstreams"]["payments"]["failover"] = {"active_target": "payments-dr", "reason": "x"}
+    data["upstreams"]["payments"]["endpoints"][0]["priority"] = 2
+    upstream = parse_snapshot(data).upstreams["payments"]
+    policy = upstream.policy
+    assert policy.hash_on is not None and policy.hash_on.name == "x-user"
+    assert policy.retries.attempts == 3 and policy.retries.on == {"5xx", "reset"}
+    assert policy.outlier.max_ejection_percent == 30
+    assert policy.circuit_breaker.max_pending == 5
+    assert policy.rate_limit is not None and policy.rate_limit.rps == 50.5
+    assert policy.panic_threshold_percent == 40 and policy.locality_enabled is False
+    assert upstream.failover_target == "payments-dr"
+    assert upstream.endpoints[0].priority == 2
+
+
+def test_a_null_hash_on_and_rate_limit_mean_off() -> None:
+    data = variant("upstreams.payments.policy", {"hash_on": None, "rate_limit": None})
+    policy = parse_snapshot(data).upstreams["payments"].policy
+    assert policy.hash_on is None and policy.rate_limit is None
 
 
 BAD = [
@@ -74,6 +112,19 @@ BAD = [
     ("upstreams.payments.endpoints.0.status", "sleepy", "unknown status 'sleepy'"),
     ("upstreams.payments.endpoints.0.id", None, "endpoints[0].id: expected a string"),
     ("report_interval_ms", 5, "report_interval_ms: 5 is outside"),
+    ("upstreams.payments.policy.retries", 3, "policy.retries: expected an object"),
+    ("upstreams.payments.policy.retries", {"attempts": 11}, "retries.attempts: 11 is outside"),
+    ("upstreams.payments.policy.retries", {"on": ["teapot"]}, "retries.on: expected a list of"),
+    ("upstreams.payments.policy.hash_on", {"type": "moon"}, "hash_on.type: expected one of"),
+    ("upstreams.payments.policy.hash_on", {"type": "cookie"}, "hash_on.name: required"),
+    ("upstreams.payments.policy.outlier", {"max_ejection_percent": 101}, "101 is outside"),
+    ("upstreams.payments.policy.circuit_breaker", {"max_requests": -1}, "max_requests: -1"),
+    ("upstreams.payments.policy.rate_limit", {"rps": 0}, "rate_limit.rps: expected a number"),
+    ("upstreams.payments.policy.panic_threshold_percent", 200, "200 is outside"),
+    ("upstreams.payments.policy.locality", {"enabled": "yes"}, "locality.enabled: expected"),
+    ("upstreams.payments.policy.idle_timeout_ms", 0, "idle_timeout_ms: 0 is outside"),
+    ("upstreams.payments.endpoints.0.priority", -1, "priority: -1 is outside"),
+    ("upstreams.payments.failover", [], "failover: expected an object"),
 ]
 
 

@@ -1,0 +1,75 @@
+"""The upstreams part of an agent's config snapshot (docs/policies.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policies.models import FailoverState, TrafficPolicy
+from policies.snapshot import policy_snapshot
+from registry.models import AdminState, Instance, Service
+
+
+def endpoint_priority(zone: str, zone_priority: list[str]) -> int:
+    """Index of ZONE in the policy's zone_priority; unlisted zones come after."""
+    return zone_priority.index(zone) if zone in zone_priority else len(zone_priority)
+
+
+def _enabled_endpoints(names: set[str]) -> dict[str, list[Instance]]:
+    """Every enabled instance (any health, weight > 0) of each service in NAMES."""
+    by_service: dict[str, list[Instance]] = {name: [] for name in names}
+    instances = (
+        Instance.objects.filter(
+            service__name__in=names, admin_state=AdminState.ENABLED, weight__gt=0
+        )
+        .select_related("service")
+        .order_by("address", "port")
+    )
+    for instance in instances:
+        by_service[instance.service.name].append(instance)
+    return by_service
+
+
+def _endpoint(instance: Instance, zone_priority: list[str]) -> dict[str, Any]:
+    return {
+        "id": instance.id,
+        "address": instance.address,
+        "port": instance.port,
+        "weight": instance.weight,
+        "zone": instance.zone,
+        "priority": endpoint_priority(instance.zone, zone_priority),
+        "status": instance.status,
+    }
+
+
+def upstreams_snapshot(names: list[str]) -> dict[str, Any]:
+    """NAME -> {protocol, failover, policy, endpoints}; call inside one transaction."""
+    services = {s.name: s for s in Service.objects.filter(name__in=names)}
+    policies = {
+        p.service.name: p
+        for p in TrafficPolicy.objects.select_related("service").filter(service__name__in=names)
+    }
+    failovers = {
+        f.service.name: f
+        for f in FailoverState.objects.select_related("service")
+        .filter(service__name__in=names)
+        .exclude(active_target="")
+    }
+    # While failover is active, the upstream's endpoints are the target's.
+    serving = {name: failovers[name].active_target if name in failovers else name for name in names}
+    endpoints = _enabled_endpoints(set(serving.values()))
+    upstreams: dict[str, Any] = {}
+    for name in names:
+        service, policy, failover = services.get(name), policies.get(name), failovers.get(name)
+        zone_priority = list(policy.zone_priority or []) if policy else []
+        upstreams[name] = {
+            "protocol": service.protocol if service else "http",
+            "failover": {
+                "active_target": failover.active_target if failover else "",
+                "reason": failover.reason if failover else "",
+            },
+            "policy": policy_snapshot(policy),
+            "endpoints": [_endpoint(i, zone_priority) for i in endpoints.get(serving[name], [])]
+            if service
+            else [],
+        }
+    return upstreams

@@ -1,0 +1,17 @@
+"""Shapes of the policy endpoints beyond the document itself (policies.document)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from policies.models import PolicyVersion
+
+
+class PolicyVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PolicyVersion
+        fields = ["version", "created_at", "created_by", "document"]
+
+
+class RollbackSerializer(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1)

@@ -1,0 +1,115 @@
+"""Policy of one service: read, replace (PUT), change (PATCH), history, rollback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from meshconsole.api import Conflict
+from policies.api.serializers import PolicyVersionSerializer, RollbackSerializer
+from policies.document import (
+    PolicyDocumentSerializer,
+    document_merge,
+    policy_defaults,
+    policy_document,
+)
+from policies.models import PolicyVersion, TrafficPolicy
+from policies.services import policy_for, policy_update
+from registry.models import Service
+
+TAGS = ["policies"]
+
+
+def _validated(service: Service, document: dict[str, Any]) -> dict[str, Any]:
+    serializer = PolicyDocumentSerializer(data=document, context={"service": service})
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _body(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
+    return dict(request.data)
+
+
+def _check_version(body: dict[str, Any], current: TrafficPolicy) -> None:
+    """Optimistic concurrency: a document that names its version must name the current one."""
+    if "version" in body and body["version"] != current.version:
+        raise Conflict(
+            f"the policy is at version {current.version}, not {body['version']}; re-read it"
+        )
+
+
+def _answer(service: Service) -> Response:
+    return Response(PolicyDocumentSerializer(policy_for(service)).data)
+
+
+class PolicyView(APIView):
+    """The service's traffic and failover policy (defaults, version 0, when never saved)."""
+
+    @extend_schema(tags=TAGS, responses=PolicyDocumentSerializer)
+    def get(self, request: Request, name: str) -> Response:
+        return _answer(get_object_or_404(Service, name=name))
+
+    @extend_schema(tags=TAGS, request=PolicyDocumentSerializer, responses=PolicyDocumentSerializer)
+    def put(self, request: Request, name: str) -> Response:
+        """Replace the whole document; omitted fields and groups take their defaults."""
+        service = get_object_or_404(Service, name=name)
+        body = _body(request)
+        with transaction.atomic():
+            _check_version(body, policy_for(service))
+            data = _validated(service, document_merge(policy_document(policy_defaults()), body))
+            policy_update(user=request.user, service=service, data=data)
+        return _answer(service)
+
+    @extend_schema(tags=TAGS, request=PolicyDocumentSerializer, responses=PolicyDocumentSerializer)
+    def patch(self, request: Request, name: str) -> Response:
+        """Change some fields; groups merge key by key (null replaces a group)."""
+        service = get_object_or_404(Service, name=name)
+        body = _body(request)
+        with transaction.atomic():
+            current = policy_for(service)
+            _check_version(body, current)
+            base = policy_document(current)
+            if "load_balancer" in body and "hash_on" not in body:
+                base["hash_on"] = None  # a new balancer does not inherit the old hash key
+            data = _validated(service, document_merge(base, body))
+            policy_update(user=request.user, service=service, data=data)
+        return _answer(service)
+
+
+class PolicyVersionsView(APIView):
+    @extend_schema(tags=TAGS, responses=PolicyVersionSerializer(many=True))
+    def get(self, request: Request, name: str) -> Response:
+        service = get_object_or_404(Service, name=name)
+        versions = PolicyVersion.objects.filter(service_name=service.name).order_by("-version")
+        return Response(PolicyVersionSerializer(versions, many=True).data)
+
+
+class PolicyRollbackView(APIView):
+    @extend_schema(tags=TAGS, request=RollbackSerializer, responses=PolicyDocumentSerializer)
+    def post(self, request: Request, name: str) -> Response:
+        """Restore an earlier version's document as a new version (validated again:
+        a failover target deleted since makes the rollback a 400)."""
+        service = get_object_or_404(Service, name=name)
+        serializer = RollbackSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        number = serializer.validated_data["version"]
+        old = PolicyVersion.objects.filter(service_name=service.name, version=number).first()
+        if old is None:
+            raise serializers.ValidationError({"version": [f"no version {number}"]})
+        with transaction.atomic():
+            data = _validated(
+                service, document_merge(policy_document(policy_defaults()), old.document)
+            )
+            policy_update(
+                user=request.user, service=service, data=data, note=f"rollback to v{number}"
+            )
+        return _answer(service)

@@ -1,0 +1,174 @@
+"""Retries, budget, outlier ejection, circuit breaking, rate limit, upgrade: real backends."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.agents.backends import Backend, HttpClient, fetch, raw_exchange
+from tests.agents.test_runtime_proxy_http import backends, running_proxy
+
+pytestmark = pytest.mark.timeout(30)
+
+FAST_RETRY = {"attempts": 2, "on": ["gateway-error", "connect-failure", "reset"],
+              "backoff_base_ms": 1, "backoff_max_ms": 5}
+
+
+async def test_a_503_is_retried_on_another_endpoint() -> None:
+    async with backends("a", "b") as (a, b), running_proxy(a, b, retries=FAST_RETRY) as proxy:
+        answers = [await fetch(proxy.port, "GET", "/?status=503" if i == 0 else "/")
+                   for i in range(1)]
+    assert answers[0].status == 503  # both said 503: the last answer is relayed
+    assert len(a.requests) + len(b.requests) == 3
+    assert proxy.runtime.retries_total == 2
+
+
+async def test_a_post_is_not_retried_after_it_left() -> None:
+    async with backends("a", "b") as (a, b), running_proxy(a, b, retries=FAST_RETRY) as proxy:
+        answer = await fetch(proxy.port, "POST", "/?status=503", body=b"x")
+    assert answer.status == 503
+    assert len(a.requests) + len(b.requests) == 1
+
+
+async def test_retries_never_exceed_the_budget_under_an_all_503_upstream() -> None:
+    retries = {**FAST_RETRY, "attempts": 3, "budget_percent": 10, "min_per_second": 2}
+    async with backends("a") as (a,), running_proxy(a, retries=retries,
+                                                    outlier={"consecutive_5xx": 0,
+                                                             "consecutive_gateway": 0}) as proxy:
+        answers = await asyncio.gather(*[fetch(proxy.port, "GET", "/slow?ms=30&status=503")
+                                         for _ in range(20)])
+    assert all(r.status == 503 for r in answers)
+    assert proxy.runtime.retries_peak <= 2
+    assert len(a.requests) < 20 * 4
+
+
+async def test_an_endpoint_answering_503_is_ejected_and_comes_back() -> None:
+    outlier = {"consecutive_5xx": 3, "consecutive_gateway": 3, "base_ejection_ms": 300,
+               "max_ejection_percent": 50}
+    async with backends("a", "b") as (a, b), running_proxy(
+            a, b, retries={"attempts": 0}, outlier=outlier, panic_threshold_percent=0) as proxy:
+        bad = next(e for e in proxy.runtime.state.endpoints if e.port == a.port)
+        while not bad.ejected:
+            await fetch(proxy.port, "GET", "/?status=503")
+        before = len(a.requests)
+        for _ in range(6):
+            assert (await fetch(proxy.port, "GET", "/")).json()["backend"] == "b"
+        assert len(a.requests) == before
+        await asyncio.sleep(0.4)
+        assert not bad.ejected
+        events = proxy.runtime.drain_events()
+    assert [e["event"] for e in events] == ["ejected", "returned"]
+    assert events[0]["port"] == a.port and events[0]["duration_ms"] == 300
+
+
+async def test_max_requests_opens_the_circuit_without_touching_the_upstream() -> None:
+    async with backends("a") as (a,), running_proxy(
+            a, circuit_breaker={"max_requests": 1}) as proxy:
+        slow = asyncio.create_task(fetch(proxy.port, "GET", "/slow?ms=300"))
+        await asyncio.sleep(0.1)
+        refused = await fetch(proxy.port, "GET", "/")
+        await slow
+    assert refused.status == 503
+    assert refused.header("x-mesh-error") == "circuit-open (max_requests)"
+    assert len(a.requests) == 1 and a.connections == 1
+
+
+async def test_max_connections_opens_the_circuit() -> None:
+    async with backends("a") as (a,), running_proxy(
+            a, circuit_breaker={"max_connections": 1}) as proxy:
+        slow = asyncio.create_task(fetch(proxy.port, "GET", "/slow?ms=300"))
+        await asyncio.sleep(0.1)
+        refused = await fetch(proxy.port, "GET", "/")
+        await slow
+    assert refused.header("x-mesh-error") == "circuit-open (max_connections)"
+    assert a.connections == 1
+
+
+async def test_the_rate_limit_answers_429_with_retry_after() -> None:
+    async with backends("a") as (a,), running_proxy(a, rate_limit={"rps": 1, "burst": 2}) as proxy:
+        answers = [await fetch(proxy.port, "GET", "/") for _ in range(3)]
+    assert [r.status for r in answers] == [200, 200, 429]
+    assert answers[2].header("retry-after") == "1"
+    assert answers[2].header("x-mesh-error") == "rate-limited"
+    assert len(a.requests) == 2
+
+
+async def test_a_per_try_timeout_moves_to_another_endpoint() -> None:
+    retries = {**FAST_RETRY, "per_try_timeout_ms": 100}
+    async with backends("a", "b") as (a, b), running_proxy(a, b, retries=retries) as proxy:
+        answer = await fetch(proxy.port, "GET", "/slow?ms=2000")
+    assert answer.status == 504
+    assert answer.header("x-mesh-error") == "per-try-timeout"
+    assert len(a.requests) + len(b.requests) == 3
+
+
+async def test_idle_upstream_connections_are_closed_after_idle_timeout() -> None:
+    async with backends("a") as (a,), running_proxy(a, idle_timeout_ms=200) as proxy:
+        await fetch(proxy.port, "GET", "/")
+        assert proxy.runtime.pool.idle_count() == 1
+        await asyncio.sleep(0.4)
+        assert proxy.runtime.pool.idle_count() == 0
+
+
+async def test_expect_100_continue_is_relayed_from_the_upstream() -> None:
+    async with backends("a") as (a,), running_proxy(a) as proxy, HttpClient(proxy.port) as c:
+        await c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                     b"Expect: 100-continue\r\n\r\n")
+        assert c.reader is not None
+        interim = await asyncio.wait_for(c.reader.readuntil(b"\r\n\r\n"), 3)
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        await c.send(b"hello")
+        answer = await c.read_response()
+    assert answer.body == b"hello"
+    assert a.requests[0].header("expect") == "100-continue"
+
+
+async def test_a_websocket_upgrade_is_tunnelled_both_ways() -> None:
+    async def ws(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\n\r\n")
+        while data := await reader.read(1024):
+            writer.write(b"echo:" + data)
+        writer.close()
+
+    server = await asyncio.start_server(ws, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with running_proxy(port) as proxy:
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writer.write(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+            assert head.startswith(b"HTTP/1.1 101 ")
+            assert b"upgrade: websocket" in head.lower()
+            writer.write(b"ping")
+            assert await asyncio.wait_for(reader.read(100), 3) == b"echo:ping"
+            writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+SMUGGLING = {
+    "obs-fold": b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\r\n b\r\n\r\n",
+    "invalid-header-name": b"GET / HTTP/1.1\r\nHost: t\r\nX(A): 1\r\n\r\n",
+    "cl-and-te-mixed-case": b"POST / HTTP/1.1\r\nHost: t\r\ncontent-length: 3\r\n"
+                            b"transfer-encoding: Chunked\r\n\r\n0\r\n\r\n",
+    "negative-cl": b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
+    "chunk-size-overflow": b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           b"fffffffffffffffff1\r\nx\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(SMUGGLING))
+async def test_more_smuggling_cases_get_400_and_never_reach_a_backend(case: str) -> None:
+    backend = await Backend("a").start()
+    try:
+        async with running_proxy(backend) as proxy:
+            answer = await raw_exchange(proxy.port, SMUGGLING[case], timeout=1.0)
+    finally:
+        await backend.stop()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert backend.connections == 0
