@@ -265,6 +265,10 @@ def _record_ejections(agent: Agent, ejections: list[dict[str, Any]]) -> None:
                 "reason": e["reason"],
                 "duration_ms": e["duration_ms"],
                 "at": e.get("at"),
+                # On the control plane's clock: the explanation reads it (monitoring.explain).
+                "until": (timezone.now() + timedelta(milliseconds=e["duration_ms"])).isoformat()
+                if e["event"] == "ejected"
+                else None,
             },
         )
 

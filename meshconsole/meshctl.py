@@ -5,8 +5,15 @@
     meshctl services register NAME [--protocol http|tcp] [--check-type T] [--check-path P]
                                    [--interval 5s] [--timeout 2s] [--rise N] [--fall N]
                                    [--tag T ...] [--description D]
+                                   [--expect-status 200-399] [--body TEXT]
+                                   [--header 'NAME: VALUE' ...]
     meshctl services deregister NAME
     meshctl instances list SERVICE
+    meshctl instances maintenance|drain|enable|disable SERVICE ID
+    meshctl instances weight SERVICE ID N
+    meshctl instances bulk SERVICE [--tag T ...] [--meta k=v ...] [--all]
+                          --action maintenance|drain|enable|disable|weight [--weight N]
+    meshctl instances explain SERVICE ID
 
 `--json` prints the API's JSON instead of a table. MESH_URL (default
 http://127.0.0.1:8000) and MESH_TOKEN (see `meshconsole apitoken USERNAME`)
@@ -171,7 +178,7 @@ def show_instances(service: str, instances: list[dict[str, Any]]) -> str:
             i.get("status", ""),
             i.get("node") or "-",
             i.get("last_heartbeat") or "-",
-            i.get("status_reason") or "",
+            i.get("explanation") or i.get("status_reason") or "",
         ]
         for i in instances
     ]
@@ -199,6 +206,16 @@ def services_get(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     return data, show_service(data)
 
 
+def parse_headers(items: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise CtlError(f"--header {item!r}: expected 'NAME: VALUE'", 2)
+        headers[name.strip()] = value.strip()
+    return headers
+
+
 def services_register(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     body: dict[str, Any] = {"name": args.name, "protocol": args.protocol}
     if args.description is not None:
@@ -214,6 +231,9 @@ def services_register(client: Client, args: argparse.Namespace) -> tuple[Any, st
             ("timeout", args.timeout),
             ("rise", args.rise),
             ("fall", args.fall),
+            ("expect_status", args.expect_status),
+            ("body", args.body),
+            ("headers", parse_headers(args.headers) if args.headers else None),
         )
         if value is not None
     }
@@ -231,6 +251,48 @@ def services_deregister(client: Client, args: argparse.Namespace) -> tuple[Any, 
 def instances_list(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     data = client.request("GET", f"/api/v1/services/{quote(args.service)}/instances/")
     return data, show_instances(args.service, data)
+
+
+def _instance_path(args: argparse.Namespace, suffix: str = "") -> str:
+    return f"/api/v1/services/{quote(args.service)}/instances/{quote(args.id)}/{suffix}"
+
+
+def instances_command(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
+    body = {"weight": args.weight} if args.command == "weight" else None
+    data = client.request("POST", _instance_path(args, f"{args.command}/"), body)
+    return data, f"{data['id']}: {data['status']}, weight {data['weight']}\n{data['explanation']}"
+
+
+def parse_meta(items: list[str] | None) -> dict[str, str]:
+    meta: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CtlError(f"--meta {item!r}: expected KEY=VALUE", 2)
+        meta[key] = value
+    return meta
+
+
+def instances_bulk(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
+    body: dict[str, Any] = {
+        "selector": {"tags": args.tags or [], "metadata": parse_meta(args.meta)},
+        "action": args.action,
+        "all": args.all,
+    }
+    if args.weight is not None:
+        body["weight"] = args.weight
+    path = f"/api/v1/services/{quote(args.service)}/instances/bulk/"
+    data = client.request("POST", path, body)
+    affected = data["affected"]
+    text = f"{args.action}: {len(affected)} instance(s) changed"
+    return data, "\n".join([text, *affected])
+
+
+def instances_explain(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
+    data = client.request("GET", _instance_path(args, "explain/"))
+    lines = [data["reason"], ""]
+    lines += [f"{e['ts']}  {e['kind']:<9} {e['message']}" for e in data["timeline"]]
+    return data, "\n".join(lines).rstrip()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -269,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", help="of one check, e.g. 2s")
     p.add_argument("--rise", type=int, help="passing checks before healthy")
     p.add_argument("--fall", type=int, help="failing checks before critical")
+    p.add_argument("--expect-status", help='passing HTTP statuses, e.g. "200-399"')
+    p.add_argument("--body", help="substring the HTTP check's response body must contain")
+    p.add_argument(
+        "--header", dest="headers", action="append", metavar="'NAME: VALUE'", help="repeatable"
+    )
     p.add_argument("--tag", dest="tags", action="append", metavar="T", help="repeatable")
     p.add_argument("--description")
     p.set_defaults(func=services_register)
@@ -278,10 +345,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=services_deregister)
 
     instances = groups.add_parser("instances", help="instances of a service")
-    inst = instances.add_subparsers(dest="command", required=True, metavar="{list}")
+    inst = instances.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="{list,maintenance,drain,enable,disable,weight,bulk,explain}",
+    )
     p = inst.add_parser("list", parents=[json_flag], help="instances of SERVICE")
     p.add_argument("service")
     p.set_defaults(func=instances_list)
+    helps = {
+        "maintenance": "out of traffic until enabled",
+        "drain": "no new traffic; maintenance after the service's drain timeout",
+        "enable": "back in rotation (and checked)",
+        "disable": "out of rotation and not checked",
+    }
+    for name, text in helps.items():
+        p = inst.add_parser(name, parents=[json_flag], help=text)
+        p.add_argument("service")
+        p.add_argument("id")
+        p.set_defaults(func=instances_command)
+    p = inst.add_parser("weight", parents=[json_flag], help="set the weight of one instance")
+    p.add_argument("service")
+    p.add_argument("id")
+    p.add_argument("weight", type=int)
+    p.set_defaults(func=instances_command)
+    p = inst.add_parser("bulk", parents=[json_flag], help="one action on matching instances")
+    p.add_argument("service")
+    p.add_argument("--tag", dest="tags", action="append", metavar="T", help="repeatable")
+    p.add_argument("--meta", action="append", metavar="K=V", help="repeatable")
+    p.add_argument("--all", action="store_true", help="every instance (no selector)")
+    p.add_argument(
+        "--action", required=True, choices=["maintenance", "drain", "enable", "disable", "weight"]
+    )
+    p.add_argument("--weight", type=int)
+    p.set_defaults(func=instances_bulk)
+    p = inst.add_parser("explain", parents=[json_flag], help="why an instance is in its state")
+    p.add_argument("service")
+    p.add_argument("id")
+    p.set_defaults(func=instances_explain)
     return parser
 
 

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from monitoring.models import AuditEntry, EdgeWindow, Event
+from monitoring.models import AuditEntry, CheckResult, EdgeWindow, Event
 
 
 @admin.register(Event)
@@ -22,3 +22,8 @@ class AuditEntryAdmin(admin.ModelAdmin):
 @admin.register(EdgeWindow)
 class EdgeWindowAdmin(admin.ModelAdmin):
     list_display = ("window_end", "node", "source", "destination", "requests", "errors")
+
+
+@admin.register(CheckResult)
+class CheckResultAdmin(admin.ModelAdmin):
+    list_display = ("ts", "service", "instance", "check_type", "ok", "output")

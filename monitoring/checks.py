@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import time
 from collections.abc import Awaitable, Sequence
@@ -27,6 +28,10 @@ LINK_LOCAL_NETWORKS = (
     ipaddress.ip_network("fe80::/10"),
 )
 MAX_STATUS_LINE = 8192
+# How much of a response body a check reads looking for its expected substring.
+MAX_BODY = 64 * 1024
+DEFAULT_EXPECT = (200, 399)
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 DEFAULT_CONCURRENCY = 500
 
 
@@ -46,6 +51,9 @@ class CheckSpec:
     port: int
     path: str = "/"
     timeout_ms: int = 2000
+    expect_status: tuple[int, int] = (200, 399)
+    body: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class AddressRefused(Exception):
@@ -137,19 +145,47 @@ def _host_header(address: str, port: int) -> str:
     return host if port == 80 else f"{host}:{port}"
 
 
-def _request(address: str, port: int, path: str) -> bytes:
+def _header_lines(address: str, port: int, headers: Sequence[tuple[str, str]]) -> str:
+    wanted = {
+        "host": _host_header(address, port),
+        "user-agent": "meshconsole-check/1",
+        "accept": "*/*",
+    }
+    lines = []
+    for name, value in headers:
+        if not HEADER_NAME.fullmatch(name) or "\r" in value or "\n" in value:
+            raise ValueError(f"invalid check header {name!r}")
+        if name.lower() == "connection":
+            continue  # one request per connection, always
+        wanted.pop(name.lower(), None)
+        lines.append(f"{name}: {value}\r\n")
+    defaults = {"host": "Host", "user-agent": "User-Agent", "accept": "Accept"}
+    head = "".join(f"{defaults[k]}: {v}\r\n" for k, v in wanted.items())
+    return head + "".join(lines)
+
+
+def _request(address: str, port: int, path: str, headers: Sequence[tuple[str, str]] = ()) -> bytes:
     path = path or "/"
     if not path.startswith("/"):
         path = "/" + path
     if any(c in path for c in "\r\n ") or not path.isascii():
         raise ValueError("check path must be printable ASCII without spaces")
     return (
-        f"GET {path} HTTP/1.1\r\n"
-        f"Host: {_host_header(address, port)}\r\n"
-        "User-Agent: meshconsole-check/1\r\n"
-        "Accept: */*\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode("ascii")
+        f"GET {path} HTTP/1.1\r\n{_header_lines(address, port, headers)}Connection: close\r\n\r\n"
+    ).encode("latin-1")
+
+
+async def _read_body(reader: asyncio.StreamReader) -> bytes:
+    """The rest of the response after the status line: headers skipped, at most
+    MAX_BODY bytes of body (the server closes the connection: Connection: close)."""
+    rest = b""
+    while len(rest) < MAX_BODY + MAX_STATUS_LINE:
+        chunk = await reader.read(65536)
+        if not chunk:
+            break
+        rest += chunk
+    _, _, body = rest.partition(b"\r\n\r\n")
+    return body[:MAX_BODY]
 
 
 def _status(line: bytes) -> int:
@@ -166,14 +202,19 @@ async def http_check(
     timeout: float,
     *,
     allow_link_local: bool | None = None,
+    expect_status: tuple[int, int] = (200, 399),
+    body: str = "",
+    headers: Sequence[tuple[str, str]] = (),
 ) -> CheckResult:
-    """GET PATH over HTTP/1.1; a 2xx or 3xx status passes. TIMEOUT is in seconds
-    and bounds the whole check: resolution, connect and the status line."""
+    """GET PATH over HTTP/1.1 with HEADERS; a status in EXPECT_STATUS (inclusive)
+    passes, and when BODY is set the response body must contain it. TIMEOUT is in
+    seconds and bounds the whole check: resolution, connect, status line, body."""
     if allow_link_local is None:
         allow_link_local = _allow_link_local_default()
     started = time.monotonic()
+    content = b""
     try:
-        request = _request(address, port, path)
+        request = _request(address, port, path, headers)
         async with asyncio.timeout(timeout):
             ip = await vetted_address(address, port, allow_link_local=allow_link_local)
             reader, writer = await asyncio.open_connection(ip, port, limit=MAX_STATUS_LINE)
@@ -184,6 +225,8 @@ async def http_check(
                     line = await reader.readline()
                 except ValueError:
                     raise ValueError("invalid HTTP response: status line too long") from None
+                if body and line:
+                    content = await _read_body(reader)
             finally:
                 await _close(writer)
         if not line:
@@ -193,9 +236,15 @@ async def http_check(
         return CheckResult(False, str(exc))
     except Exception as exc:
         return _failure(exc, timeout)
-    if 200 <= status < 400:
-        return CheckResult(True, f"HTTP {status} in {_elapsed_ms(started)} ms")
-    return CheckResult(False, f"HTTP {status}")
+    low, high = expect_status
+    if not low <= status <= high:
+        if (low, high) == DEFAULT_EXPECT:
+            return CheckResult(False, f"HTTP {status}")
+        expected = f"{low}" if low == high else f"{low}-{high}"
+        return CheckResult(False, f"HTTP {status} (expected {expected})")
+    if body and body.encode() not in content:
+        return CheckResult(False, f"HTTP {status} but body lacks {body[:60]!r}")
+    return CheckResult(True, f"HTTP {status} in {_elapsed_ms(started)} ms")
 
 
 async def tcp_check(
@@ -219,7 +268,14 @@ def _probe(spec: CheckSpec, allow_link_local: bool) -> Awaitable[CheckResult]:
     timeout = spec.timeout_ms / 1000
     if spec.check_type == "http":
         return http_check(
-            spec.address, spec.port, spec.path, timeout, allow_link_local=allow_link_local
+            spec.address,
+            spec.port,
+            spec.path,
+            timeout,
+            allow_link_local=allow_link_local,
+            expect_status=spec.expect_status,
+            body=spec.body,
+            headers=spec.headers,
         )
     if spec.check_type == "tcp":
         return tcp_check(spec.address, spec.port, timeout, allow_link_local=allow_link_local)

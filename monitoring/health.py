@@ -3,21 +3,44 @@ and turn runs of results into transitions with the service's rise/fall threshold
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Count as models_count
 from django.db.models import F, Q
 
 from monitoring.checks import CheckResult, CheckSpec
-from registry.models import CheckType, Health, Instance
+from monitoring.models import CheckResult as CheckResultRow
+from registry.models import AdminState, CheckType, Health, Instance, Service, parse_status_range
 from registry.services import instance_transition
 
 CHECKED_TYPES = (CheckType.HTTP, CheckType.TCP)
 # Reasons under which an instance has no verdict yet: its first success is enough.
 AWAITING_REASONS = frozenset({"awaiting first check", "agent back; awaiting check"})
 ACTOR = "health-check"
+# Checks of one service spread over +-10% of the interval instead of aligning.
+JITTER = 0.1
+# Check-result rows kept per instance (older ones go with prune_history).
+RESULTS_KEPT = 50
+
+
+def jitter_fraction(instance_id: str) -> float:
+    """A fixed offset in [-JITTER, +JITTER] per instance: deterministic, so an
+    instance keeps its rhythm, and spread, so a service's instances do not."""
+    digest = hashlib.blake2b(instance_id.encode(), digest_size=4).digest()
+    return (int.from_bytes(digest, "big") / 0xFFFFFFFF * 2 - 1) * JITTER
+
+
+def check_lease(instance_id: str, *, interval_ms: int, timeout_ms: int) -> timedelta:
+    """When a claimed check is due again: the jittered interval, and never before
+    the check has timed out (so a dead worker's claims come back on their own)."""
+    interval = interval_ms * (1 + jitter_fraction(instance_id))
+    return timedelta(milliseconds=max(interval, timeout_ms))
 
 
 @dataclass(frozen=True)
@@ -36,6 +59,7 @@ def checks_claim_due(*, now: datetime, limit: int) -> list[CheckSpec]:
     """
     due = (
         Instance.objects.filter(service__check_type__in=CHECKED_TYPES)
+        .exclude(admin_state=AdminState.DISABLED)
         .filter(Q(next_check_at__isnull=True) | Q(next_check_at__lte=now))
         .order_by(F("next_check_at").asc(nulls_first=True), "pk")
         .values_list(
@@ -47,30 +71,45 @@ def checks_claim_due(*, now: datetime, limit: int) -> list[CheckSpec]:
             "service__check_path",
             "service__check_interval_ms",
             "service__check_timeout_ms",
+            "service__check_expect_status",
+            "service__check_body",
+            "service__check_headers",
         )[:limit]
     )
     claimed: list[CheckSpec] = []
     with transaction.atomic():
-        for pk, next_at, address, port, check_type, path, interval_ms, timeout_ms in due:
+        for row_values in due:
+            pk, next_at, interval_ms, timeout_ms = (
+                row_values[0],
+                row_values[1],
+                row_values[6],
+                row_values[7],
+            )
             row = Instance.objects.filter(pk=pk)
             row = (
                 row.filter(next_check_at__isnull=True)
                 if next_at is None
                 else row.filter(next_check_at=next_at)
             )
-            lease = timedelta(milliseconds=max(interval_ms, timeout_ms))
+            lease = check_lease(pk, interval_ms=interval_ms, timeout_ms=timeout_ms)
             if row.update(next_check_at=now + lease):
-                claimed.append(
-                    CheckSpec(
-                        instance_id=pk,
-                        check_type=check_type,
-                        address=address,
-                        port=port,
-                        path=path or "/",
-                        timeout_ms=timeout_ms,
-                    )
-                )
+                claimed.append(_spec(row_values))
     return claimed
+
+
+def _spec(row: Sequence[Any]) -> CheckSpec:
+    pk, _, address, port, check_type, path, _, timeout_ms, expect, body, headers = row
+    return CheckSpec(
+        instance_id=pk,
+        check_type=check_type,
+        address=address,
+        port=port,
+        path=path or "/",
+        timeout_ms=timeout_ms,
+        expect_status=parse_status_range(expect or "200-399"),
+        body=body or "",
+        headers=tuple((str(k), str(v)) for k, v in (headers or {}).items()),
+    )
 
 
 def _plural(n: int, word: str) -> str:
@@ -130,6 +169,7 @@ def check_results_record(
             "service__check_type",
             "service__check_rise",
             "service__check_fall",
+            "service__name",
         )
     }
     moved: list[str] = []
@@ -148,6 +188,10 @@ def check_results_record(
             )
             if not updated:
                 continue
+            if result.ok != (state["consecutive_ok"] > 0) or not (
+                state["consecutive_ok"] or state["consecutive_fail"]
+            ):
+                _result_row(state["service__name"], spec, result, now)
             verdict = health_verdict(
                 health=state["health"],
                 reason=state["status_reason"],
@@ -174,3 +218,122 @@ def check_results_record(
             ):
                 moved.append(spec.instance_id)
     return moved
+
+
+def _result_row(service: str, spec: CheckSpec, result: CheckResult, now: datetime) -> None:
+    CheckResultRow.objects.create(
+        ts=now,
+        service=service,
+        instance=spec.instance_id,
+        check_type=spec.check_type,
+        ok=result.ok,
+        output=result.output[:500],
+    )
+
+
+def check_results_prune(*, before: datetime) -> int:
+    """Delete result rows older than BEFORE, and all but the last RESULTS_KEPT of
+    any instance (a flapping check must not grow the table without bound)."""
+    deleted, _ = CheckResultRow.objects.filter(ts__lt=before).delete()
+    crowded = (
+        CheckResultRow.objects.values_list("instance", flat=True)
+        .order_by()
+        .annotate(n=models_count("id"))
+        .filter(n__gt=RESULTS_KEPT)
+    )
+    for instance in list(crowded):
+        keep = CheckResultRow.objects.filter(instance=instance).values_list("pk", flat=True)[
+            :RESULTS_KEPT
+        ]
+        more, _ = (
+            CheckResultRow.objects.filter(instance=instance).exclude(pk__in=list(keep)).delete()
+        )
+        deleted += more
+    return deleted
+
+
+# -- TTL checks: the instance (or its agent) reports its own status ---------
+TTL_STATUSES = (Health.PASSING, Health.WARNING, Health.CRITICAL)
+
+
+def ttl_heartbeat_record(
+    *, instance: Instance, status: str, output: str, actor: str, now: datetime
+) -> bool:
+    """Take one heartbeat of a TTL-checked instance: the reported status is its
+    health at once (no rise/fall: the instance knows best). Returns whether its
+    health changed."""
+    output = output[:400]
+    with transaction.atomic():
+        ok = status != Health.CRITICAL
+        previous = (
+            Instance.objects.filter(pk=instance.pk)
+            .values_list("last_check_output", "consecutive_ok", "consecutive_fail")
+            .first()
+        )
+        if previous is None:
+            return False
+        counters = (
+            {"consecutive_ok": F("consecutive_ok") + 1, "consecutive_fail": 0}
+            if ok
+            else {"consecutive_ok": 0, "consecutive_fail": F("consecutive_fail") + 1}
+        )
+        Instance.objects.filter(pk=instance.pk).update(
+            last_heartbeat=now, last_check_at=now, last_check_output=output, **counters
+        )
+        _, was_ok, was_fail = previous
+        if ok != (was_ok > 0) or not (was_ok or was_fail):
+            _result_row(
+                instance.service.name,
+                CheckSpec(instance.pk, CheckType.TTL, instance.address, instance.port),
+                CheckResult(ok, f"{status}: {output}" if output else str(status)),
+                now,
+            )
+        current = Instance.objects.values_list("health", flat=True).get(pk=instance.pk)
+        if current == status:
+            return False
+        reason = f"TTL heartbeat {status}" + (f": {output}" if output else "")
+        return instance_transition(
+            instance_id=instance.pk,
+            expected=current,
+            health=status,
+            reason=reason,
+            actor=actor,
+            now=now,
+        )
+
+
+def ttl_for(service: Service, *, agent_managed: bool) -> timedelta:
+    """How long a TTL-checked instance stays as reported without a heartbeat: the
+    check interval; an agent's instances are heartbeated with the agent's reports,
+    so they get at least the agent heartbeat TTL."""
+    ttl_ms = service.check_interval_ms
+    if agent_managed:
+        ttl_ms = max(ttl_ms, settings.MESH_HEARTBEAT_TTL * 1000)
+    return timedelta(milliseconds=ttl_ms)
+
+
+def ttl_expire(*, now: datetime) -> list[str]:
+    """Turn critical the TTL-checked instances whose heartbeat is overdue."""
+    expired: list[str] = []
+    for service in Service.objects.filter(check_type=CheckType.TTL):
+        for agent_managed in (False, True):
+            ttl = ttl_for(service, agent_managed=agent_managed)
+            overdue = (
+                Instance.objects.filter(service=service, agent_managed=agent_managed)
+                .exclude(admin_state=AdminState.DISABLED)
+                .exclude(health=Health.CRITICAL)
+                .filter(Q(last_heartbeat__isnull=True) | Q(last_heartbeat__lt=now - ttl))
+                .values_list("pk", "health")
+            )
+            for pk, health in overdue:
+                seconds = ttl.total_seconds()
+                if instance_transition(
+                    instance_id=pk,
+                    expected=health,
+                    health=Health.CRITICAL,
+                    reason=f"TTL expired: no heartbeat for {seconds:g}s",
+                    actor="system",
+                    now=now,
+                ):
+                    expired.append(pk)
+    return expired

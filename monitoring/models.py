@@ -83,3 +83,21 @@ class EdgeWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}->{self.destination} @{self.window_end}"
+
+
+class CheckResult(models.Model):
+    """A change in an instance's check results (pass <-> fail), not every result:
+    with the counters on the instance that is enough to explain its health."""
+
+    ts = models.DateTimeField(db_index=True)
+    service = models.CharField(max_length=63)
+    instance = models.CharField(max_length=32, db_index=True)
+    check_type = models.CharField(max_length=8)
+    ok = models.BooleanField()
+    output = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering: ClassVar = ["-ts", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.instance} {'ok' if self.ok else 'fail'} @{self.ts}"

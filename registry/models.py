@@ -52,6 +52,19 @@ class CheckType(models.TextChoices):
     NONE = "none", "None"
 
 
+DEFAULT_EXPECT_STATUS = "200-399"
+STATUS_RANGE_RE = r"^[1-5][0-9]{2}(-[1-5][0-9]{2})?$"
+status_range_validator = RegexValidator(
+    STATUS_RANGE_RE, 'A status range is "200" or "200-399" (100-599).'
+)
+
+
+def parse_status_range(text: str) -> tuple[int, int]:
+    """ "200-399" -> (200, 399); "204" -> (204, 204)."""
+    low, _, high = text.partition("-")
+    return int(low), int(high or low)
+
+
 class Service(models.Model):
     name = models.CharField(max_length=63, unique=True, validators=[service_name_validator])
     protocol = models.CharField(max_length=8, choices=Protocol.choices, default=Protocol.HTTP)
@@ -71,6 +84,19 @@ class Service(models.Model):
     check_fall = models.PositiveSmallIntegerField(
         default=3, validators=[MinValueValidator(1), MaxValueValidator(100)]
     )
+    # HTTP check options: the passing status range ("200-399"), a substring the
+    # body must contain ("" = any body), extra request headers.
+    check_expect_status = models.CharField(
+        max_length=7, default=DEFAULT_EXPECT_STATUS, validators=[status_range_validator]
+    )
+    check_body = models.CharField(max_length=200, blank=True, default="")
+    check_headers = models.JSONField(default=dict, blank=True)
+    # How long a drained instance keeps in-flight requests before maintenance.
+    drain_timeout_ms = models.PositiveIntegerField(
+        default=30_000, validators=[MinValueValidator(0), MaxValueValidator(3_600_000)]
+    )
+    # Whether too few of its enabled instances are healthy (registry.panic).
+    in_panic = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -105,6 +131,7 @@ class AdminState(models.TextChoices):
     ENABLED = "enabled", "Enabled"
     MAINTENANCE = "maintenance", "Maintenance"
     DRAINING = "draining", "Draining"
+    DISABLED = "disabled", "Disabled"
 
 
 ROUTABLE_HEALTH = (Health.PASSING, Health.WARNING)
@@ -138,6 +165,9 @@ class Instance(models.Model):
     )
     status_reason = models.CharField(max_length=500, blank=True, default="awaiting first check")
     status_since = models.DateTimeField(auto_now_add=True)
+    # Who last changed admin_state, and when a drain began (the drain timer).
+    admin_actor = models.CharField(max_length=200, blank=True, default="")
+    drain_started_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat = models.DateTimeField(null=True, blank=True)
 
     # Check bookkeeping: consecutive results and when the next check is due.

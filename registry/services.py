@@ -23,6 +23,7 @@ from registry.models import (
     Node,
     Service,
 )
+from registry.panic import service_panic_refresh
 
 User = AbstractBaseUser | AnonymousUser | None
 
@@ -36,6 +37,10 @@ SERVICE_FIELDS = (
     "check_timeout_ms",
     "check_rise",
     "check_fall",
+    "check_expect_status",
+    "check_body",
+    "check_headers",
+    "drain_timeout_ms",
 )
 INSTANCE_FIELDS = ("zone", "weight", "tags", "metadata")
 
@@ -61,12 +66,20 @@ def instance_state(instance: Instance) -> dict[str, Any]:
     }
 
 
-def _initial_health(service: Service) -> tuple[str, str]:
+def initial_health(service: Service) -> tuple[str, str]:
     if service.check_type == CheckType.NONE:
         return Health.PASSING, "no health check configured"
     if service.check_type == CheckType.TTL:
         return Health.CRITICAL, "awaiting first heartbeat"
     return Health.CRITICAL, "awaiting first check"
+
+
+def checks_restart(instance: Instance, now: datetime) -> None:
+    """In memory: a verdict from before the instance was disabled is stale, and
+    nothing checked it since; start over as a new instance would."""
+    instance.health, instance.status_reason = initial_health(instance.service)
+    instance.consecutive_ok = instance.consecutive_fail = 0
+    instance.next_check_at = now
 
 
 @transaction.atomic
@@ -111,7 +124,7 @@ def service_update(*, user: User, service: Service, data: dict[str, Any]) -> Ser
     service.save()
     if before["check_type"] != after["check_type"]:
         # A new kind of check starts over: no verdict carries across kinds.
-        health, reason = _initial_health(service)
+        health, reason = initial_health(service)
         service.instances.update(
             health=health,
             status_reason=reason,
@@ -180,7 +193,7 @@ def instance_register(
 ) -> Instance:
     node_name = data.get("node") or ""
     node = node_ensure(node_name, data.get("zone", "")) if node_name else None
-    health, reason = _initial_health(service)
+    health, reason = initial_health(service)
     instance = Instance(
         service=service,
         address=data["address"],
@@ -217,6 +230,7 @@ def instance_register(
         actor=who,
         revision=revision,
     )
+    service_panic_refresh(service=service, actor=who, revision=revision)
     mesh_changed(revision=revision, services={service.name})
     return instance
 
@@ -233,6 +247,8 @@ def instance_update(*, user: User, instance: Instance, data: dict[str, Any]) -> 
         if field in data:
             setattr(instance, field, data[field])
     if "maintenance" in data:
+        if instance.admin_state == AdminState.DISABLED:
+            checks_restart(instance, timezone.now())
         instance.admin_state = AdminState.MAINTENANCE if data["maintenance"] else AdminState.ENABLED
     after = instance_state(instance)
     if after == before:
@@ -240,8 +256,11 @@ def instance_update(*, user: User, instance: Instance, data: dict[str, Any]) -> 
     instance.full_clean(validate_unique=False)
     if before["status"] != after["status"]:
         instance.status_since = timezone.now()
+        instance.admin_actor = actor_name(user)
+        instance.drain_started_at = None
     instance.save()
     revision = MeshRevision.bump()
+    service_panic_refresh(service=instance.service, actor=actor_name(user), revision=revision)
     audit_record(
         user=user,
         action="update",
@@ -279,8 +298,10 @@ def instance_deregister(*, user: User, instance: Instance, actor: str | None = N
     before = instance_state(instance)
     service_name = instance.service.name
     instance_id = instance.id
+    service = instance.service
     instance.delete()
     revision = MeshRevision.bump()
+    service_panic_refresh(service=service, actor=actor or actor_name(user), revision=revision)
     if user is not None and getattr(user, "is_authenticated", False):
         audit_record(
             user=user,
@@ -342,5 +363,6 @@ def instance_transition(
             data={"from": expected, "to": health, "reason": reason},
             revision=revision,
         )
+        service_panic_refresh(service=instance.service, actor=actor, revision=revision)
         mesh_changed(revision=revision, services={instance.service.name})
     return True

@@ -77,24 +77,28 @@ class Agent:
         if stored is not None:
             self._apply(stored, persist=False)
             log.info("serving from persisted snapshot revision %s", stored.revision)
-        for runtime in self.upstreams:
-            await self._listen(runtime)
-        self.listening = True
+        await self._start_data_plane()
         self.admin_server = await start_admin(self, self.config.admin_host, self.config.admin_port)
         self.admin_address = _bound(self.admin_server, self.config.admin_host)
         self.identity = load_identity(data_dir, control_plane=self.config.control_plane,
                                       node=self.config.node)
         self._control = asyncio.create_task(self._control_loop(), name="meshagent-control")
 
-    async def _listen(self, runtime: UpstreamRuntime) -> None:
+    async def _start_data_plane(self) -> None:
+        """One listener per upstream in this process (a Supervisor runs workers instead)."""
+        for runtime in self.upstreams:
+            await self._listen(runtime)
+        self.listening = True
+
+    async def _listen(self, runtime: UpstreamRuntime, *, reuse_port: bool = False) -> None:
         host, port = runtime.config.host, runtime.config.port
         if runtime.protocol == "tcp":
             tcp_ctx = TcpContext(runtime, self.metrics)
-            server = await start_tcp_listener(tcp_ctx, host, port)
+            server = await start_tcp_listener(tcp_ctx, host, port, reuse_port=reuse_port)
             self.contexts.append(tcp_ctx)
         else:
             http_ctx = ListenerContext(runtime, self.metrics)
-            server = await start_http_listener(http_ctx, host, port)
+            server = await start_http_listener(http_ctx, host, port, reuse_port=reuse_port)
             self.contexts.append(http_ctx)
         runtime.bound = _bound(server, host)
         self.servers.append(server)

@@ -24,7 +24,7 @@ class Endpoint:
     __slots__ = ("key", "id", "address", "port", "weight", "zone", "status", "priority",
                  "active", "requests", "errors", "removed", "latency_sum_ms", "buckets",
                  "ewma_ms", "ewma_at", "ejected", "times_ejected", "consecutive_5xx",
-                 "consecutive_gateway", "ejections", "return_timer")
+                 "consecutive_gateway", "ejections", "return_timer", "returned_at")
 
     def __init__(self, id: str, address: str, port: int, weight: int = 100, zone: str = "",
                  status: str = "passing", priority: int = 0) -> None:
@@ -51,6 +51,7 @@ class Endpoint:
         self.consecutive_gateway = 0
         self.ejections = 0
         self.return_timer: object | None = None
+        self.returned_at = 0.0  # when the last ejection ended (the multiplier decays from then)
 
     @property
     def healthy(self) -> bool:

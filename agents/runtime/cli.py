@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from agents.runtime import __version__
 from agents.runtime.config import AgentConfig, ConfigError, load_config
@@ -21,8 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent")
     run.add_argument("-c", "--config", required=True, help="path to agent.yaml")
-    # Several workers sharing listeners (SO_REUSEPORT) is planned; one is all we run today.
-    run.add_argument("--workers", type=int, default=1, help="worker processes (only 1 for now)")
+    run.add_argument("--workers", type=int, default=1,
+                     help="proxy worker processes sharing the listeners (SO_REUSEPORT); "
+                          "1 (default) proxies in this process")
     run.add_argument("--log-level", default="INFO")
     check = sub.add_parser("check", help="validate agent.yaml and exit")
     check.add_argument("-c", "--config", required=True, help="path to agent.yaml")
@@ -37,10 +39,17 @@ def summary(config: AgentConfig) -> str:
             f"{config.control_plane}")
 
 
-async def _run(config: AgentConfig) -> None:
+async def _run(config: AgentConfig, *, config_path: str = "", workers: int = 1,
+               log_level: str = "INFO") -> None:
     from agents.runtime.agent import Agent
 
-    agent = Agent(config)
+    if workers > 1:
+        from agents.runtime.supervisor import Supervisor
+
+        agent: Agent = Supervisor(config, config_path=config_path, workers=workers,
+                                  log_level=log_level)
+    else:
+        agent = Agent(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, agent.request_stop)
@@ -53,7 +62,8 @@ async def _run(config: AgentConfig) -> None:
         await agent.stop()
 
 
-def _event_loop_runner() -> asyncio.Runner:
+def event_loop_runner() -> asyncio.Runner:
+    """uvloop when installed; worker processes (agents.runtime.worker) use it too."""
     try:
         import uvloop
     except ImportError:  # uvloop is optional; the stdlib loop is correct, just slower
@@ -71,13 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         print(summary(config))
         return 0
-    if args.workers != 1:
-        print("meshagent: only --workers 1 is supported for now; running one worker",
-              file=sys.stderr)
+    if args.workers < 1:
+        print(f"meshagent: --workers must be at least 1, got {args.workers}", file=sys.stderr)
+        return EXIT_CONFIG
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with _event_loop_runner() as runner:
-        runner.run(_run(config))
+    with event_loop_runner() as runner:
+        runner.run(_run(config, config_path=str(Path(args.config).resolve()),
+                        workers=args.workers, log_level=args.log_level))
     return 0
 
 

@@ -11,24 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from typing import TYPE_CHECKING
 
 from agents.runtime.balancer import Endpoint
-from agents.runtime.hashing import hash64
 from agents.runtime.httpwire import (
     LAST_CHUNK,
     chunk,
     end_to_end,
-    new_request_id,
     reason_phrase,
     render_headers,
     simple_response,
+    upstream_headers,
 )
-from agents.runtime.outlier import CONNECT_FAILURE, RESET
+from agents.runtime.outlier import RESET
 from agents.runtime.pool import UpstreamConnection
 from agents.runtime.ratelimit import retry_after
-from agents.runtime.upstream import IDEMPOTENT, RouteState
+from agents.runtime.retrying import DONE, REPLAY_LIMIT, RETRY, RetryMixin
+from agents.runtime.upstream import RouteState
 
 if TYPE_CHECKING:
     from agents.runtime.proxy_http import ClientConnection
@@ -36,18 +35,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("meshagent.proxy")
 
 BUFFER_HIGH_WATER = 256 * 1024
-# A request body is kept for a retry only up to this size; a bigger one, once
-# streamed to an upstream, cannot be sent again, so such a request is not retried.
-REPLAY_LIMIT = 64 * 1024
-RETRY = "retry"  # a stale pooled connection: try again on a fresh one, free of charge
-DONE = "done"
 
 
 class BadRequest(Exception):
     """Raised from a parser callback; its text becomes the X-Mesh-Error reason."""
 
 
-class Exchange:
+class Exchange(RetryMixin):
     def __init__(self, client: ClientConnection, *, method: bytes, url: bytes,
                  headers: list[tuple[bytes, bytes]], http11: bool, keep_alive: bool,
                  chunked: bool, content_length: int | None, upgrade: bool = False) -> None:
@@ -133,122 +127,6 @@ class Exchange:
             self.ctx.upstream.active -= 1
             self._release_retry()
 
-    async def _attempts(self) -> None:
-        upstream = self.ctx.upstream
-        state = self.state
-        tried: set[str] = set()
-        status, reason = 503, "no-healthy-endpoints"
-        fresh_only = False
-        self.deadline = self.started + state.request_timeout
-        hash_key = self._hash_key(state) if state.hashing else None
-        while not self.finished:
-            endpoint = upstream.pick(state, tried, hash_key)
-            if endpoint is None:
-                break
-            tried.add(endpoint.key)
-            conn = None if fresh_only else upstream.pool.take(endpoint)
-            if conn is None:
-                if state.max_connections and upstream.pool.open >= state.max_connections:
-                    self.refuse(503, "circuit-open (max_connections)")
-                    return
-                if state.max_pending and upstream.pending >= state.max_pending:
-                    self.refuse(503, "circuit-open (max_pending)")
-                    return
-                upstream.pending += 1
-                try:
-                    conn = await upstream.pool.connect(endpoint, state.connect_timeout)
-                except (TimeoutError, OSError) as exc:
-                    endpoint.errors += 1
-                    upstream.outlier.record(endpoint, CONNECT_FAILURE)
-                    timed_out = isinstance(exc, TimeoutError)
-                    status, reason = (504, "connect-timeout") if timed_out else (
-                        502, "connect-failed")
-                    if not self._may_retry("connect-failure", self.tries):
-                        break
-                    self.tries += 1
-                    await self._backoff(state, self.tries)
-                    continue
-                finally:
-                    upstream.pending -= 1
-            if self.finished:  # the client left while we connected
-                upstream.pool.give(conn)
-                return
-            outcome = await self._forward(conn, endpoint, state)
-            if outcome is DONE:
-                return
-            if outcome is RETRY:
-                fresh_only = True  # a reused connection had gone stale; the next is new
-                tried.discard(endpoint.key)
-                continue
-            status, reason = outcome  # type: ignore[misc]
-            if not self.retry_reserved:
-                break
-            self.tries += 1
-            fresh_only = False
-            self._rewind()
-            await self._backoff(state, self.tries)
-        self.fail(status, reason)
-
-    def _may_retry(self, kind: str, retry: int) -> bool:
-        """Whether to try again after a failure of this kind; reserves a budget slot if so."""
-        state = self.state
-        if retry >= state.attempts or self.finished or kind not in state.retry_on:
-            return False
-        if kind != "connect-failure" and not self._replayable():
-            return False  # the request left: only idempotent ones with a kept body go again
-        if self.loop.time() >= self.deadline:
-            return False
-        upstream = self.ctx.upstream
-        if not self.retry_reserved:
-            if not upstream.retry_allowed(state):
-                return False
-            upstream.retries_inflight += 1
-            upstream.retries_peak = max(upstream.retries_peak, upstream.retries_inflight)
-            self.retry_reserved = True
-        upstream.retries_total += 1
-        return True
-
-    def _replayable(self) -> bool:
-        return self.method in IDEMPOTENT and not self.upgrade and (
-            not self.has_body or self.replay is not None)
-
-    def _release_retry(self) -> None:
-        if self.retry_reserved:
-            self.retry_reserved = False
-            self.ctx.upstream.retries_inflight -= 1
-
-    def _rewind(self) -> None:
-        """Send the kept body again on the next try."""
-        self.body_buffer = list(self.replay or ())
-        self.buffered = sum(len(b) for b in self.body_buffer)
-        self.head_sent = False
-
-    async def _backoff(self, state: RouteState, retry: int) -> None:
-        # Full jitter: uniformly up to base × 2^(n-1), capped; spreads a herd of retries.
-        ceiling = min(state.backoff_max, state.backoff_base * (1 << min(retry - 1, 20)))
-        delay = min(random.uniform(0, ceiling), max(self.deadline - self.loop.time(), 0))
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-    def _hash_key(self, state: RouteState) -> int | None:
-        hash_on = state.hash_on
-        if hash_on is None:
-            return None
-        if hash_on.type == "client_ip":
-            return hash64(self.client.peer) if self.client.peer else None
-        wanted = hash_on.name.encode().lower() if hash_on.type == "header" else b"cookie"
-        for name, value in self.headers:
-            if name.lower() != wanted:
-                continue
-            if hash_on.type == "header":
-                return hash64(value)
-            prefix = hash_on.name.encode() + b"="
-            for part in value.split(b";"):
-                part = part.strip()
-                if part.startswith(prefix):
-                    return hash64(part[len(prefix):])
-        return None
-
     async def _forward(self, conn: UpstreamConnection, endpoint: Endpoint,
                        state: RouteState) -> object:
         self.done = self.loop.create_future()
@@ -268,32 +146,10 @@ class Exchange:
             endpoint.active -= 1
 
     def _send_head(self, conn: UpstreamConnection) -> None:
-        out: list[tuple[bytes, bytes]] = []
-        forwarded_for = b""
-        has_proto = has_host = expect = False
-        for name, value in end_to_end(self.headers):
-            lname = name.lower()
-            if lname == b"x-forwarded-for":
-                forwarded_for = value if not forwarded_for else forwarded_for + b", " + value
-                continue
-            if lname == b"x-request-id":
-                self.request_id = value
-                continue
-            if lname == b"expect" and value.lower() == b"100-continue":
-                expect = True
-            has_proto = has_proto or lname == b"x-forwarded-proto"
-            has_host = has_host or lname == b"host"
-            out.append((name, value))
-        if not has_host:  # HTTP/1.0 clients may omit it; HTTP/1.1 upstreams require it
-            endpoint = conn.endpoint
-            out.append((b"host", f"{endpoint.address}:{endpoint.port}".encode()))
-        peer = self.client.peer
-        out.append((b"x-forwarded-for", forwarded_for + b", " + peer if forwarded_for else peer))
-        if not has_proto:
-            out.append((b"x-forwarded-proto", b"http"))
-        if self.request_id is None:
-            self.request_id = new_request_id()
-        out.append((b"x-request-id", self.request_id))
+        endpoint = conn.endpoint
+        out, self.request_id, expect = upstream_headers(
+            self.headers, peer=self.client.peer, request_id=self.request_id,
+            host=f"{endpoint.address}:{endpoint.port}".encode())
         if self.upgrade:
             upgrade = [v for n, v in self.headers if n.lower() == b"upgrade"]
             out.append((b"connection", b"upgrade"))
@@ -479,25 +335,6 @@ class Exchange:
                 self.fail(502, error)
         else:
             self.fail(502, error)
-
-    def _retry_status(self, kind: str) -> bool:
-        return self._may_retry(kind, self.tries)
-
-    def _timed_out(self) -> None:
-        self.timer = None
-        if self.per_try and self.loop.time() < self.deadline:
-            conn, self.conn = self.conn, None
-            if conn is not None:
-                conn.close()
-            if self.endpoint is not None:
-                self.ctx.upstream.outlier.record(self.endpoint, 504)
-                self._observe(True)
-            if self._retry_status("gateway-error"):
-                self._resolve((504, "per-try-timeout"))
-                return
-            self.fail(504, "per-try-timeout")
-            return
-        self.fail(504, "request-timeout")
 
     def _start_tunnel(self, phrase: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         """101 Switching Protocols: relay it, then pipe bytes both ways until one side closes."""

@@ -33,6 +33,14 @@ class EdgeCounters:
         self.latency_sum_ms += latency_ms
         self.buckets[bucket_index(latency_ms)] += 1
 
+    def merge(self, window: dict[str, Any]) -> None:
+        """Add a drained window (a protocol "metrics" entry) from another process."""
+        self.requests += int(window["requests"])
+        self.errors += int(window["errors"])
+        self.latency_sum_ms += float(window["latency_sum_ms"])
+        for i, count in enumerate(window["buckets"][:NBUCKETS]):
+            self.buckets[i] += int(count)
+
 
 class Metrics:
     def __init__(self, clock: Any = time.monotonic, wall: Any = time.time) -> None:
@@ -52,6 +60,16 @@ class Metrics:
         if total is None:
             total = self.totals[key] = EdgeCounters()
         total.add(latency_ms, error)
+
+    def merge(self, windows: Iterable[dict[str, Any]]) -> None:
+        """Fold in the windows drained by worker processes (--workers): per edge, summed."""
+        for window in windows:
+            key = (str(window["source"]), str(window["destination"]))
+            for table in (self._window, self.totals):
+                counters = table.get(key)
+                if counters is None:
+                    counters = table[key] = EdgeCounters()
+                counters.merge(window)
 
     def drain(self) -> list[dict[str, Any]]:
         """The current window as protocol "metrics" entries, and start the next one."""

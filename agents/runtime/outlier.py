@@ -5,6 +5,11 @@ resets, 502/503/504), eject an endpoint for base × times ejected, never more
 than max_ejection_percent of the endpoints at once (Envoy's rule: an ejection
 is allowed while the ejected share is below the maximum). Every ejection and
 return is queued for the next report (`ejections`, docs/policies.md).
+
+As in Envoy, the multiplier decays: for every base_ejection_ms an endpoint
+spends back in rotation, times ejected drops by one, so an endpoint that
+recovered is not punished forever for old failures. It is computed when the
+next ejection happens, from the time the last one ended.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ MAX_EVENTS = 1000
 
 
 class OutlierDetector:
-    def __init__(self, service: str, on_change: Callable[[], None]) -> None:
+    def __init__(self, service: str, on_change: Callable[[], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.service = service
+        self.clock = clock
         self.policy = OutlierPolicy()
         self.endpoints: Sequence[Endpoint] = ()
         self.events: list[dict[str, Any]] = []
@@ -58,6 +65,7 @@ class OutlierDetector:
         ejected = sum(e.ejected for e in self.endpoints)
         if not total or ejected * 100 >= self.policy.max_ejection_percent * total:
             return
+        self._decay(endpoint)
         endpoint.ejected = True
         endpoint.times_ejected += 1
         endpoint.ejections += 1
@@ -68,11 +76,18 @@ class OutlierDetector:
         self._event(endpoint, "ejected", reason, duration_ms)
         self._on_change()
 
+    def _decay(self, endpoint: Endpoint) -> None:
+        base_s = self.policy.base_ejection_ms / 1000
+        if endpoint.times_ejected and base_s > 0:
+            healthy_for = max(self.clock() - endpoint.returned_at, 0.0)
+            endpoint.times_ejected = max(endpoint.times_ejected - int(healthy_for // base_s), 0)
+
     def _return(self, endpoint: Endpoint) -> None:
         endpoint.return_timer = None
         if not endpoint.ejected:
             return
         endpoint.ejected = False
+        endpoint.returned_at = self.clock()
         endpoint.consecutive_5xx = endpoint.consecutive_gateway = 0
         self._event(endpoint, "returned", "ejection time over", 0)
         self._on_change()
@@ -94,3 +109,4 @@ class OutlierDetector:
             timer.cancel()
         endpoint.return_timer = None
         endpoint.ejected = False
+        endpoint.returned_at = self.clock()

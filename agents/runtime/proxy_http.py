@@ -264,7 +264,9 @@ class ClientConnection(asyncio.Protocol):
             self._idle = None
 
 
-async def start_http_listener(ctx: ListenerContext, host: str, port: int) -> asyncio.Server:
+async def start_http_listener(ctx: ListenerContext, host: str, port: int, *,
+                              reuse_port: bool = False) -> asyncio.Server:
+    """reuse_port: several worker processes bind the same address (SO_REUSEPORT)."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: ClientConnection(ctx), host, port, backlog=1024,
-                                    reuse_address=True)
+                                    reuse_address=True, reuse_port=reuse_port or None)

@@ -104,9 +104,10 @@ async def handle_tcp(ctx: TcpContext, reader: asyncio.StreamReader,
         ctx.metrics.record(upstream.source, upstream.service, upstream_ms, error)
 
 
-async def start_tcp_listener(ctx: TcpContext, host: str, port: int) -> asyncio.Server:
+async def start_tcp_listener(ctx: TcpContext, host: str, port: int, *,
+                             reuse_port: bool = False) -> asyncio.Server:
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await handle_tcp(ctx, reader, writer)
 
     return await asyncio.start_server(on_client, host, port, backlog=1024, reuse_address=True,
-                                      limit=CHUNK)
+                                      reuse_port=reuse_port or None, limit=CHUNK)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 from rest_framework import serializers
 
 from meshconsole.api import DurationField, StringListField
+from monitoring.explain import instance_reason
 from registry.models import (
     ROUTABLE_HEALTH,
     SERVICE_NAME_RE,
+    STATUS_RANGE_RE,
     AdminState,
     CheckType,
     Instance,
@@ -26,6 +29,37 @@ class CheckSerializer(serializers.Serializer):
     timeout = DurationField(min_ms=10, max_ms=600_000, default=2000)
     rise = serializers.IntegerField(min_value=1, max_value=100, default=2)
     fall = serializers.IntegerField(min_value=1, max_value=100, default=3)
+    # HTTP only: passing status range, a substring the body must hold, headers.
+    expect_status = serializers.RegexField(
+        STATUS_RANGE_RE,
+        max_length=7,
+        default="200-399",
+        error_messages={"invalid": 'expected a status or a range such as "200-399"'},
+    )
+    body = serializers.CharField(
+        max_length=200, allow_blank=True, default="", trim_whitespace=False
+    )
+    headers = serializers.DictField(
+        child=serializers.CharField(max_length=1000, allow_blank=True), default=dict
+    )
+
+    def validate_expect_status(self, value: str) -> str:
+        low, _, high = value.partition("-")
+        if high and int(high) < int(low):
+            raise serializers.ValidationError("the range must go from low to high")
+        return value
+
+    def validate_headers(self, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 20:
+            raise serializers.ValidationError("at most 20 headers")
+        for name, text in value.items():
+            if not HEADER_NAME_RE.fullmatch(name):
+                raise serializers.ValidationError(f"{name!r} is not a valid header name")
+            if name.lower() in ("connection", "content-length", "transfer-encoding"):
+                raise serializers.ValidationError(f"{name} is set by the check itself")
+            if any(c in text for c in "\r\n\0"):
+                raise serializers.ValidationError(f"the value of {name} has a line break")
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("timeout", 0) > attrs.get("interval", 0):
@@ -40,7 +74,11 @@ CHECK_TO_MODEL = {
     "timeout": "check_timeout_ms",
     "rise": "check_rise",
     "fall": "check_fall",
+    "expect_status": "check_expect_status",
+    "body": "check_body",
+    "headers": "check_headers",
 }
+HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
 
 
 def check_to_model(check: dict[str, Any]) -> dict[str, Any]:
@@ -64,10 +102,23 @@ class ServiceSerializer(serializers.ModelSerializer):
     tags = StringListField(default=list)
     check = serializers.SerializerMethodField()
     health = serializers.SerializerMethodField()
+    drain_timeout = DurationField(
+        source="drain_timeout_ms", min_ms=0, max_ms=3_600_000, default=30_000
+    )
+    in_panic = serializers.BooleanField(read_only=True)
 
     class Meta:
         model = Service
-        fields = ["name", "protocol", "description", "tags", "check", "health"]
+        fields = [
+            "name",
+            "protocol",
+            "description",
+            "tags",
+            "check",
+            "health",
+            "drain_timeout",
+            "in_panic",
+        ]
 
     def get_check(self, service: Service) -> dict[str, Any]:
         return {
@@ -77,6 +128,9 @@ class ServiceSerializer(serializers.ModelSerializer):
             "timeout": DurationField().to_representation(service.check_timeout_ms),
             "rise": service.check_rise,
             "fall": service.check_fall,
+            "expect_status": service.check_expect_status,
+            "body": service.check_body,
+            "headers": service.check_headers,
         }
 
     def get_health(self, service: Service) -> dict[str, int]:
@@ -119,6 +173,7 @@ class InstanceSerializer(serializers.ModelSerializer):
     node = serializers.CharField(
         source="node.name", max_length=253, required=False, allow_null=True
     )
+    explanation = serializers.SerializerMethodField()
 
     class Meta:
         model = Instance
@@ -137,8 +192,22 @@ class InstanceSerializer(serializers.ModelSerializer):
             "node",
             "last_heartbeat",
             "maintenance",
+            "explanation",
         ]
         read_only_fields = ["id", "status_reason", "status_since", "last_heartbeat"]
+
+    def get_explanation(self, instance: Instance) -> str:
+        """The one-line reason (monitoring.explain); a list shares one panic
+        computation per service, cached on the root serializer."""
+        from registry.panic import panic_state
+
+        root: Any = self.root
+        cache = getattr(root, "_panic_by_service", None)
+        if cache is None:
+            cache = root._panic_by_service = {}
+        if instance.service_id not in cache:
+            cache[instance.service_id] = panic_state(instance.service)
+        return instance_reason(instance, cache[instance.service_id])[0]
 
     def validate_address(self, value: str) -> str:
         value = value.strip()

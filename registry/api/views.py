@@ -8,12 +8,13 @@ from django.db.models import F, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import MethodNotAllowed, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from meshconsole.api import Conflict
 from registry import services
+from registry.api.control import InstanceControlMixin
 from registry.api.serializers import (
     InstanceSerializer,
     InstanceUpdateSerializer,
@@ -87,9 +88,10 @@ class ServiceViewSet(viewsets.ModelViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class InstanceViewSet(viewsets.ModelViewSet):
+class InstanceViewSet(InstanceControlMixin, viewsets.ModelViewSet):
     lookup_value_regex = "[^/]+"
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    # PUT only for heartbeats: a full replace of an instance is not offered.
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def _service(self) -> Service:
         return get_object_or_404(Service, name=self.kwargs["service_name"])
@@ -98,6 +100,8 @@ class InstanceViewSet(viewsets.ModelViewSet):
         return InstanceUpdateSerializer if self.action == "partial_update" else InstanceSerializer
 
     def get_queryset(self) -> QuerySet[Instance]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no URL kwargs
+            return Instance.objects.none()
         return Instance.objects.filter(service=self._service()).select_related("service", "node")
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -123,6 +127,9 @@ class InstanceViewSet(viewsets.ModelViewSet):
             user=request.user, instance=instance, data=serializer.validated_data
         )
         return Response(InstanceSerializer(instance).data)
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raise MethodNotAllowed("PUT")
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.instance_deregister(user=request.user, instance=self.get_object())

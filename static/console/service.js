@@ -1,4 +1,6 @@
-/* Service page: live instances (with a maintenance switch), traffic chart, events. */
+/* Service page: live instances (with maintenance switch, drain/enable/disable,
+   weight, the one-line explanation and an expandable timeline), a bulk action
+   form, traffic chart, events. */
 (function () {
   "use strict";
   const el = Mesh.el;
@@ -7,6 +9,8 @@
   const METRICS_PERIOD_MS = 10000;
   let service = null;
   const pending = new Set(); // instance ids with a maintenance change in flight
+  const expanded = new Set(); // instance ids whose timeline is open
+  const timelines = {}; // instance id -> explain payload (or {error})
 
   function base() {
     return "/api/v1/services/" + encodeURIComponent(service.name) + "/";
@@ -38,39 +42,173 @@
       ["interval", c.interval],
       ["timeout", c.timeout],
       ["rise / fall", c.rise + " / " + c.fall],
-    ]);
+    ].concat(c.type === "http" ? [
+      ["expect status", c.expect_status],
+      ["body contains", c.body || "—"],
+      ["headers", Object.keys(c.headers || {}).length ? Object.keys(c.headers).map(function (k) {
+        return el("div", { class: "mono small" }, k + ": " + c.headers[k]);
+      }) : "—"],
+    ] : []));
     facts(document.getElementById("service-facts"), [
       ["protocol", service.protocol],
+      ["drain timeout", service.drain_timeout],
+      ["panic", service.in_panic ? el("span", { class: "status critical" }, "in panic mode") : "no"],
       ["tags", service.tags.length ? service.tags.map(function (t) { return el("span", { class: "tag" }, t); }) : "—"],
     ]);
     renderInstances();
   }
 
+  function actionButtons(i) {
+    const wanted = {
+      enabled: ["drain", "maintenance", "disable"],
+      draining: ["enable", "maintenance"],
+      maintenance: ["enable", "disable"],
+      disabled: ["enable"],
+    }[adminState(i)];
+    return wanted.map(function (name) {
+      return el("button", {
+        type: "button", class: "link-button action", dataset: { action: name, instance: i.id },
+        disabled: pending.has(i.id),
+        onclick: function () { command(i, name); },
+      }, name);
+    });
+  }
+
+  function adminState(i) {
+    return ["maintenance", "draining", "disabled"].indexOf(i.status) >= 0 ? i.status : "enabled";
+  }
+
+  function weightInput(i) {
+    return el("input", {
+      type: "number", min: 0, max: 10000, class: "weight-input", value: i.weight,
+      "aria-label": "weight of " + i.address + ":" + i.port,
+      dataset: { weightFor: i.id }, disabled: pending.has(i.id),
+      onchange: function (event) {
+        const weight = parseInt(event.target.value, 10);
+        if (!isNaN(weight) && weight !== i.weight) command(i, "weight", { weight: weight });
+      },
+    });
+  }
+
+  function timelineRow(i) {
+    const data = timelines[i.id];
+    let content;
+    if (!data) content = el("p", { class: "muted small" }, "Loading…");
+    else if (data.error) content = el("p", { class: "alert" }, "Timeline unavailable: " + data.error);
+    else if (!data.timeline.length) content = el("p", { class: "muted small" }, "Nothing recorded yet.");
+    else content = el("ol", { class: "timeline" }, data.timeline.slice().reverse().map(function (e) {
+      return el("li", { dataset: { kind: e.kind } },
+        el("time", { datetime: e.ts }, Mesh.clock(e.ts)), " ",
+        el("span", { class: "pill" }, e.kind), " ", e.message,
+        e.actor ? el("span", { class: "muted" }, " — " + e.actor) : null);
+    }));
+    return el("tr", { class: "timeline-row", dataset: { timeline: i.id } }, el("td", { colspan: 8 }, content));
+  }
+
+  async function loadTimeline(id) {
+    try {
+      timelines[id] = await Mesh.api(base() + "instances/" + encodeURIComponent(id) + "/explain/");
+    } catch (e) {
+      timelines[id] = { error: e.message };
+    }
+    renderInstances();
+  }
+
+  function toggleTimeline(i) {
+    if (expanded.has(i.id)) expanded.delete(i.id);
+    else { expanded.add(i.id); loadTimeline(i.id); }
+    renderInstances();
+  }
+
+  async function command(instance, name, body) {
+    const error = document.getElementById("instance-error");
+    pending.add(instance.id);
+    error.hidden = true;
+    renderInstances();
+    try {
+      const updated = await Mesh.api(base() + "instances/" + encodeURIComponent(instance.id) + "/" + name + "/", {
+        method: "POST", body: body || {},
+      });
+      service.instances = service.instances.map(function (i) { return i.id === updated.id ? updated : i; });
+      if (expanded.has(instance.id)) loadTimeline(instance.id);
+    } catch (e) {
+      error.textContent = "Could not " + name + " " + instance.address + ":" + instance.port + ": " + e.message;
+      error.hidden = false;
+    } finally {
+      pending.delete(instance.id);
+      renderInstances();
+    }
+  }
+
+  function splitList(text) {
+    return text.split(",").map(function (t) { return t.trim(); }).filter(Boolean);
+  }
+
+  async function submitBulk(event) {
+    event.preventDefault();
+    const form = event.target;
+    const result = document.getElementById("bulk-result");
+    const metadata = {};
+    for (const pair of splitList(form.elements.metadata.value)) {
+      const at = pair.indexOf("=");
+      if (at < 1) { result.textContent = "metadata: expected key=value, got " + pair; return; }
+      metadata[pair.slice(0, at).trim()] = pair.slice(at + 1).trim();
+    }
+    const body = {
+      selector: { tags: splitList(form.elements.tags.value), metadata: metadata },
+      all: form.elements.all.checked,
+      action: form.elements.action.value,
+    };
+    if (body.action === "weight") body.weight = parseInt(form.elements.weight.value, 10);
+    result.textContent = "Applying…";
+    try {
+      const data = await Mesh.api(base() + "instances/bulk/", { method: "POST", body: body });
+      result.textContent = body.action + ": " + data.affected.length + " instance(s) changed";
+      result.dataset.affected = data.affected.length;
+    } catch (e) {
+      result.textContent = "Bulk " + body.action + " refused: " + e.message;
+      delete result.dataset.affected;
+    }
+  }
+
   function renderInstances() {
     const body = document.querySelector("#instance-table tbody");
     document.getElementById("instance-count").textContent = service.instances.length;
-    const rows = service.instances.map(function (i) {
-      const inMaintenance = i.status === "maintenance";
-      const toggle = el("input", {
-        type: "checkbox", role: "switch", class: "switch",
-        "aria-label": "maintenance for " + i.address + ":" + i.port,
-        dataset: { instance: i.id },
-        checked: inMaintenance,
-        disabled: pending.has(i.id),
-        onchange: function (event) { setMaintenance(i, event.target); },
-      });
-      return el("tr", { dataset: { instance: i.id, status: i.status } },
-        el("td", { class: "mono" }, i.address + ":" + i.port),
-        el("td", null, i.zone || "—"),
-        el("td", { class: "num" }, i.weight),
-        el("td", null, i.node || "—"),
-        el("td", null, el("span", { class: "status " + i.status }, i.status),
-          i.status_reason ? el("div", { class: "reason" }, i.status_reason) : null),
-        el("td", null, i.last_heartbeat ? el("time", { datetime: i.last_heartbeat, title: Mesh.clock(i.last_heartbeat) }, Mesh.ago(i.last_heartbeat)) : "—"),
-        el("td", null, el("label", { class: "switch-label" }, toggle, el("span", null, inMaintenance ? "on" : "off"))));
+    const rows = [];
+    service.instances.forEach(function (i) {
+      rows.push(instanceRow(i));
+      if (expanded.has(i.id)) rows.push(timelineRow(i));
     });
     body.replaceChildren.apply(body, rows.length ? rows : [
-      el("tr", { class: "empty-row" }, el("td", { colspan: 7 }, "No instances registered."))]);
+      el("tr", { class: "empty-row" }, el("td", { colspan: 8 }, "No instances registered."))]);
+  }
+
+  function instanceRow(i) {
+    const inMaintenance = i.status === "maintenance";
+    const toggle = el("input", {
+      type: "checkbox", role: "switch", class: "switch",
+      "aria-label": "maintenance for " + i.address + ":" + i.port,
+      dataset: { instance: i.id },
+      checked: inMaintenance,
+      disabled: pending.has(i.id),
+      onchange: function (event) { setMaintenance(i, event.target); },
+    });
+    const reason = i.explanation || i.status_reason;
+    return el("tr", { dataset: { instance: i.id, status: i.status } },
+      el("td", { class: "mono" }, i.address + ":" + i.port),
+      el("td", null, i.zone || "—"),
+      el("td", { class: "num" }, weightInput(i)),
+      el("td", null, i.node || "—"),
+      el("td", null, el("span", { class: "status " + i.status }, i.status),
+        reason ? el("div", { class: "reason explanation", dataset: { instance: i.id } }, reason) : null,
+        el("button", {
+          type: "button", class: "link-button small timeline-toggle", dataset: { instance: i.id },
+          "aria-expanded": expanded.has(i.id) ? "true" : "false",
+          onclick: function () { toggleTimeline(i); },
+        }, expanded.has(i.id) ? "hide timeline" : "timeline")),
+      el("td", null, i.last_heartbeat ? el("time", { datetime: i.last_heartbeat, title: Mesh.clock(i.last_heartbeat) }, Mesh.ago(i.last_heartbeat)) : "—"),
+      el("td", null, el("label", { class: "switch-label" }, toggle, el("span", null, inMaintenance ? "on" : "off"))),
+      el("td", { class: "actions" }, actionButtons(i)));
   }
 
   async function setMaintenance(instance, input) {
@@ -173,15 +311,20 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     apply(JSON.parse(document.getElementById("service-data").textContent));
+    document.getElementById("bulk-form").addEventListener("submit", submitBulk);
     loadEvents();
     loadMetrics();
     setInterval(function () { if (!document.hidden) loadMetrics(); }, METRICS_PERIOD_MS);
-    setInterval(function () { if (!document.hidden) renderInstances(); }, 5000); // "x s ago"
+    setInterval(function () { // "x s ago"; not while someone edits a weight
+      const editing = document.activeElement && document.activeElement.classList.contains("weight-input");
+      if (!document.hidden && !editing) renderInstances();
+    }, 5000);
     Mesh.live()
       .on("service", function (message) {
         if (message.data.name !== service.name) return;
         apply(message.data);
         loadEventsSoon();
+        expanded.forEach(loadTimeline);
       })
       .on("service.removed", function (message) {
         if (message.name !== service.name) return;

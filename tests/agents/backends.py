@@ -16,7 +16,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 import httptools
@@ -108,7 +108,7 @@ class HttpServer:
         self.requests: list[Request] = []
         self._writers: set[asyncio.StreamWriter] = set()
 
-    async def start(self, port: int = 0) -> HttpServer:
+    async def start(self, port: int = 0) -> Self:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", port)
         self.port = self.server.sockets[0].getsockname()[1]
         return self

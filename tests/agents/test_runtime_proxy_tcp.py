@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -35,9 +36,10 @@ async def echo_server() -> AsyncIterator[int]:
 
 
 @contextlib.asynccontextmanager
-async def tcp_proxy(*ports: int) -> AsyncIterator[tuple[int, TcpContext]]:
+async def tcp_proxy(*ports: int, **policy: Any) -> AsyncIterator[tuple[int, TcpContext]]:
     runtime = UpstreamRuntime(Upstream("cache", "127.0.0.1", 0, "tcp", "orders"))
-    raw = {"revision": 1, "upstreams": {"cache": upstream_entry(*ports, protocol="tcp")}}
+    raw = {"revision": 1,
+           "upstreams": {"cache": upstream_entry(*ports, protocol="tcp", **policy)}}
     runtime.apply(parse_snapshot(raw).upstreams["cache"])
     ctx = TcpContext(runtime, Metrics())
     server = await start_tcp_listener(ctx, "127.0.0.1", 0)
@@ -80,3 +82,21 @@ async def test_no_reachable_endpoint_closes_and_counts_an_error() -> None:
         assert await roundtrip(proxy_port, b"hello") == b""
         await asyncio.sleep(0.05)
     assert ctx.metrics.totals[("orders", "cache")].errors == 1
+
+
+async def test_connect_failures_eject_a_tcp_endpoint_and_it_gets_no_more_attempts() -> None:
+    dead = await free_port()
+    outlier = {"consecutive_gateway": 2, "base_ejection_ms": 30000, "max_ejection_percent": 50}
+    async with echo_server() as port, tcp_proxy(dead, port, outlier=outlier,
+                                                panic_threshold_percent=0) as (proxy_port, ctx):
+        bad = next(e for e in ctx.upstream.state.endpoints if e.port == dead)
+        for _ in range(6):
+            assert await roundtrip(proxy_port, b"hello") == b"hello"
+        assert bad.ejected and bad.errors == 2  # round robin tried it twice, then never again
+        for _ in range(4):
+            assert await roundtrip(proxy_port, b"hello") == b"hello"
+        assert bad.errors == 2
+        events = ctx.upstream.drain_events()
+    assert [(e["event"], e["port"]) for e in events] == [("ejected", dead)]
+    assert events[0]["reason"] == "2 consecutive gateway failures"
+    assert ctx.upstream.outlier.ejections_total == 1

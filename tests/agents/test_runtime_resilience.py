@@ -6,7 +6,16 @@ import asyncio
 
 import pytest
 
-from tests.agents.backends import Backend, HttpClient, fetch, raw_exchange
+from agents.runtime.metrics import render_resilience
+from tests.agents.backends import (
+    Backend,
+    HttpClient,
+    HttpServer,
+    Request,
+    fetch,
+    head,
+    raw_exchange,
+)
 from tests.agents.test_runtime_proxy_http import backends, running_proxy
 
 pytestmark = pytest.mark.timeout(30)
@@ -172,3 +181,104 @@ async def test_more_smuggling_cases_get_400_and_never_reach_a_backend(case: str)
         await backend.stop()
     assert answer.startswith(b"HTTP/1.1 400 "), answer
     assert backend.connections == 0
+
+
+def metric(text: str, line_start: str) -> float:
+    """The value of the one sample whose line starts with line_start."""
+    values = [line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(line_start)]
+    assert len(values) == 1, (line_start, values)
+    return float(values[0])
+
+
+async def test_prometheus_counts_requests_retries_ejections_and_refusals() -> None:
+    outlier = {"consecutive_5xx": 0, "consecutive_gateway": 2, "base_ejection_ms": 30000,
+               "max_ejection_percent": 50}
+    async with backends("a", "b") as (a, b), running_proxy(
+            a, b, retries=FAST_RETRY, outlier=outlier, rate_limit={"rps": 0.001, "burst": 6},
+            circuit_breaker={"max_requests": 1}, panic_threshold_percent=0) as proxy:
+        for _ in range(4):  # each: a 503 from one, a retry to the other (or two 503s)
+            await fetch(proxy.port, "GET", "/?status=503")
+        slow = asyncio.create_task(fetch(proxy.port, "GET", "/slow?ms=300"))
+        await asyncio.sleep(0.1)
+        assert (await fetch(proxy.port, "GET", "/")).status == 503  # circuit open
+        await slow
+        assert (await fetch(proxy.port, "GET", "/")).status == 429  # 6 tokens spent
+        text = render_resilience([proxy.runtime])
+    runtime = proxy.runtime
+    assert sum(e.requests for e in runtime.state.endpoints) == len(a.requests) + len(b.requests)
+    for e in runtime.state.endpoints:
+        labels = f'{{destination="payments",endpoint="127.0.0.1:{e.port}"}}'
+        assert metric(text, f"meshagent_upstream_rq_total{labels}") == e.requests > 0
+    assert runtime.retries_total > 0 and runtime.outlier.ejections_total == 1
+    dest = '{destination="payments"}'
+    assert metric(text, f"meshagent_upstream_retries_total{dest}") == runtime.retries_total
+    assert metric(text, f"meshagent_upstream_ejections_total{dest}") == 1
+    assert metric(text, f"meshagent_upstream_rate_limited_total{dest}") == 1
+    assert metric(text, 'meshagent_upstream_circuit_open_total{destination="payments",'
+                        'limit="max_requests"}') == 1
+    assert metric(text, 'meshagent_upstream_circuit_open_total{destination="payments",'
+                        'limit="max_pending"}') == 0
+
+
+async def test_ring_hash_sends_one_header_value_to_one_backend_and_spreads_values() -> None:
+    async with backends("a", "b", "c") as servers, running_proxy(
+            *servers, load_balancer="ring_hash",
+            hash_on={"type": "header", "name": "x-user"}) as proxy:
+        chosen: dict[str, set[str]] = {}
+        for user in [f"user-{i}" for i in range(30)] * 3:
+            answer = await fetch(proxy.port, "GET", "/", headers=[("X-User", user)])
+            chosen.setdefault(user, set()).add(answer.json()["backend"])
+    assert all(len(names) == 1 for names in chosen.values())
+    assert len(set().union(*chosen.values())) == 3
+
+
+async def test_forwarded_for_and_request_id_are_the_same_on_every_try() -> None:
+    async def always_503(request: Request, writer: asyncio.StreamWriter) -> bool:
+        writer.write(head(503, [("Content-Length", "0")]))
+        return True
+
+    bad = await HttpServer(always_503).start()
+    try:
+        async with backends("good") as (good,), running_proxy(
+                bad.port, good, retries=FAST_RETRY, outlier={"consecutive_5xx": 0,
+                                                        "consecutive_gateway": 0}) as proxy:
+            for i, given in enumerate(["", "given-id", "", "given-id-2"]):
+                headers = [("X-Forwarded-For", "10.0.0.1")]
+                headers += [("X-Request-Id", given)] if given else []
+                assert (await fetch(proxy.port, "GET", f"/r{i}", headers=headers)).status == 200
+    finally:
+        await bad.stop()
+    retried = {r.path for r in bad.requests}
+    assert retried  # round robin sent at least one request to the bad one first
+    for request in bad.requests:
+        retry = next(r for r in good.requests if r.path == request.path)
+        for name in ("x-forwarded-for", "x-request-id"):
+            assert request.header(name) == retry.header(name), name
+        assert request.header("x-forwarded-for") == "10.0.0.1, 127.0.0.1"
+        if request.path in ("/r1", "/r3"):
+            assert request.header("x-request-id") == f"given-id{'-2' if request.path == '/r3' else ''}"
+
+
+def test_retry_circuit_breaker_and_rate_limit_behave_the_same_on_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def tour() -> None:
+        async with backends("a", "b") as (a, b), running_proxy(
+                a, b, retries=FAST_RETRY) as proxy:
+            assert (await fetch(proxy.port, "GET", "/?status=503")).status == 503
+            assert len(a.requests) + len(b.requests) == 3 and proxy.runtime.retries_total == 2
+        async with backends("a") as (a,), running_proxy(
+                a, circuit_breaker={"max_requests": 1}) as proxy:
+            slow = asyncio.create_task(fetch(proxy.port, "GET", "/slow?ms=300"))
+            await asyncio.sleep(0.1)
+            refused = await fetch(proxy.port, "GET", "/")
+            await slow
+            assert refused.header("x-mesh-error") == "circuit-open (max_requests)"
+            assert len(a.requests) == 1
+        async with backends("a") as (a,), running_proxy(
+                a, rate_limit={"rps": 1, "burst": 2}) as proxy:
+            answers = [await fetch(proxy.port, "GET", "/") for _ in range(3)]
+            assert [r.status for r in answers] == [200, 200, 429]
+            assert answers[2].header("retry-after") == "1"
+
+    uvloop.run(tour())

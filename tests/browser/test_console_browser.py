@@ -119,3 +119,63 @@ def test_services_search_filters_as_you_type(page: Any) -> None:
     page.fill("#service-search", "pay")
     assert page.locator('#service-table tr[data-service="payments"]').is_visible()
     assert page.locator('#service-table tr[data-service="web"]').is_hidden()
+
+
+def test_service_page_explains_and_controls_instances(
+    page: Any, console_server: ConsoleServer
+) -> None:
+    console_server.api(
+        "POST", "/api/v1/services/", {"name": "browser-ctl", "check": {"type": "none"}}
+    )
+    made = [
+        console_server.api(
+            "POST",
+            "/api/v1/services/browser-ctl/instances/",
+            {"address": "127.0.0.1", "port": port, "tags": tags},
+        )
+        for port, tags in ((9201, ["v1"]), (9202, ["v1"]), (9203, ["v2"]))
+    ]
+    first = made[0]["id"]
+    row = f'#instance-table tr[data-instance="{first}"]'
+    log_in(page)
+    page.goto("/services/browser-ctl/")
+    page.wait_for_selector("#live-state[data-state=live]")
+    reason = page.locator(f'{row} .explanation').inner_text()
+    assert reason.startswith("passing since") and reason.endswith("; receives traffic")
+
+    # Per-instance action: drain, with the reason saying what it means.
+    page.click(f'{row} button[data-action="drain"]')
+    page.wait_for_selector(f'{row}[data-status="draining"]', timeout=10_000)
+    assert "receives no new traffic" in page.locator(f"{row} .explanation").inner_text()
+    assert console_server.api(
+        "GET", f"/api/v1/services/browser-ctl/instances/{first}/")["status"] == "draining"
+
+    # The timeline opens under the row and shows the drain.
+    page.click(f'{row} .timeline-toggle')
+    page.wait_for_selector(f'tr[data-timeline="{first}"] li[data-kind="admin"]', timeout=10_000)
+    assert "passing -> draining" in page.locator(f'tr[data-timeline="{first}"]').inner_text()
+
+    # Weight edit.
+    second = made[1]["id"]
+    page.fill(f'#instance-table input.weight-input[data-weight-for="{second}"]', "7")
+    page.press(f'#instance-table input.weight-input[data-weight-for="{second}"]', "Enter")
+    page.wait_for_function(
+        "id => (window.meshService.instances.find(i => i.id === id) || {}).weight === 7", arg=second,
+        timeout=10_000)
+
+    # Bulk: maintenance on tag v1 (the draining one and the second).
+    page.fill("#bulk-form input[name=tags]", "v1")
+    page.select_option("#bulk-form select[name=action]", "maintenance")
+    page.click("#bulk-form button[type=submit]")
+    page.wait_for_selector("#bulk-result[data-affected='2']", timeout=10_000)
+    page.wait_for_selector(f'#instance-table tr[data-instance="{second}"][data-status="maintenance"]',
+                           timeout=10_000)
+    third = made[2]["id"]
+    assert console_server.api(
+        "GET", f"/api/v1/services/browser-ctl/instances/{third}/")["status"] == "passing"
+    # An empty selector is refused with the API's message.
+    page.fill("#bulk-form input[name=tags]", "")
+    page.click("#bulk-form button[type=submit]")
+    page.wait_for_selector("#bulk-result:has-text('refused')", timeout=10_000)
+    page.screenshot(path="/tmp/console-service-control.png", full_page=True)
+    assert page.errors == []

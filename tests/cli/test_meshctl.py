@@ -157,6 +157,9 @@ def test_register_list_get_deregister(ctl) -> None:
         "timeout": "2s",
         "rise": 2,
         "fall": 3,
+        "expect_status": "200-399",
+        "body": "",
+        "headers": {},
     }
     assert service["tags"] == ["pci", "core"] and service["description"] == "Card payments"
 
@@ -231,3 +234,66 @@ def test_console_script_runs(server: tuple[str, str]) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert isinstance(json.loads(result.stdout), list)
+
+
+def _api(server: tuple[str, str], method: str, path: str, body: object = None) -> object:
+    url, token = server
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url + path, data=data, method=method)
+    request.add_header("Authorization", f"Token {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def test_instance_actions_bulk_and_explain(ctl, server: tuple[str, str]) -> None:
+    assert ctl("services", "register", "ledger", "--check-type", "none")[0] == 0
+    ids = {}
+    for port, tags, zone in ((7001, ["v1"], "a"), (7002, ["v1"], "b"), (7003, ["v2"], "a")):
+        body = _api(server, "POST", "/api/v1/services/ledger/instances/",
+                    {"address": "127.0.0.1", "port": port, "tags": tags, "metadata": {"zone": zone}})
+        ids[port] = body["id"]  # type: ignore[index]
+
+    code, out, _ = ctl("instances", "drain", "ledger", ids[7001])
+    assert code == 0 and "draining" in out and "receives no new traffic" in out
+    code, out, _ = ctl("instances", "enable", "ledger", ids[7001])
+    assert code == 0 and ": passing" in out
+    code, out, _ = ctl("instances", "weight", "ledger", ids[7002], "5")
+    assert code == 0 and "weight 5" in out
+    code, out, _ = ctl("instances", "disable", "ledger", ids[7003])
+    assert code == 0 and "disabled" in out
+    code, out, _ = ctl("instances", "maintenance", "ledger", ids[7003])
+    assert code == 0 and "maintenance since" in out
+
+    code, out, _ = ctl("--json", "instances", "bulk", "ledger", "--tag", "v1", "--meta", "zone=a",
+                       "--action", "maintenance")
+    assert code == 0 and json.loads(out) == {"affected": [ids[7001]]}
+    code, _, err = ctl("instances", "bulk", "ledger", "--action", "disable")
+    assert code == 1 and "selector" in err
+    code, out, _ = ctl("instances", "bulk", "ledger", "--all", "--action", "enable")
+    assert code == 0 and "2 instance(s) changed" in out
+    code, _, err = ctl("instances", "bulk", "ledger", "--meta", "zone", "--action", "enable")
+    assert code == 2 and "KEY=VALUE" in err
+
+    code, out, _ = ctl("instances", "explain", "ledger", ids[7001])
+    assert code == 0
+    assert out.splitlines()[0].startswith("passing since")
+    assert "draining" in out and "maintenance" in out  # the timeline
+    code, out, _ = ctl("instances", "list", "ledger")
+    assert "receives traffic" in out
+
+
+def test_register_with_http_check_options(ctl) -> None:
+    code, out, err = ctl("--json", "services", "register", "probe", "--check-type", "http",
+                         "--expect-status", "200-204", "--body", "ready",
+                         "--header", "Host: probe.internal", "--header", "X-Probe: 1")
+    assert code == 0, err
+    check = json.loads(out)["check"]
+    assert check["expect_status"] == "200-204" and check["body"] == "ready"
+    assert check["headers"] == {"Host": "probe.internal", "X-Probe": "1"}
+    code, _, err = ctl("services", "register", "probe2", "--header", "nocolon")
+    assert code == 2 and "NAME: VALUE" in err
+    code, _, err = ctl("services", "register", "probe3", "--expect-status", "600")
+    assert code == 1 and "expect_status" in err

@@ -187,3 +187,20 @@ def test_events_page_filters_by_kind_and_service(logged_in: Client, payments: Se
     assert "orders failed over" not in html and "service payments registered" in html
     # An unknown kind is ignored rather than an error.
     assert logged_in.get("/events/", {"kind": "bogus"}).status_code == 200
+
+
+@pytest.mark.django_db
+def test_service_page_carries_each_instance_explanation(
+    logged_in: Client, payments: Service
+) -> None:
+    import json
+
+    html = logged_in.get("/services/payments/").content.decode()
+    data = json.loads(re.search(r'id="service-data"[^>]*>(.*?)</script>', html, re.S).group(1))  # type: ignore[union-attr]
+    (instance,) = data["instances"]
+    # A TCP-checked instance not checked yet, the only one: the service panics.
+    assert instance["explanation"].startswith("critical since")
+    assert "(awaiting first check); still receives traffic: payments is in panic mode" in (
+        instance["explanation"]
+    )
+    assert 'id="bulk-form"' in html

@@ -226,3 +226,89 @@ async def test_run_batch_caps_concurrency() -> None:
         results = await run_batch(specs, concurrency=5, allow_link_local=False)
     assert all(r.ok for r in results)
     assert 1 <= peak <= 5
+
+
+def body_server(status: int, body: bytes, requests: list[bytes] | None = None) -> Handler:
+    """Answers like a real server: headers, then the body in two writes."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        if requests is not None:
+            requests.append(request)
+        writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        await writer.drain()
+        half = len(body) // 2
+        writer.write(body[:half])
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        writer.write(body[half:])
+        await writer.drain()
+        writer.close()
+
+    return handle
+
+
+@pytest.mark.parametrize(
+    ("status", "expect", "ok", "output"),
+    [
+        (204, (200, 204), True, "HTTP 204 in "),
+        (302, (200, 299), False, "HTTP 302 (expected 200-299)"),
+        (503, (200, 399), False, "HTTP 503"),
+        (404, (404, 404), True, "HTTP 404 in "),
+        (200, (404, 404), False, "HTTP 200 (expected 404)"),
+        (418, (400, 499), True, "HTTP 418 in "),
+    ],
+)
+async def test_http_check_expected_status_range(
+    status: int, expect: tuple[int, int], ok: bool, output: str
+) -> None:
+    async with serving(http_server(status)) as port:
+        result = await http_check("127.0.0.1", port, "/health", 1.0, expect_status=expect)
+    assert result.ok is ok and result.output.startswith(output)
+
+
+async def test_http_check_body_substring_across_reads() -> None:
+    page = b"<html>" + b"x" * 5000 + b"status: READY</html>"
+    async with serving(body_server(200, page)) as port:
+        found = await http_check("127.0.0.1", port, "/", 1.0, body="status: READY")
+        missing = await http_check("127.0.0.1", port, "/", 1.0, body="status: DEGRADED")
+    assert found.ok
+    assert missing == CheckResult(False, "HTTP 200 but body lacks 'status: DEGRADED'")
+
+
+async def test_http_check_body_is_not_matched_in_headers() -> None:
+    async with serving(body_server(200, b"fine")) as port:
+        result = await http_check("127.0.0.1", port, "/", 1.0, body="Content-Length")
+    assert not result.ok
+
+
+async def test_http_check_wrong_status_fails_before_the_body() -> None:
+    async with serving(body_server(500, b"READY")) as port:
+        result = await http_check("127.0.0.1", port, "/", 1.0, body="READY")
+    assert result == CheckResult(False, "HTTP 500")
+
+
+async def test_http_check_sends_headers_and_may_override_host() -> None:
+    requests: list[bytes] = []
+    headers = (("Host", "payments.internal"), ("X-Probe", "mesh 1"), ("Connection", "keep-alive"))
+    async with serving(body_server(200, b"ok", requests)) as port:
+        result = await http_check("127.0.0.1", port, "/h", 1.0, headers=headers)
+    assert result.ok
+    head = requests[0].decode()
+    assert "Host: payments.internal\r\n" in head and f":{port}" not in head
+    assert "X-Probe: mesh 1\r\n" in head
+    assert head.count("Connection:") == 1 and "Connection: close\r\n" in head
+
+
+async def test_http_check_refuses_header_injection() -> None:
+    async with serving(http_server(200)) as port:
+        result = await http_check("127.0.0.1", port, "/", 1.0, headers=(("X-A", "1\r\nX-B: 2"),))
+    assert result == CheckResult(False, "invalid check header 'X-A'")
+
+
+async def test_batch_carries_check_options() -> None:
+    async with serving(body_server(201, b"alive")) as port:
+        spec = CheckSpec("a", "http", "127.0.0.1", port, "/", 500, (201, 201), "alive", ())
+        wrong = CheckSpec("b", "http", "127.0.0.1", port, "/", 500, (200, 200), "", ())
+        results = await run_batch([spec, wrong])
+    assert results[0].ok and results[1] == CheckResult(False, "HTTP 201 (expected 200)")

@@ -46,7 +46,7 @@ def health_events(instance: Instance) -> list[Event]:
     return list(Event.objects.filter(kind=EventKind.HEALTH, instance=instance.pk))
 
 
-def test_claim_is_exclusive_and_due_again_after_the_interval() -> None:
+def test_claim_is_exclusive_and_due_again_after_the_jittered_interval() -> None:
     service = make_service(check_interval_ms=5000, check_timeout_ms=1000)
     a, b = make_instance(service, 8080), make_instance(service, 8081)
     now = timezone.now() + timedelta(seconds=1)
@@ -56,8 +56,9 @@ def test_claim_is_exclusive_and_due_again_after_the_interval() -> None:
     assert first[0].check_type == "http" and first[0].path == "/health"
     assert first[0].timeout_ms == 1000
     assert checks_claim_due(now=now, limit=100) == []
-    assert checks_claim_due(now=now + timedelta(milliseconds=4999), limit=100) == []
-    again = checks_claim_due(now=now + timedelta(seconds=5), limit=100)
+    # Jitter moves each instance's next check within +-10% of the interval.
+    assert checks_claim_due(now=now + timedelta(milliseconds=4499), limit=100) == []
+    again = checks_claim_due(now=now + timedelta(milliseconds=5501), limit=100)
     assert {s.instance_id for s in again} == {a.pk, b.pk}
 
 
@@ -237,3 +238,70 @@ def test_result_for_a_deleted_instance_is_ignored() -> None:
     instance = make_instance(make_service())
     Instance.objects.filter(pk=instance.pk).delete()
     assert record(instance, OK) == []
+
+
+def test_jitter_spreads_next_checks_within_ten_percent() -> None:
+    from monitoring.health import check_lease, jitter_fraction
+
+    ids = [f"instance-{n}" for n in range(500)]
+    fractions = [jitter_fraction(i) for i in ids]
+    assert all(-0.1 <= f <= 0.1 for f in fractions)
+    assert min(fractions) < -0.08 and max(fractions) > 0.08  # actually spread
+    assert jitter_fraction("x") == jitter_fraction("x")  # deterministic per instance
+    leases = {check_lease(i, interval_ms=10_000, timeout_ms=1000) for i in ids}
+    assert min(leases) >= timedelta(seconds=9) and max(leases) <= timedelta(seconds=11)
+    assert len(leases) > 400
+    # Never before the check's own timeout: a dead worker's claim comes back after it.
+    assert check_lease("x", interval_ms=1000, timeout_ms=5000) == timedelta(seconds=5)
+
+
+def test_claimed_checks_of_one_service_do_not_align() -> None:
+    service = make_service(check_interval_ms=10_000, check_timeout_ms=1000)
+    for port in range(8000, 8020):
+        make_instance(service, port)
+    now = timezone.now() + timedelta(seconds=1)
+    checks_claim_due(now=now, limit=100)
+    due = set(Instance.objects.values_list("next_check_at", flat=True))
+    assert len(due) == 20
+    assert all(now + timedelta(seconds=9) <= d <= now + timedelta(seconds=11) for d in due)
+
+
+def test_claim_carries_http_options() -> None:
+    service = make_service(
+        check_expect_status="200-204", check_body="READY", check_headers={"X-Probe": "1"}
+    )
+    make_instance(service)
+    (spec,) = checks_claim_due(now=timezone.now() + timedelta(seconds=1), limit=10)
+    assert (spec.expect_status, spec.body, spec.headers) == ((200, 204), "READY", (("X-Probe", "1"),))
+
+
+def test_disabled_instances_are_not_claimed() -> None:
+    service = make_service()
+    make_instance(service, admin_state=AdminState.DISABLED)
+    assert checks_claim_due(now=timezone.now() + timedelta(seconds=1), limit=10) == []
+
+
+def test_result_rows_only_when_the_result_changes() -> None:
+    from monitoring.models import CheckResult as Row
+
+    instance = make_instance(make_service())
+    for result in (OK, OK, OK, REFUSED, REFUSED, REFUSED, REFUSED, OK):
+        record(instance, result)
+    rows = list(Row.objects.order_by("id").values_list("ok", "output"))
+    assert rows == [(True, OK.output), (False, REFUSED.output), (True, OK.output)]
+
+
+def test_result_rows_are_pruned_by_age_and_count() -> None:
+    from monitoring.health import RESULTS_KEPT, check_results_prune
+    from monitoring.models import CheckResult as Row
+
+    now = timezone.now()
+    old = [Row(ts=now - timedelta(days=30), service="s", instance="a", check_type="http", ok=True)]
+    many = [
+        Row(ts=now - timedelta(seconds=n), service="s", instance="b", check_type="http", ok=n % 2 == 0)
+        for n in range(RESULTS_KEPT + 10)
+    ]
+    Row.objects.bulk_create(old + many)
+    assert check_results_prune(before=now - timedelta(days=7)) == 11
+    kept = list(Row.objects.filter(instance="b").values_list("ts", flat=True))
+    assert len(kept) == RESULTS_KEPT and min(kept) == now - timedelta(seconds=RESULTS_KEPT - 1)

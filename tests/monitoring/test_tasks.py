@@ -187,7 +187,7 @@ def test_prune_deletes_old_rows_only(settings: Any) -> None:
     Event.objects.filter(pk=old_event.pk).update(ts=now - timedelta(days=2))
     Event.objects.filter(pk=new_event.pk).update(ts=now - timedelta(hours=23))
 
-    assert tasks.prune_history() == {"edge_windows": 1, "events": 1}
+    assert tasks.prune_history() == {"edge_windows": 1, "events": 1, "check_results": 0}
     assert list(EdgeWindow.objects.values_list("pk", flat=True)) == [new_window.pk]
     assert not EdgeWindow.objects.filter(pk=old_window.pk).exists()
     assert list(
@@ -221,3 +221,110 @@ def test_expire_heartbeats_marks_a_silent_agents_instances_critical(
     instance.refresh_from_db()
     assert instance.health == Health.CRITICAL
     assert instance.last_check_output.startswith("HTTP 200")
+
+
+def test_expire_heartbeats_expires_ttl_instances_and_finishes_drains() -> None:
+    from monitoring.health import ttl_heartbeat_record
+    from registry.control import instances_control
+
+    ttl = service_create(user=None, data={"name": "cron", "check_type": "ttl",
+                                          "check_interval_ms": 200, "check_timeout_ms": 100})
+    beating = instance_register(user=None, service=ttl, data={"address": "127.0.0.1", "port": 1})
+    ttl_heartbeat_record(instance=beating, status="passing", output="", actor="t",
+                         now=timezone.now())
+    plain = service_create(user=None, data={"name": "web", "check_type": "none",
+                                            "drain_timeout_ms": 200})
+    drained = instance_register(user=None, service=plain, data={"address": "127.0.0.1", "port": 2})
+    instances_control(user=None, service=plain, action="drain", ids=[drained.pk])
+    assert tasks.expire_heartbeats() == []
+    assert Instance.objects.get(pk=beating.pk).health == Health.PASSING
+    time.sleep(0.3)
+    tasks.expire_heartbeats()
+    assert Instance.objects.get(pk=beating.pk).health == Health.CRITICAL
+    assert Instance.objects.get(pk=drained.pk).admin_state == "maintenance"
+
+
+def test_dispatch_applies_expected_status_and_body(backend: Backend) -> None:
+    backend.status = 204
+    instance = make_instance(backend.port, check_expect_status="200", check_rise=1)
+    make_due()
+    tasks.dispatch_due_checks()
+    instance.refresh_from_db()
+    assert instance.health == Health.CRITICAL
+    assert instance.last_check_output == "HTTP 204 (expected 200)"
+    Service.objects.filter(name="payments").update(check_expect_status="200-299")
+    make_due()
+    tasks.dispatch_due_checks()
+    assert Instance.objects.get(pk=instance.pk).health == Health.PASSING
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(240)
+def test_worker_killed_mid_batch_loses_no_check(tmp_path: Any) -> None:
+    """kill -9 the Celery worker while it runs a batch of slow checks: its claims
+    are leases (next_check_at = claim + max(interval, timeout)), so a new worker
+    checks every instance again within the interval plus a bound."""
+    from tests.e2e.controlplane import control_plane
+    from tests.e2e.procs import Processes, free_port, http, python, wait_until
+
+    interval_s, health_delay_s = 3.0, 1.5
+    procs = Processes(tmp_path)
+    try:
+        with control_plane(tmp_path) as cp:
+            ports = [free_port() for _ in range(8)]
+            procs.start("slow", [python(), "-m", "tests.registry.slow_backend", "slow",
+                                 "--health-delay", str(health_delay_s), *map(str, ports)], cp.env)
+            wait_until(lambda: http("GET", f"http://127.0.0.1:{ports[-1]}/x", timeout=2)[0] == 200,
+                       30, what="slow backend")
+            status, body = cp.api("POST", "/api/v1/services/", {
+                "name": "slowpoke",
+                "check": {"type": "http", "interval": f"{interval_s}s", "timeout": "2500ms",
+                          "rise": 1, "fall": 5},
+            })
+            assert status == 201, body
+            for port in ports:
+                assert cp.api("POST", "/api/v1/services/slowpoke/instances/",
+                              {"address": "127.0.0.1", "port": port})[0] == 201
+
+            def stats() -> dict[str, Any]:
+                return http("GET", f"http://127.0.0.1:{ports[0]}/stats", timeout=2)[1]  # type: ignore[return-value]
+
+            def all_passing() -> bool:
+                _, instances = cp.api("GET", "/api/v1/services/slowpoke/instances/")
+                return all(i["status"] == "passing" for i in instances)  # type: ignore[union-attr]
+
+            wait_until(all_passing, 30, what="every instance passing")
+            # Wait for a batch in flight (checks wait health_delay_s in the backend), kill it.
+            wait_until(lambda: sum(s["in_flight"] for s in stats().values()) >= 3, 10,
+                       interval=0.02, what="a batch of checks in flight")
+            stranded = [int(p) for p, s in stats().items() if s["in_flight"]]
+            cp.procs.kill("worker")
+            killed_at = time.time()
+            assert cp.procs.procs["worker"].poll() is not None
+            time.sleep(health_delay_s + 0.5)  # the killed checks' connections are gone
+            cp.procs.procs.pop("worker")
+            cp.procs.start("worker", [
+                python(), "-m", "celery", "-A", "meshconsole", "worker", "-l", "warning",
+                "--concurrency", "2", "--without-gossip", "--without-mingle",
+                "--without-heartbeat"], cp.env)
+
+            # Every instance, stranded ones included, is checked again within one
+            # (jittered) interval plus a bound for the new worker's start.
+            bound = interval_s * 1.1 + 10
+
+            def checked_again() -> bool:
+                current = stats()
+                return all(any(t > killed_at + health_delay_s for t in current[str(p)]["health_hits"])
+                           for p in ports)
+
+            wait_until(checked_again, bound, interval=0.2, what="every instance checked again")
+            assert stranded, "no check was in flight when the worker died"
+            time.sleep(interval_s)
+            assert all_passing()  # the lost checks cost no verdict
+            _, events = cp.api("GET", "/api/v1/events/?service=slowpoke&kind=health")
+            assert not any("-> critical" in e["message"] for e in events)  # type: ignore[union-attr]
+    except BaseException:
+        print(f"----- slow backend log -----\n{procs.log('slow')[-3000:]}")
+        raise
+    finally:
+        procs.stop_all()

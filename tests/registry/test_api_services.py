@@ -34,6 +34,9 @@ def test_create_service_with_defaults_and_check(api: APIClient) -> None:
         "timeout": "2s",
         "rise": 2,
         "fall": 3,
+        "expect_status": "200-399",
+        "body": "",
+        "headers": {},
     }
     assert body["health"] == {"passing": 0, "total": 0}
     assert Service.objects.get(name="payments").check_interval_ms == 2000
