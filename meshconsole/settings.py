@@ -112,7 +112,13 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("MESH_CELERY_QUEUE", "meshconsole")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("MESH_CHANNEL_PREFIX", "asgi")},
+        "CONFIG": {
+            # No socket timeout: the layer's receive is a blocking BZPOPMIN, and
+            # redis-py 8's 5 s default would tear every idle websocket down
+            # (django/channels_redis#422).
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "prefix": env_str("MESH_CHANNEL_PREFIX", "asgi"),
+        },
     }
 }
 

@@ -273,3 +273,23 @@ async def test_binary_frame_gets_an_error(session_key: str) -> None:
     message = await ws.receive_json_from(timeout=5)
     assert message == {"type": "error", "message": "expected a JSON text frame"}
     await ws.disconnect()
+
+
+async def test_an_idle_socket_stays_open_and_still_gets_changes(session_key: str) -> None:
+    # The channel layer's receive blocks in Redis (BZPOPMIN); a client-side socket
+    # timeout shorter than its wait (redis-py 8 defaults to 5 s) used to close
+    # every quiet websocket after ~5 s.
+    service = await create_service("payments")
+    instance = await register_instance(service, 8080)
+    ws = connect(session_key)
+    await ws.connect()
+    await ws.send_json_to({"type": "subscribe", "topic": "service", "name": "payments"})
+    await ws.receive_json_from(timeout=5)
+    assert await ws.receive_nothing(timeout=7)
+    await set_maintenance(instance, True)
+    message = await receive_until(
+        ws,
+        lambda m: m["type"] == "service" and m["data"]["instances"][0]["status"] == "maintenance",
+    )
+    assert message["data"]["name"] == "payments"
+    await ws.disconnect()
