@@ -23,17 +23,19 @@ CHECKED_TYPES = (CheckType.HTTP, CheckType.TCP)
 # Reasons under which an instance has no verdict yet: its first success is enough.
 AWAITING_REASONS = frozenset({"awaiting first check", "agent back; awaiting check"})
 ACTOR = "health-check"
-# Checks of one service spread over +-10% of the interval instead of aligning.
+# Checks of one service spread over up to 10% of the interval instead of aligning.
+# Only ever earlier: a check never runs later than its interval, so detection
+# stays within interval x fall (plus the check timeout).
 JITTER = 0.1
 # Check-result rows kept per instance (older ones go with prune_history).
 RESULTS_KEPT = 50
 
 
 def jitter_fraction(instance_id: str) -> float:
-    """A fixed offset in [-JITTER, +JITTER] per instance: deterministic, so an
+    """A fixed offset in [-JITTER, 0] per instance: deterministic, so an
     instance keeps its rhythm, and spread, so a service's instances do not."""
     digest = hashlib.blake2b(instance_id.encode(), digest_size=4).digest()
-    return (int.from_bytes(digest, "big") / 0xFFFFFFFF * 2 - 1) * JITTER
+    return -(int.from_bytes(digest, "big") / 0xFFFFFFFF) * JITTER
 
 
 def check_lease(instance_id: str, *, interval_ms: int, timeout_ms: int) -> timedelta:
