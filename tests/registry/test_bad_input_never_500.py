@@ -1,0 +1,100 @@
+"""Odd payloads and query strings across the API: a clear 4xx, never a 500, nothing stored."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from registry.models import Service
+
+pytestmark = pytest.mark.django_db
+BODIES = [
+    "[]",
+    "null",
+    '"x"',
+    "1",
+    '{"name": null}',
+    '{"name": ["a"]}',
+    '{"name": "ok", "check": "http"}',
+    '{"name": "ok", "check": null}',
+    '{"name": "ok", "tags": [1, {}]}',
+    '{"name": "ok", "check": {"interval": -5}}',
+    '{"name": "ok", "check": {"interval": "1e309s"}}',
+    '{"name": "ok", "check": {"expect_status": "999-1"}}',
+    '{"name": "ok", "check": {"headers": {"a\\nb": "c"}}}',
+    '{"name": "ok", "description": "\\u0000"}',
+]
+INST = [
+    "[]",
+    "null",
+    '{"address": "1.2.3.4", "port": 1, "metadata": {"a": {"b": 1}}}',
+    '{"address": "1.2.3.4", "port": 1, "node": 5}',
+    '{"address": "' + "a" * 300 + '", "port": 1}',
+    '{"address": "1.2.3.4", "port": 1.5}',
+    '{"address": "\\u0000", "port": 1}',
+]
+POL = [
+    "[]",
+    "null",
+    '{"load_balancer": 5}',
+    '{"retries": []}',
+    '{"retries": {"attempts": -1}}',
+    '{"failover": {"targets": "x"}}',
+    '{"rate_limit": {"rps": "fast"}}',
+    '{"zone_priority": [null]}',
+    '{"connect_timeout": "1e400s"}',
+    '{"hash_on": "header"}',
+]
+
+
+def test_odd_input_gets_a_4xx_never_a_500(api: APIClient) -> None:
+    for b in BODIES:
+        r = api.generic("POST", "/api/v1/services/", b, content_type="application/json")
+        assert 400 <= r.status_code < 500, (b, r.status_code, r.content[:300])
+    assert not Service.objects.exists()
+    api.post("/api/v1/services/", {"name": "svc", "check": {"type": "none"}}, format="json")
+    for b in INST:
+        r = api.generic(
+            "POST", "/api/v1/services/svc/instances/", b, content_type="application/json"
+        )
+        assert r.status_code < 500, (b, r.status_code, r.content[:300])
+    for verb in ("PUT", "PATCH"):
+        for b in POL:
+            r = api.generic(
+                verb, "/api/v1/services/svc/policy/", b, content_type="application/json"
+            )
+            assert r.status_code < 500, (verb, b, r.status_code, r.content[:300])
+    for b in [
+        "[]",
+        "null",
+        '{"selector": "x", "action": "drain"}',
+        '{"selector": {"tags": "v1"}, "action": "drain"}',
+        '{"selector": {}, "action": "weight", "all": true}',
+        '{"selector": {"metadata": {"a": 1}}, "action": "nuke"}',
+    ]:
+        r = api.generic(
+            "POST", "/api/v1/services/svc/instances/bulk/", b, content_type="application/json"
+        )
+        assert r.status_code < 500, (b, r.status_code, r.content[:300])
+    for q in [
+        "window=-1s",
+        "window=1e999s",
+        "window=",
+        "limit=abc",
+        "since=yesterday",
+        "kind=nope",
+    ]:
+        for path in ["/api/v1/topology/", "/api/v1/events/", "/api/v1/services/svc/metrics/"]:
+            r = api.get(path + "?" + q)
+            assert r.status_code < 500, (path, q, r.status_code, r.content[:300])
+    for b in ["[]", '{"status": "dead"}', "null", '{"status": "passing", "output": 5}']:
+        inst = api.post(
+            "/api/v1/services/svc/instances/", {"address": "9.9.9.9", "port": 9}, format="json"
+        ).json()
+        r = api.generic(
+            "PUT",
+            f"/api/v1/services/svc/instances/{inst.get('id', 'x')}/heartbeat/",
+            b,
+            content_type="application/json",
+        )
+        assert r.status_code < 500, (b, r.status_code, r.content[:300])
