@@ -4,7 +4,7 @@ and turn runs of results into transitions with the service's rise/fall threshold
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,10 +14,11 @@ from django.db import transaction
 from django.db.models import Count as models_count
 from django.db.models import F, Q
 
+from monitoring import notify
 from monitoring.checks import CheckResult, CheckSpec
 from monitoring.models import CheckResult as CheckResultRow
 from registry.models import AdminState, CheckType, Health, Instance, Service, parse_status_range
-from registry.services import instance_transition
+from registry.services import instance_transition, service_panic_settle
 
 CHECKED_TYPES = (CheckType.HTTP, CheckType.TCP)
 # Reasons under which an instance has no verdict yet: its first success is enough.
@@ -172,54 +173,87 @@ def check_results_record(
             "service__check_rise",
             "service__check_fall",
             "service__name",
+            "service_id",
         )
     }
     moved: list[str] = []
-    for spec, result in results:
-        state = states.get(spec.instance_id)
-        if state is None or state["service__check_type"] != spec.check_type:
-            continue  # deleted, or its check changed kind while this one ran
-        with transaction.atomic():
-            counters = (
-                {"consecutive_ok": F("consecutive_ok") + 1, "consecutive_fail": 0}
-                if result.ok
-                else {"consecutive_ok": 0, "consecutive_fail": F("consecutive_fail") + 1}
-            )
-            updated = Instance.objects.filter(pk=spec.instance_id).update(
-                last_check_at=now, last_check_output=result.output[:500], **counters
-            )
-            if not updated:
-                continue
-            if result.ok != (state["consecutive_ok"] > 0) or not (
-                state["consecutive_ok"] or state["consecutive_fail"]
-            ):
-                _result_row(state["service__name"], spec, result, now)
-            verdict = health_verdict(
-                health=state["health"],
-                reason=state["status_reason"],
-                ok=result.ok,
-                consecutive_ok=state["consecutive_ok"] + 1 if result.ok else 0,
-                consecutive_fail=0 if result.ok else state["consecutive_fail"] + 1,
-                rise=state["service__check_rise"],
-                fall=state["service__check_fall"],
-                label=spec.check_type.upper(),
-                output=result.output,
-                agent_silent=_agent_silent(
-                    agent_managed=state["agent_managed"],
-                    silent=state["node__agent__silent"],
-                    reason=state["status_reason"],
-                ),
-            )
-            if verdict and instance_transition(
-                instance_id=spec.instance_id,
-                expected=state["health"],
-                health=verdict.health,
-                reason=verdict.reason,
-                actor=ACTOR,
-                now=now,
-            ):
+    # Every instance of a zone may flip in one call: tell waiters and consoles
+    # once, and count each service's panic state once, not per transition (it
+    # counts the whole service). The service's last result counts it in its own
+    # transaction, as a single result always did; if that one changes nothing,
+    # the count comes after the loop.
+    last_of = {
+        states[spec.instance_id]["service_id"]: i
+        for i, (spec, _) in enumerate(results)
+        if spec.instance_id in states
+    }
+    unsettled: set[int] = set()
+    with notify.batch():
+        for i, (spec, result) in enumerate(results):
+            state = states.get(spec.instance_id)
+            if state is None or state["service__check_type"] != spec.check_type:
+                continue  # deleted, or its check changed kind while this one ran
+            last = last_of[state["service_id"]] == i
+            if _result_apply(spec, result, state, now, panic_refresh=last):
                 moved.append(spec.instance_id)
+                if last:
+                    unsettled.discard(state["service_id"])
+                else:
+                    unsettled.add(state["service_id"])
+        for service in Service.objects.filter(pk__in=unsettled).order_by("pk"):
+            service_panic_settle(service=service, actor=ACTOR)
     return moved
+
+
+def _result_apply(
+    spec: CheckSpec,
+    result: CheckResult,
+    state: Mapping[str, Any],
+    now: datetime,
+    *,
+    panic_refresh: bool,
+) -> bool:
+    """Count one result on its instance; returns whether its health changed."""
+    with transaction.atomic():
+        counters = (
+            {"consecutive_ok": F("consecutive_ok") + 1, "consecutive_fail": 0}
+            if result.ok
+            else {"consecutive_ok": 0, "consecutive_fail": F("consecutive_fail") + 1}
+        )
+        updated = Instance.objects.filter(pk=spec.instance_id).update(
+            last_check_at=now, last_check_output=result.output[:500], **counters
+        )
+        if not updated:
+            return False
+        if result.ok != (state["consecutive_ok"] > 0) or not (
+            state["consecutive_ok"] or state["consecutive_fail"]
+        ):
+            _result_row(state["service__name"], spec, result, now)
+        verdict = health_verdict(
+            health=state["health"],
+            reason=state["status_reason"],
+            ok=result.ok,
+            consecutive_ok=state["consecutive_ok"] + 1 if result.ok else 0,
+            consecutive_fail=0 if result.ok else state["consecutive_fail"] + 1,
+            rise=state["service__check_rise"],
+            fall=state["service__check_fall"],
+            label=spec.check_type.upper(),
+            output=result.output,
+            agent_silent=_agent_silent(
+                agent_managed=state["agent_managed"],
+                silent=state["node__agent__silent"],
+                reason=state["status_reason"],
+            ),
+        )
+        return verdict is not None and instance_transition(
+            instance_id=spec.instance_id,
+            expected=state["health"],
+            health=verdict.health,
+            reason=verdict.reason,
+            actor=ACTOR,
+            now=now,
+            panic_refresh=panic_refresh,
+        )
 
 
 def _result_row(service: str, spec: CheckSpec, result: CheckResult, now: datetime) -> None:

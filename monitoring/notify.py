@@ -7,6 +7,10 @@ waiters re-read it on their own, so a missed message costs latency, not data.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -19,6 +23,9 @@ log = logging.getLogger(__name__)
 
 REVISION_CHANNEL = "meshconsole:revision"
 TOPOLOGY_GROUP = "topology"
+# Longest a change committed inside a batch() waits for its fan-out (waiters
+# are promised a wake-up within a second).
+FLUSH_AFTER = 0.25
 
 _redis: redis.Redis | None = None
 
@@ -53,14 +60,63 @@ def _group_send(group: str, message: dict[str, Any]) -> None:
         log.warning("could not notify %s: %s", group, exc)
 
 
+def _fan_out(revision: int, names: list[str]) -> None:
+    publish_revision(revision)
+    _group_send(TOPOLOGY_GROUP, {"type": "topology.changed", "revision": revision})
+    for name in names:
+        _group_send(service_group(name), {"type": "service.changed", "service": name})
+
+
+class _Pending:
+    """Changes committed inside one batch() and not yet sent."""
+
+    def __init__(self) -> None:
+        self.revision: int | None = None
+        self.services: set[str] = set()
+        self.since = 0.0
+
+    def add(self, revision: int, names: list[str]) -> None:
+        if self.revision is None:
+            self.since = time.monotonic()
+        self.revision = max(revision, self.revision or revision)
+        self.services.update(names)
+        # A long batch must not hold waiters past their promised second.
+        if time.monotonic() - self.since >= FLUSH_AFTER:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.revision is None:
+            return
+        revision, names = self.revision, sorted(self.services)
+        self.revision, self.services = None, set()
+        _fan_out(revision, names)
+
+
+_batch = threading.local()
+
+
+@contextmanager
+def batch() -> Iterator[None]:
+    """Coalesce the fan-out of the changes committed inside: the latest revision
+    is published once, each group is told once. Each change still notifies only
+    once it has committed; the rest goes out when the block ends (or its outer
+    transaction commits), and at least every FLUSH_AFTER seconds meanwhile."""
+    if getattr(_batch, "pending", None) is not None:
+        yield  # nested: the outermost batch sends
+        return
+    pending = _batch.pending = _Pending()
+    try:
+        yield
+    finally:
+        _batch.pending = None
+        transaction.on_commit(pending.flush)
+
+
 def mesh_changed(*, revision: int, services: set[str] | None = None) -> None:
     """Schedule, for after the commit, the fan-out of a change to the mesh."""
     names = sorted(services or ())
-
-    def fan_out() -> None:
-        publish_revision(revision)
-        _group_send(TOPOLOGY_GROUP, {"type": "topology.changed", "revision": revision})
-        for name in names:
-            _group_send(service_group(name), {"type": "service.changed", "service": name})
-
-    transaction.on_commit(fan_out)
+    pending: _Pending | None = getattr(_batch, "pending", None)
+    if pending is not None:
+        transaction.on_commit(lambda: pending.add(revision, names))
+    else:
+        transaction.on_commit(lambda: _fan_out(revision, names))

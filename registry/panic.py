@@ -54,11 +54,26 @@ def panic_state(service: Service) -> PanicState:
 def service_panic_refresh(*, service: Service, actor: str, revision: int | None = None) -> bool:
     """Record a change of the service's panic state (call inside the transaction
     of the change that may cause it); returns whether it changed."""
+    state = panic_flip(service)
+    if state is None:
+        return False
+    panic_event_record(service=service, state=state, actor=actor, revision=revision)
+    return True
+
+
+def panic_flip(service: Service) -> PanicState | None:
+    """Store the service's panic state; returns it if that changed it, else None."""
     state = panic_state(service)
     if not Service.objects.filter(pk=service.pk, in_panic=not state.in_panic).update(
         in_panic=state.in_panic
     ):
-        return False
+        return None
+    return state
+
+
+def panic_event_record(
+    *, service: Service, state: PanicState, actor: str, revision: int | None
+) -> None:
     if state.in_panic:
         message = f"{state.describe(service.name)}: traffic goes to every enabled instance"
     else:
@@ -77,4 +92,3 @@ def service_panic_refresh(*, service: Service, actor: str, revision: int | None 
         },
         revision=revision,
     )
-    return True

@@ -23,7 +23,7 @@ from registry.models import (
     Node,
     Service,
 )
-from registry.panic import service_panic_refresh
+from registry.panic import panic_event_record, panic_flip, service_panic_refresh
 
 User = AbstractBaseUser | AnonymousUser | None
 
@@ -330,11 +330,15 @@ def instance_transition(
     reason: str,
     actor: str,
     now: datetime | None = None,
+    panic_refresh: bool = True,
 ) -> bool:
     """Move an instance's health from EXPECTED to HEALTH, once.
 
     The conditional UPDATE makes concurrent workers safe: only the one that sees
-    the expected state records the transition and bumps the revision.
+    the expected state records the transition and bumps the revision. A caller
+    moving many instances passes panic_refresh=False and calls
+    service_panic_settle once per service afterwards (the refresh counts the
+    whole service, so per transition it is quadratic).
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -363,6 +367,21 @@ def instance_transition(
             data={"from": expected, "to": health, "reason": reason},
             revision=revision,
         )
-        service_panic_refresh(service=instance.service, actor=actor, revision=revision)
+        if panic_refresh:
+            service_panic_refresh(service=instance.service, actor=actor, revision=revision)
         mesh_changed(revision=revision, services={instance.service.name})
+    return True
+
+
+def service_panic_settle(*, service: Service, actor: str) -> bool:
+    """Bring the service's panic state up to date after transitions recorded with
+    panic_refresh=False; a change is its own revision (consoles show the flag, so
+    a waiter must not read a revision with a stale one). Returns whether it changed."""
+    with transaction.atomic():
+        state = panic_flip(service)
+        if state is None:
+            return False
+        revision = MeshRevision.bump()
+        panic_event_record(service=service, state=state, actor=actor, revision=revision)
+        mesh_changed(revision=revision, services={service.name})
     return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from django.db import connection
@@ -305,3 +306,95 @@ def test_result_rows_are_pruned_by_age_and_count() -> None:
     assert check_results_prune(before=now - timedelta(days=7)) == 11
     kept = list(Row.objects.filter(instance="b").values_list("ts", flat=True))
     assert len(kept) == RESULTS_KEPT and min(kept) == now - timedelta(seconds=RESULTS_KEPT - 1)
+
+
+def spec_of(instance: Instance) -> CheckSpec:
+    return CheckSpec(instance.pk, "http", instance.address, instance.port, "/health", 1000)
+
+
+def record_all(instances: list[Instance], result: CheckResult) -> list[str]:
+    results = [(spec_of(i), result) for i in instances]
+    return check_results_record(results=results, now=timezone.now())
+
+
+def panic_events(service: Service) -> list[Event]:
+    return list(
+        Event.objects.filter(kind=EventKind.HEALTH, service=service.name, instance="").order_by(
+            "pk"
+        )
+    )
+
+
+def test_a_batch_of_transitions_is_announced_once(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    payments, orders = make_service(), make_service("orders")
+    instances = [make_instance(payments, 8080 + n) for n in range(4)]
+    instances.append(make_instance(orders, 9090))
+    record_all(instances, OK)
+    record_all(instances, REFUSED)
+    record_all(instances, REFUSED)
+    revision = MeshRevision.current()
+
+    with (
+        patch("monitoring.notify.publish_revision") as publish,
+        patch("monitoring.notify._group_send") as group_send,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert len(record_all(instances, REFUSED)) == 5
+
+    # Each transition is still its own event with its own revision...
+    down = Event.objects.filter(kind=EventKind.HEALTH, data__to=Health.CRITICAL)
+    revisions = sorted(down.values_list("revision", flat=True))
+    assert revisions == list(range(revision + 1, revision + 6))
+    assert MeshRevision.current() == revision + 5
+    # ...but waiters and consoles hear of the batch once.
+    publish.assert_called_once_with(revision + 5)
+    assert sorted(c.args[0] for c in group_send.call_args_list) == [
+        "service.orders",
+        "service.payments",
+        "topology",
+    ]
+
+
+def test_panic_events_of_a_batch_are_those_of_one_result_at_a_time() -> None:
+    one, batched = make_service("one"), make_service("batched")
+    singles = [make_instance(one, 8080 + n) for n in range(4)]
+    batch = [make_instance(batched, 9080 + n) for n in range(4)]
+    record_all(singles + batch, OK)
+    for _ in range(3):
+        for instance in singles[:3]:
+            record(instance, REFUSED)
+        record_all(batch[:3], REFUSED)
+
+    def seen(service: Service) -> list[tuple[Any, ...]]:
+        return [
+            (e.severity, e.message.replace(service.name, "S"), e.data, e.revision)
+            for e in panic_events(service)
+        ]
+
+    assert [e[:3] for e in seen(one)] == [e[:3] for e in seen(batched)]
+    batch_panic = seen(batched)[-1]
+    assert batch_panic[2] == {"panic": True, "healthy": 1, "enabled": 4, "threshold": 50}
+    # In the transaction (and revision) of the transition that caused it.
+    last_down = Event.objects.get(instance=batch[2].pk, data__to=Health.CRITICAL)
+    assert batch_panic[3] == last_down.revision
+    assert Service.objects.get(pk=batched.pk).in_panic
+
+
+def test_panic_counted_after_the_batch_when_its_last_result_changes_nothing() -> None:
+    service = make_service(check_rise=1)
+    instances = [make_instance(service, 8080 + n) for n in range(4)]
+    record_all(instances, OK)
+    for _ in range(3):
+        record_all(instances[:3], REFUSED)
+    revision = MeshRevision.current()
+
+    # The last result (instances[3], already passing) moves nothing: the service's
+    # panic state is counted once after the loop, as its own revision.
+    assert len(record_all(instances, OK)) == 3
+    left = panic_events(service)[-1]
+    assert left.data == {"panic": False, "healthy": 4, "enabled": 4, "threshold": 50}
+    assert left.message == "payments left panic mode (4 of 4 healthy)"
+    assert left.revision == revision + 4 == MeshRevision.current()
+    assert not Service.objects.get(pk=service.pk).in_panic
