@@ -148,10 +148,8 @@ class RandomPick(Balancer):
         return self._rng.choice(candidates) if candidates else None
 
 
-class LeastRequest(Balancer):
-    """Power of two choices: sample two, take the one with fewer in-flight requests."""
-
-    name = "least_request"
+class _PowerOfTwo(Balancer):
+    """Power of two choices: sample two candidates, keep the lighter one."""
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()
@@ -162,25 +160,29 @@ class LeastRequest(Balancer):
         if len(candidates) <= 1:
             return candidates[0] if candidates else None
         a, b = self._rng.sample(candidates, 2)
+        return a if self._lighter_or_equal(a, b) else b
+
+    def _lighter_or_equal(self, a: Endpoint, b: Endpoint) -> bool:
+        raise NotImplementedError
+
+
+class LeastRequest(_PowerOfTwo):
+    """P2C on in-flight requests."""
+
+    name = "least_request"
+
+    def _lighter_or_equal(self, a: Endpoint, b: Endpoint) -> bool:
         # Weight scales capacity: compare active/weight without dividing.
-        return a if a.active * b.weight <= b.active * a.weight else b
+        return a.active * b.weight <= b.active * a.weight
 
 
-class PeakEwma(Balancer):
+class PeakEwma(_PowerOfTwo):
     """Linkerd/Finagle: P2C over cost = peak-EWMA latency × (in flight + 1) / weight."""
 
     name = "peak_ewma"
 
-    def __init__(self, rng: random.Random | None = None) -> None:
-        self._rng = rng or random.Random()
-
-    def pick(self, endpoints: Sequence[Endpoint], tried: Collection[str] = (),
-             hash_key: int | None = None) -> Endpoint | None:
-        candidates = _candidates(endpoints, tried)
-        if len(candidates) <= 1:
-            return candidates[0] if candidates else None
-        a, b = self._rng.sample(candidates, 2)
-        return a if _cost(a) <= _cost(b) else b
+    def _lighter_or_equal(self, a: Endpoint, b: Endpoint) -> bool:
+        return _cost(a) <= _cost(b)
 
 
 def _cost(e: Endpoint) -> float:
