@@ -10,27 +10,23 @@ import contextlib
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tests.e2e.procs import Processes as Procs  # noqa: F401  (re-exported for the benches)
+from tests.e2e.procs import free_port
+from tests.e2e.procs import wait_until as wait_for  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def closed_port() -> int:
@@ -45,69 +41,6 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
             return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.1,
-             what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except (OSError, ValueError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-class Procs:
-    """Pinned children in their own process groups, logs in a directory, all stopped at the end."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, args: list[str], *, cpus: str | None = None,
-              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        cmd = (["taskset", "-c", cpus] if cpus else []) + args
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed right after Popen
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True,
-                                env=env if env is not None else dict(os.environ))
-        log.close()
-        self.procs[name] = proc
-        return proc
-
-    def signal(self, name: str, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.procs[name].pid, sig)
-
-    def stop(self, name: str, timeout: float = 10.0) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGCONT)  # in case a benchmark stopped it
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # grandchildren of the group
-
-    def stop_all(self) -> None:
-        for name in list(self.procs)[::-1]:
-            self.stop(name)
-
-    def log(self, name: str) -> str:
-        path = self.log_dir / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
 
 
 # ---------------------------------------------------------------- wrk

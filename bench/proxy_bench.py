@@ -136,7 +136,7 @@ def start_agent(procs: Procs, workdir: Path, name: str, upstreams: dict[str, dic
                               "--log-level", "WARNING"], cpus=PROXY_CPU)
     try:
         wait_for(lambda: agent_ready(admin), 20, what=f"{name} /ready")
-    except RuntimeError:
+    except AssertionError:
         print(procs.log(name)[-3000:], file=sys.stderr)
         raise
     for port in listens.values():

@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +14,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.controlplane import control_plane
+
 CHROMIUM = Path("/usr/bin/chromium")
 USERNAME = "browser-admin"
 PASSWORD = "browser-password-1"
@@ -56,8 +52,6 @@ print(Token.objects.create(user=user).key)
 class ConsoleServer:
     url: str
     token: str
-    process: subprocess.Popen[bytes]
-    log: Path
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -72,27 +66,6 @@ class ConsoleServer:
         return json.loads(raw) if raw else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_healthy(server: ConsoleServer, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited:\n{server.log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(server.url + "/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"server not healthy in {timeout}s:\n{server.log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="session")
 def chromium_path() -> Path:
     if not CHROMIUM.exists():
@@ -105,68 +78,18 @@ def chromium_path() -> Path:
 
 @pytest.fixture(scope="module")
 def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
-    data_dir = tmp_path_factory.mktemp("console-data")
-    env = dict(os.environ)
-    env.update(
-        MESH_DATA_DIR=str(data_dir),
-        MESH_CHANNEL_PREFIX=f"browser{uuid.uuid4().hex[:8]}",
-        DJANGO_SETTINGS_MODULE="meshconsole.settings",
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("MESH_DEBUG", None)
-    # Its own SQLite file in the temp data dir: a shared DATABASE_URL would keep
-    # this server's users and services from one run to the next.
-    env.pop("DATABASE_URL", None)
-
-    def manage(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done.stdout
-
-    manage("migrate", "--noinput", "-v0")
-    token = manage("shell", "-c", SEED).strip().splitlines()[-1]
-    port = _free_port()
-    log = data_dir / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "meshconsole.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = ConsoleServer(url=f"http://127.0.0.1:{port}", token=token, process=process, log=log)
-    try:
-        _wait_healthy(server)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+    """A real control plane (web only) with the seeded users, services and traffic."""
+    with control_plane(tmp_path_factory.mktemp("console"), workers=False) as cp:
+        token = cp.manage("shell", "-c", SEED).splitlines()[-1]
+        yield ConsoleServer(url=cp.url, token=token)
 
 
 @pytest.fixture(scope="module")
 def browser(chromium_path: Path) -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
+    if os.environ.get("MESH_REQUIRE_BROWSER") == "1":
+        import playwright.sync_api as sync_api  # required: a missing package fails the run
+    else:
+        sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(chromium_path),

@@ -1,99 +1,29 @@
-"""meshctl against a real server process (uvicorn on loopback, its own SQLite)."""
+"""meshctl against a real server process (uvicorn on loopback, its own database)."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from meshconsole import meshctl
+from tests.e2e.controlplane import control_plane
+from tests.e2e.procs import free_port
 
 pytestmark = pytest.mark.e2e
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"server exited with {proc.returncode}"
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} not ready within {timeout}s")
-
-
-def meshconsole(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "meshconsole.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    data_dir: Path = tmp_path_factory.mktemp("meshctl-data")
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(
-        MESH_DATA_DIR=str(data_dir),
-        MESH_CHANNEL_PREFIX=f"meshctl{uuid.uuid4().hex[:8]}",
-        DJANGO_SUPERUSER_PASSWORD="bob-password-1",
-    )
-    meshconsole(env, "migrate", "--no-input", "-v", "0")
-    meshconsole(env, "createsuperuser", "--no-input", "--username", "bob", "--email", "b@x.test")
-    token = meshconsole(env, "apitoken", "bob")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "meshconsole.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for(url + "/readyz", proc)
-        yield url, token
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """A real control plane (web only): URL and an API token."""
+    with control_plane(tmp_path_factory.mktemp("meshctl"), workers=False) as cp:
+        yield cp.url, cp.token
 
 
 @pytest.fixture

@@ -31,15 +31,24 @@ class Processes:
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, args: list[str], env: dict[str, str] | None = None, *,
+        cpus: str | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start NAME; CPUS (e.g. "0") pins it with taskset, as the benchmarks do."""
+        cmd = (["taskset", "-c", cpus] if cpus else []) + args
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
         proc = subprocess.Popen(
-            args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            cmd, env=env if env is not None else dict(os.environ), cwd=ROOT, stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         log.close()
         self.procs[name] = proc
         return proc
+
+    def send_signal(self, name: str, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.procs[name].pid, sig)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs[name]
@@ -53,6 +62,7 @@ class Processes:
         if proc is None:
             return
         with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGCONT)  # a stopped (hung) process cannot act on TERM
             os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout)
