@@ -7,9 +7,10 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from tests.e2e.procs import Processes, free_port, http, python, wait_until
@@ -90,8 +91,28 @@ class ControlPlane:
             self.env,
         )
 
-    def api(self, method: str, path: str, body: object = None) -> tuple[int, object]:
+    def api(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
         return http(method, f"{self.url}{path}", body, {"Authorization": f"Token {self.token}"})
+
+    def register(self, service: dict[str, Any], ports: Iterable[int]) -> dict[int, str]:
+        """Create SERVICE (an API document) with one loopback instance per port;
+        the instance ids by port."""
+        status, body = self.api("POST", "/api/v1/services/", service)
+        assert status == 201, body
+        ids = {}
+        for port in ports:
+            status, body = self.api("POST", f"/api/v1/services/{service['name']}/instances/",
+                                    {"address": "127.0.0.1", "port": port, "zone": "zone-1"})
+            assert status == 201, body
+            ids[port] = body["id"]
+        return ids
+
+    def wait_all_passing(self, service: str, timeout: float = 30) -> None:
+        def all_passing() -> bool:
+            _, instances = self.api("GET", f"/api/v1/services/{service}/instances/")
+            return bool(instances) and all(i["status"] == "passing" for i in instances)
+
+        wait_until(all_passing, timeout, what=f"every instance of {service} passing")
 
 
 @contextmanager

@@ -28,10 +28,7 @@ def test_failover_to_dr_and_failback_after_hold_down(tmp_path: Path) -> None:
                      "rise": 1, "fall": 2}
             for name, service in (("main", "payments"), ("dr", "payments-dr")):
                 procs.start(name, [python(), "-m", "tests.e2e.backend", str(ports[name]), name], cp.env)
-                assert cp.api("POST", "/api/v1/services/", {"name": service, "check": check})[0] == 201
-                status, body = cp.api("POST", f"/api/v1/services/{service}/instances/",
-                                      {"address": "127.0.0.1", "port": ports[name], "zone": "zone-1"})
-                assert status == 201, body
+                cp.register({"name": service, "check": check}, [ports[name]])
             status, body = cp.api("PATCH", "/api/v1/services/payments/policy/",
                                   {"failover": {"targets": ["payments-dr"], "hold_down": f"{HOLD_DOWN_S:g}s"},
                                    "panic_threshold_percent": 0})
@@ -46,8 +43,7 @@ def test_failover_to_dr_and_failback_after_hold_down(tmp_path: Path) -> None:
                 return bool(recent) and set(recent) == {name}
 
             # payments must be passing before traffic starts (else it fails over at once).
-            wait_until(lambda: cp.api("GET", "/api/v1/services/payments/")[1]["health"]["passing"] == 1,  # type: ignore[index]
-                       30, what="payments passing")
+            cp.wait_all_passing("payments")
             wait_until(lambda: http("GET", f"http://127.0.0.1:{admin}/ready", timeout=2)[0] == 200, 30,
                        what="agent ready")
             traffic.start()

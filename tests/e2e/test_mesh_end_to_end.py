@@ -107,22 +107,12 @@ def test_traffic_survives_a_killed_backend_and_a_dead_control_plane(tmp_path: Pa
             ports = {"b1": free_port(), "b2": free_port()}
             for name, port in ports.items():
                 procs.start(name, [python(), "-m", "tests.e2e.backend", str(port), name], cp.env)
-            status, _ = cp.api("POST", "/api/v1/services/", {
+            cp.register({
                 "name": "payments",
                 "check": {"type": "http", "path": "/health", "interval": f"{INTERVAL_S}s",
                           "timeout": "500ms", "rise": 1, "fall": FALL},
-            })
-            assert status == 201
-            for port in ports.values():
-                status, body = cp.api("POST", "/api/v1/services/payments/instances/",
-                                      {"address": "127.0.0.1", "port": port, "zone": "zone-1"})
-                assert status == 201, body
-
-            def both_passing() -> bool:
-                _, instances = cp.api("GET", "/api/v1/services/payments/instances/")
-                return all(i["status"] == "passing" for i in instances)  # type: ignore[union-attr]
-
-            wait_until(both_passing, 30, what="checks to pass both instances")
+            }, ports.values())
+            cp.wait_all_passing("payments")
 
             listen, admin = free_port(), free_port()
             start_agent(procs, cp, tmp_path, listen, admin)

@@ -34,24 +34,12 @@ def test_drained_instance_finishes_in_flight_request_and_gets_no_new_one(tmp_pat
             for name, port in ports.items():
                 procs.start(name, [python(), "-m", "tests.registry.slow_backend", name, str(port)],
                             cp.env)
-            status, body = cp.api("POST", "/api/v1/services/", {
+            ids = cp.register({
                 "name": "payments", "drain_timeout": f"{DRAIN_TIMEOUT_S}s",
                 "check": {"type": "http", "path": "/health", "interval": "1s",
                           "timeout": "500ms", "rise": 1, "fall": 2},
-            })
-            assert status == 201, body
-            ids = {}
-            for port in ports.values():
-                status, body = cp.api("POST", "/api/v1/services/payments/instances/",
-                                      {"address": "127.0.0.1", "port": port, "zone": "zone-1"})
-                assert status == 201, body
-                ids[port] = body["id"]  # type: ignore[index]
-
-            def both_passing() -> bool:
-                _, instances = cp.api("GET", "/api/v1/services/payments/instances/")
-                return all(i["status"] == "passing" for i in instances)  # type: ignore[union-attr]
-
-            wait_until(both_passing, 30, what="both instances passing")
+            }, ports.values())
+            cp.wait_all_passing("payments")
             listen, admin = free_port(), free_port()
             start_agent(procs, cp, tmp_path, listen, admin)
             wait_until(lambda: agent_endpoint_ports(admin) == set(ports.values()), 30,
