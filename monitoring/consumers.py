@@ -18,7 +18,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from monitoring.notify import TOPOLOGY_GROUP, service_group
-from monitoring.topology import Topology, topology_snapshot
+from monitoring.topology import Topology, topology_shared
 from registry.api.serializers import InstanceSerializer, ServiceSerializer, annotate_health
 from registry.models import SERVICE_NAME_RE, Instance, Service
 
@@ -190,7 +190,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     # Internals.
 
     async def send_topology(self) -> None:
-        data = await database_sync_to_async(topology_snapshot)(TOPOLOGY_WINDOW_S)
+        data = await database_sync_to_async(topology_shared)(TOPOLOGY_WINDOW_S)
         await self.send_json(TopologyMessage(type="topology", data=data))
 
     async def send_error(self, message: str) -> None:

@@ -3,6 +3,7 @@ rates, error ratios and latency percentiles over a window."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypedDict
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from agents.runtime import histogram
 from monitoring.models import EdgeWindow
-from registry.models import ROUTABLE_HEALTH, AdminState, Service
+from registry.models import ROUTABLE_HEALTH, AdminState, MeshRevision, Service
 
 
 class TopologyNode(TypedDict):
@@ -109,3 +110,22 @@ def topology_snapshot(window_seconds: int = 60) -> Topology:
         "nodes": nodes,
         "edges": edges,
     }
+
+
+# Consoles share one computation: a snapshot is reused while the mesh revision
+# is unchanged and it is younger than SHARED_MAX_AGE_S (traffic figures move
+# without a revision, so age bounds their staleness).
+SHARED_MAX_AGE_S = 1.0
+_shared: dict[int, tuple[int, float, Topology]] = {}
+
+
+def topology_shared(window_seconds: int) -> Topology:
+    """topology_snapshot, shared by every live console of this process."""
+    revision = MeshRevision.current()
+    now = time.monotonic()
+    cached = _shared.get(window_seconds)
+    if cached is not None and cached[0] == revision and now - cached[1] < SHARED_MAX_AGE_S:
+        return cached[2]
+    snapshot = topology_snapshot(window_seconds)
+    _shared[window_seconds] = (revision, now, snapshot)
+    return snapshot

@@ -29,3 +29,12 @@ def api(admin_user: User) -> APIClient:
 @pytest.fixture
 def anon() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_shared_topology() -> None:
+    # The shared topology is keyed by mesh revision, which restarts with each
+    # test database; production revisions only grow.
+    from monitoring import topology
+
+    topology._shared.clear()

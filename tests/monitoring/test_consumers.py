@@ -293,3 +293,16 @@ async def test_an_idle_socket_stays_open_and_still_gets_changes(session_key: str
     )
     assert message["data"]["name"] == "payments"
     await ws.disconnect()
+
+
+async def test_consoles_share_one_topology_until_the_mesh_changes(session_key: str) -> None:
+    from monitoring import topology
+
+    await create_service("payments")
+    first = await database_sync_to_async(topology.topology_shared)(60)
+    again = await database_sync_to_async(topology.topology_shared)(60)
+    assert again is first  # a second console within the second reuses it
+    await create_service("orders")  # a new revision: recomputed at once
+    changed = await database_sync_to_async(topology.topology_shared)(60)
+    assert changed is not first
+    assert {n["name"] for n in changed["nodes"]} == {"payments", "orders"}
