@@ -114,6 +114,16 @@ class DemoPlan:
 def build_plan(
     *, demo_dir: Path, control_plane: str, token: str, port: Callable[[], int] = free_port
 ) -> DemoPlan:
+    taken: set[int] = set()
+
+    def distinct(source: Callable[[], int] = port) -> int:
+        # A port bound then released may be handed out again by the next bind.
+        while (candidate := source()) in taken:
+            pass
+        taken.add(candidate)
+        return candidate
+
+    port = distinct
     nodes = []
     for node, (zone, names) in PLACEMENT.items():
         plan = NodePlan(node=node, zone=zone, admin_port=port())
