@@ -14,14 +14,15 @@ import logging
 from typing import TYPE_CHECKING
 
 from agents.runtime.balancer import Endpoint
+from agents.runtime.heads import RequestHeaders, response_headers
 from agents.runtime.httpwire import (
     LAST_CHUNK,
     chunk,
     end_to_end,
+    new_request_id,
     reason_phrase,
     render_headers,
     simple_response,
-    upstream_headers,
 )
 from agents.runtime.outlier import RESET
 from agents.runtime.pool import UpstreamConnection
@@ -37,59 +38,67 @@ log = logging.getLogger("meshagent.proxy")
 BUFFER_HIGH_WATER = 256 * 1024
 
 
-class BadRequest(Exception):
-    """Raised from a parser callback; its text becomes the X-Mesh-Error reason."""
-
-
 class Exchange(RetryMixin):
-    def __init__(self, client: ClientConnection, *, method: bytes, url: bytes,
-                 headers: list[tuple[bytes, bytes]], http11: bool, keep_alive: bool,
-                 chunked: bool, content_length: int | None, upgrade: bool = False) -> None:
+    # Defaults shared by every instance (immutable values only): an exchange is made
+    # per request, so only what differs per request is assigned in __init__.
+    buffered = 0
+    request_complete = False
+    conn: UpstreamConnection | None = None
+    endpoint: Endpoint | None = None
+    head_sent = False
+    response_started = False
+    status = 0
+    mode = b""
+    until_close = False  # the upstream's body ends when it closes the connection
+    finished = False
+    request_id: bytes | None = None
+    done: asyncio.Future[object] | None = None  # set while a routing task awaits a try
+    tries = 0
+    task: asyncio.Task[None] | None = None
+    tunnel = False
+    replay_size = 0
+    retry_reserved = False
+    deadline = 0.0
+    per_try = False
+    try_started = 0.0
+    trying = False  # endpoint.active counts this exchange's current try
+    sync = False  # the first try runs without a task; its outcome goes to _resolve
+    tried: set[str] | None = None
+    hash_key: int | None = None
+    continue_sent = False
+    extra: list[tuple[bytes, bytes]] | None = None
+
+    head: bytes | None = None  # request line and headers for upstreams, but Host and the end
+
+    def __init__(self, client: ClientConnection, method: bytes, url: bytes,
+                 headers: list[tuple[bytes, bytes]], forwarded: RequestHeaders, http11: bool,
+                 keep_alive: bool, content_length: int | None, upgrade: bool = False) -> None:
         self.client = client
         self.ctx = client.ctx
         self.loop = client.loop
         self.method = method
         self.url = url
         self.headers = headers
+        self.forwarded = forwarded
         self.http11 = http11
         self.keep_alive = keep_alive
-        self.chunked_in = chunked
+        self.chunked_in = chunked = forwarded.encodings is not None
         self.content_length = content_length
-        self.has_body = chunked or bool(content_length)
+        self.has_body = has_body = chunked or bool(content_length)
         self.is_head = method == b"HEAD"
         self.body_buffer: list[bytes] = []
-        self.buffered = 0
-        self.request_complete = False
-        self.conn: UpstreamConnection | None = None
-        self.endpoint: Endpoint | None = None
-        self.head_sent = False
-        self.response_started = False
-        self.status = 0
-        self.mode = b""
-        self.until_close = False  # the upstream's body ends when it closes the connection
-        self.finished = False
-        self.started = self.loop.time()
-        self.request_id: bytes | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.done: asyncio.Future[object] | None = None
-        self.tries = 0
-        self.task: asyncio.Task[None] | None = None
+        self.out: list[bytes] = []  # response bytes for the client, written once per read
         self.state: RouteState = client.ctx.upstream.state
         self.upgrade = upgrade  # an Upgrade request: after a 101, a tunnel
-        self.tunnel = False
-        self.replay: list[bytes] | None = [] if self.has_body else None
-        self.replay_size = 0
-        self.retry_reserved = False
-        self.deadline = 0.0
-        self.per_try = False
-        self.try_started = 0.0
-        self.continue_sent = False
-        self.extra: list[tuple[bytes, bytes]] | None = None
+        self.replay: list[bytes] | None = [] if has_body else None
+        self.started = self.loop.time()
 
     # lifecycle
     def start(self) -> None:
-        self.started = self.loop.time()
-        upstream = self.ctx.upstream
+        loop = self.loop
+        self.started = loop.time()
+        ctx = self.ctx
+        upstream = ctx.upstream
         state = self.state = upstream.state  # this request's view, whatever snapshot follows
         bucket = state.bucket
         if bucket is not None:
@@ -101,9 +110,24 @@ class Exchange(RetryMixin):
         if state.max_requests and upstream.active >= state.max_requests:
             self.refuse(503, "circuit-open (max_requests)")
             return
-        self.ctx.inflight += 1
+        ctx.inflight += 1
         upstream.active += 1
-        self.task = self.loop.create_task(self._route())
+        self.deadline = self.started + state.request_timeout
+        if state.hashing:
+            self.hash_key = self._hash_key(state)
+        # The common case, a warm pooled connection to the chosen endpoint, is forwarded
+        # right here, without a task; anything else (connecting, retrying) runs in one.
+        endpoint = upstream.pick(state, (), self.hash_key)
+        conn = upstream.pool.take(endpoint) if endpoint is not None else None
+        if conn is None or endpoint is None:
+            self.task = loop.create_task(self._route(picked=endpoint))
+            return
+        self.sync = True
+        try:
+            self._begin_try(conn, endpoint, state)
+        except Exception:
+            log.exception("proxy error")
+            self.fail(502, "proxy-error")
 
     def refuse(self, status: int, reason: str,
                extra: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -113,9 +137,9 @@ class Exchange(RetryMixin):
         self.extra = extra
         self.fail(status, reason)
 
-    async def _route(self) -> None:
+    async def _route(self, outcome: object = None, picked: Endpoint | None = None) -> None:
         try:
-            await self._attempts()
+            await self._attempts(outcome, picked)
         except asyncio.CancelledError:
             self.client_gone()
             raise
@@ -123,55 +147,81 @@ class Exchange(RetryMixin):
             log.exception("proxy error")
             self.fail(502, "proxy-error")
         finally:
-            self.ctx.inflight -= 1
-            self.ctx.upstream.active -= 1
-            self._release_retry()
+            self._route_finished()
+
+    def _route_finished(self) -> None:
+        self.ctx.inflight -= 1
+        self.ctx.upstream.active -= 1
+        self._release_retry()
 
     async def _forward(self, conn: UpstreamConnection, endpoint: Endpoint,
                        state: RouteState) -> object:
         self.done = self.loop.create_future()
-        self.conn, self.endpoint = conn, endpoint
-        self.try_started = self.loop.time()
-        endpoint.active += 1
         try:
-            conn.attach(self)
-            self._send_head(conn)
-            timeout = self.deadline - self.loop.time()
-            self.per_try = 0 < state.per_try_timeout < timeout
-            if self.per_try:
-                timeout = state.per_try_timeout
-            self.timer = self.loop.call_later(max(timeout, 0.0), self._timed_out)
+            self._begin_try(conn, endpoint, state)
             return await self.done
         finally:
-            endpoint.active -= 1
+            self._end_try()
+
+    def _begin_try(self, conn: UpstreamConnection, endpoint: Endpoint, state: RouteState) -> None:
+        self.conn, self.endpoint = conn, endpoint
+        now = self.try_started = self.loop.time()
+        endpoint.active += 1
+        self.trying = True
+        conn.attach(self)
+        self._send_head(conn)
+        timeout = self.deadline - now
+        self.per_try = 0 < state.per_try_timeout < timeout
+        if self.per_try:
+            timeout = state.per_try_timeout
+        conn.set_deadline(now + max(timeout, 0.0))
+
+    def _end_try(self) -> None:
+        if self.trying and self.endpoint is not None:
+            self.trying = False
+            self.endpoint.active -= 1
 
     def _send_head(self, conn: UpstreamConnection) -> None:
-        endpoint = conn.endpoint
-        out, self.request_id, expect = upstream_headers(
-            self.headers, peer=self.client.peer, request_id=self.request_id,
-            host=f"{endpoint.address}:{endpoint.port}".encode())
-        if self.upgrade:
-            upgrade = [v for n, v in self.headers if n.lower() == b"upgrade"]
-            out.append((b"connection", b"upgrade"))
-            out.extend((b"upgrade", v) for v in upgrade)
-        if self.chunked_in:
-            out.append((b"transfer-encoding", b"chunked"))
-        elif self.content_length is not None:
-            out.append((b"content-length", b"%d" % self.content_length))
-        parts = [b"%s %s HTTP/1.1\r\n%s\r\n" % (self.method, self.url, render_headers(out))]
-        for data in self.body_buffer:
-            parts.extend(chunk(data) if self.chunked_in else (data,))
-        if self.request_complete and self.chunked_in:
-            parts.append(LAST_CHUNK)
-        self.body_buffer, self.buffered = [], 0
-        conn.writelines(parts)
+        forwarded = self.forwarded
+        head = self.head
+        if head is None:  # once per request: a retry sends the same, X-Request-Id included
+            request_id = self.request_id = forwarded.request_id or new_request_id()
+            head = b"%s %s HTTP/1.1\r\n%sx-request-id: %s\r\n" % (
+                self.method, self.url, forwarded.block, request_id)
+            if self.upgrade:
+                head += b"connection: upgrade\r\n" + b"".join(
+                    b"upgrade: %s\r\n" % v for n, v in self.headers if n.lower() == b"upgrade")
+            if self.chunked_in:
+                head += b"transfer-encoding: chunked\r\n"
+            elif self.content_length is not None:
+                head += b"content-length: %d\r\n" % self.content_length
+            self.head = head
+        if forwarded.has_host:
+            head += b"\r\n"
+        else:  # HTTP/1.0 clients may omit it; HTTP/1.1 upstreams require it
+            endpoint = conn.endpoint
+            head += b"host: %s:%d\r\n\r\n" % (endpoint.address.encode(), endpoint.port)
+        if self.body_buffer:
+            parts = [head]
+            for data in self.body_buffer:
+                parts.extend(chunk(data) if self.chunked_in else (data,))
+            if self.request_complete and self.chunked_in:
+                parts.append(LAST_CHUNK)
+            self.body_buffer, self.buffered = [], 0
+            conn.writelines(parts)
+        elif self.request_complete and self.chunked_in:
+            conn.write(head + LAST_CHUNK)
+        else:
+            conn.write(head)
         self.head_sent = True
-        if expect and self.http11 and not self.continue_sent and not self.request_complete:
+        if (forwarded.expect and self.http11 and not self.continue_sent
+                and not self.request_complete):
             # Committed to forwarding: let the client send its body now (an upstream that
             # says 100 itself is not echoed twice), so servers that wait silently still work.
             self.continue_sent = True
             self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self.client.resume_reading("buffer")
+        if self.client._pauses:
+            self.client.resume_reading("buffer")
 
     # request side, called by the client connection's parser
     def request_body(self, data: bytes) -> None:
@@ -263,28 +313,26 @@ class Exchange(RetryMixin):
                 self._resolve((status, f"upstream-{status}"))
                 return
         self.status = status
-        out = end_to_end(headers)
-        length = next((v for n, v in reversed(headers) if n.lower() == b"content-length"), None)
-        chunked = any(n.lower() == b"transfer-encoding" for n, _ in headers)
+        block, length, chunked = response_headers(headers)
         self.until_close = length is None and not chunked
         if self.is_head or status in (204, 304):
             self.mode = b"none"
             if length is not None and status != 204:
-                out.append((b"content-length", length))
+                block += b"content-length: %s\r\n" % length
         elif length is not None:
             self.mode = b"length"
-            out.append((b"content-length", length))
+            block += b"content-length: %s\r\n" % length
         elif self.http11:
             self.mode = b"chunk"
-            out.append((b"transfer-encoding", b"chunked"))
+            block += b"transfer-encoding: chunked\r\n"
         else:
             self.mode = b"close"  # an HTTP/1.0 client learns the end from the close
             self.keep_alive = False
         if not self.keep_alive:
-            out.append((b"connection", b"close"))
+            block += b"connection: close\r\n"
         elif not self.http11:
-            out.append((b"connection", b"keep-alive"))
-        self.client.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, phrase, render_headers(out)))
+            block += b"connection: keep-alive\r\n"
+        self.out.append(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, phrase, block))
         self.response_started = True
         if self.is_head and self.conn is not None:
             self.conn.reset_parser()
@@ -296,16 +344,23 @@ class Exchange(RetryMixin):
         if self.tunnel:
             self.client.write(data)
         elif self.mode == b"chunk":
-            self.client.writelines(chunk(data))
+            self.out += chunk(data)
         elif self.mode != b"none":
-            self.client.write(data)
+            self.out.append(data)
 
     def response_done(self) -> None:
         if self.finished:
             return
         if self.mode == b"chunk":
-            self.client.write(LAST_CHUNK)
+            self.out.append(LAST_CHUNK)
         self._finish_ok()
+
+    def flush(self) -> None:
+        """Write what the last upstream read produced: one send for head and body."""
+        out = self.out
+        if out:
+            self.out = []
+            self.client.write(out[0] if len(out) == 1 else b"".join(out))
 
     def upstream_lost(self, error: str) -> None:
         if self.finished:
@@ -317,7 +372,7 @@ class Exchange(RetryMixin):
             return
         if self.response_started and self.until_close and self.mode != b"none":
             if self.mode == b"chunk":  # that close was the end of the body
-                self.client.write(LAST_CHUNK)
+                self.out.append(LAST_CHUNK)
             self._complete(self.status >= 500, keep=self.keep_alive and self.request_complete)
         elif (not self.response_started and conn is not None and conn.uses > 1
               and not conn.got_bytes and not self.has_body):
@@ -368,6 +423,7 @@ class Exchange(RetryMixin):
         if conn is not None:
             conn.close()
         if self.response_started:
+            self.flush()
             self.client.close()
             self._complete(True, keep=False)
             return
@@ -381,6 +437,7 @@ class Exchange(RetryMixin):
         self._complete(status >= 500, keep=keep)
 
     def _complete(self, error: bool, *, keep: bool) -> None:
+        self.flush()
         self.finished = True
         self._cancel_timer()
         latency_ms = (self.loop.time() - self.started) * 1000.0
@@ -399,10 +456,23 @@ class Exchange(RetryMixin):
             self.try_started = 0.0
 
     def _resolve(self, outcome: object) -> None:
-        if self.done is not None and not self.done.done():
-            self.done.set_result(outcome)
+        """The current try's outcome: DONE, RETRY or (status, reason) to maybe retry."""
+        done = self.done
+        if done is not None:  # a routing task awaits it
+            if not done.done():
+                done.set_result(outcome)
+            return
+        if not self.sync:
+            return
+        self.sync = False  # the task-less first try is over
+        self._end_try()
+        if outcome is DONE or self.finished:
+            self._route_finished()
+            return
+        self.tried = {self.endpoint.key} if self.endpoint is not None else set()
+        self.task = self.loop.create_task(self._route(outcome))
 
     def _cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        conn = self.conn
+        if conn is not None:
+            conn.deadline = 0.0

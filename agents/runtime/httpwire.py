@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from http import HTTPStatus
+from random import getrandbits
 
 # Headers that describe one connection, not the message (RFC 9110 7.6.1); the proxy
 # re-frames bodies itself, so Content-Length/Transfer-Encoding are re-added, not copied.
@@ -58,37 +58,7 @@ def simple_response(status: int, body: bytes, *, content_type: bytes = b"text/pl
 
 
 def new_request_id() -> bytes:
-    return os.urandom(16).hex().encode()
-
-
-def upstream_headers(headers: list[tuple[bytes, bytes]], *, peer: bytes, host: bytes,
-                     request_id: bytes | None) -> tuple[list[tuple[bytes, bytes]], bytes, bool]:
-    """The end-to-end headers an upstream gets: X-Forwarded-For extended with the peer,
-    X-Forwarded-Proto and Host filled in, one X-Request-Id (the client's, else the one
-    given, else a new one: a retry sends the same). Returns (headers, request id, expect).
-    """
-    out: list[tuple[bytes, bytes]] = []
-    forwarded_for = b""
-    has_proto = has_host = expect = False
-    for name, value in end_to_end(headers):
-        lname = name.lower()
-        if lname == b"x-forwarded-for":
-            forwarded_for = value if not forwarded_for else forwarded_for + b", " + value
-            continue
-        if lname == b"x-request-id":
-            request_id = value
-            continue
-        if lname == b"expect" and value.lower() == b"100-continue":
-            expect = True
-        has_proto = has_proto or lname == b"x-forwarded-proto"
-        has_host = has_host or lname == b"host"
-        out.append((name, value))
-    if not has_host:  # HTTP/1.0 clients may omit it; HTTP/1.1 upstreams require it
-        out.append((b"host", host))
-    out.append((b"x-forwarded-for", forwarded_for + b", " + peer if forwarded_for else peer))
-    if not has_proto:
-        out.append((b"x-forwarded-proto", b"http"))
-    if request_id is None:
-        request_id = new_request_id()
-    out.append((b"x-request-id", request_id))
-    return out, request_id, expect
+    """128 random bits as hex. From the random module's generator, not os.urandom: an id
+    must be unique, not secret, and this costs no system call per request (the module
+    reseeds itself in a forked child, so worker processes do not repeat each other)."""
+    return b"%032x" % getrandbits(128)

@@ -36,8 +36,19 @@ class ResponseHandler(Protocol):
     def upstream_write_paused(self, paused: bool) -> None:
         ...
 
+    def flush(self) -> None:
+        ...
+
+    def deadline_passed(self) -> None:
+        ...
+
 
 class UpstreamConnection(asyncio.Protocol):
+    deadline = 0.0  # when the current exchange times out (loop time); 0: no timeout
+    paused = False  # reading paused (a slow client)
+    _timer: asyncio.TimerHandle | None = None
+    _timer_at = 0.0
+
     def __init__(self, endpoint: Endpoint, pool: Pool | None = None) -> None:
         self.endpoint = endpoint
         self.pool = pool
@@ -58,6 +69,7 @@ class UpstreamConnection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
+        self.loop = asyncio.get_running_loop()
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         if self.pool is not None:
             self.pool.open += 1
@@ -66,12 +78,14 @@ class UpstreamConnection(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.response_body(data)
             return
-        if self.handler is None:
+        handler = self.handler
+        if handler is None:
             self.close()  # an idle connection has nothing to say; whatever this is, drop it
             return
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
+            handler.flush()  # what this read produced goes to the client in one write
         except httptools.HttpParserUpgrade as exc:
             # A 101: what follows the head is the new protocol's, for the client as is.
             offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
@@ -85,6 +99,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._stop_timer()
         if self.pool is not None:
             self.pool.open -= 1
             self.pool = None
@@ -139,7 +154,38 @@ class UpstreamConnection(asyncio.Protocol):
     def attach(self, handler: ResponseHandler) -> None:
         self.handler = handler
         self.got_bytes = False
+        self.deadline = 0.0
         self.uses += 1
+
+    def set_deadline(self, when: float) -> None:
+        """Time the current exchange out at `when` (loop time). One timer per connection,
+        not one per request: it is re-armed only if it fires before the deadline it finds
+        then, or if this deadline is earlier than the one it is armed for."""
+        self.deadline = when
+        timer = self._timer
+        if timer is None or when < self._timer_at:
+            if timer is not None:
+                timer.cancel()
+            self._timer_at = when
+            self._timer = self.loop.call_at(when, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        deadline = self.deadline
+        handler = self.handler
+        if not deadline or handler is None or self.closed:
+            return
+        if self.loop.time() >= deadline:
+            self.deadline = 0.0
+            handler.deadline_passed()
+        else:
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._check_deadline)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def reset_parser(self) -> None:
         """After a HEAD the parser would wait for a body that never comes; start fresh."""
@@ -155,10 +201,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
+            self.paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         if self.transport is not None and not self.closed:
+            self.paused = False
             self.transport.resume_reading()
 
     def reusable(self) -> bool:
@@ -167,6 +215,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self.handler = None
+        self._stop_timer()
         if not self.closed and self.transport is not None:
             self.closed = True
             self.transport.close()
@@ -188,7 +237,8 @@ class Pool:
         while idle:
             conn = idle.pop()
             if not conn.closed and now - conn.idle_since < self.idle_timeout:
-                conn.resume_reading()
+                if conn.paused:
+                    conn.resume_reading()
                 return conn
             conn.close()
         return None
@@ -212,7 +262,8 @@ class Pool:
             return
         conn.handler = None
         conn.idle_since = time.monotonic()
-        conn.resume_reading()  # it may have been paused for a slow client; idle reads detect EOF
+        if conn.paused:  # for a slow client; an idle connection reads, to see the upstream close
+            conn.resume_reading()
         idle.append(conn)
         if self._sweep is None:
             loop = asyncio.get_running_loop()

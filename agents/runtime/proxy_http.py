@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import cast
 
 import httptools
 
-from agents.runtime.exchange import BadRequest, Exchange
+from agents.runtime.exchange import Exchange
+from agents.runtime.heads import BadRequest, request_headers
 from agents.runtime.httpwire import simple_response
 from agents.runtime.metrics import Metrics
 from agents.runtime.upstream import UpstreamRuntime
@@ -31,8 +31,6 @@ MAX_PIPELINED = 8
 KEEPALIVE_IDLE_S = 75.0
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass
@@ -60,6 +58,8 @@ class ClientConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._idle: asyncio.TimerHandle | None = None
+        self._idle_since = 0.0  # when the last exchange ended (keep-alive idle timeout)
+        self._in_message = False  # a request's head or body is being read
         self.tunnel: Exchange | None = None  # after a 101: bytes go to the upstream as is
         self._early: list[bytes] = []  # bytes after an Upgrade request, before the 101
 
@@ -115,55 +115,44 @@ class ClientConnection(asyncio.Protocol):
             self.active.client_write_paused(False)
 
     # httptools callbacks
-    def on_message_begin(self) -> None:
-        self._cancel_idle()
-        self._url = b""
-        self._headers = []
-        self._header_bytes = 0
-
     def on_url(self, url: bytes) -> None:
+        self._in_message = True
         self._url += url
         if len(self._url) > MAX_HEADER_BYTES:
             raise BadRequest("url-too-long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # Defence in depth: whatever llhttp lets through, nothing odd is forwarded.
-        if not _TOKEN.match(name):
-            raise BadRequest("invalid-header-name")
-        if _BAD_VALUE.search(value):
-            raise BadRequest("invalid-header-value")
-        self._headers.append((name, value))
+        headers = self._headers
+        headers.append((name, value))
         self._header_bytes += len(name) + len(value)
-        if len(self._headers) > MAX_HEADERS or self._header_bytes > MAX_HEADER_BYTES:
+        if self._header_bytes > MAX_HEADER_BYTES or len(headers) > MAX_HEADERS:
             raise BadRequest("headers-too-large")
 
     def on_headers_complete(self) -> None:
-        lengths = [v for n, v in self._headers if n.lower() == b"content-length"]
-        encodings = [v for n, v in self._headers if n.lower() == b"transfer-encoding"]
+        headers, url = self._headers, self._url
+        self._headers, self._url, self._header_bytes = [], b"", 0
+        # Defence in depth: whatever llhttp lets through, nothing odd is forwarded.
+        forwarded = request_headers(headers, self.peer)
+        lengths, encodings = forwarded.lengths, forwarded.encodings
         # llhttp already refuses these; checked again because a smuggled request
         # must never reach an upstream, whatever the parser's leniency.
-        if lengths and encodings:
-            raise BadRequest("content-length-with-transfer-encoding")
-        if len(lengths) > 1 or any(not v.strip().isdigit() for v in lengths):
-            raise BadRequest("bad-content-length")
-        if encodings and b",".join(encodings).split(b",")[-1].strip().lower() != b"chunked":
+        if lengths is not None:
+            if encodings is not None:
+                raise BadRequest("content-length-with-transfer-encoding")
+            if len(lengths) > 1 or not lengths[0].strip().isdigit():
+                raise BadRequest("bad-content-length")
+        if encodings is not None and (
+                b",".join(encodings).split(b",")[-1].strip().lower() != b"chunked"):
             raise BadRequest("bad-transfer-encoding")
-        if not self._url.startswith(b"/") and self._url != b"*":
+        if url[:1] != b"/" and url != b"*":
             raise BadRequest("absolute-form-not-supported")
-        upgrade = self.parser.should_upgrade()
+        parser = self.parser
+        upgrade = parser.should_upgrade()
         if upgrade and (self.queue or self.active is not None):
             raise BadRequest("upgrade-while-pipelining")
-        exchange = Exchange(
-            self,
-            method=self.parser.get_method(),
-            url=self._url,
-            headers=self._headers,
-            http11=self.parser.get_http_version() == "1.1",
-            keep_alive=self.parser.should_keep_alive(),
-            chunked=bool(encodings),
-            content_length=int(lengths[0]) if lengths else None,
-            upgrade=upgrade,
-        )
+        exchange = Exchange(self, parser.get_method(), url, headers, forwarded,
+                            parser.get_http_version() == "1.1", parser.should_keep_alive(),
+                            int(lengths[0]) if lengths is not None else None, upgrade)
         self.parsing = exchange
         if self.active is None:
             self.active = exchange
@@ -178,6 +167,7 @@ class ClientConnection(asyncio.Protocol):
             self.parsing.request_body(body)
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         parsing, self.parsing = self.parsing, None
         if parsing is not None:
             parsing.request_end()
@@ -221,9 +211,9 @@ class ClientConnection(asyncio.Protocol):
         if exchange is not self.active:
             return
         self.active = None
-        # Pauses taken on behalf of that exchange end with it (else the next request would hang).
-        self.resume_reading("upstream")
-        self.resume_reading("buffer")
+        if self._pauses:  # those taken for that exchange end with it (else the next one hangs)
+            self.resume_reading("upstream")
+            self.resume_reading("buffer")
         if not keep_alive or self.closed or self.parser is None:
             self.close()  # (no parser: an upgrade was refused, what follows is not HTTP)
             return
@@ -233,7 +223,7 @@ class ClientConnection(asyncio.Protocol):
                 self.resume_reading("pipeline")
             nxt.start()
         else:
-            self._arm_idle()
+            self._idle_since = self.loop.time()
 
     def reject(self, status: int, reason: str) -> None:
         """A request we will not forward: answer it (unless another is being answered), close."""
@@ -254,9 +244,27 @@ class ClientConnection(asyncio.Protocol):
         self.close()
 
     def _arm_idle(self) -> None:
-        self._cancel_idle()
-        idle = self.ctx.upstream.state.idle_timeout or KEEPALIVE_IDLE_S
-        self._idle = self.loop.call_later(idle, self.close)
+        """One timer per connection, not per request: when it fires it checks how long the
+        connection has really been idle and closes it, or sleeps for the rest."""
+        self._idle_since = self.loop.time()
+        self._idle = self.loop.call_later(self._idle_timeout(), self._idle_check)
+
+    def _idle_timeout(self) -> float:
+        return self.ctx.upstream.state.idle_timeout or KEEPALIVE_IDLE_S
+
+    def _idle_check(self) -> None:
+        self._idle = None
+        if self.closed:
+            return
+        timeout = self._idle_timeout()
+        if self.active is not None or self._in_message or self.queue or self.tunnel is not None:
+            delay = timeout  # busy: idle time starts when this exchange ends
+        else:
+            delay = self._idle_since + timeout - self.loop.time()
+            if delay <= 0:
+                self.close()
+                return
+        self._idle = self.loop.call_later(delay, self._idle_check)
 
     def _cancel_idle(self) -> None:
         if self._idle is not None:

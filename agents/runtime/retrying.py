@@ -41,6 +41,8 @@ class RetryMixin:
     has_body: bool
     finished: bool
     tries: int
+    tried: set[str] | None
+    hash_key: int | None
     started: float
     deadline: float
     retry_reserved: bool
@@ -48,7 +50,6 @@ class RetryMixin:
     body_buffer: list[bytes]
     buffered: int
     head_sent: bool
-    timer: asyncio.TimerHandle | None
     per_try: bool
     conn: UpstreamConnection | None
     endpoint: Endpoint | None
@@ -71,16 +72,38 @@ class RetryMixin:
                        state: RouteState) -> object:
         raise NotImplementedError
 
-    async def _attempts(self) -> None:
+    async def _attempts(self, outcome: object = None, picked: Endpoint | None = None) -> None:
+        """Pick, connect, forward, and again while a retry is allowed.
+
+        outcome: that of a try already made (the task-less first one), to carry on from;
+        picked: the endpoint start() chose already (a balancer is asked once per try).
+        """
         upstream = self.ctx.upstream
         state = self.state
-        tried: set[str] = set()
+        tried = self.tried if self.tried is not None else set()
         status, reason = 503, "no-healthy-endpoints"
         fresh_only = False
-        self.deadline = self.started + state.request_timeout
-        hash_key = self._hash_key(state) if state.hashing else None
+        hash_key = self.hash_key
         while not self.finished:
-            endpoint = upstream.pick(state, tried, hash_key)
+            if outcome is not None:
+                if outcome is DONE:
+                    return
+                if outcome is RETRY:
+                    fresh_only = True  # a reused connection had gone stale; the next is new
+                    if self.endpoint is not None:
+                        tried.discard(self.endpoint.key)
+                    outcome = None
+                    continue
+                status, reason = outcome  # type: ignore[misc]
+                if not self.retry_reserved:
+                    break
+                self.tries += 1
+                fresh_only = False
+                self._rewind()
+                await self._backoff(state, self.tries)
+                outcome = None
+                continue
+            endpoint, picked = picked or upstream.pick(state, tried, hash_key), None
             if endpoint is None:
                 break
             tried.add(endpoint.key)
@@ -112,19 +135,6 @@ class RetryMixin:
                 upstream.pool.give(conn)
                 return
             outcome = await self._forward(conn, endpoint, state)
-            if outcome is DONE:
-                return
-            if outcome is RETRY:
-                fresh_only = True  # a reused connection had gone stale; the next is new
-                tried.discard(endpoint.key)
-                continue
-            status, reason = outcome  # type: ignore[misc]
-            if not self.retry_reserved:
-                break
-            self.tries += 1
-            fresh_only = False
-            self._rewind()
-            await self._backoff(state, self.tries)
         self.fail(status, reason)
 
     def _may_retry(self, kind: str, retry: int) -> bool:
@@ -149,8 +159,8 @@ class RetryMixin:
     def _retry_status(self, kind: str) -> bool:
         return self._may_retry(kind, self.tries)
 
-    def _timed_out(self) -> None:
-        self.timer = None
+    def deadline_passed(self) -> None:
+        """The current try's connection timer: per-try timeout, else the request's."""
         if self.per_try and self.loop.time() < self.deadline:
             conn, self.conn = self.conn, None
             if conn is not None:
