@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import random
 import time
+from bisect import bisect_left
 from collections.abc import Collection, Sequence
 
-from agents.runtime.histogram import NBUCKETS, bucket_index
+from agents.runtime.histogram import BOUNDS_MS, NBUCKETS
 from agents.runtime.policy import BALANCER_NAMES
 
 BALANCERS = BALANCER_NAMES
@@ -57,14 +58,16 @@ class Endpoint:
     def healthy(self) -> bool:
         return not self.ejected and self.status in ("passing", "warning")
 
-    def observe(self, latency_ms: float, error: bool) -> None:
-        """One finished request: counters, histogram, and the peak EWMA of its latency."""
+    def observe(self, latency_ms: float, error: bool, now: float | None = None) -> None:
+        """One finished request: counters, histogram, and the peak EWMA of its latency.
+        now: time.monotonic(), if the caller has it."""
         self.requests += 1
         if error:
             self.errors += 1
         self.latency_sum_ms += latency_ms
-        self.buckets[bucket_index(latency_ms)] += 1
-        now = time.monotonic()
+        self.buckets[bisect_left(BOUNDS_MS, latency_ms)] += 1
+        if now is None:
+            now = time.monotonic()
         if latency_ms > self.ewma_ms:
             self.ewma_ms = latency_ms  # peak sensitivity: a slow answer counts at once
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from agents.runtime.balancer import Endpoint
@@ -91,12 +92,14 @@ class Exchange(RetryMixin):
         self.state: RouteState = client.ctx.upstream.state
         self.upgrade = upgrade  # an Upgrade request: after a 101, a tunnel
         self.replay: list[bytes] | None = [] if has_body else None
-        self.started = self.loop.time()
+        self.started = monotonic()
 
     # lifecycle
     def start(self) -> None:
         loop = self.loop
-        self.started = loop.time()
+        # Latencies on time.monotonic: uvloop's loop.time() has millisecond steps, cached per
+        # loop iteration, too coarse for sub-millisecond answers. Deadlines stay on the loop's.
+        self.started = monotonic()
         ctx = self.ctx
         upstream = ctx.upstream
         state = self.state = upstream.state  # this request's view, whatever snapshot follows
@@ -112,7 +115,7 @@ class Exchange(RetryMixin):
             return
         ctx.inflight += 1
         upstream.active += 1
-        self.deadline = self.started + state.request_timeout
+        self.deadline = loop.time() + state.request_timeout
         if state.hashing:
             self.hash_key = self._hash_key(state)
         # The common case, a warm pooled connection to the chosen endpoint, is forwarded
@@ -165,7 +168,8 @@ class Exchange(RetryMixin):
 
     def _begin_try(self, conn: UpstreamConnection, endpoint: Endpoint, state: RouteState) -> None:
         self.conn, self.endpoint = conn, endpoint
-        now = self.try_started = self.loop.time()
+        self.try_started = monotonic()
+        now = self.loop.time()
         endpoint.active += 1
         self.trying = True
         conn.attach(self)
@@ -440,11 +444,12 @@ class Exchange(RetryMixin):
         self.flush()
         self.finished = True
         self._cancel_timer()
-        latency_ms = (self.loop.time() - self.started) * 1000.0
-        upstream = self.ctx.upstream
-        self.ctx.metrics.record(upstream.source, upstream.service, latency_ms, error)
-        if self.endpoint is not None and self.try_started:
-            self._observe(error)
+        now = monotonic()
+        self.ctx.metrics.record_edge(self.ctx.upstream.edge, (now - self.started) * 1000.0, error)
+        endpoint = self.endpoint
+        if endpoint is not None and self.try_started:
+            endpoint.observe((now - self.try_started) * 1000.0, error, now)
+            self.try_started = 0.0
         self._resolve(DONE)
         self.client.exchange_finished(self, keep)
 
@@ -452,7 +457,8 @@ class Exchange(RetryMixin):
         """Per-endpoint counters and latency of the current try (once per try)."""
         endpoint = self.endpoint
         if endpoint is not None and self.try_started:
-            endpoint.observe((self.loop.time() - self.try_started) * 1000.0, error)
+            now = monotonic()
+            endpoint.observe((now - self.try_started) * 1000.0, error, now)
             self.try_started = 0.0
 
     def _resolve(self, outcome: object) -> None:

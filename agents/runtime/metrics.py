@@ -7,6 +7,7 @@ once an edge exists. drain() hands the window to the report and starts a new one
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -51,15 +52,26 @@ class Metrics:
         self.totals: dict[tuple[str, str], EdgeCounters] = {}
 
     def record(self, source: str, destination: str, latency_ms: float, error: bool) -> None:
-        key = (source, destination)
-        window = self._window.get(key)
+        self.record_edge((source, destination), latency_ms, error)
+
+    def record_edge(self, edge: tuple[str, str], latency_ms: float, error: bool) -> None:
+        """record() for a (source, destination) key the caller keeps (the proxy's hot path)."""
+        index = bisect_left(BOUNDS_MS, latency_ms)
+        window = self._window.get(edge)
         if window is None:
-            window = self._window[key] = EdgeCounters()
-        window.add(latency_ms, error)
-        total = self.totals.get(key)
+            window = self._window[edge] = EdgeCounters()
+        total = self.totals.get(edge)
         if total is None:
-            total = self.totals[key] = EdgeCounters()
-        total.add(latency_ms, error)
+            total = self.totals[edge] = EdgeCounters()
+        window.requests += 1
+        total.requests += 1
+        if error:
+            window.errors += 1
+            total.errors += 1
+        window.latency_sum_ms += latency_ms
+        total.latency_sum_ms += latency_ms
+        window.buckets[index] += 1
+        total.buckets[index] += 1
 
     def merge(self, windows: Iterable[dict[str, Any]]) -> None:
         """Fold in the windows drained by worker processes (--workers): per edge, summed."""

@@ -65,6 +65,7 @@ class UpstreamRuntime:
         self.config = config
         self.service = config.service
         self.source = config.source
+        self.edge = (config.source, config.service)  # the metrics key of this listener's traffic
         self.protocol = config.protocol
         self.zone = zone
         self.state = RouteState((), RoundRobin(), Policy())
