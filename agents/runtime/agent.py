@@ -130,8 +130,8 @@ class Agent:
                 for conn in list(ctx.connections):
                     conn.close()
             else:
-                for writer in list(ctx.writers):
-                    writer.close()
+                for tcp_conn in list(ctx.connections):
+                    tcp_conn.close()
         for runtime in self.upstreams:
             runtime.pool.close_all()
         if self.admin_server is not None:

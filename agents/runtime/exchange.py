@@ -60,6 +60,7 @@ class Exchange(RetryMixin):
     replay_size = 0
     retry_reserved = False
     deadline = 0.0
+    started = 0.0  # time.monotonic() at start()
     per_try = False
     try_started = 0.0
     trying = False  # endpoint.active counts this exchange's current try
@@ -92,7 +93,6 @@ class Exchange(RetryMixin):
         self.state: RouteState = client.ctx.upstream.state
         self.upgrade = upgrade  # an Upgrade request: after a 101, a tunnel
         self.replay: list[bytes] | None = [] if has_body else None
-        self.started = monotonic()
 
     # lifecycle
     def start(self) -> None:
@@ -120,7 +120,8 @@ class Exchange(RetryMixin):
             self.hash_key = self._hash_key(state)
         # The common case, a warm pooled connection to the chosen endpoint, is forwarded
         # right here, without a task; anything else (connecting, retrying) runs in one.
-        endpoint = upstream.pick(state, (), self.hash_key)
+        # (upstream.pick, minus what only applies once endpoints were tried)
+        endpoint = state.balancer.pick(state.plan.choose(upstream.rng), (), self.hash_key)
         conn = upstream.pool.take(endpoint) if endpoint is not None else None
         if conn is None or endpoint is None:
             self.task = loop.create_task(self._route(picked=endpoint))
@@ -441,16 +442,26 @@ class Exchange(RetryMixin):
         self._complete(status >= 500, keep=keep)
 
     def _complete(self, error: bool, *, keep: bool) -> None:
-        self.flush()
+        out = self.out
+        if out:
+            self.out = []
+            self.client.write(out[0] if len(out) == 1 else b"".join(out))
         self.finished = True
-        self._cancel_timer()
+        conn = self.conn
+        if conn is not None:
+            conn.deadline = 0.0
         now = monotonic()
         self.ctx.metrics.record_edge(self.ctx.upstream.edge, (now - self.started) * 1000.0, error)
         endpoint = self.endpoint
         if endpoint is not None and self.try_started:
             endpoint.observe((now - self.try_started) * 1000.0, error, now)
             self.try_started = 0.0
-        self._resolve(DONE)
+        if self.sync:  # (_resolve(DONE), inlined for the common case)
+            self.sync = False
+            self._end_try()
+            self._route_finished()
+        else:
+            self._resolve(DONE)
         self.client.exchange_finished(self, keep)
 
     def _observe(self, error: bool) -> None:

@@ -253,7 +253,8 @@ class Pool:
         return conn
 
     def give(self, conn: UpstreamConnection) -> None:
-        if not conn.reusable():
+        if (conn.closed or conn.tunnel is not None or not conn.parser.should_keep_alive()
+                or conn.endpoint.removed):  # (conn.reusable(), inlined)
             conn.close()
             return
         idle = self._idle.setdefault(conn.endpoint.key, [])

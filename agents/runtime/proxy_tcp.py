@@ -1,15 +1,23 @@
 """L4 proxy for `protocol: tcp` upstreams: balance per connection, then pipe bytes.
 
-Streams are fine here: there is one task pair per connection, not per request,
-and drain() gives the flow control (a slow side pauses the other's reads).
+Both sockets are asyncio Protocols joined back to back: what one side's
+data_received gets goes straight to the other side's transport.write, with no
+coroutine hop per chunk. Flow control is the transports' own (as in
+proxy_http): when one side's write buffer passes WRITE_HIGH_WATER, reading from
+the other side pauses until it drains. Half-close is passed through: an EOF
+from one side becomes write_eof on the other, and the connection closes once
+both directions are done (or either socket is lost). Only choosing and
+connecting an endpoint runs in a task; what the client sends meanwhile is held,
+and its reading pauses past EARLY_LIMIT.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from agents.runtime.balancer import Endpoint
 from agents.runtime.hashing import hash64
@@ -19,33 +27,289 @@ from agents.runtime.upstream import UpstreamRuntime
 
 log = logging.getLogger("meshagent.tcp")
 
-CHUNK = 64 * 1024
+WRITE_HIGH_WATER = 256 * 1024
+EARLY_LIMIT = 256 * 1024  # client bytes held while connecting; reading pauses past this
+
+_EARLY = 1  # why the client's reading is paused (a bit each)
+_UPSTREAM = 2
 
 
 @dataclass
 class TcpContext:
     upstream: UpstreamRuntime
     metrics: Metrics
-    writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    connections: set[TcpConnection] = field(default_factory=set)
     inflight: int = 0
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(CHUNK):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()  # half-close: the other side may still be answering
-    except (ConnectionError, OSError):
-        writer.close()
+class _UpstreamSide(asyncio.Protocol):
+    """The socket to the endpoint; its bytes go to the client's transport."""
+
+    __slots__ = ("conn", "transport", "send", "held", "eof_in", "eof_out", "lost")
+
+    def __init__(self, conn: TcpConnection) -> None:
+        self.conn = conn
+        self.transport: asyncio.Transport | None = None
+        self.send: Callable[[bytes], object] | None = None  # client transport.write, once linked
+        self.held: list[bytes] = []  # bytes that came before the link (server speaks first)
+        self.eof_in = False  # the endpoint sent EOF
+        self.eof_out = False  # we sent it EOF (the client's)
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        send = self.send
+        if send is not None:
+            send(data)
+        elif not self.lost:
+            self.held.append(data)  # at most a read or two: the link is one loop turn away
+
+    def eof_received(self) -> bool:
+        if not self.eof_in:
+            self.eof_in = True
+            if self.send is not None:
+                self.conn.upstream_eof()
+        return True  # the other direction may still be going
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.send = None
+        if self.conn.upstream is self:  # (before the link, _link sees `lost`)
+            self.conn.upstream_lost()
+
+    def pause_writing(self) -> None:
+        self.conn.pause_reading(_UPSTREAM)
+
+    def resume_writing(self) -> None:
+        self.conn.resume_reading(_UPSTREAM)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.lost and not self.eof_in:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.lost and not self.eof_in:
+            self.transport.resume_reading()
+
+    def write_eof(self) -> None:
+        transport = self.transport
+        if transport is None or self.lost or self.eof_out:
+            return
+        self.eof_out = True
+        if transport.can_write_eof():
+            transport.write_eof()  # after what is buffered: the endpoint may still be answering
+
+    def close(self) -> None:
+        self.send = None
+        if self.transport is not None and not self.lost:
+            self.transport.close()  # flushes what is buffered first
 
 
-async def _connect(ctx: TcpContext, peer: bytes) -> tuple[
-        asyncio.StreamReader, asyncio.StreamWriter, Endpoint] | None:
+class TcpConnection(asyncio.Protocol):
+    """The client's socket, and the proxied connection's lifecycle and bookkeeping."""
+
+    __slots__ = ("ctx", "loop", "transport", "send", "upstream", "endpoint", "task", "early",
+                 "early_size", "paused", "eof_in", "lost", "finished", "started", "peer")
+
+    def __init__(self, ctx: TcpContext) -> None:
+        self.ctx = ctx
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.send: Callable[[bytes], object] | None = None  # upstream transport.write, once linked
+        self.upstream: _UpstreamSide | None = None
+        self.endpoint: Endpoint | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.early: list[bytes] = []  # client bytes that came before the upstream
+        self.early_size = 0
+        self.paused = 0  # _EARLY | _UPSTREAM: reasons the client's reading is paused
+        self.eof_in = False  # the client sent EOF
+        self.lost = False
+        self.finished = False
+        self.started = 0.0
+        self.peer = b""
+
+    # asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self.started = self.loop.time()
+        ctx = self.ctx
+        ctx.inflight += 1
+        ctx.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]).encode() if isinstance(peer, tuple) else b""
+        self.task = self.loop.create_task(self._connect())
+
+    def data_received(self, data: bytes) -> None:
+        send = self.send
+        if send is not None:
+            send(data)
+        elif not self.lost:
+            self.early.append(data)
+            self.early_size += len(data)
+            if self.early_size > EARLY_LIMIT:
+                self.pause_reading(_EARLY)
+
+    def eof_received(self) -> bool:
+        if not self.eof_in:
+            self.eof_in = True
+            upstream = self.upstream
+            if upstream is not None:
+                upstream.write_eof()
+                self._both_ended()
+            # else: sent on once connected, after the bytes held until then
+        return True  # the answer may still be coming
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.send = None
+        self.early = []
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.close()  # what the client sent is still delivered, then the upstream closes
+        if self.task is not None and not self.task.done():
+            self.task.cancel()  # gone before an endpoint answered: stop trying
+        if upstream is None or upstream.lost:
+            self._finish()
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    # flow control of the client's reading, which two things may pause
+    def pause_reading(self, reason: int) -> None:
+        if not self.paused and self.transport is not None and not self.lost and not self.eof_in:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def resume_reading(self, reason: int) -> None:
+        if not self.paused & reason:
+            return
+        self.paused &= ~reason
+        if not self.paused and self.transport is not None and not self.lost and not self.eof_in:
+            self.transport.resume_reading()
+
+    # the upstream side's events
+    def upstream_eof(self) -> None:
+        transport = self.transport
+        if transport is not None and not self.lost and transport.can_write_eof():
+            transport.write_eof()
+        self._both_ended()
+
+    def upstream_lost(self) -> None:
+        self.send = None  # (uvloop raises on a write to a lost transport)
+        self.close_client()
+        if self.lost:
+            self._finish()
+
+    # ours
+    async def _connect(self) -> None:
+        try:
+            connected = await _connect(self.ctx, self.peer, self)
+        except asyncio.CancelledError:
+            self.close_client()  # (if not gone already) its connection_lost finishes it
+            raise
+        except Exception:
+            log.exception("tcp proxy error")
+            connected = None
+        if connected is None:
+            self.close_client()
+            self._finish()
+            return
+        upstream, endpoint = connected
+        if self.lost:  # not reached (a lost client cancels this task), but never leak a socket
+            upstream.close()
+            self._finish()
+            return
+        self._link(upstream, endpoint)
+
+    def _link(self, upstream: _UpstreamSide, endpoint: Endpoint) -> None:
+        transport, up_transport = self.transport, upstream.transport
+        assert transport is not None and up_transport is not None
+        self.upstream, self.endpoint = upstream, endpoint
+        endpoint.active += 1
+        self.send = up_transport.write
+        upstream.send = transport.write
+        early, self.early, self.early_size = self.early, [], 0
+        self.resume_reading(_EARLY)  # before writing: that write may pause it again
+        if early:
+            up_transport.writelines(early)
+        held, upstream.held = upstream.held, []
+        if held:
+            transport.writelines(held)
+        if self.eof_in:
+            upstream.write_eof()
+        if upstream.lost:  # it answered and went away before the link
+            self.upstream_lost()
+        elif upstream.eof_in:
+            self.upstream_eof()
+        else:
+            self._both_ended()
+
+    def _both_ended(self) -> None:
+        """Both sides sent EOF: nothing more will come, close once the buffers are out."""
+        upstream = self.upstream
+        if self.eof_in and upstream is not None and upstream.eof_in:
+            self.close()
+
+    def close_client(self) -> None:
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.send = None
+        if self.transport is not None and not self.lost:
+            self.transport.close()  # flushes what is buffered first
+
+    def close(self) -> None:
+        """Close both sockets (the agent's shutdown calls this too)."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self.close_client()
+        self.send = None
+        if self.upstream is not None:
+            self.upstream.close()
+
+    def buffered(self) -> int:
+        """Bytes this connection holds in memory (both write buffers, bytes held early)."""
+        size = self.early_size + sum(map(len, self.upstream.held if self.upstream else ()))
+        for transport in (self.transport, self.upstream.transport if self.upstream else None):
+            if transport is not None and not transport.is_closing():
+                size += transport.get_write_buffer_size()
+        return size
+
+    def _finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        ctx = self.ctx
+        ctx.inflight -= 1
+        ctx.connections.discard(self)
+        # For L4 the "latency" recorded is the connection's lifetime.
+        lifetime_ms = (self.loop.time() - self.started) * 1000.0
+        endpoint = self.endpoint
+        error = endpoint is None  # no endpoint could be connected
+        if endpoint is not None:
+            endpoint.active -= 1
+            endpoint.observe(lifetime_ms, False)
+        upstream = ctx.upstream
+        ctx.metrics.record(upstream.source, upstream.service, lifetime_ms, error)
+
+
+async def _connect(ctx: TcpContext, peer: bytes,
+                   conn: TcpConnection) -> tuple[_UpstreamSide, Endpoint] | None:
     """Same selection as HTTP (panic, zones, balancer); only the client IP can be a hash key."""
     upstream = ctx.upstream
     state = upstream.state
+    loop = asyncio.get_running_loop()
     hash_key = hash64(peer) if state.hash_on is not None and peer else None
     tried: set[str] = set()
     while (endpoint := upstream.pick(state, tried, hash_key)) is not None:
@@ -54,60 +318,19 @@ async def _connect(ctx: TcpContext, peer: bytes) -> tuple[
         tried.add(endpoint.key)
         try:
             async with asyncio.timeout(state.connect_timeout):
-                reader, writer = await asyncio.open_connection(endpoint.address, endpoint.port)
+                _, side = await loop.create_connection(
+                    lambda: _UpstreamSide(conn), endpoint.address, endpoint.port)
         except (OSError, TimeoutError):
             endpoint.errors += 1
             upstream.outlier.record(endpoint, CONNECT_FAILURE)
             continue
         upstream.outlier.record(endpoint, 200)  # a connection made: the streak is over
-        return reader, writer, endpoint
+        return side, endpoint
     return None
-
-
-async def handle_tcp(ctx: TcpContext, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    ctx.inflight += 1
-    ctx.writers.add(writer)
-    upstream = ctx.upstream
-    error = True
-    try:
-        peername = writer.get_extra_info("peername")
-        peer = str(peername[0]).encode() if isinstance(peername, tuple) else b""
-        connected = await _connect(ctx, peer)
-        if connected is None:
-            return
-        up_reader, up_writer, endpoint = connected
-        endpoint.active += 1
-        ctx.writers.add(up_writer)
-        try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-            error = False
-        finally:
-            endpoint.active -= 1
-            endpoint.observe((loop.time() - started) * 1000.0, error)
-            ctx.writers.discard(up_writer)
-            up_writer.close()
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("tcp proxy error")
-    finally:
-        ctx.inflight -= 1
-        ctx.writers.discard(writer)
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-        # For L4 the "latency" recorded is the connection's lifetime.
-        upstream_ms = (loop.time() - started) * 1000.0
-        ctx.metrics.record(upstream.source, upstream.service, upstream_ms, error)
 
 
 async def start_tcp_listener(ctx: TcpContext, host: str, port: int, *,
                              reuse_port: bool = False) -> asyncio.Server:
-    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await handle_tcp(ctx, reader, writer)
-
-    return await asyncio.start_server(on_client, host, port, backlog=1024, reuse_address=True,
-                                      reuse_port=reuse_port or None, limit=CHUNK)
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: TcpConnection(ctx), host, port, backlog=1024,
+                                    reuse_address=True, reuse_port=reuse_port or None)
