@@ -99,7 +99,7 @@ class Exchange(RetryMixin):
         loop = self.loop
         # Latencies on time.monotonic: uvloop's loop.time() has millisecond steps, cached per
         # loop iteration, too coarse for sub-millisecond answers. Deadlines stay on the loop's.
-        self.started = monotonic()
+        self.started = started = monotonic()
         ctx = self.ctx
         upstream = ctx.upstream
         state = self.state = upstream.state  # this request's view, whatever snapshot follows
@@ -115,7 +115,8 @@ class Exchange(RetryMixin):
             return
         ctx.inflight += 1
         upstream.active += 1
-        self.deadline = loop.time() + state.request_timeout
+        now = loop.time()
+        self.deadline = now + state.request_timeout
         if state.hashing:
             self.hash_key = self._hash_key(state)
         # The common case, a warm pooled connection to the chosen endpoint, is forwarded
@@ -128,7 +129,7 @@ class Exchange(RetryMixin):
             return
         self.sync = True
         try:
-            self._begin_try(conn, endpoint, state)
+            self._begin_try(conn, endpoint, state, started)
         except Exception:
             log.exception("proxy error")
             self.fail(502, "proxy-error")
@@ -167,19 +168,25 @@ class Exchange(RetryMixin):
         finally:
             self._end_try()
 
-    def _begin_try(self, conn: UpstreamConnection, endpoint: Endpoint, state: RouteState) -> None:
+    def _begin_try(self, conn: UpstreamConnection, endpoint: Endpoint, state: RouteState,
+                   started: float = 0.0) -> None:
+        """started: time.monotonic() if the caller just took it."""
         self.conn, self.endpoint = conn, endpoint
-        self.try_started = monotonic()
+        self.try_started = started or monotonic()
         now = self.loop.time()
         endpoint.active += 1
         self.trying = True
         conn.attach(self)
         self._send_head(conn)
         timeout = self.deadline - now
-        self.per_try = 0 < state.per_try_timeout < timeout
-        if self.per_try:
+        per_try = self.per_try = 0 < state.per_try_timeout < timeout
+        if per_try:
             timeout = state.per_try_timeout
-        conn.set_deadline(now + max(timeout, 0.0))
+        when = now + max(timeout, 0.0)
+        if conn.armed_until and when >= conn.armed_until:
+            conn.deadline = when  # (conn.set_deadline, inlined for the common case)
+        else:
+            conn.set_deadline(when)
 
     def _end_try(self) -> None:
         if self.trying and self.endpoint is not None:

@@ -34,6 +34,12 @@ class EdgeCounters:
         self.latency_sum_ms += latency_ms
         self.buckets[bucket_index(latency_ms)] += 1
 
+    def add_counters(self, other: EdgeCounters) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.latency_sum_ms += other.latency_sum_ms
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
+
     def merge(self, window: dict[str, Any]) -> None:
         """Add a drained window (a protocol "metrics" entry) from another process."""
         self.requests += int(window["requests"])
@@ -49,7 +55,20 @@ class Metrics:
         self._wall = wall
         self._window: dict[tuple[str, str], EdgeCounters] = {}
         self._window_start = clock()
-        self.totals: dict[tuple[str, str], EdgeCounters] = {}
+        self._drained: dict[tuple[str, str], EdgeCounters] = {}  # every window before this one
+
+    @property
+    def totals(self) -> dict[tuple[str, str], EdgeCounters]:
+        """Running totals per edge: the drained windows plus the current one (summed when
+        read, so a request is counted once on the hot path, not twice)."""
+        totals: dict[tuple[str, str], EdgeCounters] = {}
+        for table in (self._drained, self._window):
+            for key, counters in table.items():
+                total = totals.get(key)
+                if total is None:
+                    total = totals[key] = EdgeCounters()
+                total.add_counters(counters)
+        return totals
 
     def record(self, source: str, destination: str, latency_ms: float, error: bool) -> None:
         self.record_edge((source, destination), latency_ms, error)
@@ -60,28 +79,20 @@ class Metrics:
         window = self._window.get(edge)
         if window is None:
             window = self._window[edge] = EdgeCounters()
-        total = self.totals.get(edge)
-        if total is None:
-            total = self.totals[edge] = EdgeCounters()
         window.requests += 1
-        total.requests += 1
         if error:
             window.errors += 1
-            total.errors += 1
         window.latency_sum_ms += latency_ms
-        total.latency_sum_ms += latency_ms
         window.buckets[index] += 1
-        total.buckets[index] += 1
 
     def merge(self, windows: Iterable[dict[str, Any]]) -> None:
         """Fold in the windows drained by worker processes (--workers): per edge, summed."""
         for window in windows:
             key = (str(window["source"]), str(window["destination"]))
-            for table in (self._window, self.totals):
-                counters = table.get(key)
-                if counters is None:
-                    counters = table[key] = EdgeCounters()
-                counters.merge(window)
+            counters = self._window.get(key)
+            if counters is None:
+                counters = self._window[key] = EdgeCounters()
+            counters.merge(window)
 
     def drain(self) -> list[dict[str, Any]]:
         """The current window as protocol "metrics" entries, and start the next one."""
@@ -89,6 +100,11 @@ class Metrics:
         seconds = max(now - self._window_start, 0.001)
         window_end = self._wall()
         windows, self._window, self._window_start = self._window, {}, now
+        for key, counters in windows.items():
+            drained = self._drained.get(key)
+            if drained is None:
+                drained = self._drained[key] = EdgeCounters()
+            drained.add_counters(counters)
         return [
             {
                 "source": source,

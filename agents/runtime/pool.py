@@ -47,7 +47,7 @@ class UpstreamConnection(asyncio.Protocol):
     deadline = 0.0  # when the current exchange times out (loop time); 0: no timeout
     paused = False  # reading paused (a slow client)
     _timer: asyncio.TimerHandle | None = None
-    _timer_at = 0.0
+    armed_until = 0.0  # when the timer fires; 0: not armed
 
     def __init__(self, endpoint: Endpoint, pool: Pool | None = None) -> None:
         self.endpoint = endpoint
@@ -163,14 +163,15 @@ class UpstreamConnection(asyncio.Protocol):
         then, or if this deadline is earlier than the one it is armed for."""
         self.deadline = when
         timer = self._timer
-        if timer is None or when < self._timer_at:
+        if timer is None or when < self.armed_until:
             if timer is not None:
                 timer.cancel()
-            self._timer_at = when
+            self.armed_until = when
             self._timer = self.loop.call_at(when, self._check_deadline)
 
     def _check_deadline(self) -> None:
         self._timer = None
+        self.armed_until = 0.0
         deadline = self.deadline
         handler = self.handler
         if not deadline or handler is None or self.closed:
@@ -179,13 +180,14 @@ class UpstreamConnection(asyncio.Protocol):
             self.deadline = 0.0
             handler.deadline_passed()
         else:
-            self._timer_at = deadline
+            self.armed_until = deadline
             self._timer = self.loop.call_at(deadline, self._check_deadline)
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+            self.armed_until = 0.0
 
     def reset_parser(self) -> None:
         """After a HEAD the parser would wait for a body that never comes; start fresh."""

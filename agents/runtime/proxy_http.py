@@ -170,7 +170,10 @@ class ClientConnection(asyncio.Protocol):
         self._in_message = False
         parsing, self.parsing = self.parsing, None
         if parsing is not None:
-            parsing.request_end()
+            if parsing.chunked_in:
+                parsing.request_end()
+            else:
+                parsing.request_complete = True  # (request_end, inlined for the common case)
 
     # used by Exchange
     def write(self, data: bytes) -> None:

@@ -257,6 +257,28 @@ async def test_slow_backend_past_the_request_timeout_answers_504() -> None:
     assert response.header("x-mesh-error") == "request-timeout"
 
 
+async def test_request_timeout_holds_on_a_reused_upstream_connection() -> None:
+    # One timer per upstream connection, re-armed lazily: a second request on the same
+    # pooled connection, and one whose deadline is earlier than the timer's, still time out.
+    loop = asyncio.get_running_loop()
+    async with backends("a") as (a,), running_proxy(a, request_timeout_ms=5000) as proxy:
+        assert (await fetch(proxy.port, "GET", "/")).status == 200  # arms the timer at +5 s
+        proxy.route(a, request_timeout_ms=200)  # same endpoint: the pooled connection stays
+        assert proxy.runtime.pool.idle_count() == 1 and a.connections == 1
+        started = loop.time()
+        response = await fetch(proxy.port, "GET", "/slow?ms=3000")
+        elapsed = loop.time() - started
+        assert response.status == 504
+        assert response.header("x-mesh-error") == "request-timeout"
+        assert 0.15 <= elapsed < 2.0, elapsed
+        assert a.connections == 1  # that request went over the reused connection
+        assert (await fetch(proxy.port, "GET", "/")).status == 200
+        started = loop.time()
+        response = await fetch(proxy.port, "GET", "/slow?ms=3000")
+        assert response.status == 504 and loop.time() - started < 2.0
+    assert a.connections >= 2  # the timed-out try's connection is not reused
+
+
 async def test_backend_dying_mid_response_cuts_the_client() -> None:
     async with backends("a") as (a,), running_proxy(a) as proxy:
         with pytest.raises(ConnectionError):
