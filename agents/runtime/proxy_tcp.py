@@ -45,13 +45,14 @@ class TcpContext:
 class _UpstreamSide(asyncio.Protocol):
     """The socket to the endpoint; its bytes go to the client's transport."""
 
-    __slots__ = ("conn", "transport", "send", "held", "eof_in", "eof_out", "lost")
+    __slots__ = ("conn", "transport", "send", "held", "linked", "eof_in", "eof_out", "lost")
 
     def __init__(self, conn: TcpConnection) -> None:
         self.conn = conn
         self.transport: asyncio.Transport | None = None
         self.send: Callable[[bytes], object] | None = None  # client transport.write, once linked
         self.held: list[bytes] = []  # bytes that came before the link (server speaks first)
+        self.linked = False
         self.eof_in = False  # the endpoint sent EOF
         self.eof_out = False  # we sent it EOF (the client's)
         self.lost = False
@@ -66,13 +67,13 @@ class _UpstreamSide(asyncio.Protocol):
         send = self.send
         if send is not None:
             send(data)
-        elif not self.lost:
+        elif not self.linked:
             self.held.append(data)  # at most a read or two: the link is one loop turn away
 
     def eof_received(self) -> bool:
         if not self.eof_in:
             self.eof_in = True
-            if self.send is not None:
+            if self.linked:
                 self.conn.upstream_eof()
         return True  # the other direction may still be going
 
@@ -169,7 +170,7 @@ class TcpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.send = None
-        self.early = []
+        self.early, self.early_size = [], 0
         upstream = self.upstream
         if upstream is not None:
             upstream.close()  # what the client sent is still delivered, then the upstream closes
@@ -238,20 +239,24 @@ class TcpConnection(asyncio.Protocol):
         assert transport is not None and up_transport is not None
         self.upstream, self.endpoint = upstream, endpoint
         endpoint.active += 1
+        upstream.linked = True
+        held, upstream.held = upstream.held, []
+        if upstream.lost:  # it answered and went away before the link: pass that on, close
+            if held:
+                transport.writelines(held)
+            self.upstream_lost()
+            return
         self.send = up_transport.write
         upstream.send = transport.write
         early, self.early, self.early_size = self.early, [], 0
         self.resume_reading(_EARLY)  # before writing: that write may pause it again
         if early:
             up_transport.writelines(early)
-        held, upstream.held = upstream.held, []
         if held:
             transport.writelines(held)
         if self.eof_in:
             upstream.write_eof()
-        if upstream.lost:  # it answered and went away before the link
-            self.upstream_lost()
-        elif upstream.eof_in:
+        if upstream.eof_in:
             self.upstream_eof()
         else:
             self._both_ended()
@@ -279,8 +284,8 @@ class TcpConnection(asyncio.Protocol):
             self.upstream.close()
 
     def buffered(self) -> int:
-        """Bytes this connection holds in memory (both write buffers, bytes held early)."""
-        size = self.early_size + sum(map(len, self.upstream.held if self.upstream else ()))
+        """Bytes this connection holds in memory: both write buffers, and what is held early."""
+        size = self.early_size
         for transport in (self.transport, self.upstream.transport if self.upstream else None):
             if transport is not None and not transport.is_closing():
                 size += transport.get_write_buffer_size()

@@ -181,6 +181,20 @@ async def test_upstream_half_close_still_gets_the_request() -> None:
     assert totals(ctx).requests == 1 and totals(ctx).errors == 0
 
 
+async def test_an_upstream_that_speaks_and_hangs_up_at_once_is_heard() -> None:
+    async def banner_and_bye(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"421 too busy\r\n")
+        writer.close()
+
+    async with tcp_server(banner_and_bye) as port, tcp_proxy(port) as (proxy_port, ctx):
+        for _ in range(5):
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+            assert await asyncio.wait_for(reader.read(), 5) == b"421 too busy\r\n"
+            writer.close()
+        await settled(ctx)
+    assert totals(ctx).requests == 5 and totals(ctx).errors == 0
+
+
 @pytest.mark.parametrize("direction", ["download", "upload"])
 async def test_large_transfer_to_a_slow_reader_keeps_the_proxy_buffers_bounded(
         direction: str) -> None:
@@ -400,6 +414,7 @@ SCENARIOS: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
     "piped": test_bytes_are_piped_both_ways,
     "client-half-close": test_client_half_close_still_gets_the_answer,
     "upstream-half-close": test_upstream_half_close_still_gets_the_request,
+    "banner-and-bye": test_an_upstream_that_speaks_and_hangs_up_at_once_is_heard,
     "download": lambda: test_large_transfer_to_a_slow_reader_keeps_the_proxy_buffers_bounded(
         "download"),
     "upload": lambda: test_large_transfer_to_a_slow_reader_keeps_the_proxy_buffers_bounded(
