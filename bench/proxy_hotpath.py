@@ -12,7 +12,6 @@ separate from the kernel's); --profile adds cProfile's top functions.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import pstats
 import sys

@@ -313,7 +313,9 @@ class Exchange(RetryMixin):
             return
         self._cancel_timer()
         endpoint = self.endpoint
-        if endpoint is not None:
+        # The detector needs failures, and successes only to end a streak.
+        if endpoint is not None and (
+                status >= 500 or endpoint.consecutive_5xx or endpoint.consecutive_gateway):
             self.ctx.upstream.outlier.record(endpoint, status)
         if status >= 500 and not self.continue_sent:
             kind = "5xx" if self.state.retry_5xx else "gateway-error"

@@ -18,7 +18,7 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # The forwarded header block, whole: `name: value\r\n` lines, names tokens, no control
 # bytes in values. One regex call per request instead of two per header.
-_BLOCK = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
+_BLOCK = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]++: [^\x00-\x08\x0a-\x1f\x7f]*+\r\n)*+")
 # Connection may name these without making anything else hop-by-hop.
 _PLAIN_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade"})
 _REQUEST_NAMES = HOP_BY_HOP | {

@@ -61,4 +61,4 @@ def new_request_id() -> bytes:
     """128 random bits as hex. From the random module's generator, not os.urandom: an id
     must be unique, not secret, and this costs no system call per request (the module
     reseeds itself in a forked child, so worker processes do not repeat each other)."""
-    return b"%032x" % getrandbits(128)
+    return getrandbits(128).to_bytes(16).hex().encode()
