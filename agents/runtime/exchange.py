@@ -40,37 +40,54 @@ BUFFER_HIGH_WATER = 256 * 1024
 
 
 class Exchange(RetryMixin):
-    # Defaults shared by every instance (immutable values only): an exchange is made
-    # per request, so only what differs per request is assigned in __init__.
-    buffered = 0
-    request_complete = False
-    conn: UpstreamConnection | None = None
-    endpoint: Endpoint | None = None
-    head_sent = False
-    response_started = False
-    status = 0
-    mode = b""
-    until_close = False  # the upstream's body ends when it closes the connection
-    finished = False
-    request_id: bytes | None = None
-    done: asyncio.Future[object] | None = None  # set while a routing task awaits a try
-    tries = 0
-    task: asyncio.Task[None] | None = None
-    tunnel = False
-    replay_size = 0
-    retry_reserved = False
-    deadline = 0.0
-    started = 0.0  # time.monotonic() at start()
-    per_try = False
-    try_started = 0.0
-    trying = False  # endpoint.active counts this exchange's current try
-    sync = False  # the first try runs without a task; its outcome goes to _resolve
-    tried: set[str] | None = None
-    hash_key: int | None = None
-    continue_sent = False
-    extra: list[tuple[bytes, bytes]] | None = None
-
-    head: bytes | None = None  # request line and headers for upstreams, but Host and the end
+    # Slots: an exchange is made per request and its fields are read many times each;
+    # slot access is the interpreter's fastest attribute path.
+    __slots__ = (
+        "client",
+        "ctx",
+        "loop",
+        "method",
+        "url",
+        "headers",
+        "forwarded",
+        "http11",
+        "keep_alive",
+        "chunked_in",
+        "content_length",
+        "has_body",
+        "is_head",
+        "body_buffer",
+        "out",
+        "state",
+        "upgrade",
+        "replay",
+        "buffered",
+        "request_complete",
+        "conn",
+        "endpoint",
+        "head_sent",
+        "response_started",
+        "status",
+        "mode",
+        "until_close",
+        "finished",
+        "request_id",
+        "done",
+        "task",
+        "tunnel",
+        "replay_size",
+        "deadline",
+        "started",
+        "per_try",
+        "try_started",
+        "trying",
+        "sync",
+        "tried",
+        "hash_key",
+        "continue_sent",
+        "extra",
+        "head",
+    )
 
     def __init__(self, client: ClientConnection, method: bytes, url: bytes,
                  headers: list[tuple[bytes, bytes]], forwarded: RequestHeaders, http11: bool,
@@ -93,6 +110,34 @@ class Exchange(RetryMixin):
         self.state: RouteState = client.ctx.upstream.state
         self.upgrade = upgrade  # an Upgrade request: after a 101, a tunnel
         self.replay: list[bytes] | None = [] if has_body else None
+        self.buffered: int = 0
+        self.request_complete: bool = False
+        self.conn: UpstreamConnection | None = None
+        self.endpoint: Endpoint | None = None
+        self.head_sent: bool = False
+        self.response_started: bool = False
+        self.status: int = 0
+        self.mode: bytes = b""
+        self.until_close: bool = False  # the upstream's body ends when it closes the connection
+        self.finished: bool = False
+        self.request_id: bytes | None = None
+        self.done: asyncio.Future[object] | None = None  # set while a routing task awaits a try
+        self.tries = 0
+        self.task: asyncio.Task[None] | None = None
+        self.tunnel: bool = False
+        self.replay_size: int = 0
+        self.retry_reserved = False
+        self.deadline: float = 0.0
+        self.started: float = 0.0  # time.monotonic() at start()
+        self.per_try: bool = False
+        self.try_started: float = 0.0
+        self.trying: bool = False  # endpoint.active counts this exchange's current try
+        self.sync: bool = False  # the first try runs without a task; its outcome goes to _resolve
+        self.tried: set[str] | None = None
+        self.hash_key: int | None = None
+        self.continue_sent: bool = False
+        self.extra: list[tuple[bytes, bytes]] | None = None
+        self.head: bytes | None = None  # request line + headers for upstreams, less Host
 
     # lifecycle
     def start(self) -> None:
@@ -284,9 +329,7 @@ class Exchange(RetryMixin):
             return
         self.finished = True
         self._cancel_timer()
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            conn.close()
+        self._close_conn()
         self._resolve(DONE)
 
     # response side, called by the upstream connection (pool.ResponseHandler)
@@ -321,9 +364,7 @@ class Exchange(RetryMixin):
             kind = "5xx" if self.state.retry_5xx else "gateway-error"
             if (kind == "5xx" or status in (502, 503, 504)) and self._retry_status(kind):
                 self._observe(True)
-                conn, self.conn = self.conn, None
-                if conn is not None:
-                    conn.close()  # its body is unread: the connection cannot be reused
+                self._close_conn()  # its body is unread: the connection cannot be reused
                 self._resolve((status, f"upstream-{status}"))
                 return
         self.status = status
@@ -433,9 +474,7 @@ class Exchange(RetryMixin):
         """Answer with a proxy error (or cut the client if a response was already under way)."""
         if self.finished:
             return
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            conn.close()
+        self._close_conn()
         if self.response_started:
             self.flush()
             self.client.close()
@@ -472,6 +511,17 @@ class Exchange(RetryMixin):
         else:
             self._resolve(DONE)
         self.client.exchange_finished(self, keep)
+
+    def _close_conn(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+
+    def _rewind(self) -> None:
+        """Send the kept body again on the next try."""
+        self.body_buffer = list(self.replay or ())
+        self.buffered = sum(len(b) for b in self.body_buffer)
+        self.head_sent = False
 
     def _observe(self, error: bool) -> None:
         """Per-endpoint counters and latency of the current try (once per try)."""

@@ -44,12 +44,16 @@ class ResponseHandler(Protocol):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    deadline = 0.0  # when the current exchange times out (loop time); 0: no timeout
-    paused = False  # reading paused (a slow client)
-    _timer: asyncio.TimerHandle | None = None
-    armed_until = 0.0  # when the timer fires; 0: not armed
+    __slots__ = ("endpoint", "pool", "tunnel", "transport", "loop", "handler", "parser", "closed",
+                 "uses", "got_bytes", "idle_since", "deadline", "paused", "armed_until",
+                 "_timer", "_status", "_reason", "_headers")
 
     def __init__(self, endpoint: Endpoint, pool: Pool | None = None) -> None:
+        self.deadline = 0.0  # when the current exchange times out (loop time); 0: no timeout
+        self.paused = False  # reading paused (a slow client)
+        self._timer: asyncio.TimerHandle | None = None
+        self.armed_until = 0.0  # when the timer fires; 0: not armed
+        self.loop = asyncio.get_running_loop()  # made by the loop's create_connection
         self.endpoint = endpoint
         self.pool = pool
         self.tunnel: ResponseHandler | None = None  # after a 101: raw bytes to the client
@@ -69,7 +73,6 @@ class UpstreamConnection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
-        self.loop = asyncio.get_running_loop()
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         if self.pool is not None:
             self.pool.open += 1

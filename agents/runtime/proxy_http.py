@@ -42,6 +42,10 @@ class ListenerContext:
 
 
 class ClientConnection(asyncio.Protocol):
+    __slots__ = ("ctx", "loop", "transport", "parser", "peer", "closed", "write_paused", "active",
+                 "parsing", "queue", "tunnel", "_pauses", "_url", "_headers", "_header_bytes",
+                 "_idle", "_idle_since", "_in_message", "_early")
+
     def __init__(self, ctx: ListenerContext) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()

@@ -31,6 +31,8 @@ DONE = "done"
 class RetryMixin:
     """The retry half of an Exchange; the attributes below are the Exchange's own."""
 
+    __slots__ = ("tries", "retry_reserved")  # the rest are the Exchange's slots
+
     client: ClientConnection
     ctx: ListenerContext
     loop: asyncio.AbstractEventLoop
@@ -63,6 +65,12 @@ class RetryMixin:
         raise NotImplementedError
 
     def _observe(self, error: bool) -> None:
+        raise NotImplementedError
+
+    def _close_conn(self) -> None:
+        raise NotImplementedError
+
+    def _rewind(self) -> None:
         raise NotImplementedError
 
     def _resolve(self, outcome: object) -> None:
@@ -162,9 +170,7 @@ class RetryMixin:
     def deadline_passed(self) -> None:
         """The current try's connection timer: per-try timeout, else the request's."""
         if self.per_try and self.loop.time() < self.deadline:
-            conn, self.conn = self.conn, None
-            if conn is not None:
-                conn.close()
+            self._close_conn()
             if self.endpoint is not None:
                 self.ctx.upstream.outlier.record(self.endpoint, 504)
                 self._observe(True)
@@ -183,12 +189,6 @@ class RetryMixin:
         if self.retry_reserved:
             self.retry_reserved = False
             self.ctx.upstream.retries_inflight -= 1
-
-    def _rewind(self) -> None:
-        """Send the kept body again on the next try."""
-        self.body_buffer = list(self.replay or ())
-        self.buffered = sum(len(b) for b in self.body_buffer)
-        self.head_sent = False
 
     async def _backoff(self, state: RouteState, retry: int) -> None:
         # Full jitter: uniformly up to base × 2^(n-1), capped; spreads a herd of retries.
