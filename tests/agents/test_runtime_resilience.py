@@ -163,6 +163,8 @@ async def test_a_websocket_upgrade_is_tunnelled_both_ways() -> None:
 SMUGGLING = {
     "obs-fold": b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\r\n b\r\n\r\n",
     "invalid-header-name": b"GET / HTTP/1.1\r\nHost: t\r\nX(A): 1\r\n\r\n",
+    "control-byte-in-value": b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\x01b\r\n\r\n",
+    "bare-cr-in-value": b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\rX-B: b\r\n\r\n",
     "cl-and-te-mixed-case": b"POST / HTTP/1.1\r\nHost: t\r\ncontent-length: 3\r\n"
                             b"transfer-encoding: Chunked\r\n\r\n0\r\n\r\n",
     "negative-cl": b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
