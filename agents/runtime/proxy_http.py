@@ -135,7 +135,8 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         headers, url = self._headers, self._url
         self._headers, self._url, self._header_bytes = [], b"", 0
-        # Defence in depth: whatever llhttp lets through, nothing odd is forwarded.
+        # Names and values were checked by llhttp (see heads.py); the framing is checked
+        # again below, as the one thing a smuggled request needs.
         forwarded = request_headers(headers, self.peer)
         lengths, encodings = forwarded.lengths, forwarded.encodings
         # llhttp already refuses these; checked again because a smuggled request
