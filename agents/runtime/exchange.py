@@ -160,23 +160,23 @@ class Exchange(RetryMixin):
             return
         ctx.inflight += 1
         upstream.active += 1
-        now = loop.time()
-        self.deadline = now + state.request_timeout
-        if state.hashing:
-            self.hash_key = self._hash_key(state)
-        # The common case, a warm pooled connection to the chosen endpoint, is forwarded
-        # right here, without a task; anything else (connecting, retrying) runs in one.
-        # (upstream.pick, minus what only applies once endpoints were tried)
-        endpoint = state.balancer.pick(state.plan.choose(upstream.rng), (), self.hash_key)
-        conn = upstream.pool.take(endpoint) if endpoint is not None else None
-        if conn is None or endpoint is None:
-            self.task = loop.create_task(self._route(picked=endpoint))
-            return
-        self.sync = True
         try:
+            self.deadline = loop.time() + state.request_timeout
+            if state.hashing:
+                self.hash_key = self._hash_key(state)
+            # The common case, a warm pooled connection to the chosen endpoint, is forwarded
+            # right here, without a task; anything else (connecting, retrying) runs in one.
+            # (upstream.pick, minus what only applies once endpoints were tried)
+            endpoint = state.balancer.pick(state.plan.choose(upstream.rng), (), self.hash_key)
+            conn = upstream.pool.take(endpoint) if endpoint is not None else None
+            if conn is None or endpoint is None:
+                self.task = loop.create_task(self._route(picked=endpoint))
+                return
+            self.sync = True
             self._begin_try(conn, endpoint, state, started)
         except Exception:
             log.exception("proxy error")
+            self.sync = True  # so that finishing releases the counters taken above
             self.fail(502, "proxy-error")
 
     def refuse(self, status: int, reason: str,

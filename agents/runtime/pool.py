@@ -46,13 +46,14 @@ class ResponseHandler(Protocol):
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("endpoint", "pool", "tunnel", "transport", "loop", "handler", "parser", "closed",
                  "uses", "got_bytes", "idle_since", "deadline", "paused", "armed_until",
-                 "_timer", "_status", "_reason", "_headers")
+                 "keep_alive", "_timer", "_status", "_reason", "_headers")
 
     def __init__(self, endpoint: Endpoint, pool: Pool | None = None) -> None:
         self.deadline = 0.0  # when the current exchange times out (loop time); 0: no timeout
         self.paused = False  # reading paused (a slow client)
         self._timer: asyncio.TimerHandle | None = None
         self.armed_until = 0.0  # when the timer fires; 0: not armed
+        self.keep_alive = False  # the last response allows reuse (read at its head)
         self.loop = asyncio.get_running_loop()  # made by the loop's create_connection
         self.endpoint = endpoint
         self.pool = pool
@@ -131,6 +132,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()  # (a HEAD resets the parser)
         headers, reason = self._headers, self._reason
         self._headers, self._reason = [], b""
         if self.handler is None:
@@ -147,6 +149,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.handler.response_body(body)
 
     def on_message_complete(self) -> None:
+        if self._headers:  # a chunked body's trailers: never the next response's headers
+            self._headers = []
         if 100 <= self._status < 200:
             return  # an interim response; the final one follows on this connection
         if self.handler is None:
@@ -215,7 +219,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def reusable(self) -> bool:
-        return (not self.closed and self.tunnel is None and self.parser.should_keep_alive()
+        return (not self.closed and self.tunnel is None and self.keep_alive
                 and not self.endpoint.removed)
 
     def close(self) -> None:
@@ -258,7 +262,7 @@ class Pool:
         return conn
 
     def give(self, conn: UpstreamConnection) -> None:
-        if (conn.closed or conn.tunnel is not None or not conn.parser.should_keep_alive()
+        if (conn.closed or conn.tunnel is not None or not conn.keep_alive
                 or conn.endpoint.removed):  # (conn.reusable(), inlined)
             conn.close()
             return

@@ -173,6 +173,8 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        if self._headers:  # a chunked body's trailers: never the next request's headers
+            self._headers, self._header_bytes = [], 0
         parsing, self.parsing = self.parsing, None
         if parsing is not None:
             if parsing.chunked_in:

@@ -43,6 +43,7 @@ class RetryMixin:
     has_body: bool
     finished: bool
     tries: int
+    continue_sent: bool
     tried: set[str] | None
     hash_key: int | None
     started: float
@@ -174,7 +175,8 @@ class RetryMixin:
             if self.endpoint is not None:
                 self.ctx.upstream.outlier.record(self.endpoint, 504)
                 self._observe(True)
-            if self._retry_status("gateway-error"):
+            # (a client told 100 Continue has sent its body to this try: not replayable)
+            if not self.continue_sent and self._retry_status("gateway-error"):
                 self._resolve((504, "per-try-timeout"))
                 return
             self.fail(504, "per-try-timeout")
