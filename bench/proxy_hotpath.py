@@ -27,6 +27,7 @@ from agents.runtime.pool import UpstreamConnection  # noqa: E402
 from agents.runtime.proxy_http import ClientConnection, ListenerContext  # noqa: E402
 from agents.runtime.snapshot import parse_snapshot  # noqa: E402
 from agents.runtime.upstream import UpstreamRuntime  # noqa: E402
+from bench.benchlib import policy  # noqa: E402
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
 RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 25 Nov 2026 19:00:00 GMT\r\n"
@@ -66,17 +67,10 @@ class MemoryTransport:
         self.closed = True
 
 
-def policy(resilience: bool) -> dict[str, Any]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from benchlib import policy as bench_policy
-
-    return bench_policy(resilience=resilience or None)
-
-
 async def run(requests: int, resilience: bool, profile: bool) -> None:
     runtime = UpstreamRuntime(Upstream("web", "127.0.0.1", 0, "http", "bench"))
     raw = {"revision": 1, "upstreams": {"web": {
-        "protocol": "http", "policy": policy(resilience),
+        "protocol": "http", "policy": policy(resilience=resilience or None),
         "endpoints": [{"id": "i-1", "address": "127.0.0.1", "port": 8080, "status": "passing"}],
     }}}
     runtime.apply(parse_snapshot(raw).upstreams["web"])

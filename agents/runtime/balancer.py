@@ -9,10 +9,9 @@ from __future__ import annotations
 import math
 import random
 import time
-from bisect import bisect_left
 from collections.abc import Collection, Sequence
 
-from agents.runtime.histogram import BOUNDS_MS, NBUCKETS
+from agents.runtime.histogram import NBUCKETS, bucket_index
 from agents.runtime.policy import BALANCER_NAMES
 
 BALANCERS = BALANCER_NAMES
@@ -65,7 +64,7 @@ class Endpoint:
         if error:
             self.errors += 1
         self.latency_sum_ms += latency_ms
-        self.buckets[bisect_left(BOUNDS_MS, latency_ms)] += 1
+        self.buckets[bucket_index(latency_ms)] += 1
         if now is None:
             now = time.monotonic()
         if latency_ms > self.ewma_ms:

@@ -19,7 +19,6 @@ from agents.runtime.heads import RequestHeaders, response_headers
 from agents.runtime.httpwire import (
     LAST_CHUNK,
     chunk,
-    end_to_end,
     new_request_id,
     reason_phrase,
     render_headers,
@@ -166,8 +165,7 @@ class Exchange(RetryMixin):
                 self.hash_key = self._hash_key(state)
             # The common case, a warm pooled connection to the chosen endpoint, is forwarded
             # right here, without a task; anything else (connecting, retrying) runs in one.
-            # (upstream.pick, minus what only applies once endpoints were tried)
-            endpoint = state.balancer.pick(state.plan.choose(upstream.rng), (), self.hash_key)
+            endpoint = upstream.pick(state, (), self.hash_key)
             conn = upstream.pool.take(endpoint) if endpoint is not None else None
             if conn is None or endpoint is None:
                 self.task = loop.create_task(self._route(picked=endpoint))
@@ -227,11 +225,7 @@ class Exchange(RetryMixin):
         per_try = self.per_try = 0 < state.per_try_timeout < timeout
         if per_try:
             timeout = state.per_try_timeout
-        when = now + max(timeout, 0.0)
-        if conn.armed_until and when >= conn.armed_until:
-            conn.deadline = when  # (conn.set_deadline, inlined for the common case)
-        else:
-            conn.set_deadline(when)
+        conn.set_deadline(now + max(timeout, 0.0))
 
     def _end_try(self) -> None:
         if self.trying and self.endpoint is not None:
@@ -277,8 +271,7 @@ class Exchange(RetryMixin):
             # says 100 itself is not echoed twice), so servers that wait silently still work.
             self.continue_sent = True
             self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if self.client._pauses:
-            self.client.resume_reading("buffer")
+        self.client.resume_reading("buffer")
 
     # request side, called by the client connection's parser
     def request_body(self, data: bytes) -> None:
@@ -352,7 +345,7 @@ class Exchange(RetryMixin):
             self.continue_sent = self.continue_sent or status == 100
             if self.http11:
                 self.client.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (
-                    status, phrase, render_headers(end_to_end(headers))))
+                    status, phrase, response_headers(headers)[0]))
             return
         self._cancel_timer()
         endpoint = self.endpoint
@@ -456,8 +449,9 @@ class Exchange(RetryMixin):
         self.status = 101
         self.response_started = True
         upgrade = [(n, v) for n, v in headers if n.lower() == b"upgrade"]
-        out = [*end_to_end(headers), (b"connection", b"upgrade"), *upgrade]
-        self.client.write(b"HTTP/1.1 101 %s\r\n%s\r\n" % (phrase, render_headers(out)))
+        block = response_headers(headers)[0] + b"connection: upgrade\r\n"
+        self.client.write(b"HTTP/1.1 101 %s\r\n%s%s\r\n" % (
+            phrase, block, render_headers(upgrade)))
         self.client.start_tunnel(self)
 
     # endings
@@ -490,26 +484,13 @@ class Exchange(RetryMixin):
         self._complete(status >= 500, keep=keep)
 
     def _complete(self, error: bool, *, keep: bool) -> None:
-        out = self.out
-        if out:
-            self.out = []
-            self.client.write(out[0] if len(out) == 1 else b"".join(out))
+        self.flush()
         self.finished = True
-        conn = self.conn
-        if conn is not None:
-            conn.deadline = 0.0
+        self._cancel_timer()
         now = monotonic()
         self.ctx.metrics.record_edge(self.ctx.upstream.edge, (now - self.started) * 1000.0, error)
-        endpoint = self.endpoint
-        if endpoint is not None and self.try_started:
-            endpoint.observe((now - self.try_started) * 1000.0, error, now)
-            self.try_started = 0.0
-        if self.sync:  # (_resolve(DONE), inlined for the common case)
-            self.sync = False
-            self._end_try()
-            self._route_finished()
-        else:
-            self._resolve(DONE)
+        self._observe(error, now)
+        self._resolve(DONE)
         self.client.exchange_finished(self, keep)
 
     def _close_conn(self) -> None:
@@ -523,11 +504,12 @@ class Exchange(RetryMixin):
         self.buffered = sum(len(b) for b in self.body_buffer)
         self.head_sent = False
 
-    def _observe(self, error: bool) -> None:
-        """Per-endpoint counters and latency of the current try (once per try)."""
+    def _observe(self, error: bool, now: float = 0.0) -> None:
+        """Per-endpoint counters and latency of the current try (once per try).
+        now: time.monotonic(), if the caller just took it."""
         endpoint = self.endpoint
         if endpoint is not None and self.try_started:
-            now = monotonic()
+            now = now or monotonic()
             endpoint.observe((now - self.try_started) * 1000.0, error, now)
             self.try_started = 0.0
 

@@ -30,11 +30,12 @@ class BadRequest(Exception):
     the X-Mesh-Error reason."""
 
 
-def _tokens(value: bytes) -> set[bytes] | None:
-    """The header names a Connection header lists; None for the usual lone keyword."""
+def _listed(value: bytes) -> frozenset[bytes]:
+    """Header names a Connection header lists beyond close/keep-alive/upgrade (hop-by-hop
+    anyway); empty for the usual lone keyword."""
     if value.lower() in _PLAIN_TOKENS:
-        return None
-    return {t.strip().lower() for t in value.split(b",") if t.strip()}
+        return _EMPTY
+    return frozenset(t.strip().lower() for t in value.split(b",")) - _PLAIN_TOKENS - {b""}
 
 
 class RequestHeaders:
@@ -60,7 +61,7 @@ def request_headers(headers: list[tuple[bytes, bytes]], peer: bytes,
     forwarded_for = b""
     request_id: bytes | None = None
     expect = has_host = has_proto = False
-    named: set[bytes] | None = None
+    named = _EMPTY
     lengths: list[bytes] | None = None
     encodings: list[bytes] | None = None
     for name, value in headers:
@@ -72,9 +73,7 @@ def request_headers(headers: list[tuple[bytes, bytes]], peer: bytes,
                 elif lname == b"transfer-encoding":
                     encodings = [value] if encodings is None else [*encodings, value]
                 elif lname == b"connection":
-                    listed = _tokens(value)
-                    if listed:
-                        named = listed if named is None else named | listed
+                    named |= _listed(value)
                 continue
             if lname == b"x-forwarded-for":
                 forwarded_for = value if not forwarded_for else forwarded_for + b", " + value
@@ -89,8 +88,8 @@ def request_headers(headers: list[tuple[bytes, bytes]], peer: bytes,
             elif value.lower() == b"100-continue":
                 expect = True
         lines += (name, b": ", value, b"\r\n")
-    if named and not drop and not named <= _PLAIN_TOKENS:
-        return request_headers(headers, peer, frozenset(named - _PLAIN_TOKENS))
+    if named and not drop:
+        return request_headers(headers, peer, named)
     lines += (b"x-forwarded-for: ", forwarded_for + b", " + peer if forwarded_for else peer,
               b"\r\n")
     if not has_proto:
@@ -104,7 +103,7 @@ def response_headers(headers: list[tuple[bytes, bytes]], drop: frozenset[bytes] 
     lines: list[bytes] = []
     length: bytes | None = None
     chunked = False
-    named: set[bytes] | None = None
+    named = _EMPTY
     for name, value in headers:
         lname = name.lower()
         if lname in HOP_BY_HOP or (drop and lname in drop):
@@ -113,11 +112,9 @@ def response_headers(headers: list[tuple[bytes, bytes]], drop: frozenset[bytes] 
             elif lname == b"transfer-encoding":
                 chunked = True
             elif lname == b"connection":
-                listed = _tokens(value)
-                if listed:
-                    named = listed if named is None else named | listed
+                named |= _listed(value)
             continue
         lines += (name, b": ", value, b"\r\n")
-    if named and not drop and not named <= _PLAIN_TOKENS:
-        return response_headers(headers, frozenset(named - _PLAIN_TOKENS))
+    if named and not drop:
+        return response_headers(headers, named)
     return b"".join(lines), length, chunked

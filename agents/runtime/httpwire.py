@@ -20,21 +20,6 @@ def reason_phrase(status: int) -> bytes:
         return b"Unknown"
 
 
-def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    """Header names listed in Connection: they are hop-by-hop for this message too."""
-    names: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            names.update(t.strip().lower() for t in value.split(b",") if t.strip())
-    return frozenset(names)
-
-
-def end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    extra = connection_tokens(headers)
-    return [(n, v) for n, v in headers
-            if n.lower() not in HOP_BY_HOP and (not extra or n.lower() not in extra)]
-
-
 def render_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
     return b"".join(b"%s: %s\r\n" % (n, v) for n, v in headers)
 

@@ -7,7 +7,6 @@ once an edge exists. drain() hands the window to the report and starts a new one
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -75,15 +74,10 @@ class Metrics:
 
     def record_edge(self, edge: tuple[str, str], latency_ms: float, error: bool) -> None:
         """record() for a (source, destination) key the caller keeps (the proxy's hot path)."""
-        index = bisect_left(BOUNDS_MS, latency_ms)
         window = self._window.get(edge)
         if window is None:
             window = self._window[edge] = EdgeCounters()
-        window.requests += 1
-        if error:
-            window.errors += 1
-        window.latency_sum_ms += latency_ms
-        window.buckets[index] += 1
+        window.add(latency_ms, error)
 
     def merge(self, windows: Iterable[dict[str, Any]]) -> None:
         """Fold in the windows drained by worker processes (--workers): per edge, summed."""

@@ -262,8 +262,7 @@ class Pool:
         return conn
 
     def give(self, conn: UpstreamConnection) -> None:
-        if (conn.closed or conn.tunnel is not None or not conn.keep_alive
-                or conn.endpoint.removed):  # (conn.reusable(), inlined)
+        if not conn.reusable():
             conn.close()
             return
         idle = self._idle.setdefault(conn.endpoint.key, [])

@@ -177,10 +177,7 @@ class ClientConnection(asyncio.Protocol):
             self._headers, self._header_bytes = [], 0
         parsing, self.parsing = self.parsing, None
         if parsing is not None:
-            if parsing.chunked_in:
-                parsing.request_end()
-            else:
-                parsing.request_complete = True  # (request_end, inlined for the common case)
+            parsing.request_end()
 
     # used by Exchange
     def write(self, data: bytes) -> None:

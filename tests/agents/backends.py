@@ -395,3 +395,17 @@ async def free_port() -> int:
     server.close()
     await server.wait_closed()
     return port
+
+
+async def upgrade_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       greeting: bytes = b"") -> None:
+    """An asyncio.start_server handler: switches protocols on the first request (101, then
+    GREETING), then answers each read with b"echo:" + data until the peer sends b"bye"."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\n\r\n" + greeting)
+    while data := await reader.read(1024):
+        if data == b"bye":
+            break
+        writer.write(b"echo:" + data)
+    writer.close()

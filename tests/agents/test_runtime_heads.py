@@ -8,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.runtime.heads import request_headers, response_headers
-from agents.runtime.httpwire import HOP_BY_HOP, end_to_end, render_headers
+from agents.runtime.httpwire import HOP_BY_HOP, render_headers
+
+
+def end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The reference, written plainly (RFC 9110 7.6.1): hop-by-hop headers and the names
+    Connection lists are dropped, the rest kept in order."""
+    listed = {t.strip().lower() for n, v in headers if n.lower() == b"connection"
+              for t in v.split(b",") if t.strip()}
+    return [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP | listed]
 
 
 def lines(block: bytes) -> list[tuple[bytes, bytes]]:

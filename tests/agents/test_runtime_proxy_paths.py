@@ -4,12 +4,14 @@ in order, trailers stay with their message."""
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import pytest
 import uvloop
 
-from tests.agents.backends import HttpClient, HttpServer, Request, head
+from tests.agents.backends import HttpClient, HttpServer, Request, head, upgrade_echo
 from tests.agents.test_runtime_proxy_http import Proxy, backends, running_proxy
+from tests.agents.test_runtime_resilience import FAST_RETRY
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -66,9 +68,6 @@ async def test_response_trailers_do_not_leak_into_the_next_response() -> None:
     assert server.connections == 1  # the pooled connection was reused
     assert second.header("x-leak") is None
 
-
-FAST_RETRY = {"attempts": 2, "on": ["gateway-error", "connect-failure", "reset"],
-              "backoff_base_ms": 1, "backoff_max_ms": 5}
 
 
 async def warm(proxy: Proxy, times: int = 2) -> None:
@@ -194,17 +193,8 @@ async def test_accounting_chunked_and_expect_on_a_warm_connection() -> None:
 
 
 async def test_accounting_upgrade_tunnel_closed_by_either_side() -> None:
-    async def ws(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\n\r\nhello")
-        while data := await reader.read(1024):
-            if data == b"bye":
-                break
-            writer.write(b"echo:" + data)
-        writer.close()
-
-    server = await asyncio.start_server(ws, "127.0.0.1", 0)
+    server = await asyncio.start_server(
+        functools.partial(upgrade_echo, greeting=b"hello"), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         async with running_proxy(port) as proxy:

@@ -15,6 +15,7 @@ from tests.agents.backends import (
     fetch,
     head,
     raw_exchange,
+    upgrade_echo,
 )
 from tests.agents.test_runtime_proxy_http import backends, running_proxy
 
@@ -134,15 +135,7 @@ async def test_expect_100_continue_is_relayed_from_the_upstream() -> None:
 
 
 async def test_a_websocket_upgrade_is_tunnelled_both_ways() -> None:
-    async def ws(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\n\r\n")
-        while data := await reader.read(1024):
-            writer.write(b"echo:" + data)
-        writer.close()
-
-    server = await asyncio.start_server(ws, "127.0.0.1", 0)
+    server = await asyncio.start_server(upgrade_echo, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         async with running_proxy(port) as proxy:
