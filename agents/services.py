@@ -17,17 +17,12 @@ from django.utils import timezone
 from agents.models import Agent, EnrollmentToken, hash_token, new_secret
 from agents.runtime.durations import format_duration_ms
 from agents.snapshot import upstreams_snapshot
-from monitoring.models import EdgeWindow, EventKind, Severity
-from monitoring.notify import mesh_changed
-from monitoring.services import event_record
+from journal.models import EventKind, Severity
+from journal.records import event_record
+from monitoring.models import EdgeWindow
 from registry import services as registry_services
-from registry.models import (
-    CheckType,
-    Health,
-    Instance,
-    MeshRevision,
-    Service,
-)
+from registry.models import CheckType, Health, HealthCause, Instance, MeshRevision, Service
+from registry.revision import mesh_change
 
 REPORT_INTERVAL_MS = 2000
 
@@ -69,14 +64,13 @@ def agent_enroll(
     agent.last_seen = timezone.now()
     agent.silent = False
     agent.save()
-    revision = MeshRevision.bump()
+    # Nothing another agent consumes changed: an event, not a mesh change (each
+    # enrollment would otherwise wake every long-poll of the fleet).
     event_record(
         kind=EventKind.AGENT,
         message=f"agent {node} {'enrolled' if created else 're-enrolled'} (version {version})",
         actor=f"agent:{node}",
-        revision=revision,
     )
-    mesh_changed(revision=revision)
     return agent, agent_token
 
 
@@ -143,7 +137,7 @@ def _sync_service(agent: Agent, spec: dict[str, Any]) -> Instance:
             instance.node = agent.node
             instance.agent_managed = True
             instance.save()
-            mesh_changed(revision=MeshRevision.bump(), services={service.name})
+            mesh_change(services={service.name})
     return instance
 
 
@@ -211,7 +205,7 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
         agent.save(update_fields=fields)
         if upstreams_changed:
             # Only this agent's snapshot changes, but the revision is global.
-            mesh_changed(revision=MeshRevision.bump())
+            mesh_change()
         if came_back:
             event_record(
                 kind=EventKind.AGENT,
@@ -280,19 +274,22 @@ def _revive_heartbeat_instances(agent: Agent, ids: set[str]) -> None:
     )
     for instance in candidates:
         heartbeat_based = instance.service.check_type in (CheckType.TTL, CheckType.NONE)
-        if heartbeat_based or instance.status_reason.startswith("agent "):
+        if heartbeat_based or instance.health_cause == HealthCause.AGENT:
             if heartbeat_based:
                 registry_services.instance_transition(
                     instance_id=instance.id,
                     expected=Health.CRITICAL,
                     health=Health.PASSING,
+                    cause=HealthCause.HEARTBEAT,
                     reason=f"heartbeat from agent {agent.node.name}",
                     actor=f"agent:{agent.node.name}",
                 )
             else:
                 # Checked instances go back to their checks: due now, verdict from the check.
                 Instance.objects.filter(pk=instance.id).update(
-                    next_check_at=timezone.now(), status_reason="agent back; awaiting check"
+                    next_check_at=timezone.now(),
+                    health_cause=HealthCause.AWAITING,
+                    status_reason="agent back; awaiting check",
                 )
 
 
@@ -366,6 +363,7 @@ def agents_expire(*, now: datetime | None = None) -> list[str]:
                 instance_id=instance.id,
                 expected=instance.health,
                 health=Health.CRITICAL,
+                cause=HealthCause.AGENT,
                 reason=reason,
                 actor="system",
                 now=now,

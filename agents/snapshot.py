@@ -6,7 +6,7 @@ from typing import Any
 
 from policies.models import FailoverState, TrafficPolicy
 from policies.snapshot import policy_snapshot
-from registry.models import AdminState, Instance, Service
+from registry.models import Instance, Service
 
 
 def endpoint_priority(zone: str, zone_priority: list[str]) -> int:
@@ -18,9 +18,8 @@ def _enabled_endpoints(names: set[str]) -> dict[str, list[Instance]]:
     """Every enabled instance (any health, weight > 0) of each service in NAMES."""
     by_service: dict[str, list[Instance]] = {name: [] for name in names}
     instances = (
-        Instance.objects.filter(
-            service__name__in=names, admin_state=AdminState.ENABLED, weight__gt=0
-        )
+        Instance.objects.enabled()
+        .filter(service__name__in=names)
         .select_related("service")
         .order_by("address", "port")
     )

@@ -18,8 +18,8 @@ from rest_framework.exceptions import APIException, AuthenticationFailed, NotAut
 from rest_framework.request import Request
 
 from agents.runtime.durations import parse_duration_ms
-from monitoring.notify import REVISION_CHANNEL
 from registry.models import MeshRevision
+from registry.notify import REVISION_CHANNEL
 
 log = logging.getLogger(__name__)
 

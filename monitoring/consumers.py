@@ -3,7 +3,7 @@
 One socket per page at ws/live/. The client subscribes to what it shows; the
 consumer joins one group per thing watched (never broadcast-then-filter) and
 answers each subscription with a full snapshot, then with fresh snapshots
-whenever monitoring.notify says something changed.
+whenever registry.notify says something changed.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any, Literal, TypedDict
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from monitoring.notify import TOPOLOGY_GROUP, service_group
 from monitoring.topology import Topology, topology_shared
 from registry.api.serializers import InstanceSerializer, ServiceSerializer, annotate_health
 from registry.models import SERVICE_NAME_RE, Instance, Service
+from registry.notify import TOPOLOGY_GROUP, service_group
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class ErrorMessage(TypedDict):
     message: str
 
 
-# Group messages (sent by monitoring.notify).
+# Group messages (sent by registry.notify).
 class TopologyChanged(TypedDict, total=False):
     type: Literal["topology.changed"]
     revision: int
@@ -171,7 +171,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self._join(group)
         await self.send_json(ServiceMessage(type="service", data=data))
 
-    # Group handlers, named after the message types of monitoring.notify.
+    # Group handlers, named after the message types of registry.notify.
 
     async def topology_changed(self, event: TopologyChanged) -> None:
         # Only mark: the loop recomputes, at most once per TOPOLOGY_MIN_INTERVAL_S.

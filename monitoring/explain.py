@@ -10,7 +10,7 @@ from typing import TypedDict
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from monitoring.models import CheckResult, Event, EventKind
+from journal.models import CheckResult, Event, EventKind
 from registry.models import ROUTABLE_HEALTH, AdminState, CheckType, Health, Instance
 from registry.panic import PanicState, panic_state
 

@@ -14,15 +14,22 @@ from django.db import transaction
 from django.db.models import Count as models_count
 from django.db.models import F, Q
 
-from monitoring import notify
+from journal.models import CheckResult as CheckResultRow
+from journal.records import check_result_record
 from monitoring.checks import CheckResult, CheckSpec
-from monitoring.models import CheckResult as CheckResultRow
-from registry.models import AdminState, CheckType, Health, Instance, Service, parse_status_range
+from registry import notify
+from registry.models import (
+    AdminState,
+    CheckType,
+    Health,
+    HealthCause,
+    Instance,
+    Service,
+    parse_status_range,
+)
 from registry.services import instance_transition, service_panic_settle
 
 CHECKED_TYPES = (CheckType.HTTP, CheckType.TCP)
-# Reasons under which an instance has no verdict yet: its first success is enough.
-AWAITING_REASONS = frozenset({"awaiting first check", "agent back; awaiting check"})
 ACTOR = "health-check"
 # Checks of one service spread over up to 10% of the interval instead of aligning.
 # Only ever earlier: a check never runs later than its interval, so detection
@@ -122,7 +129,7 @@ def _plural(n: int, word: str) -> str:
 def health_verdict(
     *,
     health: str,
-    reason: str,
+    awaiting: bool,
     ok: bool,
     consecutive_ok: int,
     consecutive_fail: int,
@@ -142,16 +149,17 @@ def health_verdict(
     if health != Health.CRITICAL or agent_silent:
         # A silent agent's instances wait for the agent, not for our checks.
         return None
-    if reason in AWAITING_REASONS or consecutive_ok >= rise:
+    # No verdict yet (first check, or its agent came back): one success is enough.
+    if awaiting or consecutive_ok >= rise:
         checks = _plural(consecutive_ok, f"passing {label} check")
         return Verdict(Health.PASSING, f"{checks}: {output}")
     return None
 
 
-def _agent_silent(*, agent_managed: bool, silent: bool | None, reason: str) -> bool:
+def _agent_silent(*, agent_managed: bool, silent: bool | None, cause: str) -> bool:
     if agent_managed and silent:
         return True
-    return reason.startswith("agent ") and reason not in AWAITING_REASONS
+    return cause == HealthCause.AGENT
 
 
 def check_results_record(
@@ -164,7 +172,7 @@ def check_results_record(
         for row in Instance.objects.filter(pk__in=[s.instance_id for s, _ in results]).values(
             "pk",
             "health",
-            "status_reason",
+            "health_cause",
             "consecutive_ok",
             "consecutive_fail",
             "agent_managed",
@@ -231,7 +239,7 @@ def _result_apply(
             _result_row(state["service__name"], spec, result, now)
         verdict = health_verdict(
             health=state["health"],
-            reason=state["status_reason"],
+            awaiting=state["health_cause"] == HealthCause.AWAITING,
             ok=result.ok,
             consecutive_ok=state["consecutive_ok"] + 1 if result.ok else 0,
             consecutive_fail=0 if result.ok else state["consecutive_fail"] + 1,
@@ -242,13 +250,14 @@ def _result_apply(
             agent_silent=_agent_silent(
                 agent_managed=state["agent_managed"],
                 silent=state["node__agent__silent"],
-                reason=state["status_reason"],
+                cause=state["health_cause"],
             ),
         )
         return verdict is not None and instance_transition(
             instance_id=spec.instance_id,
             expected=state["health"],
             health=verdict.health,
+            cause=HealthCause.CHECK,
             reason=verdict.reason,
             actor=ACTOR,
             now=now,
@@ -257,13 +266,13 @@ def _result_apply(
 
 
 def _result_row(service: str, spec: CheckSpec, result: CheckResult, now: datetime) -> None:
-    CheckResultRow.objects.create(
+    check_result_record(
         ts=now,
         service=service,
         instance=spec.instance_id,
         check_type=spec.check_type,
         ok=result.ok,
-        output=result.output[:500],
+        output=result.output,
     )
 
 
@@ -332,6 +341,7 @@ def ttl_heartbeat_record(
             instance_id=instance.pk,
             expected=current,
             health=status,
+            cause=HealthCause.HEARTBEAT,
             reason=reason,
             actor=actor,
             now=now,
@@ -367,6 +377,7 @@ def ttl_expire(*, now: datetime) -> list[str]:
                     instance_id=pk,
                     expected=health,
                     health=Health.CRITICAL,
+                    cause=HealthCause.HEARTBEAT,
                     reason=f"TTL expired: no heartbeat for {seconds:g}s",
                     actor="system",
                     now=now,

@@ -14,8 +14,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from agents.services import agents_expire
+from journal.models import Event
 from monitoring import checks, health
-from monitoring.models import EdgeWindow, Event
+from monitoring.models import EdgeWindow
 from registry.control import drains_finish
 
 log = logging.getLogger(__name__)

@@ -14,18 +14,16 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from monitoring.models import EventKind, Severity
-from monitoring.notify import mesh_changed
-from monitoring.services import event_record
+from journal.models import EventKind, Severity
+from journal.records import EventNote
 from policies.models import FailoverState, TrafficPolicy
-from registry.models import ROUTABLE_HEALTH, AdminState, Instance, MeshRevision
+from registry.models import Instance
+from registry.revision import mesh_change
 
 
 def healthy_services(names: Iterable[str] | None = None) -> set[str]:
     """Names of services with at least one instance agents may route to."""
-    instances = Instance.objects.filter(
-        admin_state=AdminState.ENABLED, health__in=ROUTABLE_HEALTH, weight__gt=0
-    )
+    instances = Instance.objects.routable()
     if names is not None:
         instances = instances.filter(service__name__in=list(names))
     return set(instances.values_list("service__name", flat=True).distinct())
@@ -36,17 +34,19 @@ def _first_healthy(targets: list[str], healthy: set[str]) -> str:
 
 
 def _announce(*, service: str, message: str, severity: str, data: dict[str, str]) -> None:
-    revision = MeshRevision.bump()
-    event_record(
-        kind=EventKind.FAILOVER,
-        severity=severity,
-        message=message,
-        service=service,
-        actor="system",
-        data=data,
-        revision=revision,
+    mesh_change(
+        services={service},
+        events=[
+            EventNote(
+                kind=EventKind.FAILOVER,
+                severity=severity,
+                message=message,
+                service=service,
+                actor="system",
+                data=dict(data),
+            )
+        ],
     )
-    mesh_changed(revision=revision, services={service})
 
 
 def _switch(state: FailoverState, *, target: str, now: datetime, reason: str) -> bool:

@@ -3,21 +3,29 @@ entry, config event and mesh revision (docs/policies.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Max
 
-from monitoring.models import EventKind
-from monitoring.notify import mesh_changed
-from monitoring.services import actor_name, audit_record, event_record
+from journal.models import EventKind
+from journal.records import Actor, AuditNote, EventNote, actor_name
 from policies.document import policy_defaults, policy_document
 from policies.models import PolicyVersion, TrafficPolicy
-from registry.models import MeshRevision, Service
+from registry.models import Service
+from registry.panic import service_panic_refresh
+from registry.revision import mesh_change
 
-Actor = AbstractBaseUser | AnonymousUser | None
+
+class StaleVersion(Exception):
+    """The writer named a version that is no longer the current one (HTTP 409)."""
+
+    def __init__(self, *, current: int, expected: int) -> None:
+        super().__init__(f"the policy is at version {current}, not {expected}; re-read it")
+        self.current = current
+        self.expected = expected
 
 
 def policy_for(service: Service) -> TrafficPolicy:
@@ -42,11 +50,25 @@ def _next_version(service: Service, policy: TrafficPolicy | None) -> int:
 
 @transaction.atomic
 def policy_update(
-    *, user: Actor, service: Service, data: dict[str, Any], note: str = ""
+    *,
+    user: Actor,
+    service: Service,
+    data: dict[str, Any] | Callable[[TrafficPolicy], dict[str, Any]],
+    expected_version: int | None = None,
+    note: str = "",
 ) -> TrafficPolicy:
     """Apply DATA (validated model fields, e.g. from PolicyDocumentSerializer) to
-    SERVICE's policy. A write that changes nothing creates no version."""
+    SERVICE's policy. DATA may be a function of the current policy (read under the
+    row lock), for a PATCH that merges into it. EXPECTED_VERSION, when given, must
+    be the current version, checked under the same lock (else StaleVersion): two
+    writers that read one version cannot both write. A write that changes nothing
+    creates no version."""
     policy = TrafficPolicy.objects.select_for_update().filter(service=service).first()
+    current = policy or policy_for(service)
+    if expected_version is not None and expected_version != current.version:
+        raise StaleVersion(current=current.version, expected=expected_version)
+    if callable(data):
+        data = data(current)
     before = policy_document(policy or policy_defaults())
     target = policy or TrafficPolicy(service=service, retry_on=[])
     for field, value in data.items():
@@ -62,26 +84,24 @@ def policy_update(
     PolicyVersion.objects.create(
         service_name=service.name, version=target.version, document=after, created_by=who
     )
-    revision = MeshRevision.bump()
-    audit_record(
-        user=user,
-        action="update",
-        object_type="policy",
-        object_id=service.name,
-        before=before,
-        after=after,
-    )
     changed = sorted(k for k in after if after[k] != before.get(k))
-    event_record(
-        kind=EventKind.CONFIG,
-        message=(
-            f"policy of {service.name} v{target.version}"
-            f"{f' ({note})' if note else ''}: {', '.join(changed) or 'saved'}"
-        ),
-        service=service.name,
-        actor=who,
-        data={"version": target.version, "before": before, "after": after},
-        revision=revision,
+    revision = mesh_change(
+        services={service.name},
+        events=[
+            EventNote(
+                kind=EventKind.CONFIG,
+                message=(
+                    f"policy of {service.name} v{target.version}"
+                    f"{f' ({note})' if note else ''}: {', '.join(changed) or 'saved'}"
+                ),
+                service=service.name,
+                actor=who,
+                data={"version": target.version, "before": before, "after": after},
+            )
+        ],
+        audit=[AuditNote(user, "update", "policy", service.name, before, after)],
     )
-    mesh_changed(revision=revision, services={service.name})
+    # The threshold is part of the policy: the stored panic flag follows it now,
+    # not at the next health change.
+    service_panic_refresh(service=service, actor=who, revision=revision)
     return target

@@ -11,12 +11,12 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from monitoring.models import EventKind
-from monitoring.notify import mesh_changed
-from monitoring.services import actor_name, audit_record, event_record
-from registry.models import AdminState, Instance, MeshRevision, Service
+from journal.models import EventKind
+from journal.records import AuditNote, EventNote, actor_name
+from registry.models import AdminState, Instance, Service
 from registry.panic import service_panic_refresh
-from registry.services import User, checks_restart, instance_state
+from registry.revision import mesh_change
+from registry.services import User, instance_label, instance_state
 
 ACTIONS = ("maintenance", "drain", "enable", "disable", "weight")
 # The admin state each action leads to, from the states it applies to.
@@ -52,22 +52,11 @@ def _apply(instance: Instance, action: str, weight: int | None, actor: str, now:
             return False
         instance.weight = weight
         return True
-    target = TARGET[action]
-    if instance.admin_state == target:
-        return False
-    if action == "drain" and instance.admin_state != AdminState.ENABLED:
-        return False  # only serving instances have traffic to drain
-    if instance.admin_state == AdminState.DISABLED:
-        checks_restart(instance, now)
-    instance.admin_state = target
-    instance.admin_actor = actor
-    instance.status_since = now
-    instance.drain_started_at = now if action == "drain" else None
-    return True
+    return instance.admin_transition(TARGET[action], actor=actor, now=now)
 
 
 def _message(instance: Instance, before: dict[str, Any], after: dict[str, Any], actor: str) -> str:
-    name = f"instance {instance.address}:{instance.port} of {instance.service.name}"
+    name = instance_label(instance)
     if before["status"] != after["status"]:
         return f"{name}: {before['status']} -> {after['status']} (by {actor})"
     return f"{name}: weight {before['weight']} -> {after['weight']} (by {actor})"
@@ -103,28 +92,22 @@ def instances_control(
             changes.append((instance, before))
     if not changes:
         return []
-    revision = MeshRevision.bump()
+    events, audit = [], []
     for instance, before in changes:
         after = instance_state(instance)
-        audit_record(
-            user=user,
-            action=action,
-            object_type="instance",
-            object_id=instance.id,
-            before=before,
-            after=after,
+        audit.append(AuditNote(user, action, "instance", instance.id, before, after))
+        events.append(
+            EventNote(
+                kind=EventKind.CONFIG,
+                message=_message(instance, before, after, actor),
+                service=service.name,
+                instance=instance.id,
+                actor=actor,
+                data={"action": action, "before": before, "after": after},
+            )
         )
-        event_record(
-            kind=EventKind.CONFIG,
-            message=_message(instance, before, after, actor),
-            service=service.name,
-            instance=instance.id,
-            actor=actor,
-            data={"action": action, "before": before, "after": after},
-            revision=revision,
-        )
+    revision = mesh_change(services={service.name}, events=events, audit=audit)
     service_panic_refresh(service=service, actor=actor, revision=revision)
-    mesh_changed(revision=revision, services={service.name})
     return [instance.id for instance, _ in changes]
 
 
@@ -153,20 +136,22 @@ def drains_finish(*, now: datetime | None = None) -> list[str]:
             )
             if not moved:
                 continue
-            revision = MeshRevision.bump()
             waited = round((now - started).total_seconds(), 1)
-            event_record(
-                kind=EventKind.CONFIG,
-                message=(
-                    f"instance {instance.address}:{instance.port} of {instance.service.name}: "
-                    f"draining -> maintenance (drain timeout, after {waited}s)"
-                ),
-                service=instance.service.name,
-                instance=instance.id,
-                actor="system",
-                data={"action": "drain-finished", "drained_for_s": waited},
-                revision=revision,
+            mesh_change(
+                services={instance.service.name},
+                events=[
+                    EventNote(
+                        kind=EventKind.CONFIG,
+                        message=(
+                            f"{instance_label(instance)}: "
+                            f"draining -> maintenance (drain timeout, after {waited}s)"
+                        ),
+                        service=instance.service.name,
+                        instance=instance.id,
+                        actor="system",
+                        data={"action": "drain-finished", "drained_for_s": waited},
+                    )
+                ],
             )
-            mesh_changed(revision=revision, services={instance.service.name})
         finished.append(instance.id)
     return finished

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import ClassVar
 
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -134,7 +135,31 @@ class AdminState(models.TextChoices):
     DISABLED = "disabled", "Disabled"
 
 
+class HealthCause(models.TextChoices):
+    """What an instance's health rests on: read by the rules, never the reason text."""
+
+    UNCHECKED = "unchecked", "No health check configured"
+    AWAITING = "awaiting", "No verdict yet (first check or heartbeat, or agent back)"
+    CHECK = "check", "Active checks"
+    HEARTBEAT = "heartbeat", "Heartbeats (TTL, or the agent's reports)"
+    AGENT = "agent", "Its agent went silent"
+
+
 ROUTABLE_HEALTH = (Health.PASSING, Health.WARNING)
+
+
+class InstanceQuerySet(models.QuerySet["Instance"]):
+    """The one home of "which instances get traffic" (agents, discovery, panic,
+    failover and explanations all ask here)."""
+
+    def enabled(self) -> InstanceQuerySet:
+        """What agents are given: enabled by the operator, with a weight, any health
+        (in panic mode an agent spreads over all of them)."""
+        return self.filter(admin_state=AdminState.ENABLED, weight__gt=0)
+
+    def routable(self) -> InstanceQuerySet:
+        """Enabled and healthy: what receives traffic outside panic mode."""
+        return self.enabled().filter(health__in=ROUTABLE_HEALTH)
 
 
 def new_instance_id() -> str:
@@ -160,6 +185,9 @@ class Instance(models.Model):
     agent_managed = models.BooleanField(default=False)
 
     health = models.CharField(max_length=10, choices=Health.choices, default=Health.CRITICAL)
+    health_cause = models.CharField(
+        max_length=12, choices=HealthCause.choices, default=HealthCause.AWAITING
+    )
     admin_state = models.CharField(
         max_length=12, choices=AdminState.choices, default=AdminState.ENABLED
     )
@@ -179,6 +207,8 @@ class Instance(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = InstanceQuerySet.as_manager()
 
     class Meta:
         ordering: ClassVar = ["service__name", "address", "port"]
@@ -200,8 +230,45 @@ class Instance(models.Model):
 
     @property
     def routable(self) -> bool:
+        """In memory, the rule of InstanceQuerySet.routable."""
         return (
             self.admin_state == AdminState.ENABLED
             and self.health in ROUTABLE_HEALTH
             and self.weight > 0
         )
+
+    @property
+    def awaiting_verdict(self) -> bool:
+        return self.health_cause == HealthCause.AWAITING
+
+    def restart_checks(self, now: datetime) -> None:
+        """In memory: a verdict from before the instance was disabled is stale, and
+        nothing checked it since; start over as a new instance would."""
+        self.health, self.health_cause, self.status_reason = initial_health(self.service)
+        self.consecutive_ok = self.consecutive_fail = 0
+        self.next_check_at = now
+
+    def admin_transition(self, target: AdminState, *, actor: str, now: datetime) -> bool:
+        """In memory: move to the operator state TARGET; returns whether it changed.
+        The one rule for maintenance, drain, enable and disable (API, console,
+        bulk control and the instance PATCH all come here)."""
+        if self.admin_state == target:
+            return False
+        if target == AdminState.DRAINING and self.admin_state != AdminState.ENABLED:
+            return False  # only serving instances have traffic to drain
+        if self.admin_state == AdminState.DISABLED:
+            self.restart_checks(now)
+        self.admin_state = target
+        self.admin_actor = actor
+        self.status_since = now
+        self.drain_started_at = now if target == AdminState.DRAINING else None
+        return True
+
+
+def initial_health(service: Service) -> tuple[str, str, str]:
+    """(health, cause, reason) of an instance nothing has checked yet."""
+    if service.check_type == CheckType.NONE:
+        return Health.PASSING, HealthCause.UNCHECKED, "no health check configured"
+    if service.check_type == CheckType.TTL:
+        return Health.CRITICAL, HealthCause.AWAITING, "awaiting first heartbeat"
+    return Health.CRITICAL, HealthCause.AWAITING, "awaiting first check"

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitoring.models import EventKind, Severity
-from monitoring.services import event_record
-from registry.models import ROUTABLE_HEALTH, AdminState, Service
+from agents.runtime.policy import Policy
+from journal.models import EventKind, Severity
+from journal.records import event_record
+from registry.models import Instance, Service
 
-DEFAULT_PANIC_THRESHOLD = 50
+# The agents' default (the runtime's vocabulary), for a service with no saved policy.
+DEFAULT_PANIC_THRESHOLD = Policy.panic_threshold_percent
 
 
 @dataclass(frozen=True)
@@ -31,22 +33,22 @@ class PanicState:
 
 
 def panic_threshold(service: Service) -> int:
-    from policies.models import TrafficPolicy
-
+    # Through the reverse relation of policies.TrafficPolicy (related_name
+    # "policy"): the registry reads the threshold without importing policies.
     value = (
-        TrafficPolicy.objects.filter(service=service)
-        .values_list("panic_threshold_percent", flat=True)
+        Service.objects.filter(pk=service.pk)
+        .values_list("policy__panic_threshold_percent", flat=True)
         .first()
     )
     return DEFAULT_PANIC_THRESHOLD if value is None else int(value)
 
 
 def panic_state(service: Service) -> PanicState:
-    # As agents count it (agents.snapshot): enabled instances with a weight.
-    enabled = service.instances.filter(admin_state=AdminState.ENABLED, weight__gt=0)
+    # As agents count it (agents.snapshot): the enabled instances.
+    instances = Instance.objects.filter(service=service)
     return PanicState(
-        healthy=enabled.filter(health__in=ROUTABLE_HEALTH).count(),
-        enabled=enabled.count(),
+        healthy=instances.routable().count(),
+        enabled=instances.enabled().count(),
         threshold=panic_threshold(service),
     )
 

@@ -1,31 +1,30 @@
-"""Workflows on the registry: each one writes, bumps the mesh revision, records
-the event/audit rows and schedules notifications, all in one transaction."""
+"""Workflows on the registry: each one writes its rows, then records the change
+with `registry.revision.mesh_change` (revision, events, audit, after-commit
+fan-out) inside one transaction."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 from django.utils import timezone
 
-from monitoring.models import EventKind, Severity
-from monitoring.notify import mesh_changed
-from monitoring.services import actor_name, audit_record, event_record
+from journal.models import EventKind, Severity
+from journal.records import Actor, AuditNote, EventNote, actor_name
 from registry.models import (
     AdminState,
-    CheckType,
     Health,
+    HealthCause,
     Instance,
-    MeshRevision,
     Node,
     Service,
+    initial_health,
 )
 from registry.panic import panic_event_record, panic_flip, service_panic_refresh
+from registry.revision import mesh_change
 
-User = AbstractBaseUser | AnonymousUser | None
+User = Actor
 
 SERVICE_FIELDS = (
     "protocol",
@@ -66,20 +65,8 @@ def instance_state(instance: Instance) -> dict[str, Any]:
     }
 
 
-def initial_health(service: Service) -> tuple[str, str]:
-    if service.check_type == CheckType.NONE:
-        return Health.PASSING, "no health check configured"
-    if service.check_type == CheckType.TTL:
-        return Health.CRITICAL, "awaiting first heartbeat"
-    return Health.CRITICAL, "awaiting first check"
-
-
-def checks_restart(instance: Instance, now: datetime) -> None:
-    """In memory: a verdict from before the instance was disabled is stale, and
-    nothing checked it since; start over as a new instance would."""
-    instance.health, instance.status_reason = initial_health(instance.service)
-    instance.consecutive_ok = instance.consecutive_fail = 0
-    instance.next_check_at = now
+def instance_label(instance: Instance) -> str:
+    return f"instance {instance.address}:{instance.port} of {instance.service.name}"
 
 
 @transaction.atomic
@@ -90,23 +77,18 @@ def service_create(*, user: User, data: dict[str, Any]) -> Service:
             setattr(service, field, data[field])
     service.full_clean()
     service.save()
-    revision = MeshRevision.bump()
-    audit_record(
-        user=user,
-        action="create",
-        object_type="service",
-        object_id=service.name,
-        before=None,
-        after=service_state(service),
+    mesh_change(
+        services={service.name},
+        events=[
+            EventNote(
+                kind=EventKind.REGISTRY,
+                message=f"service {service.name} registered",
+                service=service.name,
+                actor=actor_name(user),
+            )
+        ],
+        audit=[AuditNote(user, "create", "service", service.name, None, service_state(service))],
     )
-    event_record(
-        kind=EventKind.REGISTRY,
-        message=f"service {service.name} registered",
-        service=service.name,
-        actor=actor_name(user),
-        revision=revision,
-    )
-    mesh_changed(revision=revision, services={service.name})
     return service
 
 
@@ -124,34 +106,32 @@ def service_update(*, user: User, service: Service, data: dict[str, Any]) -> Ser
     service.save()
     if before["check_type"] != after["check_type"]:
         # A new kind of check starts over: no verdict carries across kinds.
-        health, reason = initial_health(service)
+        health, cause, reason = initial_health(service)
         service.instances.update(
             health=health,
+            health_cause=cause,
             status_reason=reason,
             status_since=timezone.now(),
             consecutive_ok=0,
             consecutive_fail=0,
             next_check_at=timezone.now(),
         )
-    revision = MeshRevision.bump()
-    audit_record(
-        user=user,
-        action="update",
-        object_type="service",
-        object_id=service.name,
-        before=before,
-        after=after,
-    )
     changed = sorted(k for k in after if after[k] != before[k])
-    event_record(
-        kind=EventKind.CONFIG,
-        message=f"service {service.name} changed: {', '.join(changed)}",
-        service=service.name,
-        actor=actor_name(user),
-        data={"before": before, "after": after},
-        revision=revision,
+    revision = mesh_change(
+        services={service.name},
+        events=[
+            EventNote(
+                kind=EventKind.CONFIG,
+                message=f"service {service.name} changed: {', '.join(changed)}",
+                service=service.name,
+                actor=actor_name(user),
+                data={"before": before, "after": after},
+            )
+        ],
+        audit=[AuditNote(user, "update", "service", service.name, before, after)],
     )
-    mesh_changed(revision=revision, services={service.name})
+    if before["check_type"] != after["check_type"]:
+        service_panic_refresh(service=service, actor=actor_name(user), revision=revision)
     return service
 
 
@@ -160,18 +140,18 @@ def service_delete(*, user: User, service: Service) -> None:
     before = service_state(service)
     name = service.name
     service.delete()
-    revision = MeshRevision.bump()
-    audit_record(
-        user=user, action="delete", object_type="service", object_id=name, before=before, after=None
+    mesh_change(
+        services={name},
+        events=[
+            EventNote(
+                kind=EventKind.REGISTRY,
+                message=f"service {name} deregistered",
+                service=name,
+                actor=actor_name(user),
+            )
+        ],
+        audit=[AuditNote(user, "delete", "service", name, before, None)],
     )
-    event_record(
-        kind=EventKind.REGISTRY,
-        message=f"service {name} deregistered",
-        service=name,
-        actor=actor_name(user),
-        revision=revision,
-    )
-    mesh_changed(revision=revision, services={name})
 
 
 def node_ensure(name: str, zone: str = "") -> Node:
@@ -193,7 +173,7 @@ def instance_register(
 ) -> Instance:
     node_name = data.get("node") or ""
     node = node_ensure(node_name, data.get("zone", "")) if node_name else None
-    health, reason = initial_health(service)
+    health, cause, reason = initial_health(service)
     instance = Instance(
         service=service,
         address=data["address"],
@@ -201,6 +181,7 @@ def instance_register(
         node=node,
         agent_managed=agent_managed,
         health=health,
+        health_cause=cause,
         status_reason=reason,
         next_check_at=timezone.now(),
     )
@@ -211,27 +192,21 @@ def instance_register(
         instance.admin_state = AdminState.MAINTENANCE
     instance.full_clean(validate_unique=False)
     instance.save(force_insert=True)
-    revision = MeshRevision.bump()
     who = actor or actor_name(user)
-    if user is not None and getattr(user, "is_authenticated", False):
-        audit_record(
-            user=user,
-            action="create",
-            object_type="instance",
-            object_id=instance.id,
-            before=None,
-            after=instance_state(instance),
-        )
-    event_record(
-        kind=EventKind.REGISTRY,
-        message=f"instance {instance.address}:{instance.port} of {service.name} registered",
-        service=service.name,
-        instance=instance.id,
-        actor=who,
-        revision=revision,
+    revision = mesh_change(
+        services={service.name},
+        events=[
+            EventNote(
+                kind=EventKind.REGISTRY,
+                message=f"{instance_label(instance)} registered",
+                service=service.name,
+                instance=instance.id,
+                actor=who,
+            )
+        ],
+        audit=[AuditNote(user, "create", "instance", instance.id, None, instance_state(instance))],
     )
     service_panic_refresh(service=service, actor=who, revision=revision)
-    mesh_changed(revision=revision, services={service.name})
     return instance
 
 
@@ -246,50 +221,35 @@ def instance_update(*, user: User, instance: Instance, data: dict[str, Any]) -> 
     for field in INSTANCE_FIELDS:
         if field in data:
             setattr(instance, field, data[field])
+    who = actor_name(user)
     if "maintenance" in data:
-        if instance.admin_state == AdminState.DISABLED:
-            checks_restart(instance, timezone.now())
-        instance.admin_state = AdminState.MAINTENANCE if data["maintenance"] else AdminState.ENABLED
+        target = AdminState.MAINTENANCE if data["maintenance"] else AdminState.ENABLED
+        instance.admin_transition(target, actor=who, now=timezone.now())
     after = instance_state(instance)
     if after == before:
         return instance
     instance.full_clean(validate_unique=False)
-    if before["status"] != after["status"]:
-        instance.status_since = timezone.now()
-        instance.admin_actor = actor_name(user)
-        instance.drain_started_at = None
     instance.save()
-    revision = MeshRevision.bump()
-    service_panic_refresh(service=instance.service, actor=actor_name(user), revision=revision)
-    audit_record(
-        user=user,
-        action="update",
-        object_type="instance",
-        object_id=instance.id,
-        before=before,
-        after=after,
-    )
     changed = sorted(k for k in after if after[k] != before[k])
     if before["status"] != after["status"]:
-        message = (
-            f"instance {instance.address}:{instance.port} of {instance.service.name}: "
-            f"{before['status']} -> {after['status']} (by {actor_name(user)})"
-        )
+        message = f"{instance_label(instance)}: {before['status']} -> {after['status']} (by {who})"
     else:
-        message = (
-            f"instance {instance.address}:{instance.port} of {instance.service.name} changed: "
-            f"{', '.join(changed)}"
-        )
-    event_record(
-        kind=EventKind.CONFIG,
-        message=message,
-        service=instance.service.name,
-        instance=instance.id,
-        actor=actor_name(user),
-        data={"before": before, "after": after},
-        revision=revision,
+        message = f"{instance_label(instance)} changed: {', '.join(changed)}"
+    revision = mesh_change(
+        services={instance.service.name},
+        events=[
+            EventNote(
+                kind=EventKind.CONFIG,
+                message=message,
+                service=instance.service.name,
+                instance=instance.id,
+                actor=who,
+                data={"before": before, "after": after},
+            )
+        ],
+        audit=[AuditNote(user, "update", "instance", instance.id, before, after)],
     )
-    mesh_changed(revision=revision, services={instance.service.name})
+    service_panic_refresh(service=instance.service, actor=who, revision=revision)
     return instance
 
 
@@ -300,26 +260,23 @@ def instance_deregister(*, user: User, instance: Instance, actor: str | None = N
     instance_id = instance.id
     service = instance.service
     instance.delete()
-    revision = MeshRevision.bump()
-    service_panic_refresh(service=service, actor=actor or actor_name(user), revision=revision)
-    if user is not None and getattr(user, "is_authenticated", False):
-        audit_record(
-            user=user,
-            action="delete",
-            object_type="instance",
-            object_id=instance_id,
-            before=before,
-            after=None,
-        )
-    event_record(
-        kind=EventKind.REGISTRY,
-        message=f"instance {before['address']}:{before['port']} of {service_name} deregistered",
-        service=service_name,
-        instance=instance_id,
-        actor=actor or actor_name(user),
-        revision=revision,
+    who = actor or actor_name(user)
+    revision = mesh_change(
+        services={service_name},
+        events=[
+            EventNote(
+                kind=EventKind.REGISTRY,
+                message=(
+                    f"instance {before['address']}:{before['port']} of {service_name} deregistered"
+                ),
+                service=service_name,
+                instance=instance_id,
+                actor=who,
+            )
+        ],
+        audit=[AuditNote(user, "delete", "instance", instance_id, before, None)],
     )
-    mesh_changed(revision=revision, services={service_name})
+    service_panic_refresh(service=service, actor=who, revision=revision)
 
 
 def instance_transition(
@@ -327,6 +284,7 @@ def instance_transition(
     instance_id: str,
     expected: str,
     health: str,
+    cause: HealthCause,
     reason: str,
     actor: str,
     now: datetime | None = None,
@@ -343,33 +301,36 @@ def instance_transition(
     now = now or timezone.now()
     with transaction.atomic():
         moved = Instance.objects.filter(pk=instance_id, health=expected).update(
-            health=health, status_reason=reason[:500], status_since=now, updated_at=now
+            health=health,
+            health_cause=cause,
+            status_reason=reason[:500],
+            status_since=now,
+            updated_at=now,
         )
         if not moved:
             return False
         instance = Instance.objects.select_related("service").get(pk=instance_id)
-        revision = MeshRevision.bump()
         severity = {
             Health.PASSING: Severity.INFO,
             Health.WARNING: Severity.WARNING,
             Health.CRITICAL: Severity.CRITICAL,
         }[Health(health)]
-        event_record(
-            kind=EventKind.HEALTH,
-            severity=severity,
-            message=(
-                f"instance {instance.address}:{instance.port} of {instance.service.name}: "
-                f"{expected} -> {health} ({reason})"
-            ),
-            service=instance.service.name,
-            instance=instance.id,
-            actor=actor,
-            data={"from": expected, "to": health, "reason": reason},
-            revision=revision,
+        revision = mesh_change(
+            services={instance.service.name},
+            events=[
+                EventNote(
+                    kind=EventKind.HEALTH,
+                    severity=severity,
+                    message=f"{instance_label(instance)}: {expected} -> {health} ({reason})",
+                    service=instance.service.name,
+                    instance=instance.id,
+                    actor=actor,
+                    data={"from": expected, "to": health, "reason": reason, "cause": cause},
+                )
+            ],
         )
         if panic_refresh:
             service_panic_refresh(service=instance.service, actor=actor, revision=revision)
-        mesh_changed(revision=revision, services={instance.service.name})
     return True
 
 
@@ -381,7 +342,6 @@ def service_panic_settle(*, service: Service, actor: str) -> bool:
         state = panic_flip(service)
         if state is None:
             return False
-        revision = MeshRevision.bump()
+        revision = mesh_change(services={service.name})
         panic_event_record(service=service, state=state, actor=actor, revision=revision)
-        mesh_changed(revision=revision, services={service.name})
     return True

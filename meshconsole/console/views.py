@@ -16,8 +16,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from agents.models import Agent
+from journal.models import Event, EventKind
 from monitoring.consumers import service_payload
-from monitoring.models import Event, EventKind
 from monitoring.topology import service_health_label, topology_snapshot
 from registry.api.serializers import annotate_health
 from registry.models import Service

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.runtime.durations import parse_duration_ms
-from monitoring.models import Event, EventKind
+from journal.models import Event, EventKind
 from monitoring.timeseries import service_series
 from monitoring.topology import topology_snapshot
 from registry.models import Service

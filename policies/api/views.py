@@ -21,7 +21,7 @@ from policies.document import (
     policy_document,
 )
 from policies.models import PolicyVersion, TrafficPolicy
-from policies.services import policy_for, policy_update
+from policies.services import StaleVersion, policy_for, policy_update
 from registry.models import Service
 
 TAGS = ["policies"]
@@ -39,12 +39,27 @@ def _body(request: Request) -> dict[str, Any]:
     return dict(request.data)
 
 
-def _check_version(body: dict[str, Any], current: TrafficPolicy) -> None:
-    """Optimistic concurrency: a document that names its version must name the current one."""
-    if "version" in body and body["version"] != current.version:
-        raise Conflict(
-            f"the policy is at version {current.version}, not {body['version']}; re-read it"
+def _expected_version(body: dict[str, Any]) -> int | None:
+    """Optimistic concurrency: a document that names its version must name the
+    current one; policy_update checks it under the row lock."""
+    version = body.get("version")
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise serializers.ValidationError({"version": ["expected an integer"]})
+    return version
+
+
+def _update(request: Request, service: Service, body: dict[str, Any], data: Any) -> None:
+    try:
+        policy_update(
+            user=request.user,
+            service=service,
+            data=data,
+            expected_version=_expected_version(body),
         )
+    except StaleVersion as exc:
+        raise Conflict(str(exc)) from exc
 
 
 def _answer(service: Service) -> Response:
@@ -63,10 +78,8 @@ class PolicyView(APIView):
         """Replace the whole document; omitted fields and groups take their defaults."""
         service = get_object_or_404(Service, name=name)
         body = _body(request)
-        with transaction.atomic():
-            _check_version(body, policy_for(service))
-            data = _validated(service, document_merge(policy_document(policy_defaults()), body))
-            policy_update(user=request.user, service=service, data=data)
+        data = _validated(service, document_merge(policy_document(policy_defaults()), body))
+        _update(request, service, body, data)
         return _answer(service)
 
     @extend_schema(tags=TAGS, request=PolicyDocumentSerializer, responses=PolicyDocumentSerializer)
@@ -74,14 +87,15 @@ class PolicyView(APIView):
         """Change some fields; groups merge key by key (null replaces a group)."""
         service = get_object_or_404(Service, name=name)
         body = _body(request)
-        with transaction.atomic():
-            current = policy_for(service)
-            _check_version(body, current)
+
+        def merged(current: TrafficPolicy) -> dict[str, Any]:
+            # Read under policy_update's row lock: a concurrent PATCH cannot be lost.
             base = policy_document(current)
             if "load_balancer" in body and "hash_on" not in body:
                 base["hash_on"] = None  # a new balancer does not inherit the old hash key
-            data = _validated(service, document_merge(base, body))
-            policy_update(user=request.user, service=service, data=data)
+            return _validated(service, document_merge(base, body))
+
+        _update(request, service, body, merged)
         return _answer(service)
 
 

@@ -13,9 +13,9 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from journal.records import actor_name
 from monitoring.explain import instance_explain
 from monitoring.health import TTL_STATUSES, ttl_heartbeat_record
-from monitoring.services import actor_name
 from registry.api.serializers import InstanceSerializer
 from registry.control import ACTIONS, Selector, instances_control
 from registry.models import CheckType, Instance, Service

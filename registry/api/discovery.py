@@ -11,16 +11,14 @@ from rest_framework.authentication import SessionAuthentication, TokenAuthentica
 from rest_framework.exceptions import APIException, NotAuthenticated, NotFound
 
 from meshconsole.longpoll import authenticate, blocking_params, error_response, watcher
-from registry.models import ROUTABLE_HEALTH, AdminState, MeshRevision, Service
+from registry.models import Instance, MeshRevision, Service
 
 
 def discovery_payload(name: str) -> dict[str, Any]:
     service = Service.objects.filter(name=name).first()
     if service is None:
         raise NotFound(f"no service named {name!r}")
-    instances = service.instances.filter(
-        admin_state=AdminState.ENABLED, health__in=ROUTABLE_HEALTH, weight__gt=0
-    ).order_by("address", "port")
+    instances = Instance.objects.filter(service=service).routable().order_by("address", "port")
     return {
         "service": service.name,
         "protocol": service.protocol,

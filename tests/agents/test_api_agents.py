@@ -11,7 +11,8 @@ from rest_framework.test import APIClient
 from agents.models import Agent
 from agents.runtime import histogram
 from agents.services import agents_expire, enrollment_token_create
-from monitoring.models import EdgeWindow, Event
+from journal.models import Event
+from monitoring.models import EdgeWindow
 from registry.models import Instance, MeshRevision, Service
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from agents.models import Agent
-from monitoring.models import Event, EventKind
+from journal.models import Event, EventKind
 from registry import services
 from registry.models import Node, Service
 

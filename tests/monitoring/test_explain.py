@@ -10,11 +10,11 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from journal.models import EventKind
+from journal.records import event_record
 from monitoring.checks import CheckResult, CheckSpec
 from monitoring.explain import clock, instance_explain, instance_reason
 from monitoring.health import check_results_record
-from monitoring.models import EventKind
-from monitoring.services import event_record
 from policies.models import TrafficPolicy
 from registry.control import instances_control
 from registry.models import Instance, Service

@@ -12,10 +12,10 @@ from django.db import connection
 from django.utils import timezone
 
 from agents.models import Agent
+from journal.models import Event, EventKind
 from monitoring.checks import CheckResult, CheckSpec
 from monitoring.health import check_results_record, checks_claim_due
-from monitoring.models import Event, EventKind
-from registry.models import AdminState, Health, Instance, MeshRevision, Node, Service
+from registry.models import AdminState, Health, HealthCause, Instance, MeshRevision, Node, Service
 from registry.services import instance_register, service_create
 
 pytestmark = pytest.mark.django_db
@@ -204,7 +204,11 @@ def test_maintenance_instance_health_still_follows_checks() -> None:
 
 
 def test_agent_back_awaiting_check_passes_on_first_success() -> None:
-    instance = make_instance(make_service(check_rise=3), status_reason="agent back; awaiting check")
+    instance = make_instance(
+        make_service(check_rise=3),
+        health_cause=HealthCause.AWAITING,
+        status_reason="agent back; awaiting check",
+    )
     assert record(instance, OK) == [instance.pk]
     instance.refresh_from_db()
     assert instance.health == Health.PASSING
@@ -217,6 +221,7 @@ def test_silent_agents_instances_are_not_resurrected_by_checks() -> None:
         make_service(check_rise=1),
         node=node,
         agent_managed=True,
+        health_cause=HealthCause.AGENT,
         status_reason="agent host-a silent for 15s",
     )
     for _ in range(3):
@@ -283,7 +288,7 @@ def test_disabled_instances_are_not_claimed() -> None:
 
 
 def test_result_rows_only_when_the_result_changes() -> None:
-    from monitoring.models import CheckResult as Row
+    from journal.models import CheckResult as Row
 
     instance = make_instance(make_service())
     for result in (OK, OK, OK, REFUSED, REFUSED, REFUSED, REFUSED, OK):
@@ -293,8 +298,8 @@ def test_result_rows_only_when_the_result_changes() -> None:
 
 
 def test_result_rows_are_pruned_by_age_and_count() -> None:
+    from journal.models import CheckResult as Row
     from monitoring.health import RESULTS_KEPT, check_results_prune
-    from monitoring.models import CheckResult as Row
 
     now = timezone.now()
     old = [Row(ts=now - timedelta(days=30), service="s", instance="a", check_type="http", ok=True)]
@@ -337,8 +342,8 @@ def test_a_batch_of_transitions_is_announced_once(
     revision = MeshRevision.current()
 
     with (
-        patch("monitoring.notify.publish_revision") as publish,
-        patch("monitoring.notify._group_send") as group_send,
+        patch("registry.notify.publish_revision") as publish,
+        patch("registry.notify._group_send") as group_send,
         django_capture_on_commit_callbacks(execute=True),
     ):
         assert len(record_all(instances, REFUSED)) == 5
@@ -398,3 +403,20 @@ def test_panic_counted_after_the_batch_when_its_last_result_changes_nothing() ->
     assert left.message == "payments left panic mode (4 of 4 healthy)"
     assert left.revision == revision + 4 == MeshRevision.current()
     assert not Service.objects.get(pk=service.pk).in_panic
+
+
+def test_the_rules_read_the_health_cause_not_the_reason_text() -> None:
+    # An instance whose agent went silent waits for the agent, whatever its
+    # reason says; one whose reason merely starts with "agent " does not.
+    service = make_service(check_rise=1)
+    silent = make_instance(service, health_cause=HealthCause.AGENT, status_reason="host lost")
+    assert record(silent, OK) == []
+    wording = make_instance(
+        service,
+        port=8081,
+        health_cause=HealthCause.CHECK,
+        status_reason="agent-style wording from a check output",
+    )
+    assert record(wording, OK) == [wording.pk]
+    wording.refresh_from_db()
+    assert wording.health == Health.PASSING and wording.health_cause == HealthCause.CHECK

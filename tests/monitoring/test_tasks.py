@@ -15,10 +15,11 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from agents.models import Agent
+from journal.models import Event, EventKind
 from monitoring import checks, tasks
-from monitoring.models import EdgeWindow, Event, EventKind
-from monitoring.notify import REVISION_CHANNEL
+from monitoring.models import EdgeWindow
 from registry.models import Health, Instance, MeshRevision, Node, Service
+from registry.notify import REVISION_CHANNEL
 from registry.services import instance_register, service_create
 
 pytestmark = pytest.mark.django_db(transaction=True)

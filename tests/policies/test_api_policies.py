@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from monitoring.models import AuditEntry, Event
+from journal.models import AuditEntry, Event
 from policies.models import PolicyVersion, TrafficPolicy
 from registry.models import MeshRevision
 from tests.policies.helpers import service

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from monitoring.models import Event
+from journal.models import Event
 from tests.agents.test_api_agents import enroll
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from monitoring.models import Event
+from journal.models import Event
 from policies.failover import failover_evaluate
 from policies.models import FailoverState, TrafficPolicy
 from policies.tasks import evaluate_failover

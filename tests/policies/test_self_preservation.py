@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from agents.services import SELF_PRESERVATION_KEY, agents_expire
-from monitoring.models import Event
+from journal.models import Event
 from registry.models import Instance, Node
 from tests.policies.helpers import instance, service
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from monitoring.models import AuditEntry
+from journal.models import AuditEntry
 from registry.models import Instance, MeshRevision
 
 pytestmark = pytest.mark.django_db

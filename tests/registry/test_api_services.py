@@ -7,7 +7,7 @@ import re
 import pytest
 from rest_framework.test import APIClient
 
-from monitoring.models import AuditEntry, Event
+from journal.models import AuditEntry, Event
 from registry.models import MeshRevision, Service
 
 pytestmark = pytest.mark.django_db

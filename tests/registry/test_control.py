@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from journal.models import AuditEntry, Event
 from monitoring.health import checks_claim_due
-from monitoring.models import AuditEntry, Event
 from registry.control import drains_finish
 from registry.models import AdminState, Health, Instance, MeshRevision
 

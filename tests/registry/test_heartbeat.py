@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from journal.models import CheckResult, Event, EventKind
 from monitoring.health import ttl_expire
-from monitoring.models import CheckResult, Event, EventKind
 from registry.models import Instance
 
 pytestmark = pytest.mark.django_db

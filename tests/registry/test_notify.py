@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.db import transaction
 
-from monitoring import notify
+from registry import notify
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,7 @@ def test_a_single_change_is_sent_at_its_commit(
     sent: list[tuple[str, Any]], django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        notify.mesh_changed(revision=7, services={"payments"})
+        notify.after_commit(revision=7, services={"payments"})
     assert sent == [
         ("rev", 7),
         ("topology", {"type": "topology.changed", "revision": 7}),
@@ -39,9 +39,9 @@ def test_a_batch_sends_the_latest_revision_and_each_group_once(
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True), notify.batch():
         for revision, name in ((3, "payments"), (4, "orders"), (5, "payments")):
-            notify.mesh_changed(revision=revision, services={name})
+            notify.after_commit(revision=revision, services={name})
         with notify.batch():  # nested: the outer batch sends
-            notify.mesh_changed(revision=6, services={"orders"})
+            notify.after_commit(revision=6, services={"orders"})
     assert sent == [
         ("rev", 6),
         ("topology", {"type": "topology.changed", "revision": 6}),
@@ -54,9 +54,9 @@ def test_a_rolled_back_change_of_a_batch_is_not_sent(
     sent: list[tuple[str, Any]], django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True), notify.batch():
-        notify.mesh_changed(revision=3, services={"payments"})
+        notify.after_commit(revision=3, services={"payments"})
         with pytest.raises(RuntimeError), transaction.atomic():
-            notify.mesh_changed(revision=4, services={"orders"})
+            notify.after_commit(revision=4, services={"orders"})
             raise RuntimeError
     assert [c[0] for c in sent] == ["rev", "topology", "service.payments"]
     assert sent[0] == ("rev", 3)
@@ -69,6 +69,6 @@ def test_a_long_batch_does_not_hold_waiters(
 ) -> None:
     monkeypatch.setattr(notify, "FLUSH_AFTER", 0.0)
     with django_capture_on_commit_callbacks(execute=True), notify.batch():
-        notify.mesh_changed(revision=3, services={"payments"})
-        notify.mesh_changed(revision=4, services={"payments"})
+        notify.after_commit(revision=3, services={"payments"})
+        notify.after_commit(revision=4, services={"payments"})
     assert [value for kind, value in sent if kind == "rev"] == [3, 4]

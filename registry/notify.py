@@ -1,4 +1,5 @@
-"""After-commit notifications: revision waiters (Redis pub/sub) and live consoles.
+"""After-commit notifications of mesh changes: revision waiters (Redis pub/sub)
+and live consoles. Scheduled by `registry.revision.mesh_change` only.
 
 Failures here are logged and swallowed: the database row is the truth, and
 waiters re-read it on their own, so a missed message costs latency, not data.
@@ -112,7 +113,7 @@ def batch() -> Iterator[None]:
         transaction.on_commit(pending.flush)
 
 
-def mesh_changed(*, revision: int, services: set[str] | None = None) -> None:
+def after_commit(*, revision: int, services: set[str] | None = None) -> None:
     """Schedule, for after the commit, the fan-out of a change to the mesh."""
     names = sorted(services or ())
     pending: _Pending | None = getattr(_batch, "pending", None)

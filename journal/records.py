@@ -1,0 +1,138 @@
+"""Writing what happened: events, audit entries, check-result changes.
+
+A change agents must see is recorded through `registry.revision.mesh_change`,
+which calls these with the revision it bumped; what changes nothing an agent
+consumes (an agent's silence, a self-preservation warning) calls them directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
+
+from journal.models import AuditEntry, CheckResult, Event, EventKind, Severity
+
+Actor = AbstractBaseUser | AnonymousUser | None
+
+
+def actor_name(user: Actor) -> str:
+    if user is None or not user.is_authenticated:
+        return "system"
+    return str(user.get_username())
+
+
+@dataclass(frozen=True)
+class EventNote:
+    """An event to record with a mesh change (it gets the change's revision)."""
+
+    kind: EventKind | str
+    message: str
+    service: str = ""
+    instance: str = ""
+    severity: Severity | str = Severity.INFO
+    actor: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditNote:
+    """An audit entry to record with a mesh change: a person's or a token's write."""
+
+    user: Actor
+    action: str
+    object_type: str
+    object_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+def event_record(
+    *,
+    kind: EventKind | str,
+    message: str,
+    service: str = "",
+    instance: str = "",
+    severity: Severity | str = Severity.INFO,
+    actor: str = "",
+    data: dict[str, Any] | None = None,
+    revision: int | None = None,
+) -> Event:
+    return Event.objects.create(
+        kind=kind,
+        message=message[:1000],
+        service=service,
+        instance=instance,
+        severity=severity,
+        actor=actor[:200],
+        data=data or {},
+        revision=revision,
+    )
+
+
+def events_record(notes: list[EventNote], *, revision: int | None) -> None:
+    Event.objects.bulk_create(
+        [
+            Event(
+                kind=n.kind,
+                message=n.message[:1000],
+                service=n.service,
+                instance=n.instance,
+                severity=n.severity,
+                actor=n.actor[:200],
+                data=n.data,
+                revision=revision,
+            )
+            for n in notes
+        ]
+    )
+
+
+def audit_record(
+    *,
+    user: Actor,
+    action: str,
+    object_type: str,
+    object_id: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> AuditEntry:
+    return AuditEntry.objects.create(
+        user=user if isinstance(user, User) else None,
+        actor=actor_name(user),
+        action=action,
+        object_type=object_type,
+        object_id=str(object_id),
+        before=before,
+        after=after,
+    )
+
+
+def audits_record(notes: list[AuditNote]) -> None:
+    for n in notes:
+        # Writes by nobody (an agent's registration, a worker) are events only.
+        if n.user is None or not getattr(n.user, "is_authenticated", False):
+            continue
+        audit_record(
+            user=n.user,
+            action=n.action,
+            object_type=n.object_type,
+            object_id=n.object_id,
+            before=n.before,
+            after=n.after,
+        )
+
+
+def check_result_record(
+    *, ts: datetime, service: str, instance: str, check_type: str, ok: bool, output: str
+) -> None:
+    CheckResult.objects.create(
+        ts=ts,
+        service=service,
+        instance=instance,
+        check_type=check_type,
+        ok=ok,
+        output=output[:500],
+    )

@@ -1,0 +1,53 @@
+"""The one way to make a change agents must see: `mesh_change`.
+
+Every workflow that changes what an agent, a blocking query or a console
+derives from the registry (a service, an instance, its health, a policy, a
+failover, an agent's upstream set) writes its rows and then calls
+`mesh_change` inside the same transaction. It keeps together what must never
+be done halfway:
+
+1. the mesh revision row is bumped (`MeshRevision.bump`), so the change and
+   its revision commit or roll back as one;
+2. the change's events are written with that revision, and its audit entries
+   (a person's or a token's write) beside them;
+3. the fan-out is scheduled for after the commit (`registry.notify`): the Redis
+   publish that wakes blocked long-polls (`meshconsole.longpoll`) and the
+   channel-layer messages to the live consoles.
+
+A new kind of change (a new resource in the snapshot) calls this and nothing
+else; `tests/registry/test_revision.py` holds the rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from django.db import transaction
+
+from journal.records import AuditNote, EventNote, audits_record, events_record
+from registry import notify
+from registry.models import MeshRevision
+
+
+class NotInTransaction(RuntimeError):
+    """mesh_change was called outside transaction.atomic: the revision and the
+    change could then commit apart."""
+
+
+def mesh_change(
+    *,
+    services: Iterable[str] = (),
+    events: Sequence[EventNote] = (),
+    audit: Sequence[AuditNote] = (),
+) -> int:
+    """Record one change to the mesh (inside the caller's transaction) and return
+    its revision. SERVICES are the names whose consoles and watchers care."""
+    if not transaction.get_connection().in_atomic_block:
+        raise NotInTransaction("mesh_change must run inside transaction.atomic()")
+    revision = MeshRevision.bump()
+    if events:
+        events_record(list(events), revision=revision)
+    if audit:
+        audits_record(list(audit))
+    notify.after_commit(revision=revision, services=set(services))
+    return revision

@@ -1,0 +1,65 @@
+"""mesh_change: the one way a change reaches agents, blocking queries and consoles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from journal.models import AuditEntry, Event, EventKind
+from journal.records import AuditNote, EventNote
+from registry import notify
+from registry.models import MeshRevision
+from registry.revision import NotInTransaction, mesh_change
+
+pytestmark = pytest.mark.django_db
+
+
+def test_outside_a_transaction_it_refuses(transactional_db: None) -> None:
+    with pytest.raises(NotInTransaction):
+        mesh_change(services={"payments"})
+    assert MeshRevision.current() == 0
+
+
+def test_revision_events_audit_and_fan_out_go_together(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    sent: list[tuple[int, list[str]]] = []
+    monkeypatch.setattr(notify, "_fan_out", lambda revision, names: sent.append((revision, names)))
+    alice = User.objects.create_user("alice")
+    before = MeshRevision.current()
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        revision = mesh_change(
+            services={"payments", "orders"},
+            events=[EventNote(kind=EventKind.CONFIG, message="one"),
+                    EventNote(kind=EventKind.CONFIG, message="two")],
+            audit=[AuditNote(alice, "update", "service", "payments", {"a": 1}, {"a": 2}),
+                   AuditNote(None, "update", "service", "orders", None, None)],
+        )
+        assert sent == []  # nothing leaves before the commit
+    assert revision == before + 1 == MeshRevision.current()
+    assert sorted(Event.objects.values_list("message", "revision")) == [
+        ("one", revision), ("two", revision)
+    ]
+    # Writes by nobody (an agent, a worker) are events only.
+    assert list(AuditEntry.objects.values_list("actor", "object_id")) == [("alice", "payments")]
+    assert sent == [(revision, ["orders", "payments"])]
+
+
+def test_a_rolled_back_change_leaves_no_revision_event_or_message(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    sent: list[Any] = []
+    monkeypatch.setattr(notify, "_fan_out", lambda revision, names: sent.append(revision))
+    before = MeshRevision.current()
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        mesh_change(events=[EventNote(kind=EventKind.CONFIG, message="lost")])
+        raise RuntimeError("the write failed")
+    assert MeshRevision.current() == before
+    assert not Event.objects.exists() and sent == []
