@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from agents.models import Agent, EnrollmentToken, hash_token, new_secret
 from agents.runtime.durations import format_duration_ms
-from agents.snapshot import upstreams_snapshot
+from agents.snapshot import AgentSnapshot, upstreams_snapshot
 from journal.models import EventKind, Severity
 from journal.records import event_record
 from monitoring.models import EdgeWindow
@@ -78,7 +78,7 @@ def agent_for_token(raw: str) -> Agent | None:
     return Agent.objects.select_related("node").filter(token_hash=hash_token(raw)).first()
 
 
-def agent_snapshot(*, agent: Agent) -> dict[str, Any]:
+def agent_snapshot(*, agent: Agent) -> AgentSnapshot:
     """The whole config an agent needs, as of one revision."""
     with transaction.atomic():
         revision = MeshRevision.current()
@@ -259,7 +259,7 @@ def _record_ejections(agent: Agent, ejections: list[dict[str, Any]]) -> None:
                 "reason": e["reason"],
                 "duration_ms": e["duration_ms"],
                 "at": e.get("at"),
-                # On the control plane's clock: the explanation reads it (monitoring.explain).
+                # On the control plane's clock: the explanation reads it (registry.explain).
                 "until": (timezone.now() + timedelta(milliseconds=e["duration_ms"])).isoformat()
                 if e["event"] == "ejected"
                 else None,

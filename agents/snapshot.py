@@ -2,11 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 from policies.models import FailoverState, TrafficPolicy
-from policies.snapshot import policy_snapshot
+from policies.snapshot import PolicySnapshot, policy_snapshot
 from registry.models import Instance, Service
+
+
+class EndpointSnapshot(TypedDict):
+    id: str
+    address: str
+    port: int
+    weight: int
+    zone: str
+    priority: int
+    status: str
+
+
+class FailoverSnapshot(TypedDict):
+    active_target: str
+    reason: str
+
+
+class UpstreamSnapshot(TypedDict):
+    protocol: str
+    failover: FailoverSnapshot
+    policy: PolicySnapshot
+    endpoints: list[EndpointSnapshot]
+
+
+class AgentSnapshot(TypedDict):
+    """The config an agent long-polls (docs/agent-protocol.md); parsed by
+    agents/runtime/snapshot.py, which a contract test feeds it to."""
+
+    revision: int
+    agent_id: str
+    node: str
+    zone: str
+    report_interval_ms: int
+    upstreams: dict[str, UpstreamSnapshot]
 
 
 def endpoint_priority(zone: str, zone_priority: list[str]) -> int:
@@ -28,7 +62,7 @@ def _enabled_endpoints(names: set[str]) -> dict[str, list[Instance]]:
     return by_service
 
 
-def _endpoint(instance: Instance, zone_priority: list[str]) -> dict[str, Any]:
+def _endpoint(instance: Instance, zone_priority: list[str]) -> EndpointSnapshot:
     return {
         "id": instance.id,
         "address": instance.address,
@@ -40,7 +74,7 @@ def _endpoint(instance: Instance, zone_priority: list[str]) -> dict[str, Any]:
     }
 
 
-def upstreams_snapshot(names: list[str]) -> dict[str, Any]:
+def upstreams_snapshot(names: list[str]) -> dict[str, UpstreamSnapshot]:
     """NAME -> {protocol, failover, policy, endpoints}; call inside one transaction."""
     services = {s.name: s for s in Service.objects.filter(name__in=names)}
     policies = {
@@ -56,7 +90,7 @@ def upstreams_snapshot(names: list[str]) -> dict[str, Any]:
     # While failover is active, the upstream's endpoints are the target's.
     serving = {name: failovers[name].active_target if name in failovers else name for name in names}
     endpoints = _enabled_endpoints(set(serving.values()))
-    upstreams: dict[str, Any] = {}
+    upstreams: dict[str, UpstreamSnapshot] = {}
     for name in names:
         service, policy, failover = services.get(name), policies.get(name), failovers.get(name)
         zone_priority = list(policy.zone_priority or []) if policy else []

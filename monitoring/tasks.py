@@ -17,6 +17,7 @@ from agents.services import agents_expire
 from journal.models import Event
 from monitoring import checks, health
 from monitoring.models import EdgeWindow
+from registry import heartbeats
 from registry.control import drains_finish
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def expire_heartbeats() -> list[str]:
     nothing is due, and they share the same 2 s granularity."""
     now = timezone.now()
     silenced = agents_expire(now=now)
-    expired = health.ttl_expire(now=now)
+    expired = heartbeats.ttl_expire(now=now)
     drained = drains_finish(now=now)
     if expired or drained:
         log.info("TTL expired: %d; drains finished: %d", len(expired), len(drained))

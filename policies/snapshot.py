@@ -2,12 +2,65 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 from policies.models import DEFAULT_RETRY_ON, TrafficPolicy
 
 
-def policy_snapshot(policy: TrafficPolicy | None) -> dict[str, Any]:
+class HashOnSnapshot(TypedDict):
+    type: str
+    name: str
+
+
+class RetriesSnapshot(TypedDict):
+    attempts: int
+    per_try_timeout_ms: int
+    on: list[str]
+    backoff_base_ms: int
+    backoff_max_ms: int
+    budget_percent: int
+    min_per_second: int
+
+
+class OutlierSnapshot(TypedDict):
+    consecutive_5xx: int
+    consecutive_gateway: int
+    base_ejection_ms: int
+    max_ejection_percent: int
+
+
+class CircuitBreakerSnapshot(TypedDict):
+    max_connections: int
+    max_pending: int
+    max_requests: int
+
+
+class RateLimitSnapshot(TypedDict):
+    rps: float
+    burst: int
+
+
+class LocalitySnapshot(TypedDict):
+    enabled: bool
+
+
+class PolicySnapshot(TypedDict):
+    """What agents/runtime/policy.py parses (the contract test feeds one to it)."""
+
+    load_balancer: str
+    hash_on: HashOnSnapshot | None
+    connect_timeout_ms: int
+    request_timeout_ms: int
+    idle_timeout_ms: int
+    retries: RetriesSnapshot
+    outlier: OutlierSnapshot
+    circuit_breaker: CircuitBreakerSnapshot
+    rate_limit: RateLimitSnapshot | None
+    panic_threshold_percent: int
+    locality: LocalitySnapshot
+
+
+def policy_snapshot(policy: TrafficPolicy | None) -> PolicySnapshot:
     p = policy or TrafficPolicy(retry_on=list(DEFAULT_RETRY_ON))
     return {
         "load_balancer": p.load_balancer,

@@ -14,10 +14,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from journal.records import actor_name
-from monitoring.explain import instance_explain
-from monitoring.health import TTL_STATUSES, ttl_heartbeat_record
 from registry.api.serializers import InstanceSerializer
 from registry.control import ACTIONS, Selector, instances_control
+from registry.explain import instance_explain
+from registry.heartbeats import TTL_STATUSES, ttl_heartbeat_record
 from registry.models import CheckType, Instance, Service
 
 MAX_WEIGHT = 10_000

@@ -9,7 +9,7 @@ from django.db.models import Count, Q, QuerySet
 from rest_framework import serializers
 
 from meshconsole.api import DurationField, StringListField
-from monitoring.explain import instance_reason
+from registry.explain import instance_reason
 from registry.models import (
     ROUTABLE_HEALTH,
     SERVICE_NAME_RE,
@@ -197,7 +197,7 @@ class InstanceSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "status_reason", "status_since", "last_heartbeat"]
 
     def get_explanation(self, instance: Instance) -> str:
-        """The one-line reason (monitoring.explain); a list shares one panic
+        """The one-line reason (registry.explain); a list shares one panic
         computation per service, cached on the root serializer."""
         from registry.panic import panic_state
 

@@ -225,8 +225,8 @@ def test_expire_heartbeats_marks_a_silent_agents_instances_critical(
 
 
 def test_expire_heartbeats_expires_ttl_instances_and_finishes_drains() -> None:
-    from monitoring.health import ttl_heartbeat_record
     from registry.control import instances_control
+    from registry.heartbeats import ttl_heartbeat_record
 
     ttl = service_create(user=None, data={"name": "cron", "check_type": "ttl",
                                           "check_interval_ms": 200, "check_timeout_ms": 100})

@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from journal.models import CheckResult, Event, EventKind
-from monitoring.health import ttl_expire
+from registry.heartbeats import ttl_expire
 from registry.models import Instance
 
 pytestmark = pytest.mark.django_db

@@ -13,10 +13,10 @@ from rest_framework.test import APIClient
 from journal.models import EventKind
 from journal.records import event_record
 from monitoring.checks import CheckResult, CheckSpec
-from monitoring.explain import clock, instance_explain, instance_reason
 from monitoring.health import check_results_record
 from policies.models import TrafficPolicy
 from registry.control import instances_control
+from registry.explain import clock, instance_explain, instance_reason
 from registry.models import Instance, Service
 from registry.services import instance_register, service_create
 

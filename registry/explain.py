@@ -100,7 +100,7 @@ def instance_reason(instance: Instance, panic: PanicState | None = None) -> tupl
     now = timezone.now()
     if instance.weight == 0:
         return f"{head}; receives no traffic: weight 0", False
-    if instance.health in ROUTABLE_HEALTH:
+    if instance.routable:
         return f"{head}; receives traffic{_ejection(instance, now)}", True
     panic = panic or panic_state(instance.service)
     if panic.in_panic:
