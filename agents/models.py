@@ -22,7 +22,8 @@ def new_secret() -> str:
 
 
 class EnrollmentToken(models.Model):
-    """A reusable secret that lets agents enroll; only its hash is stored."""
+    """A secret that lets agents enroll until it expires, is used up or revoked;
+    only its hash is stored (agents.enrollment)."""
 
     token_hash = models.CharField(max_length=64, unique=True)
     prefix = models.CharField(max_length=8)  # shown in lists so a token can be told apart
@@ -33,6 +34,8 @@ class EnrollmentToken(models.Model):
     )
     revoked = models.BooleanField(default=False)
     uses = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)  # None: never
+    max_uses = models.PositiveIntegerField(null=True, blank=True)  # None: unlimited
 
     class Meta:
         ordering: ClassVar = ["-created_at"]
@@ -56,6 +59,8 @@ class Agent(models.Model):
     nack_reason = models.CharField(max_length=1000, blank=True, default="")
     # Agents silenced by TTL expiry are marked so their return can be an event.
     silent = models.BooleanField(default=False)
+    # An operator let the next enrollment under this node replace this agent.
+    reenroll_allowed = models.BooleanField(default=False)
 
     class Meta:
         ordering: ClassVar = ["node__name"]

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+from django.db import transaction
+
+from agents.models import Agent
 from policies.models import FailoverState, TrafficPolicy
 from policies.snapshot import PolicySnapshot, policy_snapshot
-from registry.models import Instance, Service
+from registry.models import Instance, MeshRevision, Service
+
+REPORT_INTERVAL_MS = 2000
 
 
 class EndpointSnapshot(TypedDict):
@@ -106,3 +111,19 @@ def upstreams_snapshot(names: list[str]) -> dict[str, UpstreamSnapshot]:
             else [],
         }
     return upstreams
+
+
+def agent_snapshot(*, agent: Agent) -> AgentSnapshot:
+    """The whole config an agent needs, as of one revision."""
+    with transaction.atomic():
+        revision = MeshRevision.current()
+        names = sorted({str(u.get("service")) for u in agent.upstreams if u.get("service")})
+        upstreams = upstreams_snapshot(names)
+    return {
+        "revision": revision,
+        "agent_id": str(agent.id),
+        "node": agent.node.name,
+        "zone": agent.node.zone,
+        "report_interval_ms": REPORT_INTERVAL_MS,
+        "upstreams": upstreams,
+    }

@@ -194,6 +194,7 @@ SPECTACULAR_SETTINGS = {
 
 # Mesh behaviour knobs.
 MESH_HEARTBEAT_TTL = env_int("MESH_HEARTBEAT_TTL", 15)  # seconds without agent report
+MESH_ENROLL_TOKEN_TTL = env_int("MESH_ENROLL_TOKEN_TTL", 86_400)  # seconds; 0 = never expire
 # More than this share of agents (with at least 3) silent at once is taken for a
 # control-plane network problem: their instances are not marked critical.
 MESH_SELF_PRESERVATION_PERCENT = env_int("MESH_SELF_PRESERVATION_PERCENT", 50)

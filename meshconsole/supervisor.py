@@ -275,7 +275,7 @@ def prepare_database() -> tuple[int, Credentials | None]:
     pending = len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
     call_command("migrate", interactive=False, verbosity=0)
 
-    from agents.services import enrollment_token_create
+    from agents.enrollment import enrollment_token_create
 
     user_model = get_user_model()
     credentials = None

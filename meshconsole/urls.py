@@ -7,6 +7,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from agents.api.manage import (
+    AgentAllowReenrollView,
+    AgentDetailView,
+    EnrollmentTokenRevokeView,
+    EnrollmentTokensView,
+)
 from agents.api.views import AgentListView, EnrollView, ReportView, config_view
 from meshconsole.health import healthz, readyz
 from monitoring.api.views import EventListView, ServiceMetricsView, TopologyView
@@ -36,6 +42,18 @@ api_v1 = [
     path("events/", EventListView.as_view(), name="events"),
     path("agents/", AgentListView.as_view(), name="agents"),
     path("agents/enroll/", EnrollView.as_view(), name="agent-enroll"),
+    path("agents/enrollment-tokens/", EnrollmentTokensView.as_view(), name="enrollment-tokens"),
+    path(
+        "agents/enrollment-tokens/<str:prefix>/revoke/",
+        EnrollmentTokenRevokeView.as_view(),
+        name="enrollment-token-revoke",
+    ),
+    path("agents/<uuid:agent_id>/", AgentDetailView.as_view(), name="agent-detail"),
+    path(
+        "agents/<uuid:agent_id>/allow-reenroll/",
+        AgentAllowReenrollView.as_view(),
+        name="agent-allow-reenroll",
+    ),
     path("agents/<uuid:agent_id>/config/", config_view, name="agent-config"),
     path("agents/<uuid:agent_id>/report/", ReportView.as_view(), name="agent-report"),
     *router.urls,

@@ -13,7 +13,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from agents.services import agents_expire
+from agents.expiry import agents_expire
 from journal.models import Event
 from monitoring import checks, health
 from monitoring.models import EdgeWindow

@@ -1,9 +1,15 @@
+"""The Django admin shows mesh objects and never writes them: a write there
+would skip the service functions (validation, the revision agents wait on,
+events and audit). Writes go through the API, meshctl and the console, which
+all call the same service functions."""
+
 from django.contrib import admin
 
+from journal.admin import ReadOnlyAdmin, ReadOnlyInline
 from registry.models import Instance, MeshRevision, Node, Service
 
 
-class InstanceInline(admin.TabularInline):
+class InstanceInline(ReadOnlyInline):
     model = Instance
     extra = 0
     fields = ("address", "port", "zone", "weight", "health", "admin_state", "status_reason")
@@ -11,14 +17,14 @@ class InstanceInline(admin.TabularInline):
 
 
 @admin.register(Service)
-class ServiceAdmin(admin.ModelAdmin):
+class ServiceAdmin(ReadOnlyAdmin):
     list_display = ("name", "protocol", "check_type", "check_interval_ms", "updated_at")
     search_fields = ("name", "description")
     inlines = (InstanceInline,)
 
 
 @admin.register(Instance)
-class InstanceAdmin(admin.ModelAdmin):
+class InstanceAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "service",
@@ -43,13 +49,10 @@ class InstanceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Node)
-class NodeAdmin(admin.ModelAdmin):
+class NodeAdmin(ReadOnlyAdmin):
     list_display = ("name", "zone", "created_at")
 
 
 @admin.register(MeshRevision)
-class MeshRevisionAdmin(admin.ModelAdmin):
+class MeshRevisionAdmin(ReadOnlyAdmin):
     list_display = ("id", "value")
-
-    def has_add_permission(self, request: object) -> bool:  # type: ignore[override]
-        return False

@@ -8,8 +8,8 @@ from django.contrib.auth.models import AnonymousUser
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from agents.enrollment import agent_for_token
 from agents.models import Agent
-from agents.services import agent_for_token
 
 
 class AgentTokenAuthentication(authentication.BaseAuthentication):

@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from agents.enrollment import token_is_plausible
 from agents.models import Agent
 from agents.runtime import histogram
 from meshconsole.api import StringListField
@@ -30,6 +31,16 @@ class EnrollSerializer(serializers.Serializer):
     zone = serializers.CharField(max_length=63, allow_blank=True, default="")
     version = serializers.CharField(max_length=32, allow_blank=True, default="")
     upstreams = UpstreamSerializer(many=True, default=list)
+    # Optional: the agent token the agent generated and keeps (a retried
+    # enrollment with the same one returns the same answer).
+    agent_token = serializers.CharField(max_length=200, required=False)
+
+    def validate_agent_token(self, value: str) -> str:
+        if not token_is_plausible(value):
+            raise serializers.ValidationError(
+                "an agent token is 32-200 printable ASCII characters without spaces"
+            )
+        return value
 
 
 class EnrollResponseSerializer(serializers.Serializer):

@@ -24,8 +24,11 @@ from agents.api.serializers import (
     EnrollSerializer,
     ReportSerializer,
 )
+from agents.enrollment import EnrollmentRefused, NodeTaken, agent_enroll
 from agents.models import Agent
-from agents.services import EnrollmentRefused, agent_enroll, agent_report, agent_snapshot
+from agents.reports import agent_report
+from agents.snapshot import agent_snapshot
+from meshconsole.api import Conflict
 from meshconsole.longpoll import authenticate, blocking_params, error_response, watcher
 
 
@@ -43,26 +46,38 @@ class EnrollView(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [EnrollThrottle]
 
-    @extend_schema(request=EnrollSerializer, responses={201: EnrollResponseSerializer})
+    @extend_schema(
+        request=EnrollSerializer,
+        responses={201: EnrollResponseSerializer, 200: EnrollResponseSerializer},
+    )
     def post(self, request: Request) -> Response:
+        """201 for a new enrollment; 200 when the same agent asks again with the
+        agent token it proposed (a retry); 409 when another agent holds the node."""
         serializer = EnrollSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            agent, token = agent_enroll(
+            enrollment = agent_enroll(
                 token=data["token"],
                 node=data["node"],
                 zone=data["zone"],
                 version=data["version"],
                 upstreams=[dict(u) for u in data["upstreams"]],
                 address=request.META.get("REMOTE_ADDR", ""),
+                proposed_token=data.get("agent_token", ""),
             )
         except EnrollmentRefused as exc:
             raise PermissionDenied(str(exc)) from None
-        snapshot = agent_snapshot(agent=agent)
+        except NodeTaken as exc:
+            raise Conflict(str(exc)) from None
+        revision = agent_snapshot(agent=enrollment.agent)["revision"]
         return Response(
-            {"agent_id": str(agent.id), "agent_token": token, "revision": snapshot["revision"]},
-            status=status.HTTP_201_CREATED,
+            {
+                "agent_id": str(enrollment.agent.id),
+                "agent_token": enrollment.agent_token,
+                "revision": revision,
+            },
+            status=status.HTTP_201_CREATED if enrollment.created else status.HTTP_200_OK,
         )
 
 

@@ -33,6 +33,7 @@ from agents.runtime.snapshot import (
     load_identity,
     load_snapshot,
     parse_snapshot,
+    pending_agent_token,
     save_identity,
     save_snapshot,
 )
@@ -192,8 +193,12 @@ class Agent:
                 await asyncio.sleep(delay)
 
     async def _enroll(self) -> Identity:
+        proposed = pending_agent_token(self.config.data_dir,
+                                       control_plane=self.config.control_plane,
+                                       node=self.config.node)
         answer = await self.client.enroll({
             "token": self.config.token,
+            "agent_token": proposed,
             "node": self.config.node,
             "zone": self.config.zone,
             "version": __version__,

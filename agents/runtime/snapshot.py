@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from agents.runtime.policy import Policy, PolicyError, parse_policy
 
 SNAPSHOT_FILE = "snapshot.json"
 IDENTITY_FILE = "agent.json"
+PENDING_FILE = "enroll-pending.json"
 STATUSES = ("passing", "warning", "critical", "maintenance", "draining")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -227,3 +229,29 @@ def load_identity(data_dir: Path, *, control_plane: str, node: str) -> Identity 
 
 def forget_identity(data_dir: Path) -> None:
     (data_dir / IDENTITY_FILE).unlink(missing_ok=True)
+    (data_dir / PENDING_FILE).unlink(missing_ok=True)
+
+
+def pending_agent_token(data_dir: Path, *, control_plane: str, node: str) -> str:
+    """The agent token this host proposes when it enrolls: generated here, kept
+    on disk before the first attempt, so every retry (after a timeout, or a
+    restart) proposes the same one and gets the same enrollment back."""
+    try:
+        data = json.loads((data_dir / PENDING_FILE).read_text(encoding="utf-8"))
+        if (
+            isinstance(data, dict)
+            and data.get("control_plane") == control_plane
+            and data.get("node") == node
+            and isinstance(data.get("agent_token"), str)
+            and len(data["agent_token"]) >= 32
+        ):
+            return str(data["agent_token"])
+    except (OSError, ValueError):
+        pass
+    token = secrets.token_urlsafe(32)
+    write_atomic(
+        data_dir / PENDING_FILE,
+        {"agent_token": token, "control_plane": control_plane, "node": node},
+        mode=0o600,
+    )
+    return token

@@ -59,7 +59,7 @@ def prepare(*, data_dir: Path, control_plane: str) -> DemoPlan:
     """Services in the registry, an enrollment token, and the files of each node."""
     from django.db import connections
 
-    from agents.services import enrollment_token_create
+    from agents.enrollment import enrollment_token_create
 
     ensure_services()
     token = enrollment_token_create(description="meshconsole up --demo")

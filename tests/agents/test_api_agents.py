@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from agents.enrollment import enrollment_token_create
+from agents.expiry import agents_expire
 from agents.models import Agent
 from agents.runtime import histogram
-from agents.services import agents_expire, enrollment_token_create
 from journal.models import Event
 from monitoring.models import EdgeWindow
 from registry.models import Instance, MeshRevision, Service
@@ -58,12 +59,18 @@ def test_enroll_validates_node_name() -> None:
     assert "node" in response.json()
 
 
-def test_reenroll_keeps_agent_id_and_replaces_token() -> None:
+def test_enrolling_under_a_taken_node_name_is_refused_and_the_real_agent_keeps_working() -> None:
+    # Was: a second enrollment under host-a took the node over (same agent id,
+    # the real agent's token invalidated). Now it is a 409 until an operator
+    # removes the agent or allows the re-enrollment (tests/agents/test_enrollment.py).
     token = enrollment_token_create()
     first, body1 = enroll(token=token)
-    _, body2 = enroll(token=token)
-    assert body1["agent_id"] == body2["agent_id"]
-    assert first.get(f"/api/v1/agents/{body1['agent_id']}/config/").status_code == 401
+    response = APIClient().post(
+        "/api/v1/agents/enroll/", {"token": token, "node": "host-a"}, format="json"
+    )
+    assert response.status_code == 409, response.content
+    assert "host-a" in response.json()["detail"]
+    assert first.get(f"/api/v1/agents/{body1['agent_id']}/config/").status_code == 200
 
 
 def test_config_snapshot_lists_enabled_endpoints_of_declared_upstreams_with_status(api: APIClient) -> None:

@@ -89,6 +89,8 @@ async def test_enroll_config_report_then_changes_apply_within_a_second(tmp_path:
                                             "source": "orders"}]
             enrolled = cp.enrollments[0]
             assert (enrolled["node"], enrolled["zone"]) == ("host-a", "zone-1")
+            # The agent proposes its own token, kept on disk before it asks.
+            assert len(enrolled["agent_token"]) >= 32
 
             loop = asyncio.get_running_loop()
             changed_at = loop.time()
@@ -154,6 +156,8 @@ async def test_rejected_agent_token_leads_to_enrolling_again(tmp_path: Path) -> 
             await eventually(lambda: cp.reports)
             cp.agent_tokens.clear()  # e.g. the token was revoked in the console
             await eventually(lambda: len(cp.enrollments) == 2)
+            # A refused token is forgotten: the next enrollment proposes a new one.
+            assert cp.enrollments[0]["agent_token"] != cp.enrollments[1]["agent_token"]
             reports = len(cp.reports)
             await eventually(lambda: len(cp.reports) > reports)
             assert agent.identity is not None and agent.identity.agent_token in cp.agent_tokens

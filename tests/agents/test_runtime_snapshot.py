@@ -176,3 +176,18 @@ def test_identity_is_private_and_bound_to_control_plane_and_node(tmp_path: Path)
     assert load_identity(tmp_path, control_plane="http://cp:8000", node="host-b") is None
     (tmp_path / "agent.json").write_text('{"agent_id": ""}')
     assert load_identity(tmp_path, control_plane="http://cp:8000", node="host-a") is None
+
+
+def test_the_proposed_agent_token_survives_retries_and_restarts_until_forgotten(
+    tmp_path: Path,
+) -> None:
+    from agents.runtime.snapshot import forget_identity, pending_agent_token
+
+    first = pending_agent_token(tmp_path, control_plane="http://cp", node="host-a")
+    assert len(first) >= 32
+    assert pending_agent_token(tmp_path, control_plane="http://cp", node="host-a") == first
+    assert (tmp_path / "enroll-pending.json").stat().st_mode & 0o777 == 0o600
+    # Another node or control plane is another enrollment.
+    assert pending_agent_token(tmp_path, control_plane="http://cp", node="host-b") != first
+    forget_identity(tmp_path)
+    assert pending_agent_token(tmp_path, control_plane="http://cp", node="host-a") != first

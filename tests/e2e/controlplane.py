@@ -65,7 +65,7 @@ class ControlPlane:
         ).splitlines()[-1]
         self.enroll_token = self.manage(
             "shell", "-c",
-            "from agents.services import enrollment_token_create; print(enrollment_token_create())",
+            "from agents.enrollment import enrollment_token_create; print(enrollment_token_create())",
         ).splitlines()[-1]
 
     def start_web(self) -> None:

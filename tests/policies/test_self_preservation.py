@@ -10,8 +10,8 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
+from agents.expiry import SELF_PRESERVATION_KEY, agents_expire
 from agents.models import Agent
-from agents.services import SELF_PRESERVATION_KEY, agents_expire
 from journal.models import Event
 from registry.models import Instance, Node
 from tests.policies.helpers import instance, service

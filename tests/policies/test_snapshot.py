@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from agents.models import Agent
-from agents.services import agent_snapshot
+from agents.snapshot import agent_snapshot
 from policies.models import FailoverState, TrafficPolicy
 from registry.models import Instance, Node
 from tests.policies.helpers import instance, service

@@ -1,22 +1,17 @@
-"""Agent workflows: enroll, build the config snapshot, take a report."""
+"""An agent's report: heartbeat, its local services, ack/nack of a revision,
+traffic windows and ejections (docs/agent-protocol.md, "Report")."""
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from agents.models import Agent, EnrollmentToken, hash_token, new_secret
+from agents.models import Agent
 from agents.runtime.durations import format_duration_ms
-from agents.snapshot import AgentSnapshot, upstreams_snapshot
 from journal.models import EventKind, Severity
 from journal.records import event_record
 from monitoring.models import EdgeWindow
@@ -24,79 +19,46 @@ from registry import services as registry_services
 from registry.models import CheckType, Health, HealthCause, Instance, MeshRevision, Service
 from registry.revision import mesh_change
 
-REPORT_INTERVAL_MS = 2000
+# How long the same disagreement stays one event rather than one per report.
+DISAGREEMENT_QUIET_S = 600
 
 
-class EnrollmentRefused(Exception):
-    pass
+def _disagreement(agent: Agent, service: str, what: str, message: str) -> None:
+    """An agent's config disagrees with what it does not own: an event (once in
+    a while, not per report), never an overwrite."""
+    key = f"agents:disagree:{agent.pk}:{service}:{what}"
+    try:
+        fresh = cache.add(key, 1, timeout=DISAGREEMENT_QUIET_S)
+    except Exception:  # the cache being down must not fail the report
+        fresh = True
+    if fresh:
+        event_record(
+            kind=EventKind.AGENT,
+            severity=Severity.WARNING,
+            message=f"agent {agent.node.name}: {message}",
+            service=service,
+            actor=f"agent:{agent.node.name}",
+            data={"node": agent.node.name, "what": what},
+        )
 
 
-def enrollment_token_create(*, user: AbstractBaseUser | None = None, description: str = "") -> str:
-    raw = "mesh-enroll-" + secrets.token_urlsafe(24)
-    EnrollmentToken.objects.create(
-        token_hash=hash_token(raw),
-        prefix=raw[12:18],
-        description=description,
-        created_by=user if isinstance(user, User) else None,
+def _runs_alone(agent: Agent, service: Service) -> bool:
+    """Whether every instance of SERVICE is this agent's own: only then may its
+    config change the service's definition (its health check)."""
+    return not (
+        Instance.objects.filter(service=service)
+        .exclude(node=agent.node, agent_managed=True)
+        .exists()
     )
-    return raw
 
 
-@transaction.atomic
-def agent_enroll(
-    *, token: str, node: str, zone: str, version: str, upstreams: list[dict[str, Any]], address: str
-) -> tuple[Agent, str]:
-    updated = EnrollmentToken.objects.filter(token_hash=hash_token(token), revoked=False).update(
-        uses=F("uses") + 1
-    )
-    if not updated:
-        raise EnrollmentRefused("unknown or revoked enrollment token")
-    node_obj = registry_services.node_ensure(node, zone)
-    agent_token = new_secret()
-    agent, created = Agent.objects.select_for_update().get_or_create(
-        node=node_obj,
-        defaults={"token_hash": hash_token(agent_token)},
-    )
-    agent.token_hash = hash_token(agent_token)
-    agent.version = version
-    agent.address = address
-    agent.upstreams = upstreams
-    agent.last_seen = timezone.now()
-    agent.silent = False
-    agent.save()
-    # Nothing another agent consumes changed: an event, not a mesh change (each
-    # enrollment would otherwise wake every long-poll of the fleet).
-    event_record(
-        kind=EventKind.AGENT,
-        message=f"agent {node} {'enrolled' if created else 're-enrolled'} (version {version})",
-        actor=f"agent:{node}",
-    )
-    return agent, agent_token
-
-
-def agent_for_token(raw: str) -> Agent | None:
-    return Agent.objects.select_related("node").filter(token_hash=hash_token(raw)).first()
-
-
-def agent_snapshot(*, agent: Agent) -> AgentSnapshot:
-    """The whole config an agent needs, as of one revision."""
-    with transaction.atomic():
-        revision = MeshRevision.current()
-        names = sorted({str(u.get("service")) for u in agent.upstreams if u.get("service")})
-        upstreams = upstreams_snapshot(names)
-    return {
-        "revision": revision,
-        "agent_id": str(agent.id),
-        "node": agent.node.name,
-        "zone": agent.node.zone,
-        "report_interval_ms": REPORT_INTERVAL_MS,
-        "upstreams": upstreams,
-    }
-
-
-def _sync_service(agent: Agent, spec: dict[str, Any]) -> Instance:
-    """Register (or refresh) one local service the agent runs."""
+def _sync_service(agent: Agent, spec: dict[str, Any]) -> Instance | None:
+    """Register (or refresh) one local service the agent runs. An agent changes
+    only what its node owns: an instance registered by an operator (or by
+    another node) with the same address is not taken over, and a service others
+    run keeps its check; both are reported as an event instead."""
     check = spec.get("check") or {}
+    endpoint = f"{spec['address']}:{spec['port']}"
     service = Service.objects.filter(name=spec["name"]).first()
     if service is None:
         service = registry_services.service_create(
@@ -104,17 +66,28 @@ def _sync_service(agent: Agent, spec: dict[str, Any]) -> Instance:
             data={"name": spec["name"], "protocol": spec.get("protocol", "http"), **check},
         )
     elif check and any(getattr(service, k) != v for k, v in check.items()):
-        service = registry_services.service_update(user=None, service=service, data=check)
-    instance = Instance.objects.filter(
-        service=service, address=spec["address"], port=spec["port"]
-    ).first()
+        if _runs_alone(agent, service):
+            service = registry_services.service_update(user=None, service=service, data=check)
+        else:
+            _disagreement(
+                agent,
+                service.name,
+                "check",
+                f"its health check for {service.name} differs from the service's; "
+                "the service's check stays (other instances run it)",
+            )
+    instance = (
+        Instance.objects.filter(service=service, address=spec["address"], port=spec["port"])
+        .select_related("node")
+        .first()
+    )
     wanted = {
         "zone": agent.node.zone,
         "tags": spec.get("tags", []),
         "metadata": spec.get("metadata", {}),
     }
     if instance is None:
-        instance = registry_services.instance_register(
+        return registry_services.instance_register(
             user=None,
             service=service,
             data={
@@ -127,15 +100,23 @@ def _sync_service(agent: Agent, spec: dict[str, Any]) -> Instance:
             actor=f"agent:{agent.node.name}",
             agent_managed=True,
         )
-    elif (
-        any(getattr(instance, k) != v for k, v in wanted.items())
-        or instance.node_id != agent.node_id
-    ):
+    if instance.node_id != agent.node_id or not instance.agent_managed:
+        owner = (
+            f"by agent {instance.node.name}"
+            if instance.agent_managed and instance.node
+            else "by an operator"
+        )
+        _disagreement(
+            agent,
+            service.name,
+            f"instance:{endpoint}",
+            f"reports {service.name} at {endpoint}, which is registered {owner}; not taken over",
+        )
+        return None
+    if any(getattr(instance, k) != v for k, v in wanted.items()):
         with transaction.atomic():
             for k, v in wanted.items():
                 setattr(instance, k, v)
-            instance.node = agent.node
-            instance.agent_managed = True
             instance.save()
             mesh_change(services={service.name})
     return instance
@@ -218,6 +199,8 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
         seen: set[str] = set()
         for spec in report["services"]:
             instance = _sync_service(agent, spec)
+            if instance is None:
+                continue
             seen.add(instance.id)
             instances[spec["name"]] = instance.id
         stale = Instance.objects.filter(node=agent.node, agent_managed=True).exclude(pk__in=seen)
@@ -291,81 +274,3 @@ def _revive_heartbeat_instances(agent: Agent, ids: set[str]) -> None:
                     health_cause=HealthCause.AWAITING,
                     status_reason="agent back; awaiting check",
                 )
-
-
-SELF_PRESERVATION_KEY = "agents:self-preservation"
-
-
-def _self_preservation(*, silent: int, total: int) -> bool:
-    """Whether too many agents went quiet at once to believe them (Eureka's
-    self-preservation): that is more likely the control plane's network than
-    the hosts. The flag lives in the shared cache; cache.add/delete are atomic,
-    so the warning and the release are each recorded once across workers."""
-    threshold = settings.MESH_SELF_PRESERVATION_PERCENT
-    tripped = threshold < 100 and total >= 3 and silent * 100 > threshold * total
-    if tripped:
-        if cache.add(SELF_PRESERVATION_KEY, f"{silent}/{total}", timeout=None):
-            event_record(
-                kind=EventKind.AGENT,
-                severity=Severity.WARNING,
-                message=(
-                    f"self-preservation: {silent} of {total} agents silent at once; "
-                    "not marking their instances critical"
-                ),
-                actor="system",
-                data={"silent": silent, "total": total, "threshold_percent": threshold},
-            )
-        return True
-    if cache.delete(SELF_PRESERVATION_KEY):
-        event_record(
-            kind=EventKind.AGENT,
-            message=(
-                f"self-preservation released: {silent} of {total} agents silent; "
-                "resuming normal expiry"
-            ),
-            actor="system",
-            data={"silent": silent, "total": total, "threshold_percent": threshold},
-        )
-    return False
-
-
-def agents_expire(*, now: datetime | None = None) -> list[str]:
-    """Mark agents silent past the TTL and their instances critical, unless more
-    than MESH_SELF_PRESERVATION_PERCENT of the reporting agents (with at least 3)
-    went silent within the same TTL window: then nothing is marked until enough
-    of them are back."""
-    now = now or timezone.now()
-    ttl = settings.MESH_HEARTBEAT_TTL
-    cutoff = now - timedelta(seconds=ttl)
-    # Agents already marked silent went quiet in an earlier window: they are
-    # not part of the population that may go quiet "at once".
-    reporting = Agent.objects.filter(silent=False)
-    stale = list(reporting.select_related("node").filter(last_seen__lt=cutoff))
-    if _self_preservation(silent=len(stale), total=reporting.count()):
-        return []
-    expired: list[str] = []
-    for agent in stale:
-        # Conditional claim: only one worker handles a given expiry.
-        if not Agent.objects.filter(pk=agent.pk, silent=False).update(silent=True):
-            continue
-        expired.append(agent.node.name)
-        event_record(
-            kind=EventKind.AGENT,
-            severity=Severity.WARNING,
-            message=f"agent {agent.node.name} silent for more than {ttl}s",
-            actor="system",
-        )
-        reason = f"agent {agent.node.name} silent for {ttl}s"
-        for instance in Instance.objects.filter(node=agent.node, agent_managed=True).exclude(
-            health=Health.CRITICAL
-        ):
-            registry_services.instance_transition(
-                instance_id=instance.id,
-                expected=instance.health,
-                health=Health.CRITICAL,
-                cause=HealthCause.AGENT,
-                reason=reason,
-                actor="system",
-                now=now,
-            )
-    return expired

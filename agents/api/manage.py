@@ -1,0 +1,128 @@
+"""Operators' endpoints for agents and enrollment tokens (staff only): list,
+create and revoke enrollment tokens; remove an agent; allow a re-enrollment."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.enrollment import (
+    agent_reenroll_allow,
+    agent_remove,
+    enrollment_token_create,
+    enrollment_token_revoke,
+)
+from agents.models import Agent, EnrollmentToken, hash_token
+from meshconsole.api import DurationField
+
+TAGS = ["agents"]
+
+
+class EnrollmentTokenSerializer(serializers.ModelSerializer):
+    active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = EnrollmentToken
+        fields: tuple[str, ...] = (
+            "prefix",
+            "description",
+            "created_at",
+            "expires_at",
+            "uses",
+            "max_uses",
+            "revoked",
+            "active",
+        )
+
+    def get_active(self, token: EnrollmentToken) -> bool:
+        expired = token.expires_at is not None and token.expires_at <= timezone.now()
+        used_up = token.max_uses is not None and token.uses >= token.max_uses
+        return not (token.revoked or expired or used_up)
+
+
+class EnrollmentTokenCreateSerializer(serializers.Serializer):
+    description = serializers.CharField(max_length=200, allow_blank=True, default="")
+    ttl = DurationField(required=False, help_text='e.g. "24h"; "0s" = never expires')
+    max_uses = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(self.initial_data) - set(self.fields)
+        if unknown:
+            raise serializers.ValidationError({k: ["unknown field"] for k in sorted(unknown)})
+        return attrs
+
+
+class EnrollmentTokenCreatedSerializer(EnrollmentTokenSerializer):
+    token = serializers.CharField(help_text="shown once; only its hash is kept")
+
+    class Meta(EnrollmentTokenSerializer.Meta):
+        fields = (*EnrollmentTokenSerializer.Meta.fields, "token")
+
+
+class EnrollmentTokensView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(tags=TAGS, responses=EnrollmentTokenSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        tokens = EnrollmentToken.objects.all()
+        return Response(EnrollmentTokenSerializer(tokens, many=True).data)
+
+    @extend_schema(
+        tags=TAGS,
+        request=EnrollmentTokenCreateSerializer,
+        responses={201: EnrollmentTokenCreatedSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        body = EnrollmentTokenCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        ttl_ms = body.validated_data.get("ttl")
+        raw = enrollment_token_create(
+            user=request.user,
+            description=body.validated_data["description"],
+            ttl=None if ttl_ms is None else timedelta(milliseconds=ttl_ms),
+            max_uses=body.validated_data.get("max_uses"),
+        )
+        token = EnrollmentToken.objects.get(token_hash=hash_token(raw))
+        data = dict(EnrollmentTokenSerializer(token).data)
+        data["token"] = raw
+        return Response(data, status=status.HTTP_201_CREATED)
+
+
+class EnrollmentTokenRevokeView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(tags=TAGS, request=None, responses={200: dict})
+    def post(self, request: Request, prefix: str) -> Response:
+        if not EnrollmentToken.objects.filter(prefix=prefix).exists():
+            return Response({"detail": f"no enrollment token {prefix!r}"}, status=404)
+        return Response({"revoked": enrollment_token_revoke(user=request.user, prefix=prefix)})
+
+
+class AgentDetailView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(tags=TAGS, responses={204: None})
+    def delete(self, request: Request, agent_id: str) -> Response:
+        """Remove the agent: its token stops working, its instances are deregistered."""
+        agent_remove(user=request.user, agent=get_object_or_404(Agent, pk=agent_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AgentAllowReenrollView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(tags=TAGS, request=None, responses={204: None})
+    def post(self, request: Request, agent_id: str) -> Response:
+        """Let the next enrollment under this agent's node replace it."""
+        agent = get_object_or_404(Agent.objects.select_related("node"), pk=agent_id)
+        agent_reenroll_allow(user=request.user, agent=agent)
+        return Response(status=status.HTTP_204_NO_CONTENT)
