@@ -7,7 +7,6 @@ control plane adding a field does not make every older agent refuse it.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -16,14 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.runtime.addresses import address_error
 from agents.runtime.policy import Policy, PolicyError, parse_policy
 
 SNAPSHOT_FILE = "snapshot.json"
 IDENTITY_FILE = "agent.json"
 PENDING_FILE = "enroll-pending.json"
 STATUSES = ("passing", "warning", "critical", "maintenance", "draining")
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _SERVICE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -84,11 +82,9 @@ def _dict(value: object, path: str) -> dict[str, Any]:
 
 def _address(value: object, path: str) -> str:
     address = _str(value, path)
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        if not _HOSTNAME.match(address):
-            raise SnapshotError(f"{path}: {address!r} is not an IP address or host name") from None
+    error = address_error(address)
+    if error:
+        raise SnapshotError(f"{path}: {error}")
     return address
 
 

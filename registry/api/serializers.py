@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 from rest_framework import serializers
 
+from agents.runtime.addresses import address_error
 from meshconsole.api import DurationField, StringListField
 from registry.explain import instance_reason
 from registry.models import (
@@ -210,9 +211,11 @@ class InstanceSerializer(serializers.ModelSerializer):
         return instance_reason(instance, cache[instance.service_id])[0]
 
     def validate_address(self, value: str) -> str:
-        value = value.strip()
-        if not value or any(ch.isspace() for ch in value) or "/" in value:
-            raise serializers.ValidationError("expected a host name or an IP address")
+        # The agents' own rule (agents.runtime.addresses): an address accepted
+        # here is one every agent's snapshot parser accepts.
+        error = address_error(value)
+        if error:
+            raise serializers.ValidationError(error)
         return value
 
     def validate_metadata(self, value: dict[str, str]) -> dict[str, str]:

@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from meshconsole import meshctl
@@ -227,3 +228,32 @@ def test_register_with_http_check_options(ctl) -> None:
     assert code == 2 and "NAME: VALUE" in err
     code, _, err = ctl("services", "register", "probe3", "--expect-status", "600")
     assert code == 1 and "expect_status" in err
+
+
+def test_tokens_create_list_revoke_and_agents_lifecycle(ctl, server) -> None:
+    code, out, err = ctl("tokens", "create", "--ttl", "1h", "--uses", "2", "--description", "rack 9")
+    assert code == 0, err
+    raw = out.strip()
+    assert raw.startswith("mesh-enroll-")
+    code, out, _ = ctl("tokens", "list")
+    assert code == 0 and "rack 9" in out and "active" in out and raw not in out
+    url, _ = server
+    enrolled = httpx.post(f"{url}/api/v1/agents/enroll/", json={"token": raw, "node": "ctl-host"})
+    assert enrolled.status_code == 201
+    code, out, _ = ctl("agents", "list")
+    assert code == 0 and "ctl-host" in out
+    again = httpx.post(f"{url}/api/v1/agents/enroll/", json={"token": raw, "node": "ctl-host"})
+    assert again.status_code == 409
+    code, out, err = ctl("agents", "allow-reenroll", "ctl-host")
+    assert code == 0, err
+    assert httpx.post(
+        f"{url}/api/v1/agents/enroll/", json={"token": raw, "node": "ctl-host"}
+    ).status_code == 200
+    code, out, err = ctl("agents", "remove", "ctl-host")
+    assert code == 0, err
+    assert ctl("agents", "remove", "ctl-host")[0] == 1
+    prefix = raw[len("mesh-enroll-"):][:6]
+    code, out, err = ctl("tokens", "revoke", prefix)
+    assert code == 0 and "revoked 1" in out, err
+    refused = httpx.post(f"{url}/api/v1/agents/enroll/", json={"token": raw, "node": "other"})
+    assert refused.status_code == 403

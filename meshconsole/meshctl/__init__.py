@@ -14,6 +14,10 @@
     meshctl instances bulk SERVICE [--tag T ...] [--meta k=v ...] [--all]
                           --action maintenance|drain|enable|disable|weight [--weight N]
     meshctl instances explain SERVICE ID
+    meshctl agents list
+    meshctl agents remove NODE
+    meshctl agents allow-reenroll NODE
+    meshctl tokens list | create [--ttl 24h] [--uses N] [--description D] | revoke PREFIX
 
 `--json` prints the API's JSON instead of a table. MESH_URL (default
 http://127.0.0.1:8000) and MESH_TOKEN (see `meshconsole apitoken USERNAME`)
@@ -29,99 +33,12 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-TIMEOUT = 30.0
-
-
-class CtlError(Exception):
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-# -- HTTP -------------------------------------------------------------------
-def flatten_errors(data: Any, prefix: str = "") -> list[str]:
-    """DRF error bodies ({"detail": ...}, {"field": [...]}, nested) as 'field: message' lines."""
-    if isinstance(data, dict):
-        out: list[str] = []
-        for key, value in data.items():
-            name = "" if key in ("detail", "non_field_errors") else str(key)
-            out += flatten_errors(value, f"{prefix}.{name}" if prefix and name else prefix or name)
-        return out
-    if isinstance(data, list):
-        if data and all(isinstance(v, str) for v in data):
-            return [f"{prefix}: {'; '.join(data)}" if prefix else "; ".join(data)]
-        return [line for value in data for line in flatten_errors(value, prefix)]
-    text = str(data)
-    return [f"{prefix}: {text}" if prefix else text]
-
-
-class Client:
-    def __init__(self, base_url: str, token: str) -> None:
-        parts = urllib.parse.urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise CtlError(f"MESH_URL {base_url!r} is not an http(s) URL", 2)
-        self.base_url = base_url.rstrip("/")
-        self.token = token
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
-        request.add_header("Accept", "application/json")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        if self.token:
-            request.add_header("Authorization", f"Token {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            raise CtlError(self._http_error(exc)) from None
-        except urllib.error.URLError as exc:
-            reason = getattr(exc.reason, "strerror", None) or str(exc.reason)
-            raise CtlError(
-                f"cannot reach {self.base_url} ({reason}); is the control plane running? "
-                "(set MESH_URL)",
-                3,
-            ) from None
-        except (TimeoutError, OSError) as exc:
-            raise CtlError(f"cannot reach {self.base_url} ({exc or 'timed out'})", 3) from None
-        if not raw:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise CtlError(f"{self.base_url} did not answer JSON; is MESH_URL right?") from None
-
-    def _http_error(self, exc: urllib.error.HTTPError) -> str:
-        raw = exc.read()
-        try:
-            details = flatten_errors(json.loads(raw))
-        except ValueError:
-            details = []
-        status = f"{exc.code} {exc.reason}"
-        if exc.code == 401:
-            hint = "set MESH_TOKEN (make one with `meshconsole apitoken USERNAME`)"
-            if not self.token:
-                return f"{status}: no MESH_TOKEN set; {hint}"
-            return f"{status}: {'; '.join(details) or 'token refused'}; {hint}"
-        return f"{status}: {'; '.join(details)}" if details else status
-
-
-# -- output -----------------------------------------------------------------
-def table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(str(v)) for v in column) for column in zip(headers, *rows, strict=False)]
-    lines = [
-        "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)).rstrip()
-        for row in [headers, *rows]
-    ]
-    return "\n".join(lines)
+from meshconsole.meshctl import agents
+from meshconsole.meshctl.http import DEFAULT_URL, Client, CtlError, table
 
 
 def health_text(health: dict[str, int] | None) -> str:
@@ -306,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="The meshconsole REST API from the command line "
         "(MESH_URL, MESH_TOKEN from the environment).",
     )
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{services,instances}")
+    groups = parser.add_subparsers(
+        dest="group", required=True, metavar="{services,instances,agents,tokens}"
+    )
 
     services = groups.add_parser("services", help="services in the registry")
     svc = services.add_subparsers(
@@ -383,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("service")
     p.add_argument("id")
     p.set_defaults(func=instances_explain)
+    agents.add_parsers(groups, json_flag)
     return parser
 
 
