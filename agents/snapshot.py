@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Count
 
 from agents.models import Agent
 from policies.models import FailoverState, TrafficPolicy
@@ -34,6 +36,9 @@ class UpstreamSnapshot(TypedDict):
     failover: FailoverSnapshot
     policy: PolicySnapshot
     endpoints: list[EndpointSnapshot]
+    # Instances an operator took out (maintenance, drain, disabled, weight 0):
+    # agents believe an empty list at once only when some were withheld.
+    withheld: int
 
 
 class AgentSnapshot(TypedDict):
@@ -45,6 +50,9 @@ class AgentSnapshot(TypedDict):
     node: str
     zone: str
     report_interval_ms: int
+    # Push-empty protection: how long agents keep an upstream's last endpoints
+    # when a snapshot empties it by deregistration (MESH_PUSH_EMPTY_HOLD).
+    push_empty_hold_ms: int
     upstreams: dict[str, UpstreamSnapshot]
 
 
@@ -95,6 +103,13 @@ def upstreams_snapshot(names: list[str]) -> dict[str, UpstreamSnapshot]:
     # While failover is active, the upstream's endpoints are the target's.
     serving = {name: failovers[name].active_target if name in failovers else name for name in names}
     endpoints = _enabled_endpoints(set(serving.values()))
+    withheld = dict(
+        Instance.objects.filter(service__name__in=set(serving.values()))
+        .exclude(pk__in=Instance.objects.enabled().values("pk"))
+        .values_list("service__name")
+        .annotate(n=Count("pk"))
+        .values_list("service__name", "n")
+    )
     upstreams: dict[str, UpstreamSnapshot] = {}
     for name in names:
         service, policy, failover = services.get(name), policies.get(name), failovers.get(name)
@@ -109,6 +124,7 @@ def upstreams_snapshot(names: list[str]) -> dict[str, UpstreamSnapshot]:
             "endpoints": [_endpoint(i, zone_priority) for i in endpoints.get(serving[name], [])]
             if service
             else [],
+            "withheld": int(withheld.get(serving[name], 0)) if service else 0,
         }
     return upstreams
 
@@ -125,5 +141,6 @@ def agent_snapshot(*, agent: Agent) -> AgentSnapshot:
         "node": agent.node.name,
         "zone": agent.node.zone,
         "report_interval_ms": REPORT_INTERVAL_MS,
+        "push_empty_hold_ms": settings.MESH_PUSH_EMPTY_HOLD * 1000,
         "upstreams": upstreams,
     }

@@ -195,6 +195,9 @@ SPECTACULAR_SETTINGS = {
 # Mesh behaviour knobs.
 MESH_HEARTBEAT_TTL = env_int("MESH_HEARTBEAT_TTL", 15)  # seconds without agent report
 MESH_ENROLL_TOKEN_TTL = env_int("MESH_ENROLL_TOKEN_TTL", 86_400)  # seconds; 0 = never expire
+# Push-empty protection: seconds agents keep an upstream's last endpoints when
+# deregistration empties it (0 = off; health and operator actions apply at once).
+MESH_PUSH_EMPTY_HOLD = env_int("MESH_PUSH_EMPTY_HOLD", 60)
 # More than this share of agents (with at least 3) silent at once is taken for a
 # control-plane network problem: their instances are not marked critical.
 MESH_SELF_PRESERVATION_PERCENT = env_int("MESH_SELF_PRESERVATION_PERCENT", 50)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -63,6 +64,28 @@ def instance_state(instance: Instance) -> dict[str, Any]:
         "node": instance.node.name if instance.node else None,
         "status": instance.status,
     }
+
+
+def push_empty_note(service: str, *, lost: int) -> list[EventNote]:
+    """The warning of a change that leaves SERVICE with no instance at all by
+    deregistration or deletion: agents hold its last LOST endpoints for a while
+    (push-empty protection, agents.runtime.admission) rather than answer 503."""
+    hold = settings.MESH_PUSH_EMPTY_HOLD
+    if not lost or hold <= 0:
+        return []
+    return [
+        EventNote(
+            kind=EventKind.REGISTRY,
+            severity=Severity.WARNING,
+            message=(
+                f"push-empty protection: {service} lost its last {lost} endpoint(s) by "
+                f"deregistration; agents keep serving them for {hold}s"
+            ),
+            service=service,
+            actor="system",
+            data={"push_empty": True, "lost": lost, "hold_s": hold},
+        )
+    ]
 
 
 def instance_label(instance: Instance) -> str:
@@ -139,6 +162,7 @@ def service_update(*, user: User, service: Service, data: dict[str, Any]) -> Ser
 def service_delete(*, user: User, service: Service) -> None:
     before = service_state(service)
     name = service.name
+    lost = Instance.objects.filter(service=service).enabled().count()
     service.delete()
     mesh_change(
         services={name},
@@ -148,7 +172,8 @@ def service_delete(*, user: User, service: Service) -> None:
                 message=f"service {name} deregistered",
                 service=name,
                 actor=actor_name(user),
-            )
+            ),
+            *push_empty_note(name, lost=lost),
         ],
         audit=[AuditNote(user, "delete", "service", name, before, None)],
     )
@@ -259,8 +284,11 @@ def instance_deregister(*, user: User, instance: Instance, actor: str | None = N
     service_name = instance.service.name
     instance_id = instance.id
     service = instance.service
+    was_enabled = Instance.objects.filter(pk=instance_id).enabled().exists()
     instance.delete()
     who = actor or actor_name(user)
+    left = Instance.objects.filter(service=service)
+    lost = left.count() == 0 and was_enabled
     revision = mesh_change(
         services={service_name},
         events=[
@@ -272,7 +300,8 @@ def instance_deregister(*, user: User, instance: Instance, actor: str | None = N
                 service=service_name,
                 instance=instance_id,
                 actor=who,
-            )
+            ),
+            *push_empty_note(service_name, lost=1 if lost else 0),
         ],
         audit=[AuditNote(user, "delete", "instance", instance_id, before, None)],
     )

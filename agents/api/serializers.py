@@ -88,6 +88,15 @@ class MetricsWindowSerializer(serializers.Serializer):
 class NackSerializer(serializers.Serializer):
     revision = serializers.IntegerField(min_value=0, allow_null=True)
     reason = serializers.CharField(max_length=1000)
+    # The parts refused alone (path -> reason) while the rest applied.
+    refused = serializers.DictField(
+        child=serializers.CharField(max_length=500), required=False, default=dict
+    )
+
+    def validate_refused(self, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 200:
+            raise serializers.ValidationError("at most 200 refused parts")
+        return value
 
 
 class EjectionSerializer(serializers.Serializer):

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from agents.runtime import __version__
 from agents.runtime.admin import start_admin
+from agents.runtime.admission import admit
 from agents.runtime.client import (
     Backoff,
     ControlPlaneClient,
@@ -32,7 +34,6 @@ from agents.runtime.snapshot import (
     forget_identity,
     load_identity,
     load_snapshot,
-    parse_snapshot,
     pending_agent_token,
     save_identity,
     save_snapshot,
@@ -61,6 +62,9 @@ class Agent:
         self.snapshot: Snapshot | None = None
         self.nack: dict[str, Any] | None = None
         self.identity: Identity | None = None
+        self._last_raw: object = None
+        self._holds: dict[str, float] = {}  # push-empty holds: service -> monotonic end
+        self._hold_timer: asyncio.TimerHandle | None = None
         self.cp_state = "starting"
         self.cp_error = ""
         self.listening = False
@@ -116,6 +120,8 @@ class Agent:
         """Stop accepting, let requests in flight finish (up to grace_s), then close all."""
         self._stopped.set()
         self.listening = False
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
         for server in self.servers:
             server.close()
         if self._control is not None:
@@ -144,21 +150,53 @@ class Agent:
 
     # snapshots
     def offer(self, raw: object) -> bool:
-        """Validate and apply a snapshot from the control plane; refuse it whole if invalid."""
+        """Validate and apply a snapshot from the control plane (agents.runtime.admission):
+        an invalid upstream is refused alone, the rest applies; a snapshot whose top
+        level is unusable is refused whole. Returns whether anything was applied."""
+        self._last_raw = raw
+        revision = raw.get("revision") if isinstance(raw, dict) else None
+        if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
+            revision = None
         try:
-            snapshot = parse_snapshot(raw)
+            admission = admit(raw, self.snapshot, holds=self._holds, now=time.monotonic())
         except SnapshotError as exc:
-            revision = raw.get("revision") if isinstance(raw, dict) else None
-            if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
-                revision = None
             self.nack = {"revision": revision, "reason": str(exc)[:1000]}
             log.warning("refused snapshot revision %s: %s", revision, exc)
             self._report_now.set()
             return False
-        self._apply(snapshot, persist=True)
-        self.nack = None
+        for name in admission.held.keys() - self._holds.keys():
+            log.warning("push-empty protection: %s lost every endpoint by deregistration; "
+                        "serving its last endpoints for %.0fs", name,
+                        admission.held[name] - time.monotonic())
+        self._holds = admission.held
+        self._apply(admission.snapshot, persist=True)
+        if admission.refused:
+            reason = "; ".join(admission.refused.values())
+            self.nack = {"revision": revision, "reason": reason[:1000],
+                         "refused": dict(list(admission.refused.items())[:200])}
+            log.warning("revision %s applied except %s", revision, ", ".join(admission.refused))
+        else:
+            self.nack = None
+        if admission.held:
+            self._recheck_holds_at(min(admission.held.values()))
         self._report_now.set()
         return True
+
+    def _recheck_holds_at(self, until: float) -> None:
+        """Offer the last snapshot again when a push-empty hold ends."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+
+        def again() -> None:
+            self._hold_timer = None
+            if self._last_raw is not None:
+                self.offer(self._last_raw)
+
+        self._hold_timer = loop.call_later(max(0.0, until - time.monotonic()) + 0.01, again)
 
     def _apply(self, snapshot: Snapshot, *, persist: bool) -> None:
         for runtime in self.upstreams:

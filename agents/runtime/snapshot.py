@@ -47,6 +47,10 @@ class UpstreamSnapshot:
     endpoints: tuple[EndpointSpec, ...]
     failover_target: str = ""
     failover_reason: str = ""
+    # Instances left out by an operator (maintenance, drain, disabled, weight 0):
+    # an empty endpoint list with none withheld is a deregistration, which
+    # push-empty protection does not believe at once (agents.runtime.admission).
+    withheld: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class Snapshot:
     report_interval_ms: int
     upstreams: dict[str, UpstreamSnapshot]
     raw: dict[str, Any] = field(compare=False, repr=False)
+    push_empty_hold_ms: int = 0
 
 
 def _int(value: object, path: str, low: int, high: int) -> int:
@@ -131,18 +136,40 @@ def _upstream(value: object, path: str) -> UpstreamSnapshot:
         protocol, _policy(data.get("policy", {}), f"{path}.policy"), specs,
         failover_target=_str(failover.get("active_target") or "", f"{path}.failover.active_target"),
         failover_reason=_str(failover.get("reason") or "", f"{path}.failover.reason"),
+        withheld=_int(data.get("withheld", 0), f"{path}.withheld", 0, 10_000_000),
     )
+
+
+def parse_upstreams(
+    data: dict[str, Any],
+) -> tuple[dict[str, UpstreamSnapshot], dict[str, SnapshotError]]:
+    """Each upstream on its own: the valid ones, and the error of each other one
+    (an invalid upstream is refused alone, as xDS NACKs one resource)."""
+    upstreams = _dict(data.get("upstreams"), "upstreams")
+    parsed: dict[str, UpstreamSnapshot] = {}
+    errors: dict[str, SnapshotError] = {}
+    for name, value in upstreams.items():
+        if not isinstance(name, str) or not _SERVICE.match(name):
+            errors[str(name)] = SnapshotError(f"upstreams: {name!r} is not a service name")
+            continue
+        try:
+            parsed[name] = _upstream(value, f"upstreams.{name}")
+        except SnapshotError as exc:
+            errors[name] = exc
+    return parsed, errors
 
 
 def parse_snapshot(raw: object) -> Snapshot:
     """A validated Snapshot, or SnapshotError naming the first bad field."""
     data = _dict(raw, "snapshot")
-    upstreams = _dict(data.get("upstreams"), "upstreams")
-    parsed: dict[str, UpstreamSnapshot] = {}
-    for name, value in upstreams.items():
-        if not _SERVICE.match(name):
-            raise SnapshotError(f"upstreams: {name!r} is not a service name")
-        parsed[name] = _upstream(value, f"upstreams.{name}")
+    parsed, errors = parse_upstreams(data)
+    if errors:
+        raise next(iter(errors.values()))
+    return snapshot_of(data, parsed)
+
+
+def snapshot_of(data: dict[str, Any], parsed: dict[str, UpstreamSnapshot]) -> Snapshot:
+    """The Snapshot of DATA's top-level fields (validated here) with PARSED upstreams."""
     return Snapshot(
         revision=_int(data.get("revision"), "revision", 0, 2**63 - 1),
         agent_id=_str(data.get("agent_id", ""), "agent_id"),
@@ -152,6 +179,8 @@ def parse_snapshot(raw: object) -> Snapshot:
                                 100, 3_600_000),
         upstreams=parsed,
         raw=data,
+        push_empty_hold_ms=_int(data.get("push_empty_hold_ms", 0), "push_empty_hold_ms",
+                                0, 86_400_000),
     )
 
 

@@ -140,7 +140,10 @@ async def test_invalid_snapshot_is_nacked_and_the_previous_keeps_serving(tmp_pat
             report = await eventually(lambda: next(
                 (r for r in cp.reports if r["nack"] and r["nack"]["revision"] == bad), None))
             assert "port" in report["nack"]["reason"]
-            assert report["applied_revision"] == good
+            # Refused alone: the rest of revision `bad` applied (nothing else here),
+            # payments keeps what it had (agents.runtime.admission).
+            assert list(report["nack"]["refused"]) == ["upstreams.payments"]
+            assert report["applied_revision"] == bad
             assert (await fetch(proxy_port(agent), "GET", "/")).json()["backend"] == "a"
             assert agent.stats()["nack"]["revision"] == bad
 
