@@ -185,8 +185,8 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
             fields.append("upstreams")
         agent.save(update_fields=fields)
         if upstreams_changed:
-            # Only this agent's snapshot changes, but the revision is global.
-            mesh_change()
+            # Only this agent's snapshot changes: its own index moves, no one else wakes.
+            mesh_change(agents=[agent.pk])
         if came_back:
             event_record(
                 kind=EventKind.AGENT,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import ClassVar
 
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import F
+from django.db.models import F, Max
 
 SERVICE_NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 service_name_validator = RegexValidator(
@@ -39,6 +40,34 @@ class MeshRevision(models.Model):
             cls.objects.get_or_create(pk=1, defaults={"value": 0})
             cls.objects.filter(pk=1).update(value=F("value") + 1)
         return cls.current()
+
+
+class MeshIndex(models.Model):
+    """The revision of the last change to one part of the mesh, by key:
+    `service:<name>` (its registration, instances, health, policy, failover) and
+    `agent:<id>` (an agent's own upstream set). Blocking queries return the
+    index of what they read, not the world's (as Consul's do), so a change wakes
+    only the watchers whose answer it changes (registry.revision)."""
+
+    key = models.CharField(max_length=300, unique=True)
+    revision = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.key} @ {self.revision}"
+
+    @classmethod
+    def of(cls, keys: Iterable[str]) -> int:
+        """The index of an answer that depends on KEYS: the last change to any."""
+        value = cls.objects.filter(key__in=list(keys)).aggregate(m=Max("revision"))["m"]
+        return int(value or 0)
+
+
+def service_key(name: str) -> str:
+    return f"service:{name}"
+
+
+def agent_key(agent_id: object) -> str:
+    return f"agent:{agent_id}"
 
 
 class Protocol(models.TextChoices):

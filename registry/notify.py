@@ -7,6 +7,7 @@ waiters re-read it on their own, so a missed message costs latency, not data.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -44,9 +45,15 @@ def service_group(name: str) -> str:
     return f"service.{name}"
 
 
-def publish_revision(value: int) -> None:
+def revision_message(value: int, keys: list[str]) -> str:
+    """What waiters receive: the revision and the index keys it changed
+    (empty: wake everyone). meshconsole.longpoll parses it."""
+    return json.dumps({"revision": value, "keys": keys}, separators=(",", ":"))
+
+
+def publish_revision(value: int, keys: list[str] | None = None) -> None:
     try:
-        _client().publish(REVISION_CHANNEL, str(value))
+        _client().publish(REVISION_CHANNEL, revision_message(value, keys or []))
     except redis.RedisError as exc:
         log.warning("could not publish revision %s: %s", value, exc)
 
@@ -61,8 +68,8 @@ def _group_send(group: str, message: dict[str, Any]) -> None:
         log.warning("could not notify %s: %s", group, exc)
 
 
-def _fan_out(revision: int, names: list[str]) -> None:
-    publish_revision(revision)
+def _fan_out(revision: int, names: list[str], keys: list[str]) -> None:
+    publish_revision(revision, keys)
     _group_send(TOPOLOGY_GROUP, {"type": "topology.changed", "revision": revision})
     for name in names:
         _group_send(service_group(name), {"type": "service.changed", "service": name})
@@ -74,13 +81,15 @@ class _Pending:
     def __init__(self) -> None:
         self.revision: int | None = None
         self.services: set[str] = set()
+        self.keys: set[str] = set()
         self.since = 0.0
 
-    def add(self, revision: int, names: list[str]) -> None:
+    def add(self, revision: int, names: list[str], keys: list[str]) -> None:
         if self.revision is None:
             self.since = time.monotonic()
         self.revision = max(revision, self.revision or revision)
         self.services.update(names)
+        self.keys.update(keys)
         # A long batch must not hold waiters past their promised second.
         if time.monotonic() - self.since >= FLUSH_AFTER:
             self.flush()
@@ -88,9 +97,9 @@ class _Pending:
     def flush(self) -> None:
         if self.revision is None:
             return
-        revision, names = self.revision, sorted(self.services)
-        self.revision, self.services = None, set()
-        _fan_out(revision, names)
+        revision, names, keys = self.revision, sorted(self.services), sorted(self.keys)
+        self.revision, self.services, self.keys = None, set(), set()
+        _fan_out(revision, names, keys)
 
 
 _batch = threading.local()
@@ -113,11 +122,14 @@ def batch() -> Iterator[None]:
         transaction.on_commit(pending.flush)
 
 
-def after_commit(*, revision: int, services: set[str] | None = None) -> None:
+def after_commit(
+    *, revision: int, services: set[str] | None = None, keys: list[str] | None = None
+) -> None:
     """Schedule, for after the commit, the fan-out of a change to the mesh."""
     names = sorted(services or ())
+    changed = sorted(keys or ())
     pending: _Pending | None = getattr(_batch, "pending", None)
     if pending is not None:
-        transaction.on_commit(lambda: pending.add(revision, names))
+        transaction.on_commit(lambda: pending.add(revision, names, changed))
     else:
-        transaction.on_commit(lambda: _fan_out(revision, names))
+        transaction.on_commit(lambda: _fan_out(revision, names, changed))

@@ -26,7 +26,7 @@ from django.db import transaction
 
 from journal.records import AuditNote, EventNote, audits_record, events_record
 from registry import notify
-from registry.models import MeshRevision
+from registry.models import MeshIndex, MeshRevision, agent_key, service_key
 
 
 class NotInTransaction(RuntimeError):
@@ -37,17 +37,30 @@ class NotInTransaction(RuntimeError):
 def mesh_change(
     *,
     services: Iterable[str] = (),
+    agents: Iterable[object] = (),
     events: Sequence[EventNote] = (),
     audit: Sequence[AuditNote] = (),
 ) -> int:
     """Record one change to the mesh (inside the caller's transaction) and return
-    its revision. SERVICES are the names whose consoles and watchers care."""
+    its revision. SERVICES are the names whose answers it changes (the snapshot
+    of every agent consuming one, discovery, consoles); AGENTS the ids of agents
+    whose own config it changes. Each gets the revision as its index
+    (MeshIndex), so only their watchers wake."""
     if not transaction.get_connection().in_atomic_block:
         raise NotInTransaction("mesh_change must run inside transaction.atomic()")
     revision = MeshRevision.bump()
+    names = set(services)
+    keys = sorted({service_key(n) for n in names} | {agent_key(a) for a in agents})
+    if keys:
+        MeshIndex.objects.bulk_create(
+            [MeshIndex(key=k, revision=revision) for k in keys],
+            update_conflicts=True,
+            unique_fields=["key"],
+            update_fields=["revision"],
+        )
     if events:
         events_record(list(events), revision=revision)
     if audit:
         audits_record(list(audit))
-    notify.after_commit(revision=revision, services=set(services))
+    notify.after_commit(revision=revision, services=names, keys=keys)
     return revision

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     calls: list[tuple[str, Any]] = []
-    monkeypatch.setattr(notify, "publish_revision", lambda value: calls.append(("rev", value)))
+    monkeypatch.setattr(
+        notify, "publish_revision", lambda value, keys=None: calls.append(("rev", value))
+    )
     monkeypatch.setattr(
         notify, "_group_send", lambda group, message: calls.append((group, message))
     )

@@ -11,7 +11,7 @@ from django.db import transaction
 from journal.models import AuditEntry, Event, EventKind
 from journal.records import AuditNote, EventNote
 from registry import notify
-from registry.models import MeshRevision
+from registry.models import MeshIndex, MeshRevision
 from registry.revision import NotInTransaction, mesh_change
 
 pytestmark = pytest.mark.django_db
@@ -27,7 +27,9 @@ def test_revision_events_audit_and_fan_out_go_together(
     monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
 ) -> None:
     sent: list[tuple[int, list[str]]] = []
-    monkeypatch.setattr(notify, "_fan_out", lambda revision, names: sent.append((revision, names)))
+    monkeypatch.setattr(
+        notify, "_fan_out", lambda revision, names, keys: sent.append((revision, names, keys))
+    )
     alice = User.objects.create_user("alice")
     before = MeshRevision.current()
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
@@ -45,14 +47,16 @@ def test_revision_events_audit_and_fan_out_go_together(
     ]
     # Writes by nobody (an agent, a worker) are events only.
     assert list(AuditEntry.objects.values_list("actor", "object_id")) == [("alice", "payments")]
-    assert sent == [(revision, ["orders", "payments"])]
+    assert sent == [(revision, ["orders", "payments"], ["service:orders", "service:payments"])]
+    assert MeshIndex.of(["service:payments"]) == revision == MeshIndex.of(["service:orders"])
+    assert MeshIndex.of(["service:users"]) == 0
 
 
 def test_a_rolled_back_change_leaves_no_revision_event_or_message(
     monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
 ) -> None:
     sent: list[Any] = []
-    monkeypatch.setattr(notify, "_fan_out", lambda revision, names: sent.append(revision))
+    monkeypatch.setattr(notify, "_fan_out", lambda revision, names, keys: sent.append(revision))
     before = MeshRevision.current()
     with (
         django_capture_on_commit_callbacks(execute=True),
