@@ -20,13 +20,35 @@ else; `tests/registry/test_revision.py` holds the rules.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 from django.db import transaction
 
 from journal.records import AuditNote, EventNote, audits_record, events_record
 from registry import notify
 from registry.models import MeshIndex, MeshRevision, agent_key, service_key
+
+_open = threading.local()
+
+
+@contextmanager
+def one_revision() -> Iterator[None]:
+    """Every mesh_change inside (and inside one transaction.atomic) shares one
+    revision: an apply of many documents is one mesh revision, all or nothing.
+    The first change bumps the revision; the others write their events and
+    indexes with it; nothing is sent before the commit."""
+    if not transaction.get_connection().in_atomic_block:
+        raise NotInTransaction("one_revision must run inside transaction.atomic()")
+    if getattr(_open, "revision", None) is not None:
+        yield  # nested: the outer block owns the revision
+        return
+    _open.revision = 0
+    try:
+        yield
+    finally:
+        _open.revision = None
 
 
 class NotInTransaction(RuntimeError):
@@ -48,7 +70,13 @@ def mesh_change(
     (MeshIndex), so only their watchers wake."""
     if not transaction.get_connection().in_atomic_block:
         raise NotInTransaction("mesh_change must run inside transaction.atomic()")
-    revision = MeshRevision.bump()
+    shared = getattr(_open, "revision", None)
+    if shared:
+        revision = shared
+    else:
+        revision = MeshRevision.bump()
+        if shared is not None:
+            _open.revision = revision
     names = set(services)
     keys = sorted({service_key(n) for n in names} | {agent_key(a) for a in agents})
     if keys:

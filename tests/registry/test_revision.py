@@ -67,3 +67,24 @@ def test_a_rolled_back_change_leaves_no_revision_event_or_message(
         raise RuntimeError("the write failed")
     assert MeshRevision.current() == before
     assert not Event.objects.exists() and sent == []
+
+
+def test_changes_inside_one_revision_share_it(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    from registry.revision import one_revision
+
+    sent: list[Any] = []
+    monkeypatch.setattr(
+        notify, "_fan_out", lambda revision, names, keys: sent.append((revision, names))
+    )
+    before = MeshRevision.current()
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic(), one_revision():
+        first = mesh_change(services={"payments"}, events=[EventNote(kind="config", message="a")])
+        second = mesh_change(services={"orders"}, events=[EventNote(kind="config", message="b")])
+    assert first == second == before + 1 == MeshRevision.current()
+    assert set(Event.objects.values_list("revision", flat=True)) == {first}
+    assert [r for r, _ in sent] == [first, first]  # each fan-out names the one revision
+    # After the block, changes bump again.
+    with transaction.atomic():
+        assert mesh_change(services={"payments"}) == first + 1
