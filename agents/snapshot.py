@@ -11,7 +11,7 @@ from django.db.models import Count
 from agents.models import Agent
 from policies.models import FailoverState, TrafficPolicy
 from policies.snapshot import PolicySnapshot, policy_snapshot
-from registry.models import Instance, MeshRevision, Service
+from registry.models import Instance, MeshIndex, Service, agent_key, service_key
 
 REPORT_INTERVAL_MS = 2000
 
@@ -129,12 +129,35 @@ def upstreams_snapshot(names: list[str]) -> dict[str, UpstreamSnapshot]:
     return upstreams
 
 
+def upstream_names(agent: Agent) -> list[str]:
+    return sorted({str(u.get("service")) for u in agent.upstreams if u.get("service")})
+
+
+def snapshot_keys(agent: Agent) -> list[str]:
+    """The index keys an agent's snapshot depends on: each upstream service, the
+    failover target it is served from now, and the agent's own upstream set."""
+    names = set(upstream_names(agent))
+    targets = set(
+        FailoverState.objects.filter(service__name__in=names)
+        .exclude(active_target="")
+        .values_list("active_target", flat=True)
+    )
+    return sorted({service_key(n) for n in names | targets} | {agent_key(agent.pk)})
+
+
+def snapshot_index(agent: Agent) -> int:
+    """The revision of the last change to what AGENT's snapshot shows."""
+    return MeshIndex.of(snapshot_keys(agent))
+
+
 def agent_snapshot(*, agent: Agent) -> AgentSnapshot:
-    """The whole config an agent needs, as of one revision."""
+    """The whole config an agent needs. Its `revision` is the index of the last
+    change to what it shows (snapshot_keys), not the world's: a change to a
+    service the agent does not consume neither wakes it nor changes its answer."""
     with transaction.atomic():
-        revision = MeshRevision.current()
-        names = sorted({str(u.get("service")) for u in agent.upstreams if u.get("service")})
-        upstreams = upstreams_snapshot(names)
+        # The index first: the content read after it is at least as new.
+        revision = snapshot_index(agent)
+        upstreams = upstreams_snapshot(upstream_names(agent))
     return {
         "revision": revision,
         "agent_id": str(agent.id),

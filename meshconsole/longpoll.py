@@ -1,13 +1,18 @@
-"""Blocking queries: wait, without holding a thread, until the mesh revision
-passes an index (Consul-style). One Redis subscription per event loop wakes
-every waiter; each waiter also re-reads the database every few seconds, so a
-lost message delays an answer but never loses it."""
+"""Blocking queries: wait, without holding a thread, until the index of what a
+request reads passes the index it already has (Consul-style: the index of the
+result, not of the world). One Redis subscription per event loop receives each
+change's revision and index keys (registry.notify) and wakes only the waiters
+reading one of those keys; each waiter also re-reads its index from the
+database every few seconds, so a lost message delays an answer but never
+loses it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -18,7 +23,6 @@ from rest_framework.exceptions import APIException, AuthenticationFailed, NotAut
 from rest_framework.request import Request
 
 from agents.runtime.durations import parse_duration_ms
-from registry.models import MeshRevision
 from registry.notify import REVISION_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -26,9 +30,23 @@ log = logging.getLogger(__name__)
 RECHECK_SECONDS = 2.0
 
 
+def _changed_keys(data: Any) -> list[str] | None:
+    """The index keys of a revision message; None (wake everyone) when the
+    message names none or cannot be read."""
+    try:
+        message = json.loads(data)
+    except (TypeError, ValueError):
+        return None
+    keys = message.get("keys") if isinstance(message, dict) else None
+    if not isinstance(keys, list) or not keys:
+        return None
+    return [str(k) for k in keys]
+
+
 class RevisionWatcher:
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._event = asyncio.Event()  # woken by changes that name no keys
+        self._by_key: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def _ensure_listening(self) -> None:
@@ -43,7 +61,7 @@ class RevisionWatcher:
                     await pubsub.subscribe(REVISION_CHANNEL)
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            self._wake()
+                            self._wake(_changed_keys(message.get("data")))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -53,23 +71,45 @@ class RevisionWatcher:
                     await client.aclose()
             await asyncio.sleep(1)
 
-    def _wake(self) -> None:
-        event, self._event = self._event, asyncio.Event()
-        event.set()
+    def _wake(self, keys: list[str] | None = None) -> None:
+        if keys is None:
+            event, self._event = self._event, asyncio.Event()
+            event.set()
+            for waiters in self._by_key.values():
+                for waiter in waiters:
+                    waiter.set()
+            return
+        for key in keys:
+            for waiter in self._by_key.get(key, ()):
+                waiter.set()
 
-    async def wait_past(self, index: int, timeout: float) -> int:
-        """The current revision once it is > INDEX, or when TIMEOUT passes."""
+    async def wait_for(
+        self, index: int, timeout: float, *, keys: list[str], read: Callable[[], int]
+    ) -> int:
+        """READ() (the index of what the caller reads, over KEYS) once it is >
+        INDEX, or when TIMEOUT passes. Only changes to KEYS wake this waiter."""
         self._ensure_listening()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            event = self._event  # taken before the read: a bump in between still wakes us
-            current = await sync_to_async(MeshRevision.current)()
-            remaining = deadline - loop.time()
-            if current > index or remaining <= 0:
-                return current
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), min(remaining, RECHECK_SECONDS))
+        waiter = asyncio.Event()
+        for key in keys:
+            self._by_key.setdefault(key, set()).add(waiter)
+        try:
+            while True:
+                waiter.clear()  # before the read: a change in between still wakes us
+                current = await sync_to_async(read)()
+                remaining = deadline - loop.time()
+                if current > index or remaining <= 0:
+                    return current
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter.wait(), min(remaining, RECHECK_SECONDS))
+        finally:
+            for key in keys:
+                waiters = self._by_key.get(key)
+                if waiters is not None:
+                    waiters.discard(waiter)
+                    if not waiters:
+                        del self._by_key[key]
 
 
 _watchers: dict[int, RevisionWatcher] = {}

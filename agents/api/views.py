@@ -27,9 +27,10 @@ from agents.api.serializers import (
 from agents.enrollment import EnrollmentRefused, NodeTaken, agent_enroll
 from agents.models import Agent
 from agents.reports import agent_report
-from agents.snapshot import agent_snapshot
+from agents.snapshot import agent_snapshot, snapshot_keys
 from meshconsole.api import Conflict
 from meshconsole.longpoll import authenticate, blocking_params, error_response, watcher
+from registry.models import MeshIndex
 
 
 class EnrollThrottle(AnonRateThrottle):
@@ -119,7 +120,8 @@ async def config_view(request: HttpRequest, agent_id: str) -> JsonResponse:
         agent = _agent_from(auth, agent_id)
         index, wait = blocking_params(request)
         if index is not None:
-            await watcher().wait_past(index, wait)
+            keys = await sync_to_async(snapshot_keys)(agent)
+            await watcher().wait_for(index, wait, keys=keys, read=lambda: MeshIndex.of(keys))
         await sync_to_async(agent.refresh_from_db)()
         snapshot = await sync_to_async(agent_snapshot)(agent=agent)
     except APIException as exc:

@@ -11,7 +11,7 @@ from rest_framework.authentication import SessionAuthentication, TokenAuthentica
 from rest_framework.exceptions import APIException, NotAuthenticated, NotFound
 
 from meshconsole.longpoll import authenticate, blocking_params, error_response, watcher
-from registry.models import Instance, MeshRevision, Service
+from registry.models import Instance, MeshIndex, Service, service_key
 
 
 def discovery_payload(name: str) -> dict[str, Any]:
@@ -22,7 +22,8 @@ def discovery_payload(name: str) -> dict[str, Any]:
     return {
         "service": service.name,
         "protocol": service.protocol,
-        "revision": MeshRevision.current(),
+        # The index of this answer (the service's last change), Consul-style.
+        "revision": MeshIndex.of([service_key(service.name)]),
         "endpoints": [
             {
                 "id": i.id,
@@ -47,7 +48,8 @@ async def discovery_view(request: HttpRequest, name: str) -> JsonResponse:
             raise NotAuthenticated()
         index, wait = blocking_params(request)
         if index is not None:
-            await watcher().wait_past(index, wait)
+            keys = [service_key(name)]
+            await watcher().wait_for(index, wait, keys=keys, read=lambda: MeshIndex.of(keys))
         payload = await sync_to_async(discovery_payload)(name)
     except APIException as exc:
         return error_response(exc)

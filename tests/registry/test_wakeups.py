@@ -1,0 +1,64 @@
+"""Blocking queries wake only for what they read: a change names its index keys
+(service:<name>, agent:<id>) and the long-poll of an agent that does not consume
+that service neither wakes nor sees its answer's index move."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import transaction
+
+from agents.models import Agent
+from agents.snapshot import agent_snapshot, snapshot_index
+from meshconsole import longpoll
+from policies.models import FailoverState
+from registry.models import MeshIndex, Node
+from registry.revision import mesh_change
+from tests.policies.helpers import instance, service
+
+
+def change(name: str) -> int:
+    with transaction.atomic():
+        return mesh_change(services={name})
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_change_wakes_only_the_watchers_of_its_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(longpoll, "RECHECK_SECONDS", 30.0)  # only a message can wake early
+    watcher = longpoll.RevisionWatcher()
+
+    async def wait(key: str) -> int:
+        return await watcher.wait_for(0, 4.0, keys=[key], read=lambda: MeshIndex.of([key]))
+
+    payments = asyncio.create_task(wait("service:payments"))
+    users = asyncio.create_task(wait("service:users"))
+    await asyncio.sleep(0.5)  # subscribed
+    revision = await sync_to_async(change)("payments")
+    assert await asyncio.wait_for(payments, 2.0) == revision
+    await asyncio.sleep(0.3)
+    assert not users.done()  # not woken: it reads nothing that changed
+    assert await users == 0  # its own timeout, its own (unchanged) index
+    assert watcher._by_key == {}  # waiters leave no trace
+
+
+@pytest.mark.django_db
+def test_an_agents_index_follows_its_upstreams_and_failover_target_only() -> None:
+    payments = service("payments")
+    service("payments-dr")
+    service("users")
+    instance(payments, 1)
+    node = Node.objects.create(name="host-a")
+    agent = Agent.objects.create(node=node, token_hash="x", upstreams=[{"service": "payments"}])
+    start = agent_snapshot(agent=agent)["revision"]
+    assert start == snapshot_index(agent) > 0
+    change("users")
+    assert snapshot_index(agent) == start  # not its business
+    change("payments-dr")
+    assert snapshot_index(agent) == start  # not served from there (yet)
+    FailoverState.objects.create(service=payments, active_target="payments-dr")
+    failed_over = change("payments")
+    assert snapshot_index(agent) == failed_over
+    moved = change("payments-dr")
+    assert agent_snapshot(agent=agent)["revision"] == moved  # now it is
