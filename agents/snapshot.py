@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import TypedDict
 
 from django.conf import settings
@@ -150,6 +153,44 @@ def snapshot_index(agent: Agent) -> int:
     return MeshIndex.of(snapshot_keys(agent))
 
 
+class _UpstreamsCache:
+    """Upstream parts of snapshots by (upstream names, index). What an agent is
+    shown is a function of the rows behind its keys, and every change to those
+    rows is a mesh_change that moves the index (registry.revision), so an entry
+    never needs invalidating: a fleet consuming one service builds its part
+    once per change, not once per agent."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[tuple[str, ...], int], dict[str, UpstreamSnapshot]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def get(
+        self, names: list[str], index: int, build: Callable[[], dict[str, UpstreamSnapshot]]
+    ) -> dict[str, UpstreamSnapshot]:
+        key = (tuple(names), index)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+                return hit
+        value = build()
+        with self._lock:
+            self._entries[key] = value
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+upstreams_cache = _UpstreamsCache()
+
+
 def agent_snapshot(*, agent: Agent) -> AgentSnapshot:
     """The whole config an agent needs. Its `revision` is the index of the last
     change to what it shows (snapshot_keys), not the world's: a change to a
@@ -157,7 +198,8 @@ def agent_snapshot(*, agent: Agent) -> AgentSnapshot:
     with transaction.atomic():
         # The index first: the content read after it is at least as new.
         revision = snapshot_index(agent)
-        upstreams = upstreams_snapshot(upstream_names(agent))
+        names = upstream_names(agent)
+        upstreams = upstreams_cache.get(names, revision, lambda: upstreams_snapshot(names))
     return {
         "revision": revision,
         "agent_id": str(agent.id),

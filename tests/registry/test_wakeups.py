@@ -62,3 +62,36 @@ def test_an_agents_index_follows_its_upstreams_and_failover_target_only() -> Non
     assert snapshot_index(agent) == failed_over
     moved = change("payments-dr")
     assert agent_snapshot(agent=agent)["revision"] == moved  # now it is
+
+
+@pytest.mark.django_db
+def test_cached_snapshots_follow_every_change_agents_must_see(admin_user: object) -> None:
+    from policies.services import policy_update
+    from registry.control import instances_control
+    from registry.models import Health, HealthCause
+    from registry.services import instance_transition
+
+    payments = service("payments")
+    first = instance(payments, 1)
+    instance(payments, 2)
+    node = Node.objects.create(name="host-a")
+    agent = Agent.objects.create(node=node, token_hash="x", upstreams=[{"service": "payments"}])
+    other = Agent.objects.create(
+        node=Node.objects.create(name="host-b"), token_hash="y",
+        upstreams=[{"service": "payments"}],
+    )
+
+    def endpoints(a: Agent) -> list[tuple[int, str]]:
+        snap = agent_snapshot(agent=a)["upstreams"]["payments"]
+        return [(e["port"], e["status"]) for e in snap["endpoints"]]
+
+    assert endpoints(agent) == endpoints(other) == [(1, "passing"), (2, "passing")]
+    instances_control(user=admin_user, service=payments, action="maintenance", ids=[first.pk])  # type: ignore[arg-type]
+    assert endpoints(agent) == endpoints(other) == [(2, "passing")]
+    second = payments.instances.get(port=2)
+    instance_transition(instance_id=second.pk, expected=Health.PASSING, health=Health.CRITICAL,
+                        cause=HealthCause.CHECK, reason="refused", actor="t")
+    assert endpoints(agent) == [(2, "critical")]
+    policy_update(user=None, service=payments, data={"load_balancer": "maglev",
+                                                     "retry_on": ["5xx"]})
+    assert agent_snapshot(agent=agent)["upstreams"]["payments"]["policy"]["load_balancer"] == "maglev"
