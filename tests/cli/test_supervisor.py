@@ -109,10 +109,11 @@ def test_polite_children_stop_on_sigterm(supervisor: ProcessSupervisor) -> None:
 
 
 def test_parse_bind_and_local_url() -> None:
+    from meshconsole.up import local_url
     from meshconsole.web import parse_bind
 
     assert parse_bind("127.0.0.1:8000") == ("127.0.0.1", 8000)
     assert parse_bind("[::1]:9000") == ("::1", 9000)
     assert parse_bind("9000") == ("127.0.0.1", 9000)
-    assert sup.local_url("0.0.0.0", 80) == "http://127.0.0.1:80/"
-    assert sup.local_url("::1", 80) == "http://[::1]:80/"
+    assert local_url("0.0.0.0", 80) == "http://127.0.0.1:80/"
+    assert local_url("::1", 80) == "http://[::1]:80/"
