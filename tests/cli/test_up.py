@@ -222,7 +222,7 @@ def test_up_prints_working_credentials_once_and_stops_cleanly(start_up) -> None:
     again.wait_ready()
     assert "printed at first start" in again.output
     assert "password:" not in again.output and "mesh-enroll-" not in again.output
-    assert "changepassword admin" in again.output and "enrolltoken" in again.output
+    assert "resetpassword" in again.output and "enrolltoken" in again.output
     code, left = again.stop()
     assert code == 0 and left == [], again.output
 
