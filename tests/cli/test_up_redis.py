@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.cli.test_up import login, start_up  # noqa: F401  (the fixture)
@@ -94,19 +95,31 @@ def test_killed_redis_is_restarted_and_every_client_recovers(start_up, tmp_path:
         assert created.status_code == 201, created.text
         instance = created.json()["id"]
         wait_until(lambda: last_check_at(database) is not None, 30, what="a first health check")
+        session = login(up.url, password)
+        cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+        ws_url = up.url.replace("http://", "ws://") + "/ws/live/"
+        ws_headers = {"Cookie": cookie, "Origin": up.url}
+        with connect(ws_url, additional_headers=ws_headers, open_timeout=10) as before:
+            before.send(json.dumps({"type": "subscribe", "topic": "service", "name": "pay"}))
+            assert json.loads(before.recv(10))["type"] == "service"
 
-        os.kill(up.proc.pid, signal.SIGSTOP)  # `up` cannot restart Redis while paused
-        try:
-            os.kill(redis_pid, signal.SIGKILL)
-            wait_until(lambda: not redis_answers(socket_path), 10, what="redis down")
-            refused = enroll(up.url, enroll_token, "host-down")
-            assert refused.status_code == 503, refused.text
-            assert refused.headers["content-type"] == "application/json"
-            assert "retry" in refused.json()["detail"]
-            assert httpx.get(up.url + "/readyz", timeout=10).status_code == 503
-            time.sleep(max(0.0, OUTAGE_S - 2))
-        finally:
-            os.kill(up.proc.pid, signal.SIGCONT)
+            os.kill(up.proc.pid, signal.SIGSTOP)  # `up` cannot restart Redis while paused
+            try:
+                os.kill(redis_pid, signal.SIGKILL)
+                wait_until(lambda: not redis_answers(socket_path), 10, what="redis down")
+                # A socket open across the outage is closed, not left silent: the
+                # console's page reconnects (with backoff) and subscribes again.
+                with pytest.raises(ConnectionClosed):
+                    while True:
+                        before.recv(10)
+                refused = enroll(up.url, enroll_token, "host-down")
+                assert refused.status_code == 503, refused.text
+                assert refused.headers["content-type"] == "application/json"
+                assert "retry" in refused.json()["detail"]
+                assert httpx.get(up.url + "/readyz", timeout=10).status_code == 503
+                time.sleep(max(0.0, OUTAGE_S - 2))
+            finally:
+                os.kill(up.proc.pid, signal.SIGCONT)
 
         wait_until(lambda: redis_answers(socket_path), 30, interval=0.05, what="redis back")
         back_at = datetime.now(UTC)
@@ -124,12 +137,8 @@ def test_killed_redis_is_restarted_and_every_client_recovers(start_up, tmp_path:
                    what="/readyz 200")
         assert enroll(up.url, enroll_token, "host-up").status_code == 201
 
-        # A websocket streams again: a change made through the API reaches it.
-        session = login(up.url, password)
-        cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
-        ws_url = up.url.replace("http://", "ws://") + "/ws/live/"
-        with connect(ws_url, additional_headers={"Cookie": cookie, "Origin": up.url},
-                     open_timeout=10) as ws:
+        # A new websocket streams again: a change made through the API reaches it.
+        with connect(ws_url, additional_headers=ws_headers, open_timeout=10) as ws:
             ws.send(json.dumps({"type": "subscribe", "topic": "service", "name": "pay"}))
             assert json.loads(ws.recv(10))["type"] == "service"
             patched = api.patch(f"/api/v1/services/pay/instances/{instance}/", json={"weight": 7})
