@@ -8,8 +8,8 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from agents.enrollment import enrollment_token_create
 from agents.models import Agent
-from agents.services import enrollment_token_create
 
 
 @pytest.mark.django_db
