@@ -11,6 +11,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "meshconsole.settings")
 app = Celery("meshconsole")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["monitoring", "agents", "registry", "policies"])
+# Back on the broker within ~2 s of Redis returning, however long it was gone.
+app.conf.worker_consumer = "meshconsole.worker_consumer:SteadyReconnectConsumer"
 
 # Beat's schedule. Checks are claimed per instance when due, so the 0.25 s tick
 # is only how often a worker looks (it bounds how late a check starts); each

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -33,8 +34,22 @@ from meshconsole.longpoll import authenticate, blocking_params, error_response, 
 from registry.models import MeshIndex
 
 
+class CacheUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "enrollment is briefly unavailable (the cache does not answer); retry shortly"
+    default_code = "unavailable"
+
+
 class EnrollThrottle(AnonRateThrottle):
     rate = "60/min"
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        # The throttle is what stops token guessing: without its counts (Redis
+        # down), refuse with a clear 503 rather than let every attempt through.
+        try:
+            return super().allow_request(request, view)
+        except redis.RedisError:
+            raise CacheUnavailable() from None
 
 
 class AgentListView(generics.ListAPIView):

@@ -1,4 +1,4 @@
-"""Registry API shapes (see ARCHITECTURE.md: service, instance)."""
+"""Registry API shapes (see docs/architecture.md: service, instance)."""
 
 from __future__ import annotations
 

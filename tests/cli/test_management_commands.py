@@ -65,3 +65,29 @@ def test_enrolltoken_prints_a_new_usable_token() -> None:
         format="json",
     )
     assert response.status_code == 201, response.content
+
+
+@pytest.mark.django_db
+def test_resetpassword_prints_a_new_password_for_admin_by_default() -> None:
+    from django.contrib.auth import authenticate
+
+    User.objects.create_superuser("admin", "", "the-old-password-1")
+    password = run("resetpassword")
+    assert len(password) >= 16
+    assert authenticate(username="admin", password=password) is not None
+    assert authenticate(username="admin", password="the-old-password-1") is None
+    assert run("resetpassword") != password  # generated afresh each time
+
+
+def test_resetpassword_ends_the_users_sessions(admin_user: User) -> None:
+    client = APIClient()
+    client.force_login(admin_user)
+    assert client.get("/api/v1/services/").status_code == 200
+    run("resetpassword", "alice")
+    assert client.get("/api/v1/services/").status_code == 401
+
+
+@pytest.mark.django_db
+def test_resetpassword_for_unknown_user_is_a_clear_error() -> None:
+    with pytest.raises(CommandError, match="no user named 'nobody'"):
+        run("resetpassword", "nobody")

@@ -109,10 +109,33 @@ def test_polite_children_stop_on_sigterm(supervisor: ProcessSupervisor) -> None:
 
 
 def test_parse_bind_and_local_url() -> None:
+    from meshconsole.up import local_url
     from meshconsole.web import parse_bind
 
     assert parse_bind("127.0.0.1:8000") == ("127.0.0.1", 8000)
     assert parse_bind("[::1]:9000") == ("::1", 9000)
     assert parse_bind("9000") == ("127.0.0.1", 9000)
-    assert sup.local_url("0.0.0.0", 80) == "http://127.0.0.1:80/"
-    assert sup.local_url("::1", 80) == "http://[::1]:80/"
+    assert local_url("0.0.0.0", 80) == "http://127.0.0.1:80/"
+    assert local_url("::1", 80) == "http://[::1]:80/"
+
+
+def test_child_logs_are_private_even_when_they_existed_loose(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    old = logs / "old.log"
+    old.write_text("from an older version\n")
+    old.chmod(0o644)
+    before = os.umask(0)  # the worst a caller could leave us with
+    try:
+        s = ProcessSupervisor(log_dir=logs, env=dict(os.environ))
+        for name in ("old", "new"):
+            child = s.add(ChildSpec(name, [sys.executable, "-c", "print('x')"]))
+            assert child.proc is not None
+            child.proc.wait(10)
+        s.stop_all(timeout=2)
+    finally:
+        os.umask(before)
+    assert {p.name: p.stat().st_mode & 0o777 for p in logs.iterdir()} == {
+        "old.log": 0o600,
+        "new.log": 0o600,
+    }

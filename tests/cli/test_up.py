@@ -67,7 +67,7 @@ def leftovers(pids: set[int], sessions: set[int]) -> list[str]:
 
 
 class Up:
-    def __init__(self, tmp_path: Path, *extra: str) -> None:
+    def __init__(self, tmp_path: Path, *extra: str, data_dir_first: bool = False) -> None:
         self.data_dir = tmp_path / "data"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -76,15 +76,15 @@ class Up:
         env["MESH_CHANNEL_PREFIX"] = f"up{uuid.uuid4().hex[:8]}"
         env.pop("MESH_ADMIN_PASSWORD", None)
         self.env = env  # the embedded defaults: commands run beside `up` must use them too
+        data_dir = ["--data-dir", str(self.data_dir)]
+        args = [*data_dir, "up"] if data_dir_first else ["up", *data_dir]
         with self.out_path.open("wb") as out:
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
                     "meshconsole.cli",
-                    "up",
-                    "--data-dir",
-                    str(self.data_dir),
+                    *args,
                     "--bind",
                     f"127.0.0.1:{self.port}",
                     *extra,
@@ -143,8 +143,8 @@ class Up:
 def start_up(tmp_path: Path):  # type: ignore[no-untyped-def]
     started: list[Up] = []
 
-    def start(*extra: str) -> Up:
-        up = Up(tmp_path, *extra)
+    def start(*extra: str, data_dir_first: bool = False) -> Up:
+        up = Up(tmp_path, *extra, data_dir_first=data_dir_first)
         started.append(up)
         return up
 
@@ -179,6 +179,8 @@ def test_up_prints_working_credentials_once_and_stops_cleanly(start_up) -> None:
     token = re.search(r"enrollment token:\s+(mesh-enroll-\S+)", out)
     assert password and token, out
     assert "embedded" in out and "redis.sock" in out
+    assert f"data dir {up.data_dir}" in out  # `up --data-dir DIR`: the option after the command
+    assert "resetpassword" in out  # how to get a new password, said where it is printed
 
     client = login(up.url, password.group(1))
     assert client.get("/api/v1/services/").status_code == 200
@@ -222,7 +224,7 @@ def test_up_prints_working_credentials_once_and_stops_cleanly(start_up) -> None:
     again.wait_ready()
     assert "printed at first start" in again.output
     assert "password:" not in again.output and "mesh-enroll-" not in again.output
-    assert "changepassword admin" in again.output and "enrolltoken" in again.output
+    assert "resetpassword" in again.output and "enrolltoken" in again.output
     code, left = again.stop()
     assert code == 0 and left == [], again.output
 
