@@ -14,7 +14,7 @@ import logging
 from time import monotonic
 from typing import TYPE_CHECKING
 
-from agents.runtime.balancer import Endpoint
+from agents.runtime.endpoint import Endpoint
 from agents.runtime.heads import RequestHeaders, response_headers
 from agents.runtime.httpwire import (
     LAST_CHUNK,

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
-from agents.runtime.balancer import Endpoint
+from agents.runtime.endpoint import Endpoint
 from agents.runtime.hashing import hash64
 from agents.runtime.metrics import Metrics
 from agents.runtime.outlier import CONNECT_FAILURE

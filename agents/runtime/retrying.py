@@ -17,7 +17,7 @@ from agents.runtime.outlier import CONNECT_FAILURE
 from agents.runtime.upstream import IDEMPOTENT, RouteState
 
 if TYPE_CHECKING:
-    from agents.runtime.balancer import Endpoint
+    from agents.runtime.endpoint import Endpoint
     from agents.runtime.pool import UpstreamConnection
     from agents.runtime.proxy_http import ClientConnection, ListenerContext
 
