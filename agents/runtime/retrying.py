@@ -18,8 +18,9 @@ from agents.runtime.upstream import IDEMPOTENT, RouteState
 
 if TYPE_CHECKING:
     from agents.runtime.endpoint import Endpoint
+    from agents.runtime.listener import ListenerContext
     from agents.runtime.pool import UpstreamConnection
-    from agents.runtime.proxy_http import ClientConnection, ListenerContext
+    from agents.runtime.proxy_http import ClientConnection
 
 # A request body is kept for a retry only up to this size; a bigger one, once
 # streamed to an upstream, cannot be sent again, so such a request is not retried.
