@@ -27,6 +27,7 @@ def hash64(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
+
 class _Cached(Balancer):
     consistent_hash = True
 
