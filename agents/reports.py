@@ -202,7 +202,7 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
             if instance is None:
                 continue
             seen.add(instance.id)
-            instances[spec["name"]] = instance.id
+            instances[spec["id"]] = instance.id  # the entry's id: one service may run twice
         stale = Instance.objects.filter(node=agent.node, agent_managed=True).exclude(pk__in=seen)
         for instance in stale.select_related("service"):
             registry_services.instance_deregister(

@@ -22,9 +22,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.runtime.config import Upstream  # noqa: E402
+from agents.runtime.listener import ListenerContext  # noqa: E402
 from agents.runtime.metrics import Metrics  # noqa: E402
 from agents.runtime.pool import UpstreamConnection  # noqa: E402
-from agents.runtime.proxy_http import ClientConnection, ListenerContext  # noqa: E402
+from agents.runtime.proxy_http import ClientConnection  # noqa: E402
 from agents.runtime.snapshot import parse_snapshot  # noqa: E402
 from agents.runtime.upstream import UpstreamRuntime  # noqa: E402
 from bench.benchlib import policy  # noqa: E402

@@ -12,20 +12,41 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from agents.runtime.balancers import CONSISTENT_HASH_BALANCERS
+from agents.runtime.vocabulary import (
+    DEFAULT_RETRY_ON,
+    HASH_NAME_MAX,
+    HASH_TYPES,
+    POLICY_BOUNDS,
+    RATE_LIMIT_RPS,
+    RETRY_CONDITIONS,
+    default_burst,
+)
 from meshconsole.api import DurationField
 from policies.models import (
-    DEFAULT_RETRY_ON,
-    RETRY_CONDITIONS,
-    HashOn,
-    LoadBalancer,
+    BALANCER_CHOICES,
+    FAILBACK_HOLD_DOWN_MS,
+    HASH_CHOICES,
     TrafficPolicy,
 )
 from registry.models import SERVICE_NAME_RE, Service
 
-HASHING_BALANCERS = (LoadBalancer.RING_HASH, LoadBalancer.MAGLEV)
+CLIENT_IP = "client_ip"
 ZONE_RE = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 MAX_FAILOVER_TARGETS = 8
 READ_ONLY_KEYS = ("service", "version", "updated_at", "updated_by")
+
+
+def _duration(key: str, source: str) -> DurationField:
+    """An API duration for the vocabulary's POLICY_BOUNDS[KEY] (milliseconds)."""
+    bound = POLICY_BOUNDS[key]
+    return DurationField(source=source, min_ms=bound.low, max_ms=bound.high)
+
+
+def _integer(key: str, source: str | None = None) -> serializers.IntegerField:
+    bound = POLICY_BOUNDS[key]
+    kwargs: dict[str, Any] = {"source": source} if source else {}
+    return serializers.IntegerField(min_value=bound.low, max_value=bound.high, **kwargs)
 
 
 def policy_defaults() -> TrafficPolicy:
@@ -47,8 +68,8 @@ class StrictSerializer(serializers.Serializer):
 class HashOnShape(serializers.Serializer):
     """Schema only: the shape HashOnField reads and writes."""
 
-    type = serializers.ChoiceField(choices=HashOn.choices)
-    name = serializers.CharField(max_length=100, allow_blank=True, required=False)
+    type = serializers.ChoiceField(choices=HASH_CHOICES)
+    name = serializers.CharField(max_length=HASH_NAME_MAX, allow_blank=True, required=False)
 
 
 @extend_schema_field(HashOnShape(allow_null=True))
@@ -70,14 +91,16 @@ class HashOnField(serializers.Field):
         if unknown:
             raise serializers.ValidationError(f"unknown field(s): {', '.join(unknown)}")
         kind = data.get("type")
-        if kind not in HashOn.values:
-            raise serializers.ValidationError({"type": f"one of {', '.join(HashOn.values)}"})
+        if kind not in HASH_TYPES:
+            raise serializers.ValidationError({"type": f"one of {', '.join(HASH_TYPES)}"})
         name = data.get("name") or ""
-        if not isinstance(name, str) or len(name) > 100:
-            raise serializers.ValidationError({"name": "a string of at most 100 characters"})
-        if kind == HashOn.CLIENT_IP and name:
+        if not isinstance(name, str) or len(name) > HASH_NAME_MAX:
+            raise serializers.ValidationError(
+                {"name": f"a string of at most {HASH_NAME_MAX} characters"}
+            )
+        if kind == CLIENT_IP and name:
             raise serializers.ValidationError({"name": "client_ip takes no name"})
-        if kind != HashOn.CLIENT_IP and not name.strip():
+        if kind != CLIENT_IP and not name.strip():
             raise serializers.ValidationError({"name": f"the {kind} name is required"})
         return {"hash_on": str(kind), "hash_key": name.strip()}
 
@@ -88,8 +111,12 @@ class HashOnField(serializers.Field):
 
 
 class RateLimitShape(StrictSerializer):
-    rps = serializers.FloatField(min_value=0.001, max_value=1_000_000)
-    burst = serializers.IntegerField(min_value=1, max_value=10_000_000, required=False)
+    rps = serializers.FloatField(min_value=RATE_LIMIT_RPS[0], max_value=RATE_LIMIT_RPS[1])
+    burst = serializers.IntegerField(
+        min_value=POLICY_BOUNDS["rate_limit.burst"].low,
+        max_value=POLICY_BOUNDS["rate_limit.burst"].high,
+        required=False,
+    )
 
 
 @extend_schema_field(RateLimitShape(allow_null=True))
@@ -111,7 +138,7 @@ class RateLimitField(serializers.Field):
                 inner.errors if isinstance(data, dict) else 'expected {"rps", "burst"} or null'
             )
         rps = float(inner.validated_data["rps"])
-        burst = inner.validated_data.get("burst") or max(1, int(rps + 0.999999))
+        burst = inner.validated_data.get("burst") or default_burst(rps)
         return {"rate_limit_rps": rps, "rate_limit_burst": burst}
 
     def to_representation(self, value: TrafficPolicy) -> dict[str, Any] | None:
@@ -121,22 +148,18 @@ class RateLimitField(serializers.Field):
 
 
 class RetriesSerializer(StrictSerializer):
-    attempts = serializers.IntegerField(source="retry_attempts", min_value=0, max_value=10)
-    per_try_timeout = DurationField(source="retry_per_try_timeout_ms", max_ms=3_600_000)
+    attempts = _integer("retries.attempts", "retry_attempts")
+    per_try_timeout = _duration("retries.per_try_timeout_ms", "retry_per_try_timeout_ms")
     on = serializers.ListField(
         source="retry_on",
         child=serializers.ChoiceField(choices=RETRY_CONDITIONS),
         min_length=1,
         max_length=len(RETRY_CONDITIONS),
     )
-    backoff_base = DurationField(source="retry_backoff_base_ms", min_ms=1, max_ms=10_000)
-    backoff_max = DurationField(source="retry_backoff_max_ms", min_ms=1, max_ms=60_000)
-    budget_percent = serializers.IntegerField(
-        source="retry_budget_percent", min_value=0, max_value=100
-    )
-    min_per_second = serializers.IntegerField(
-        source="retry_min_per_second", min_value=0, max_value=1_000_000
-    )
+    backoff_base = _duration("retries.backoff_base_ms", "retry_backoff_base_ms")
+    backoff_max = _duration("retries.backoff_max_ms", "retry_backoff_max_ms")
+    budget_percent = _integer("retries.budget_percent", "retry_budget_percent")
+    min_per_second = _integer("retries.min_per_second", "retry_min_per_second")
 
     def validate_on(self, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
@@ -145,22 +168,18 @@ class RetriesSerializer(StrictSerializer):
 
 
 class OutlierSerializer(StrictSerializer):
-    consecutive_5xx = serializers.IntegerField(
-        source="outlier_consecutive_5xx", min_value=0, max_value=1_000_000
-    )
-    consecutive_gateway = serializers.IntegerField(
-        source="outlier_consecutive_gateway", min_value=0, max_value=1_000_000
-    )
-    base_ejection = DurationField(source="outlier_base_ejection_ms", min_ms=100, max_ms=3_600_000)
-    max_ejection_percent = serializers.IntegerField(
-        source="outlier_max_ejection_percent", min_value=0, max_value=100
+    consecutive_5xx = _integer("outlier.consecutive_5xx", "outlier_consecutive_5xx")
+    consecutive_gateway = _integer("outlier.consecutive_gateway", "outlier_consecutive_gateway")
+    base_ejection = _duration("outlier.base_ejection_ms", "outlier_base_ejection_ms")
+    max_ejection_percent = _integer(
+        "outlier.max_ejection_percent", "outlier_max_ejection_percent"
     )
 
 
 class CircuitBreakerSerializer(StrictSerializer):
-    max_connections = serializers.IntegerField(min_value=0, max_value=10_000_000)
-    max_pending = serializers.IntegerField(min_value=0, max_value=10_000_000)
-    max_requests = serializers.IntegerField(min_value=0, max_value=10_000_000)
+    max_connections = _integer("circuit_breaker.max_connections")
+    max_pending = _integer("circuit_breaker.max_pending")
+    max_requests = _integer("circuit_breaker.max_requests")
 
 
 class LocalitySerializer(StrictSerializer):
@@ -173,7 +192,11 @@ class FailoverSerializer(StrictSerializer):
         child=serializers.RegexField(SERVICE_NAME_RE, max_length=63),
         max_length=MAX_FAILOVER_TARGETS,
     )
-    hold_down = DurationField(source="failback_hold_down_ms", max_ms=86_400_000)
+    hold_down = DurationField(
+        source="failback_hold_down_ms",
+        min_ms=FAILBACK_HOLD_DOWN_MS[0],
+        max_ms=FAILBACK_HOLD_DOWN_MS[1],
+    )
 
 
 class PolicyDocumentSerializer(StrictSerializer):
@@ -183,16 +206,16 @@ class PolicyDocumentSerializer(StrictSerializer):
 
     service = serializers.CharField(source="service.name", read_only=True)
     version = serializers.IntegerField(read_only=True)
-    load_balancer = serializers.ChoiceField(choices=LoadBalancer.choices)
+    load_balancer = serializers.ChoiceField(choices=BALANCER_CHOICES)
     hash_on = HashOnField(allow_null=True)
-    connect_timeout = DurationField(source="connect_timeout_ms", min_ms=1, max_ms=60_000)
-    request_timeout = DurationField(source="request_timeout_ms", min_ms=1, max_ms=3_600_000)
-    idle_timeout = DurationField(source="idle_timeout_ms", min_ms=1000, max_ms=3_600_000)
+    connect_timeout = _duration("connect_timeout_ms", "connect_timeout_ms")
+    request_timeout = _duration("request_timeout_ms", "request_timeout_ms")
+    idle_timeout = _duration("idle_timeout_ms", "idle_timeout_ms")
     retries = RetriesSerializer(source="*")
     outlier = OutlierSerializer(source="*")
     circuit_breaker = CircuitBreakerSerializer(source="*")
     rate_limit = RateLimitField(allow_null=True)
-    panic_threshold_percent = serializers.IntegerField(min_value=0, max_value=100)
+    panic_threshold_percent = _integer("panic_threshold_percent")
     locality = LocalitySerializer(source="*")
     zone_priority = serializers.ListField(
         child=serializers.RegexField(ZONE_RE, max_length=63), max_length=32
@@ -210,13 +233,14 @@ class PolicyDocumentSerializer(StrictSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors: dict[str, Any] = {}
-        if attrs["load_balancer"] in HASHING_BALANCERS:
+        if attrs["load_balancer"] in CONSISTENT_HASH_BALANCERS:
             if not attrs["hash_on"]:
                 # Documented choice: a consistent-hash balancer without a key hashes the
                 # client address, which is always there (docs/policies.md).
-                attrs["hash_on"], attrs["hash_key"] = HashOn.CLIENT_IP, ""
+                attrs["hash_on"], attrs["hash_key"] = CLIENT_IP, ""
         elif attrs["hash_on"]:
-            errors["hash_on"] = ["only ring_hash and maglev hash; set it to null"]
+            hashing = " and ".join(CONSISTENT_HASH_BALANCERS)
+            errors["hash_on"] = [f"only {hashing} hash; set it to null"]
         retries: dict[str, list[str]] = {}
         if attrs["retry_backoff_base_ms"] > attrs["retry_backoff_max_ms"]:
             retries["backoff_base"] = ["must not exceed backoff_max"]

@@ -9,34 +9,37 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from agents.runtime.balancers import BALANCERS, DEFAULT_BALANCER
+from agents.runtime.vocabulary import (
+    HASH_NAME_MAX,
+    HASH_TYPES,
+    LOCALITY_ENABLED,
+    POLICY_BOUNDS,
+    RATE_LIMIT_RPS,
+)
 from registry.models import Service
 
-
-class LoadBalancer(models.TextChoices):
-    ROUND_ROBIN = "round_robin", "Round robin"
-    WEIGHTED_ROUND_ROBIN = "weighted_round_robin", "Weighted round robin (smooth)"
-    RANDOM = "random", "Random"
-    LEAST_REQUEST = "least_request", "Least request (P2C)"
-    PEAK_EWMA = "peak_ewma", "Peak EWMA (latency-aware)"
-    RING_HASH = "ring_hash", "Ring hash (consistent)"
-    MAGLEV = "maglev", "Maglev (consistent)"
+# The vocabulary is the agent's (agents.runtime.vocabulary, agents.runtime.balancers):
+# the control plane accepts exactly what the agent will.
+BALANCER_CHOICES = [(name, cls.label) for name, cls in BALANCERS.items()]
+HASH_CHOICES = list(HASH_TYPES.items())
+FAILBACK_HOLD_DOWN_MS = (0, 86_400_000)  # control-plane only: agents never see it
 
 
-class HashOn(models.TextChoices):
-    HEADER = "header", "Header"
-    COOKIE = "cookie", "Cookie"
-    CLIENT_IP = "client_ip", "Client IP"
-
-
-def _ms(default: int, low: int, high: int) -> models.PositiveIntegerField:
+def _bounded(key: str) -> models.PositiveIntegerField:
+    """A field whose default and bounds are the vocabulary's POLICY_BOUNDS[KEY]."""
+    bound = POLICY_BOUNDS[key]
     return models.PositiveIntegerField(
-        default=default, validators=[MinValueValidator(low), MaxValueValidator(high)]
+        default=bound.default,
+        validators=[MinValueValidator(bound.low), MaxValueValidator(bound.high)],
     )
 
 
-def _pct(default: int) -> models.PositiveSmallIntegerField:
+def _small(key: str) -> models.PositiveSmallIntegerField:
+    bound = POLICY_BOUNDS[key]
     return models.PositiveSmallIntegerField(
-        default=default, validators=[MinValueValidator(0), MaxValueValidator(100)]
+        default=bound.default,
+        validators=[MinValueValidator(bound.low), MaxValueValidator(bound.high)],
     )
 
 
@@ -47,43 +50,52 @@ class TrafficPolicy(models.Model):
     version = models.PositiveIntegerField(default=1)
 
     load_balancer = models.CharField(
-        max_length=32, choices=LoadBalancer.choices, default=LoadBalancer.ROUND_ROBIN
+        max_length=32, choices=BALANCER_CHOICES, default=DEFAULT_BALANCER
     )
-    hash_on = models.CharField(max_length=16, choices=HashOn.choices, blank=True, default="")
-    hash_key = models.CharField(max_length=100, blank=True, default="")  # header/cookie name
+    hash_on = models.CharField(max_length=16, choices=HASH_CHOICES, blank=True, default="")
+    hash_key = models.CharField(max_length=HASH_NAME_MAX, blank=True, default="")
 
-    connect_timeout_ms = _ms(1000, 1, 60_000)
-    request_timeout_ms = _ms(15_000, 1, 3_600_000)
-    idle_timeout_ms = _ms(60_000, 1000, 3_600_000)
+    connect_timeout_ms = _bounded("connect_timeout_ms")
+    request_timeout_ms = _bounded("request_timeout_ms")
+    idle_timeout_ms = _bounded("idle_timeout_ms")
 
-    retry_attempts = models.PositiveSmallIntegerField(
-        default=2, validators=[MaxValueValidator(10)]
-    )  # retries after the first try; 0 = off
-    retry_per_try_timeout_ms = _ms(0, 0, 3_600_000)  # 0 = the request timeout
-    retry_on = models.JSONField(default=list, blank=True)  # see RETRY_CONDITIONS
-    retry_backoff_base_ms = _ms(25, 1, 10_000)
-    retry_backoff_max_ms = _ms(250, 1, 60_000)
-    retry_budget_percent = _pct(20)  # retries may add at most this share of active requests
-    retry_min_per_second = models.PositiveIntegerField(default=3)
+    retry_attempts = _small("retries.attempts")  # retries after the first try; 0 = off
+    retry_per_try_timeout_ms = _bounded("retries.per_try_timeout_ms")  # 0 = request timeout
+    retry_on = models.JSONField(default=list, blank=True)  # see vocabulary.RETRY_CONDITIONS
+    retry_backoff_base_ms = _bounded("retries.backoff_base_ms")
+    retry_backoff_max_ms = _bounded("retries.backoff_max_ms")
+    retry_budget_percent = _small("retries.budget_percent")  # share of active requests
+    retry_min_per_second = _bounded("retries.min_per_second")
 
-    outlier_consecutive_5xx = models.PositiveIntegerField(default=5)  # 0 = off
-    outlier_consecutive_gateway = models.PositiveIntegerField(default=3)  # 0 = off
-    outlier_base_ejection_ms = _ms(30_000, 100, 3_600_000)
-    outlier_max_ejection_percent = _pct(50)
+    outlier_consecutive_5xx = _bounded("outlier.consecutive_5xx")  # 0 = off
+    outlier_consecutive_gateway = _bounded("outlier.consecutive_gateway")  # 0 = off
+    outlier_base_ejection_ms = _bounded("outlier.base_ejection_ms")
+    outlier_max_ejection_percent = _small("outlier.max_ejection_percent")
 
-    max_connections = models.PositiveIntegerField(default=0)  # 0 = unlimited
-    max_pending = models.PositiveIntegerField(default=0)
-    max_requests = models.PositiveIntegerField(default=0)
+    max_connections = _bounded("circuit_breaker.max_connections")  # 0 = unlimited
+    max_pending = _bounded("circuit_breaker.max_pending")
+    max_requests = _bounded("circuit_breaker.max_requests")
 
-    rate_limit_rps = models.FloatField(default=0, validators=[MinValueValidator(0)])  # 0 = off
-    rate_limit_burst = models.PositiveIntegerField(default=0)
+    # 0 = off (the snapshot then says "rate_limit": null); else within RATE_LIMIT_RPS
+    rate_limit_rps = models.FloatField(
+        default=0, validators=[MinValueValidator(0), MaxValueValidator(RATE_LIMIT_RPS[1])]
+    )
+    rate_limit_burst = models.PositiveIntegerField(
+        default=0, validators=[MaxValueValidator(POLICY_BOUNDS["rate_limit.burst"].high)]
+    )  # 0 with rps 0; the API always stores one with a rate limit
 
-    panic_threshold_percent = _pct(50)  # 0 = never panic
-    locality_enabled = models.BooleanField(default=True)
+    panic_threshold_percent = _small("panic_threshold_percent")  # 0 = never panic
+    locality_enabled = models.BooleanField(default=LOCALITY_ENABLED)
     zone_priority = models.JSONField(default=list, blank=True)  # zones, most preferred first
 
     failover_targets = models.JSONField(default=list, blank=True)  # service names, in order
-    failback_hold_down_ms = _ms(30_000, 0, 86_400_000)
+    failback_hold_down_ms = models.PositiveIntegerField(
+        default=30_000,
+        validators=[
+            MinValueValidator(FAILBACK_HOLD_DOWN_MS[0]),
+            MaxValueValidator(FAILBACK_HOLD_DOWN_MS[1]),
+        ],
+    )
 
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(
@@ -92,10 +104,6 @@ class TrafficPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"policy v{self.version} for {self.service.name}"
-
-
-RETRY_CONDITIONS = ("connect-failure", "reset", "5xx", "gateway-error")
-DEFAULT_RETRY_ON = ["connect-failure", "reset", "gateway-error"]
 
 
 class PolicyVersion(models.Model):

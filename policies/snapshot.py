@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from policies.models import DEFAULT_RETRY_ON, TrafficPolicy
+from agents.runtime.vocabulary import DEFAULT_RETRY_ON, default_burst
+from policies.models import TrafficPolicy
 
 
 class HashOnSnapshot(TypedDict):
@@ -88,7 +89,10 @@ def policy_snapshot(policy: TrafficPolicy | None) -> PolicySnapshot:
             "max_pending": p.max_pending,
             "max_requests": p.max_requests,
         },
-        "rate_limit": {"rps": p.rate_limit_rps, "burst": p.rate_limit_burst}
+        "rate_limit": {
+            "rps": p.rate_limit_rps,
+            "burst": p.rate_limit_burst or default_burst(p.rate_limit_rps),
+        }
         if p.rate_limit_rps > 0
         else None,
         "panic_threshold_percent": p.panic_threshold_percent,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from rest_framework import serializers
@@ -9,6 +10,7 @@ from rest_framework import serializers
 from agents.enrollment import token_is_plausible
 from agents.models import Agent
 from agents.runtime import histogram
+from agents.runtime.config import ENTRY_ID_RE, default_entry_id
 from meshconsole.api import StringListField
 from registry.api.serializers import CheckSerializer, check_to_model
 from registry.models import SERVICE_NAME_RE, Protocol
@@ -50,6 +52,8 @@ class EnrollResponseSerializer(serializers.Serializer):
 
 
 class LocalServiceSerializer(serializers.Serializer):
+    # The entry's id on this agent; the response's `instances` are keyed by it.
+    id = serializers.RegexField(ENTRY_ID_RE, max_length=100, required=False)
     name = serializers.RegexField(SERVICE_NAME_RE, max_length=63)
     protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.HTTP)
     address = serializers.CharField(max_length=253)
@@ -122,9 +126,16 @@ class ReportSerializer(serializers.Serializer):
     ejections = serializers.ListField(child=EjectionSerializer(), max_length=1000, required=False)
 
     def validate_services(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        names = [s["name"] for s in value]
-        if len(names) != len(set(names)):
-            raise serializers.ValidationError("a service is listed twice")
+        """Several instances of one service per agent: name+port unique; every entry
+        gets its id (the agent's, else default_entry_id), unique too."""
+        pairs = [(s["name"], s["port"]) for s in value]
+        if len(pairs) != len(set(pairs)):
+            raise serializers.ValidationError("a service is listed twice with the same port")
+        counts = Counter(s["name"] for s in value)
+        for s in value:
+            s.setdefault("id", default_entry_id(s["name"], s["port"], shared=counts[s["name"]] > 1))
+        if len({s["id"] for s in value}) != len(value):
+            raise serializers.ValidationError("two services have the same id")
         return value
 
 

@@ -24,9 +24,10 @@ from agents.runtime.client import (
     Unauthorized,
 )
 from agents.runtime.config import AgentConfig, join_host_port
+from agents.runtime.listener import ListenerContext
 from agents.runtime.metrics import Metrics, render_prometheus, render_resilience
-from agents.runtime.proxy_http import ListenerContext, start_http_listener
-from agents.runtime.proxy_tcp import TcpContext, start_tcp_listener
+from agents.runtime.proxy_http import start_http_listener
+from agents.runtime.proxy_tcp import start_tcp_listener
 from agents.runtime.snapshot import (
     Identity,
     Snapshot,
@@ -55,7 +56,7 @@ class Agent:
         self.backoff = backoff or Backoff()
         self.metrics = Metrics()
         self.upstreams = [UpstreamRuntime(u, config.zone) for u in config.upstreams]
-        self.contexts: list[ListenerContext | TcpContext] = []
+        self.contexts: list[ListenerContext] = []
         self.servers: list[asyncio.Server] = []
         self.admin_server: asyncio.Server | None = None
         self.admin_address = ""
@@ -97,14 +98,10 @@ class Agent:
 
     async def _listen(self, runtime: UpstreamRuntime, *, reuse_port: bool = False) -> None:
         host, port = runtime.config.host, runtime.config.port
-        if runtime.protocol == "tcp":
-            tcp_ctx = TcpContext(runtime, self.metrics)
-            server = await start_tcp_listener(tcp_ctx, host, port, reuse_port=reuse_port)
-            self.contexts.append(tcp_ctx)
-        else:
-            http_ctx = ListenerContext(runtime, self.metrics)
-            server = await start_http_listener(http_ctx, host, port, reuse_port=reuse_port)
-            self.contexts.append(http_ctx)
+        ctx = ListenerContext(runtime, self.metrics)
+        start = start_tcp_listener if runtime.protocol == "tcp" else start_http_listener
+        server = await start(ctx, host, port, reuse_port=reuse_port)
+        self.contexts.append(ctx)
         runtime.bound = _bound(server, host)
         self.servers.append(server)
         log.info("upstream %s listening on %s (%s)", runtime.service, runtime.bound,
@@ -133,12 +130,8 @@ class Agent:
         while any(c.inflight for c in self.contexts) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for ctx in self.contexts:
-            if isinstance(ctx, ListenerContext):
-                for conn in list(ctx.connections):
-                    conn.close()
-            else:
-                for tcp_conn in list(ctx.connections):
-                    tcp_conn.close()
+            for conn in list(ctx.connections):
+                conn.close()
         for runtime in self.upstreams:
             runtime.pool.close_all()
         if self.admin_server is not None:

@@ -10,76 +10,19 @@ import math
 import random
 import time
 from collections.abc import Collection, Sequence
+from typing import ClassVar
 
-from agents.runtime.histogram import NBUCKETS, bucket_index
-from agents.runtime.policy import BALANCER_NAMES
-
-BALANCERS = BALANCER_NAMES
-EWMA_DECAY_S = 10.0  # Finagle's default time constant for peak EWMA
-
-
-class Endpoint:
-    """One instance we may send traffic to; counters live here so stats are cheap."""
-
-    __slots__ = ("key", "id", "address", "port", "weight", "zone", "status", "priority",
-                 "active", "requests", "errors", "removed", "latency_sum_ms", "buckets",
-                 "ewma_ms", "ewma_at", "ejected", "times_ejected", "consecutive_5xx",
-                 "consecutive_gateway", "ejections", "return_timer", "returned_at")
-
-    def __init__(self, id: str, address: str, port: int, weight: int = 100, zone: str = "",
-                 status: str = "passing", priority: int = 0) -> None:
-        self.id = id
-        self.address = address
-        self.port = port
-        self.key = f"{id}@{address}:{port}"
-        self.weight = weight
-        self.zone = zone
-        self.status = status
-        self.active = 0  # in-flight requests, what least_request compares
-        self.requests = 0
-        self.errors = 0
-        self.removed = False  # set when a snapshot drops it: no new requests, no pooling
-        self.priority = priority
-        self.latency_sum_ms = 0.0
-        self.buckets = [0] * NBUCKETS
-        self.ewma_ms = 0.0
-        self.ewma_at = 0.0
-        # Outlier detection (agents.runtime.outlier) keeps its state here.
-        self.ejected = False
-        self.times_ejected = 0
-        self.consecutive_5xx = 0
-        self.consecutive_gateway = 0
-        self.ejections = 0
-        self.return_timer: object | None = None
-        self.returned_at = 0.0  # when the last ejection ended (the multiplier decays from then)
-
-    @property
-    def healthy(self) -> bool:
-        return not self.ejected and self.status in ("passing", "warning")
-
-    def observe(self, latency_ms: float, error: bool, now: float | None = None) -> None:
-        """One finished request: counters, histogram, and the peak EWMA of its latency.
-        now: time.monotonic(), if the caller has it."""
-        self.requests += 1
-        if error:
-            self.errors += 1
-        self.latency_sum_ms += latency_ms
-        self.buckets[bucket_index(latency_ms)] += 1
-        if now is None:
-            now = time.monotonic()
-        if latency_ms > self.ewma_ms:
-            self.ewma_ms = latency_ms  # peak sensitivity: a slow answer counts at once
-        else:
-            decay = math.exp(-(now - self.ewma_at) / EWMA_DECAY_S)
-            self.ewma_ms = self.ewma_ms * decay + latency_ms * (1.0 - decay)
-        self.ewma_at = now
-
-    def __repr__(self) -> str:
-        return f"Endpoint({self.address}:{self.port} w={self.weight})"
+from agents.runtime.endpoint import EWMA_DECAY_S, Endpoint
 
 
 class Balancer:
-    name = "base"
+    name: ClassVar[str] = "base"
+    label: ClassVar[str] = ""  # what the console shows
+    # A consistent-hash balancer: the request's hash key (policy.hash_on) chooses.
+    consistent_hash: ClassVar[bool] = False
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        """rng: the random source, for the balancers that sample."""
 
     def pick(self, endpoints: Sequence[Endpoint], tried: Collection[str] = (),
              hash_key: int | None = None) -> Endpoint | None:
@@ -92,8 +35,9 @@ def _candidates(endpoints: Sequence[Endpoint], tried: Collection[str]) -> list[E
 
 class RoundRobin(Balancer):
     name = "round_robin"
+    label = "Round robin"
 
-    def __init__(self) -> None:
+    def __init__(self, rng: random.Random | None = None) -> None:
         self._next = 0
 
     def pick(self, endpoints: Sequence[Endpoint], tried: Collection[str] = (),
@@ -111,8 +55,9 @@ class SmoothWeighted(Balancer):
     """nginx's smooth weighted round robin: weights honoured, picks interleaved."""
 
     name = "weighted_round_robin"
+    label = "Weighted round robin (smooth)"
 
-    def __init__(self) -> None:
+    def __init__(self, rng: random.Random | None = None) -> None:
         self._current: dict[str, int] = {}
 
     def pick(self, endpoints: Sequence[Endpoint], tried: Collection[str] = (),
@@ -140,6 +85,7 @@ class SmoothWeighted(Balancer):
 
 class RandomPick(Balancer):
     name = "random"
+    label = "Random"
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()
@@ -172,6 +118,7 @@ class LeastRequest(_PowerOfTwo):
     """P2C on in-flight requests."""
 
     name = "least_request"
+    label = "Least request (P2C)"
 
     def _lighter_or_equal(self, a: Endpoint, b: Endpoint) -> bool:
         # Weight scales capacity: compare active/weight without dividing.
@@ -182,6 +129,7 @@ class PeakEwma(_PowerOfTwo):
     """Linkerd/Finagle: P2C over cost = peak-EWMA latency × (in flight + 1) / weight."""
 
     name = "peak_ewma"
+    label = "Peak EWMA (latency-aware)"
 
     def _lighter_or_equal(self, a: Endpoint, b: Endpoint) -> bool:
         return _cost(a) <= _cost(b)
@@ -194,21 +142,3 @@ def _cost(e: Endpoint) -> float:
         # Decay while idle too, or one slow answer would starve it forever.
         ewma *= math.exp(-(time.monotonic() - e.ewma_at) / EWMA_DECAY_S)
     return max(ewma, 1.0) * (e.active + 1) / e.weight
-
-
-def make_balancer(name: str, rng: random.Random | None = None) -> Balancer:
-    if name == "round_robin":
-        return RoundRobin()
-    if name == "weighted_round_robin":
-        return SmoothWeighted()
-    if name == "random":
-        return RandomPick(rng)
-    if name == "least_request":
-        return LeastRequest(rng)
-    if name == "peak_ewma":
-        return PeakEwma(rng)
-    if name in ("ring_hash", "maglev"):
-        from agents.runtime.hashing import Maglev, RingHash
-
-        return RingHash(rng) if name == "ring_hash" else Maglev(rng)
-    raise ValueError(f"unknown load balancer {name!r}")

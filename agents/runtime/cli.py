@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agents.runtime import __version__
 from agents.runtime.config import AgentConfig, ConfigError, load_config
+from agents.runtime.eventloop import event_loop_runner
 
 EXIT_CONFIG = 2
 
@@ -60,15 +61,6 @@ async def _run(config: AgentConfig, *, config_path: str = "", workers: int = 1,
         await agent.wait_stopped()
     finally:
         await agent.stop()
-
-
-def event_loop_runner() -> asyncio.Runner:
-    """uvloop when installed; worker processes (agents.runtime.worker) use it too."""
-    try:
-        import uvloop
-    except ImportError:  # uvloop is optional; the stdlib loop is correct, just slower
-        return asyncio.Runner()
-    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

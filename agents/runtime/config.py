@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -53,6 +53,16 @@ class Check:
         }
 
 
+ENTRY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+
+
+def default_entry_id(name: str, port: int, *, shared: bool) -> str:
+    """The id of a `services` entry without `id:`: its name, or name:port when
+    SHARED (several entries of one service on this host). The control plane keys
+    the report's returned `instances` by it (docs/agent-protocol.md)."""
+    return f"{name}:{port}" if shared else name
+
+
 @dataclass(frozen=True)
 class LocalService:
     name: str
@@ -63,9 +73,11 @@ class LocalService:
     metadata: Mapping[str, str] = field(default_factory=dict)
     weight: int = 100
     check: Check | None = None
+    id: str = ""  # "" = default_entry_id(); filled in by load_config
 
     def as_report(self) -> dict[str, Any]:
         out: dict[str, Any] = {
+            "id": self.id or self.name,
             "name": self.name,
             "protocol": self.protocol,
             "address": self.address,
@@ -235,7 +247,7 @@ def _check(r: _Reader, value: object, path: str) -> Check:
 
 
 def _service(r: _Reader, value: object, path: str) -> LocalService:
-    keys = {"name", "address", "port", "protocol", "tags", "metadata", "weight", "check"}
+    keys = {"id", "name", "address", "port", "protocol", "tags", "metadata", "weight", "check"}
     data = r.mapping(value, path, keys)
     tags = data.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -254,7 +266,30 @@ def _service(r: _Reader, value: object, path: str) -> LocalService:
         metadata=dict(metadata),
         weight=r.integer(data, "weight", path, 100, 0, 10_000),
         check=_check(r, data["check"], f"{path}.check") if data.get("check") is not None else None,
+        id=r.string(data, "id", path, "", ENTRY_ID_RE, "an id ([A-Za-z0-9_.:-], 1-100)"),
     )
+
+
+def _entry_ids(r: _Reader, services: list[LocalService]) -> list[LocalService]:
+    """Several instances of one service may run here: name+port must be unique, and
+    so must the entries' ids (explicit, or default_entry_id)."""
+    first: dict[tuple[str, int], int] = {}
+    for i, s in enumerate(services):
+        j = first.setdefault((s.name, s.port), i)
+        if j != i:
+            raise r.fail(f"services[{i}].name", f"{s.name!r} is listed twice with port {s.port} "
+                                                f"(services[{j}] and services[{i}])")
+    counts: dict[str, int] = {}
+    for s in services:
+        counts[s.name] = counts.get(s.name, 0) + 1
+    out = [replace(s, id=s.id or default_entry_id(s.name, s.port, shared=counts[s.name] > 1))
+           for s in services]
+    ids: dict[str, int] = {}
+    for i, s in enumerate(out):
+        j = ids.setdefault(s.id, i)
+        if j != i:
+            raise r.fail(f"services[{i}].id", f"{s.id!r} is already the id of services[{j}]")
+    return out
 
 
 def _upstream(r: _Reader, value: object, path: str) -> Upstream:
@@ -296,11 +331,8 @@ def parse_config(data: object, source: str = "agent.yaml") -> AgentConfig:
     node = r.string(data, "node", "", None, NODE_RE, "a host name")
     data_dir = r.string(data, "data_dir", "")
     admin_host, admin_port = r.address(data, "admin", "", DEFAULT_ADMIN)
-    services = r.items(data, "services", lambda v, p: _service(r, v, p))
-    names = [s.name for s in services]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            raise r.fail(f"services[{i}].name", f"{name!r} is listed twice")
+    services = _entry_ids(r, r.items(data, "services", lambda v, p: _service(r, v, p)))
+    names = sorted({s.name for s in services})
     # The edge's source: the node's only service, else "unknown" unless given explicitly.
     default_source = names[0] if len(names) == 1 else "unknown"
     upstreams = [

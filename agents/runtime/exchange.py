@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from agents.runtime.balancer import Endpoint
-from agents.runtime.heads import RequestHeaders, response_headers
+from agents.runtime.endpoint import Endpoint
+from agents.runtime.heads import RequestHeaders, request_hash_key, response_headers
 from agents.runtime.httpwire import (
     LAST_CHUNK,
     chunk,
@@ -27,68 +27,46 @@ from agents.runtime.httpwire import (
 from agents.runtime.outlier import RESET
 from agents.runtime.pool import UpstreamConnection
 from agents.runtime.ratelimit import retry_after
-from agents.runtime.retrying import DONE, REPLAY_LIMIT, RETRY, RetryMixin
-from agents.runtime.upstream import RouteState
+from agents.runtime.retrying import DONE, REPLAY_LIMIT, RETRY, RetryState, attempts, may_retry
+from agents.runtime.upstream import IDEMPOTENT, RouteState
 
 if TYPE_CHECKING:
-    from agents.runtime.proxy_http import ClientConnection
+    from agents.runtime.listener import ListenerContext
 
 log = logging.getLogger("meshagent.proxy")
 
 BUFFER_HIGH_WATER = 256 * 1024
 
 
-class Exchange(RetryMixin):
+class ClientSide(Protocol):
+    """What an Exchange uses of its client connection (proxy_http.ClientConnection)."""
+
+    ctx: ListenerContext
+    loop: asyncio.AbstractEventLoop
+    peer: bytes
+
+    def write(self, data: bytes) -> None: ...
+    def pause_reading(self, reason: str) -> None: ...
+    def resume_reading(self, reason: str) -> None: ...
+    def close(self) -> None: ...
+    def start_tunnel(self, exchange: Exchange) -> None: ...
+    def exchange_finished(self, exchange: Exchange, keep_alive: bool) -> None: ...
+
+
+class Exchange:
     # Slots: an exchange is made per request and its fields are read many times each;
     # slot access is the interpreter's fastest attribute path.
     __slots__ = (
-        "client",
-        "ctx",
-        "loop",
-        "method",
-        "url",
-        "headers",
-        "forwarded",
-        "http11",
-        "keep_alive",
-        "chunked_in",
-        "content_length",
-        "has_body",
-        "is_head",
-        "body_buffer",
-        "out",
-        "state",
-        "upgrade",
-        "replay",
-        "buffered",
-        "request_complete",
-        "conn",
-        "endpoint",
-        "head_sent",
-        "response_started",
-        "status",
-        "mode",
-        "until_close",
-        "finished",
-        "request_id",
-        "done",
-        "task",
-        "tunnel",
-        "replay_size",
-        "deadline",
-        "started",
-        "per_try",
-        "try_started",
-        "trying",
-        "sync",
-        "tried",
-        "hash_key",
-        "continue_sent",
-        "extra",
-        "head",
+        "client", "ctx", "loop", "method", "url", "headers", "forwarded", "http11",
+        "keep_alive", "chunked_in", "content_length", "has_body", "is_head", "body_buffer",
+        "out", "state", "upgrade", "replay", "buffered", "request_complete", "conn",
+        "endpoint", "head_sent", "response_started", "status", "mode", "until_close",
+        "finished", "request_id", "done", "task", "tunnel", "replay_size", "deadline",
+        "started", "per_try", "try_started", "trying", "sync", "tried", "hash_key",
+        "continue_sent", "extra", "head", "retry",
     )
 
-    def __init__(self, client: ClientConnection, method: bytes, url: bytes,
+    def __init__(self, client: ClientSide, method: bytes, url: bytes,
                  headers: list[tuple[bytes, bytes]], forwarded: RequestHeaders, http11: bool,
                  keep_alive: bool, content_length: int | None, upgrade: bool = False) -> None:
         self.client = client
@@ -121,11 +99,10 @@ class Exchange(RetryMixin):
         self.finished: bool = False
         self.request_id: bytes | None = None
         self.done: asyncio.Future[object] | None = None  # set while a routing task awaits a try
-        self.tries = 0
         self.task: asyncio.Task[None] | None = None
         self.tunnel: bool = False
         self.replay_size: int = 0
-        self.retry_reserved = False
+        self.retry: RetryState | None = None  # made at the first retryable failure
         self.deadline: float = 0.0
         self.started: float = 0.0  # time.monotonic() at start()
         self.per_try: bool = False
@@ -162,7 +139,8 @@ class Exchange(RetryMixin):
         try:
             self.deadline = loop.time() + state.request_timeout
             if state.hashing:
-                self.hash_key = self._hash_key(state)
+                assert state.hash_on is not None  # state.hashing says so
+                self.hash_key = request_hash_key(state.hash_on, self.client.peer, self.headers)
             # The common case, a warm pooled connection to the chosen endpoint, is forwarded
             # right here, without a task; anything else (connecting, retrying) runs in one.
             endpoint = upstream.pick(state, (), self.hash_key)
@@ -187,7 +165,7 @@ class Exchange(RetryMixin):
 
     async def _route(self, outcome: object = None, picked: Endpoint | None = None) -> None:
         try:
-            await self._attempts(outcome, picked)
+            await attempts(self, outcome, picked)
         except asyncio.CancelledError:
             self.client_gone()
             raise
@@ -200,9 +178,10 @@ class Exchange(RetryMixin):
     def _route_finished(self) -> None:
         self.ctx.inflight -= 1
         self.ctx.upstream.active -= 1
-        self._release_retry()
+        if self.retry is not None:
+            self.retry.release()
 
-    async def _forward(self, conn: UpstreamConnection, endpoint: Endpoint,
+    async def forward(self, conn: UpstreamConnection, endpoint: Endpoint,
                        state: RouteState) -> object:
         self.done = self.loop.create_future()
         try:
@@ -355,7 +334,7 @@ class Exchange(RetryMixin):
             self.ctx.upstream.outlier.record(endpoint, status)
         if status >= 500 and not self.continue_sent:
             kind = "5xx" if self.state.retry_5xx else "gateway-error"
-            if (kind == "5xx" or status in (502, 503, 504)) and self._retry_status(kind):
+            if (kind == "5xx" or status in (502, 503, 504)) and may_retry(self, kind):
                 self._observe(True)
                 self._close_conn()  # its body is unread: the connection cannot be reused
                 self._resolve((status, f"upstream-{status}"))
@@ -431,7 +410,7 @@ class Exchange(RetryMixin):
             if self.endpoint is not None:
                 self.ctx.upstream.outlier.record(self.endpoint, RESET)
                 self._observe(True)
-            retry = not self.continue_sent and self._retry_status("reset")
+            retry = not self.continue_sent and may_retry(self, "reset")
             if retry:
                 self._resolve((502, error))
             else:
@@ -498,11 +477,30 @@ class Exchange(RetryMixin):
         if conn is not None:
             conn.close()
 
-    def _rewind(self) -> None:
+    def rewind(self) -> None:
         """Send the kept body again on the next try."""
         self.body_buffer = list(self.replay or ())
         self.buffered = sum(len(b) for b in self.body_buffer)
         self.head_sent = False
+
+    def replayable(self) -> bool:
+        return self.method in IDEMPOTENT and not self.upgrade and (
+            not self.has_body or self.replay is not None)
+
+    def deadline_passed(self) -> None:
+        """The current try's connection timer: per-try timeout, else the request's."""
+        if self.per_try and self.loop.time() < self.deadline:
+            self._close_conn()
+            if self.endpoint is not None:
+                self.ctx.upstream.outlier.record(self.endpoint, 504)
+                self._observe(True)
+            # (a client told 100 Continue has sent its body to this try: not replayable)
+            if not self.continue_sent and may_retry(self, "gateway-error"):
+                self._resolve((504, "per-try-timeout"))
+                return
+            self.fail(504, "per-try-timeout")
+            return
+        self.fail(504, "request-timeout")
 
     def _observe(self, error: bool, now: float = 0.0) -> None:
         """Per-endpoint counters and latency of the current try (once per try).

@@ -14,7 +14,8 @@ import hashlib
 import random
 from collections.abc import Collection, Sequence
 
-from agents.runtime.balancer import Balancer, Endpoint
+from agents.runtime.balancer import Balancer
+from agents.runtime.endpoint import Endpoint
 
 POINTS_PER_UNIT = 160  # ring points for an endpoint of average weight
 MAGLEV_SIZE = 65537  # prime, as in the Maglev paper and Envoy's default
@@ -26,7 +27,10 @@ def hash64(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
+
 class _Cached(Balancer):
+    consistent_hash = True
+
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()
         self._built: dict[int, tuple[Sequence[Endpoint], object]] = {}
@@ -51,6 +55,7 @@ class _Cached(Balancer):
 
 class RingHash(_Cached):
     name = "ring_hash"
+    label = "Ring hash (consistent)"
 
     def build(self, endpoints: Sequence[Endpoint]) -> object:
         live = [e for e in endpoints if e.weight > 0]
@@ -84,6 +89,7 @@ class RingHash(_Cached):
 
 class Maglev(_Cached):
     name = "maglev"
+    label = "Maglev (consistent)"
 
     def build(self, endpoints: Sequence[Endpoint]) -> object:
         live = [e for e in endpoints if e.weight > 0]

@@ -16,7 +16,9 @@ it fails the tests instead of opening a header-injection hole.
 
 from __future__ import annotations
 
+from agents.runtime.hashing import hash64
 from agents.runtime.httpwire import HOP_BY_HOP
+from agents.runtime.policy import HashOn
 
 # Connection may name these without making anything else hop-by-hop.
 _PLAIN_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade"})
@@ -118,3 +120,22 @@ def response_headers(headers: list[tuple[bytes, bytes]], drop: frozenset[bytes] 
     if named and not drop:
         return response_headers(headers, named)
     return b"".join(lines), length, chunked
+
+
+def request_hash_key(hash_on: HashOn, peer: bytes,
+                     headers: list[tuple[bytes, bytes]]) -> int | None:
+    """An HTTP request's key for a consistent-hash balancer (policy.hash_on), or None."""
+    if hash_on.type == "client_ip":
+        return hash64(peer) if peer else None
+    wanted = hash_on.name.encode().lower() if hash_on.type == "header" else b"cookie"
+    for name, value in headers:
+        if name.lower() != wanted:
+            continue
+        if hash_on.type == "header":
+            return hash64(value)
+        prefix = hash_on.name.encode() + b"="
+        for part in value.split(b";"):
+            part = part.strip()
+            if part.startswith(prefix):
+                return hash64(part[len(prefix):])
+    return None

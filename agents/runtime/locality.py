@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agents.runtime.balancer import Endpoint
+from agents.runtime.endpoint import Endpoint
 
 OVERPROVISIONING = 1.4  # Envoy's factor: a level at ≥ 71 % health takes all its traffic
 

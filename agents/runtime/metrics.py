@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from agents.runtime.balancer import Endpoint
+from agents.runtime.endpoint import Endpoint
 from agents.runtime.histogram import BOUNDS_MS, NBUCKETS, bucket_index
 
 if TYPE_CHECKING:

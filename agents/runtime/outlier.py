@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agents.runtime.balancer import Endpoint
+from agents.runtime.endpoint import Endpoint
 from agents.runtime.policy import OutlierPolicy
 
 CONNECT_FAILURE = -1  # pseudo-statuses for failures without an HTTP answer

@@ -13,7 +13,7 @@ from typing import Protocol, cast
 
 import httptools
 
-from agents.runtime.balancer import Endpoint
+from agents.runtime.endpoint import Endpoint
 
 WRITE_HIGH_WATER = 256 * 1024
 IDLE_TIMEOUT_S = 30.0

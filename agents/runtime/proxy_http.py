@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from dataclasses import dataclass, field
 from typing import cast
 
 import httptools
@@ -21,8 +20,7 @@ import httptools
 from agents.runtime.exchange import Exchange
 from agents.runtime.heads import BadRequest, request_headers
 from agents.runtime.httpwire import simple_response
-from agents.runtime.metrics import Metrics
-from agents.runtime.upstream import UpstreamRuntime
+from agents.runtime.listener import ListenerContext
 
 log = logging.getLogger("meshagent.proxy")
 
@@ -31,14 +29,6 @@ MAX_PIPELINED = 8
 KEEPALIVE_IDLE_S = 75.0
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
-
-
-@dataclass
-class ListenerContext:
-    upstream: UpstreamRuntime
-    metrics: Metrics
-    connections: set[ClientConnection] = field(default_factory=set)
-    inflight: int = 0
 
 
 class ClientConnection(asyncio.Protocol):

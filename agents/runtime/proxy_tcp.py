@@ -16,14 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import cast
 
-from agents.runtime.balancer import Endpoint
+from agents.runtime.endpoint import Endpoint
 from agents.runtime.hashing import hash64
-from agents.runtime.metrics import Metrics
+from agents.runtime.listener import ListenerContext
 from agents.runtime.outlier import CONNECT_FAILURE
-from agents.runtime.upstream import UpstreamRuntime
 
 log = logging.getLogger("meshagent.tcp")
 
@@ -32,14 +30,6 @@ EARLY_LIMIT = 256 * 1024  # client bytes held while connecting; reading pauses p
 
 _EARLY = 1  # why the client's reading is paused (a bit each)
 _UPSTREAM = 2
-
-
-@dataclass
-class TcpContext:
-    upstream: UpstreamRuntime
-    metrics: Metrics
-    connections: set[TcpConnection] = field(default_factory=set)
-    inflight: int = 0
 
 
 class _UpstreamSide(asyncio.Protocol):
@@ -117,7 +107,7 @@ class TcpConnection(asyncio.Protocol):
     __slots__ = ("ctx", "loop", "transport", "send", "upstream", "endpoint", "task", "early",
                  "early_size", "paused", "eof_in", "lost", "finished", "started", "peer")
 
-    def __init__(self, ctx: TcpContext) -> None:
+    def __init__(self, ctx: ListenerContext) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -309,7 +299,7 @@ class TcpConnection(asyncio.Protocol):
         ctx.metrics.record(upstream.source, upstream.service, lifetime_ms, error)
 
 
-async def _connect(ctx: TcpContext, peer: bytes,
+async def _connect(ctx: ListenerContext, peer: bytes,
                    conn: TcpConnection) -> tuple[_UpstreamSide, Endpoint] | None:
     """Same selection as HTTP (panic, zones, balancer); only the client IP can be a hash key."""
     upstream = ctx.upstream
@@ -334,7 +324,7 @@ async def _connect(ctx: TcpContext, peer: bytes,
     return None
 
 
-async def start_tcp_listener(ctx: TcpContext, host: str, port: int, *,
+async def start_tcp_listener(ctx: ListenerContext, host: str, port: int, *,
                              reuse_port: bool = False) -> asyncio.Server:
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: TcpConnection(ctx), host, port, backlog=1024,

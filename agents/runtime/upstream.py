@@ -13,8 +13,10 @@ import random
 from collections.abc import Collection
 from typing import Any
 
-from agents.runtime.balancer import Balancer, Endpoint, RoundRobin, make_balancer
+from agents.runtime.balancer import Balancer, RoundRobin
+from agents.runtime.balancers import make_balancer
 from agents.runtime.config import Upstream
+from agents.runtime.endpoint import Endpoint
 from agents.runtime.locality import EMPTY, Plan, plan
 from agents.runtime.outlier import OutlierDetector
 from agents.runtime.policy import Policy
@@ -56,8 +58,7 @@ class RouteState:
         self.max_pending = breaker.max_pending
         self.max_requests = breaker.max_requests
         self.hash_on = policy.hash_on
-        self.hashing = policy.hash_on is not None and policy.load_balancer in (
-            "ring_hash", "maglev")
+        self.hashing = policy.hash_on is not None and balancer.consistent_hash
 
 
 class UpstreamRuntime:

@@ -30,6 +30,7 @@ from typing import Any
 
 from agents.runtime.agent import Agent
 from agents.runtime.config import AgentConfig, load_config
+from agents.runtime.eventloop import event_loop_runner
 from agents.runtime.snapshot import Snapshot, parse_snapshot
 from agents.runtime.upstream import UpstreamRuntime
 
@@ -162,8 +163,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     logging.basicConfig(level=args.log_level.upper(),
                         format=f"%(asctime)s %(levelname)s %(name)s[w{args.index}]: %(message)s")
-    from agents.runtime.cli import event_loop_runner
-
     with event_loop_runner() as runner:
         return runner.run(run_worker(args.config, args.channel_fd, args.index))
 

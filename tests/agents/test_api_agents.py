@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
+import yaml
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from agents.enrollment import enrollment_token_create
 from agents.expiry import agents_expire
 from agents.models import Agent
 from agents.runtime import histogram
+from agents.runtime.config import parse_config
 from journal.models import Event
 from monitoring.models import EdgeWindow
 from registry.models import Instance, MeshRevision, Service
@@ -28,6 +32,17 @@ SERVICES = [
         "check": {"type": "http", "path": "/health", "interval": "2s", "timeout": "1s", "rise": 2, "fall": 2},
     }
 ]
+
+
+AGENT_YAML = """
+control_plane: http://127.0.0.1:8000
+token: t
+data_dir: /tmp/unused
+node: host-a
+services:
+  - {name: payments, address: 127.0.0.1, port: 8081}
+  - {name: payments, address: 127.0.0.1, port: 8082}
+"""
 
 
 def enroll(node: str = "host-a", token: str | None = None) -> tuple[APIClient, dict[str, Any]]:
@@ -107,6 +122,34 @@ def test_config_snapshot_carries_a_policy_saved_through_the_api(api: APIClient) 
     assert policy["load_balancer"] == "least_request" and policy["retries"]["attempts"] == 0
 
 
+def test_two_instances_of_one_service_on_one_agent_both_register_and_heartbeat() -> None:
+    data = yaml.safe_load(AGENT_YAML)
+    services = [s.as_report() for s in parse_config(data).services]  # what the agent sends
+    client, body = enroll()
+    url = f"/api/v1/agents/{body['agent_id']}/report/"
+    response = client.post(url, {"services": services}, format="json")
+    assert response.status_code == 200, response.content
+    instances = {(i.port, i.id) for i in Instance.objects.filter(service__name="payments")}
+    assert response.json()["instances"] == {f"payments:{port}": id for port, id in instances}
+    assert {port for port, _ in instances} == {8081, 8082}
+    assert all(i.last_heartbeat for i in Instance.objects.all())
+    long_ago = timezone.now() - timedelta(hours=1)
+    Instance.objects.update(last_heartbeat=long_ago)
+    assert client.post(url, {"services": services}, format="json").status_code == 200
+    beats = {i.port: i.last_heartbeat for i in Instance.objects.all()}
+    assert beats.keys() == {8081, 8082} and all(b and b > long_ago for b in beats.values())
+
+
+def test_one_service_twice_on_one_port_is_refused_by_the_report() -> None:
+    client, body = enroll()
+    twice = [dict(SERVICES[0]), dict(SERVICES[0], address="127.0.0.2")]
+    response = client.post(f"/api/v1/agents/{body['agent_id']}/report/", {"services": twice},
+                           format="json")
+    assert response.status_code == 400
+    assert "twice" in str(response.json()["services"])
+    assert not Instance.objects.exists()
+
+
 def test_config_of_another_agent_is_forbidden() -> None:
     client_a, _ = enroll("host-a")
     _, body_b = enroll("host-b")
@@ -164,7 +207,7 @@ def test_report_stores_metrics_and_topology_shows_edge(api: APIClient) -> None:
     [
         {"services": [{"name": "Bad Name", "address": "x", "port": 1}]},
         {"services": [{"name": "ok", "address": "x", "port": 0}]},
-        {"services": [{"name": "ok", "address": "x", "port": 1}, {"name": "ok", "address": "y", "port": 2}]},
+        {"services": [{"name": "ok", "address": "x", "port": 1}, {"name": "ok", "address": "y", "port": 1}]},
         {"metrics": [{"source": "a", "destination": "b", "window_end": 1, "seconds": 1, "requests": 1, "errors": 2}]},
         {"metrics": [{"source": "a", "destination": "b", "window_end": 1, "seconds": 1, "requests": 1, "errors": 0,
                       "buckets": [1] * (histogram.NBUCKETS + 1)}]},

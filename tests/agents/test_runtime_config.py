@@ -144,6 +144,37 @@ def test_duplicate_service_names_are_refused() -> None:
     assert "services[1].name: 'orders' is listed twice" in error_for(data)
 
 
+def test_two_instances_of_one_service_on_one_host_are_allowed() -> None:
+    data = base()
+    data["services"] = [{"name": "payments", "address": "127.0.0.1", "port": 8081},
+                        {"name": "payments", "address": "127.0.0.1", "port": 8082},
+                        {"name": "orders", "address": "127.0.0.1", "port": 8083}]
+    config = parse_config(data)
+    assert [(s.name, s.port, s.id) for s in config.services] == [
+        ("payments", 8081, "payments:8081"), ("payments", 8082, "payments:8082"),
+        ("orders", 8083, "orders")]
+    assert [s.as_report()["id"] for s in config.services] == [
+        "payments:8081", "payments:8082", "orders"]
+
+
+def test_an_explicit_id_names_the_entry() -> None:
+    data = base()
+    data["services"] = [{"id": "blue", "name": "payments", "address": "127.0.0.1", "port": 8081},
+                        {"id": "green", "name": "payments", "address": "127.0.0.1", "port": 8082}]
+    assert [s.id for s in parse_config(data).services] == ["blue", "green"]
+    data["services"][1]["id"] = "blue"
+    assert error_for(data) == "agent.yaml: services[1].id: 'blue' is already the id of services[0]"
+    data["services"][1]["id"] = "no spaces"
+    assert "services[1].id: 'no spaces' is not an id" in error_for(data)
+
+
+def test_one_service_twice_on_one_port_is_refused_naming_both() -> None:
+    data = base()
+    data["services"].append(dict(data["services"][0], address="127.0.0.2"))
+    assert error_for(data) == ("agent.yaml: services[1].name: 'orders' is listed twice with "
+                               "port 8081 (services[0] and services[1])")
+
+
 def test_a_document_that_is_not_a_mapping_is_refused() -> None:
     assert error_for(["a"]) == "agent.yaml: expected a mapping, got a list"
     assert error_for(None) == "agent.yaml: expected a mapping, got nothing"

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.runtime.balancer import Endpoint, PeakEwma
+from agents.runtime.balancer import PeakEwma
+from agents.runtime.endpoint import Endpoint
 from agents.runtime.hashing import Maglev, RingHash, hash64
 
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from agents.runtime.balancer import Endpoint
+from agents.runtime.endpoint import Endpoint
 from agents.runtime.locality import plan
 
 

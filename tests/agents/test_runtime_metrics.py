@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.runtime.balancer import Endpoint
+from agents.runtime.endpoint import Endpoint
 from agents.runtime.histogram import NBUCKETS, bucket_index
 from agents.runtime.metrics import Metrics, render_prometheus
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from agents.runtime.balancer import Endpoint
+from agents.runtime.endpoint import Endpoint
 from agents.runtime.outlier import OutlierDetector
 from agents.runtime.policy import OutlierPolicy
 

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from agents.runtime.config import Upstream
+from agents.runtime.listener import ListenerContext
 from agents.runtime.metrics import Metrics
-from agents.runtime.proxy_http import ListenerContext, start_http_listener
+from agents.runtime.proxy_http import start_http_listener
 from agents.runtime.snapshot import parse_snapshot
 from agents.runtime.upstream import UpstreamRuntime
 from tests.agents.backends import (

@@ -20,8 +20,9 @@ import pytest
 import uvloop
 
 from agents.runtime.config import Upstream
+from agents.runtime.listener import ListenerContext
 from agents.runtime.metrics import EdgeCounters, Metrics
-from agents.runtime.proxy_tcp import EARLY_LIMIT, TcpContext, start_tcp_listener
+from agents.runtime.proxy_tcp import EARLY_LIMIT, start_tcp_listener
 from agents.runtime.snapshot import parse_snapshot
 from agents.runtime.upstream import UpstreamRuntime
 from tests.agents.backends import free_port, upstream_entry
@@ -76,12 +77,12 @@ def unanswered_port() -> Iterator[int]:
 
 
 @contextlib.asynccontextmanager
-async def tcp_proxy(*ports: int, **policy: Any) -> AsyncIterator[tuple[int, TcpContext]]:
+async def tcp_proxy(*ports: int, **policy: Any) -> AsyncIterator[tuple[int, ListenerContext]]:
     runtime = UpstreamRuntime(Upstream("cache", "127.0.0.1", 0, "tcp", "orders"))
     raw = {"revision": 1,
            "upstreams": {"cache": upstream_entry(*ports, protocol="tcp", **policy)}}
     runtime.apply(parse_snapshot(raw).upstreams["cache"])
-    ctx = TcpContext(runtime, Metrics())
+    ctx = ListenerContext(runtime, Metrics())
     server = await start_tcp_listener(ctx, "127.0.0.1", 0)
     try:
         yield server.sockets[0].getsockname()[1], ctx
@@ -108,7 +109,7 @@ def reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
-async def settled(ctx: TcpContext, timeout: float = 2.0) -> None:
+async def settled(ctx: ListenerContext, timeout: float = 2.0) -> None:
     """Wait until the proxy has finished every connection."""
     async with asyncio.timeout(timeout):
         while ctx.inflight or ctx.connections:
@@ -117,7 +118,7 @@ async def settled(ctx: TcpContext, timeout: float = 2.0) -> None:
     assert all(e.active == 0 for e in ctx.upstream.state.endpoints)
 
 
-def totals(ctx: TcpContext) -> EdgeCounters:
+def totals(ctx: ListenerContext) -> EdgeCounters:
     return ctx.metrics.totals[("orders", "cache")]
 
 
