@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agents.services import agent_snapshot
 from rest_framework.test import APIClient
 
 from agents.models import Agent
@@ -33,6 +32,7 @@ from agents.runtime.policy import (
 )
 from agents.runtime.snapshot import parse_snapshot
 from agents.runtime.vocabulary import HASH_TYPES, POLICY_BOUNDS, RATE_LIMIT_RPS, RETRY_CONDITIONS
+from agents.snapshot import agent_snapshot
 from policies.models import FailoverState
 from registry.models import Node
 from tests.policies.helpers import instance, service
