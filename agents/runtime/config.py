@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from agents.runtime.addresses import address_error
 from agents.runtime.durations import format_duration_ms, parse_duration_ms
 
 # Same rule as the registry (a DNS label), so the control plane never refuses a name we accept.
@@ -257,9 +258,13 @@ def _service(r: _Reader, value: object, path: str) -> LocalService:
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
         raise r.fail(f"{path}.metadata", "expected a mapping of strings to strings")
+    address = r.string(data, "address", path)
+    problem = address_error(address)  # the control plane's and the snapshot's rule too
+    if problem:
+        raise r.fail(f"{path}.address", problem)
     return LocalService(
         name=r.string(data, "name", path, None, SERVICE_NAME_RE, "a DNS label ([a-z0-9-], 1-63)"),
-        address=r.string(data, "address", path, None, re.compile(r"^\S{1,253}$"), "an address"),
+        address=address,
         port=r.integer(data, "port", path, None, 1, 65535),
         protocol=r.choice(data, "protocol", path, "http", PROTOCOLS),
         tags=tuple(tags),

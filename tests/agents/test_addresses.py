@@ -61,3 +61,14 @@ def test_what_the_api_accepts_the_agent_accepts(api: APIClient, address: str) ->
     raw = copy.deepcopy(SNAPSHOT)
     raw["upstreams"]["payments"]["endpoints"][0]["address"] = address
     parse_snapshot(raw)
+
+
+@pytest.mark.parametrize("address", [a for a in BAD if a])
+def test_meshagent_check_refuses_what_the_api_refuses(tmp_path, address: str) -> None:
+    from agents.runtime.config import ConfigError, parse_config
+
+    config = {"control_plane": "http://127.0.0.1:8000", "token": "t", "node": "host-a",
+              "data_dir": str(tmp_path), "services": [{"name": "orders", "address": address,
+                                                       "port": 8081}]}
+    with pytest.raises(ConfigError, match=r"services\[0\]\.address"):
+        parse_config(config)
