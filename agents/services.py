@@ -17,6 +17,7 @@ from django.utils import timezone
 from agents.models import Agent, EnrollmentToken, hash_token, new_secret
 from agents.runtime.durations import format_duration_ms
 from agents.snapshot import upstreams_snapshot
+from meshconsole.db import read_transaction
 from monitoring.models import EdgeWindow, EventKind, Severity
 from monitoring.notify import mesh_changed
 from monitoring.services import event_record
@@ -86,7 +87,7 @@ def agent_for_token(raw: str) -> Agent | None:
 
 def agent_snapshot(*, agent: Agent) -> dict[str, Any]:
     """The whole config an agent needs, as of one revision."""
-    with transaction.atomic():
+    with read_transaction():  # one snapshot of the database, without SQLite's write lock
         revision = MeshRevision.current()
         names = sorted({str(u.get("service")) for u in agent.upstreams if u.get("service")})
         upstreams = upstreams_snapshot(names)
