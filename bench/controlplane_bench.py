@@ -17,10 +17,11 @@ redis://127.0.0.1:6379/15). Scenarios (all by default):
   has fetched its config again is measured. The web process's CPU and threads,
   and the PostgreSQL connection count (max seen, from pg_stat_activity), are
   printed.
-- consoles: --consoles browser-like websockets on ws/live/ (logged in through
-  the login form, session cookie + Origin) subscribed to the topology and one
-  service: one change -> the time until every console got it (from the write's
-  start); then a burst of writes: topology messages per console per second.
+- consoles (while the fleet runs, when both are selected): --consoles
+  browser-like websockets on ws/live/ (logged in through the login form,
+  session cookie + Origin) subscribed to the topology and one service: one
+  change -> the time until every console got it (from the write's start); then
+  a burst of writes: topology messages per console per second.
 - etcd: etcd (Debian etcd-server) on loopback, AGENTS watchers on one key over
   its JSON gateway (/v3/watch), one put -> when each saw it; the ratio to the
   fleet's propagation p99.
@@ -217,6 +218,9 @@ async def fleet(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, 
                       f"p99 {p99:.0f} ms, p50 {out['propagation']['p50_ms']:.0f} ms, "
                       f"{incomplete} agent-writes missing",
                       None if limit is None else (p99 <= limit and incomplete == 0))
+        if "consoles" in args.scenarios:
+            # While the fleet runs and reports, as consoles are used in production.
+            out["consoles"] = await consoles(cp, args, report)
         if args.restart:
             out["restart"] = await restart(cp, stats, agents)
             report.target("fleet back in sync after a web restart within 2 min",
@@ -267,12 +271,14 @@ async def restart(cp: Any, stats: FleetStats, agents: list[SimAgent]) -> dict[st
 
 async def consoles(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, Any]:
     sessionid, _ = await asyncio.to_thread(login, cp.url, "e2e", "e2e-password-1")
-    status, rows = cp.api("GET", f"/api/v1/services/{UPSTREAM}/instances/")
+    status, rows = await asyncio.to_thread(cp.api, "GET",
+                                           f"/api/v1/services/{UPSTREAM}/instances/")
     if status == 404:
-        cp.api("POST", "/api/v1/services/", {"name": UPSTREAM})
+        await asyncio.to_thread(cp.api, "POST", "/api/v1/services/", {"name": UPSTREAM})
     if not rows or status != 200:
-        status, body = cp.api("POST", f"/api/v1/services/{UPSTREAM}/instances/",
-                              {"address": "127.0.0.1", "port": 9001})
+        status, body = await asyncio.to_thread(
+            cp.api, "POST", f"/api/v1/services/{UPSTREAM}/instances/",
+            {"address": "127.0.0.1", "port": 9001})
         rows = [body]
     rows = rows["results"] if isinstance(rows, dict) else rows
     instance = rows[0]["id"]
@@ -387,7 +393,9 @@ async def live(cp: Any, tmp: Path, args: argparse.Namespace, report: Report) -> 
     out: dict[str, Any] = {}
     if "fleet" in args.scenarios:
         out["fleet"] = await fleet(cp, args, report)
-    if "consoles" in args.scenarios:
+        if "consoles" in out["fleet"]:
+            out["consoles"] = out["fleet"].pop("consoles")
+    elif "consoles" in args.scenarios:
         out["consoles"] = await consoles(cp, args, report)
     return out
 
