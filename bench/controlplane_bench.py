@@ -49,7 +49,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.benchlib import PYTHON, ROOT, save_results, verdict  # noqa: E402
+from bench.benchlib import save_results, verdict  # noqa: E402
+from bench.fleet_registry import registry  # noqa: E402
 from bench.fleetlib import (  # noqa: E402
     UPSTREAM,
     CpuMeter,
@@ -65,9 +66,7 @@ from bench.fleetprobes import (  # noqa: E402
     etcd_fanout,
     first_service_message,
     login,
-    read_latencies,
     run_console,
-    run_subprocess,
     topology_per_second,
 )
 
@@ -340,52 +339,6 @@ async def consoles(cp: Any, args: argparse.Namespace, report: Report) -> dict[st
                   out["burst"]["max_topology_per_console_per_s"] <= 1)
     report.target(f"consoles: 0 errors ({config})", f"{len(errors)} {out['error_kinds']}",
                   not errors)
-    return out
-
-
-# ---------------------------------------------------------------- registry
-
-def registry(tmp: Path, args: argparse.Namespace, report: Report) -> dict[str, Any]:
-    from tests.e2e.controlplane import control_plane
-
-    out: dict[str, Any] = {"services": args.services, "instances": args.instances}
-    reg_tmp = tmp / "registry"
-    reg_tmp.mkdir()
-    with control_plane(reg_tmp, workers=False) as cp:
-        took = run_subprocess([PYTHON, "-m", "bench.fleet_seed", str(args.services),
-                               str(args.instances)], cp.env, ROOT, 1800).strip().splitlines()[-1]
-        print(f"registry: seeded {args.services} services / {args.instances} instances in {took}s")
-        sessionid, _ = login(cp.url, "e2e", "e2e-password-1")
-        token = {"Authorization": f"Token {cp.token}"}
-        name = f"reg-{args.services // 2:05d}"
-        scale = f"{args.services}/{args.instances}"
-        endpoints = {
-            "services list (page of 100)": "/api/v1/services/?limit=100&page_size=100",
-            "one service": f"/api/v1/services/{name}/",
-            "its instances": f"/api/v1/services/{name}/instances/",
-            "discovery": f"/api/v1/discovery/{name}/",
-            "filter by tag": "/api/v1/services/?tag=t7&limit=100&page_size=100",
-            "filter by health": "/api/v1/services/?health=critical&limit=100&page_size=100",
-        }
-        heavy = {"topology API": ("/api/v1/topology/", token),
-                 "overview HTML": ("/", {"Cookie": f"sessionid={sessionid}"})}
-        for what, path in endpoints.items():
-            row = read_latencies(cp.port, path, token, requests=args.requests)
-            out[what] = row
-            print(f"  {what}: {row}")
-            report.target(f"registry {scale}: {what} p95 < 50 ms",
-                          f"p95 {row['p95_ms']} ms, p50 {row['p50_ms']} ms, {row['bytes']} B, "
-                          f"{row['errors']} errors", row["n"] > 0 and row["p95_ms"] < 50
-                          and not row["errors"])
-        for what, (path, headers) in heavy.items():
-            row = read_latencies(cp.port, path, headers, requests=max(16, args.requests // 4),
-                                 max_seconds=60)
-            out[what] = row
-            print(f"  {what}: {row}")
-            report.target(f"registry {scale}: {what} p95 < 300 ms",
-                          f"p95 {row['p95_ms']} ms, p50 {row['p50_ms']} ms, {row['bytes']} B, "
-                          f"{row['errors']} errors", row["n"] > 0 and row["p95_ms"] < 300
-                          and not row["errors"])
     return out
 
 
