@@ -172,28 +172,30 @@ async def fleet(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, 
         await asyncio.sleep(args.steady)
         elapsed = time.monotonic() - s0
         ok = len(stats.reports_ok) - ok0
+        silent = n - len({i for _, i in stats.reports_ok[ok0:]})
         errors = [e for t, e in stats.report_errors[err0:]]
-        expected = n / 2.0  # one report per agent every 2 s (report_interval_ms)
+        # At most one report per agent every 2 s (report_interval_ms, then the call).
+        expected = n / 2.0
         out["steady"] = {"seconds": round(elapsed, 1), "accepted_per_s": round(ok / elapsed, 1),
-                         "expected_per_s": expected, "errors_per_s": round(len(errors) / elapsed, 2),
+                         "nominal_per_s": expected, "agents_silent": silent, "errors_per_s": round(len(errors) / elapsed, 2),
                          "error_kinds": sorted(set(errors)), "web_cpu_percent": cpu.percent(),
                          "config_errors": len([1 for t, _ in stats.config_errors if t >= s0])}
         print(f"steady: {out['steady']}")
-        report.target(f"reports all accepted at {n} agents",
-                      f"{ok / elapsed:.1f}/s accepted of {expected:.0f}/s, {len(errors)} errors",
-                      not errors and ok / elapsed >= 0.9 * expected)
+        report.target(f"reports all accepted at {n} agents (0 errors, none silent)",
+                      f"{ok / elapsed:.1f}/s accepted (nominal {expected:.0f}/s), {len(errors)} "
+                      f"errors, {silent} agents without an accepted report",
+                      not errors and not silent)
         # Propagation: write, then when does every agent hold the new revision?
         cpu.start()
         latencies: list[float] = []
         incomplete = 0
         weight = 100
+        write_errors: list[str] = []
         for k in range(args.changes):
             weight = random_weight(weight)
-            status, body = await asyncio.to_thread(
-                cp.api, "PATCH", f"/api/v1/services/{UPSTREAM}/instances/{instance_ids[k % 3]}/",
-                {"weight": weight})
+            if not await write(cp, instance_ids[k % 3], weight, write_errors):
+                continue
             t_write = time.monotonic()
-            assert status == 200, body
             # The revision after the write (a later one, if something else bumped it too).
             revision = int(await asyncio.to_thread(cp_index, cp))
             seen = stats.watch_revision(revision)
@@ -207,6 +209,7 @@ async def fleet(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, 
                   f"max {max(got) * 1000 if got else float('nan'):.0f} ms")
             await asyncio.sleep(1.0)
         out["propagation"] = {**summary_ms(latencies), "missing": incomplete,
+                              "write_errors": write_errors,
                               "web_cpu_percent": cpu.percent()}
         p99 = out["propagation"]["p99_ms"]
         print(f"propagation: {out['propagation']}")
@@ -215,8 +218,9 @@ async def fleet(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, 
             2000 if n >= 2000 else 1000 if n >= 1000 else None)
         report.target(f"propagation p99 at {n} agents ({'pg' if args.pg else 'embedded'})",
                       f"p99 {p99:.0f} ms, p50 {out['propagation']['p50_ms']:.0f} ms, "
-                      f"{incomplete} agent-writes missing",
-                      None if limit is None else (p99 <= limit and incomplete == 0))
+                      f"{incomplete} agent-writes missing, {len(write_errors)} writes failed",
+                      None if limit is None else (p99 <= limit and incomplete == 0
+                                                  and not write_errors))
         if "consoles" in args.scenarios:
             # While the fleet runs and reports, as consoles are used in production.
             out["consoles"] = await consoles(cp, args, report)
@@ -244,6 +248,20 @@ async def fleet(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, 
                       f"processes = {limit}", f"max {sampler.max_connections} seen",
                       None if limit is None else sampler.max_connections <= limit)
     return out
+
+
+async def write(cp: Any, instance: str, weight: int, errors: list[str]) -> bool:
+    """PATCH an instance weight; a failed or slow (10 s) write is counted, not fatal."""
+    try:
+        status, body = await asyncio.to_thread(
+            cp.api, "PATCH", f"/api/v1/services/{UPSTREAM}/instances/{instance}/",
+            {"weight": weight})
+    except OSError as exc:
+        errors.append(type(exc).__name__)
+        return False
+    if status != 200:
+        errors.append(f"HTTP {status}")
+    return status == 200
 
 
 def cp_index(cp: Any) -> str:
@@ -287,6 +305,7 @@ async def consoles(cp: Any, args: argparse.Namespace, report: Report) -> dict[st
     pool = [Console(i) for i in range(args.consoles)]
     tasks = [asyncio.create_task(run_console(c, cp.url, sessionid, UPSTREAM, stop)) for c in pool]
     out: dict[str, Any] = {"consoles": args.consoles}
+    write_errors: list[str] = []
     try:
         async with asyncio.timeout(60):
             await asyncio.gather(*(c.ready.wait() for c in pool))
@@ -297,10 +316,8 @@ async def consoles(cp: Any, args: argparse.Namespace, report: Report) -> dict[st
         for _ in range(3):
             weight = random_weight(weight)
             t0 = time.monotonic()
-            status, body = await asyncio.to_thread(
-                cp.api, "PATCH", f"/api/v1/services/{UPSTREAM}/instances/{instance}/",
-                {"weight": weight})
-            assert status == 200, body
+            if not await write(cp, instance, weight, write_errors):
+                continue
             await wait_for(lambda w=weight, t=t0: all(first_service_message(c, t, w) is not None
                                                       for c in pool), 10)
             got = [first_service_message(c, t0, weight) for c in pool]
@@ -312,9 +329,7 @@ async def consoles(cp: Any, args: argparse.Namespace, report: Report) -> dict[st
         b0 = time.monotonic()
         for _ in range(args.burst):
             weight = random_weight(weight)
-            await asyncio.to_thread(cp.api, "PATCH",
-                                    f"/api/v1/services/{UPSTREAM}/instances/{instance}/",
-                                    {"weight": weight})
+            await write(cp, instance, weight, write_errors)
             await asyncio.sleep(2.0 / args.burst)
         await asyncio.sleep(3)
         b1 = time.monotonic()
@@ -328,6 +343,7 @@ async def consoles(cp: Any, args: argparse.Namespace, report: Report) -> dict[st
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
     errors = [e for c in pool for e in c.errors]
+    out["write_errors"] = write_errors
     out["errors"] = len(errors)
     out["error_kinds"] = sorted(set(errors))[:5]
     config = "pg" if args.pg else "embedded"
@@ -337,8 +353,8 @@ async def consoles(cp: Any, args: argparse.Namespace, report: Report) -> dict[st
     report.target(f"burst coalesced: <= 1 topology message per console per second ({config})",
                   f"max {out['burst']['max_topology_per_console_per_s']}/s",
                   out["burst"]["max_topology_per_console_per_s"] <= 1)
-    report.target(f"consoles: 0 errors ({config})", f"{len(errors)} {out['error_kinds']}",
-                  not errors)
+    report.target(f"consoles: 0 errors ({config})", f"{len(errors)} {out['error_kinds']}; "
+                  f"{len(write_errors)} API writes failed", not errors and not write_errors)
     return out
 
 

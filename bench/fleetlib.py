@@ -106,7 +106,7 @@ async def call(host: str, port: int, method: str, path: str, *, body: Any = None
 class FleetStats:
     enrolled_at: dict[int, float] = field(default_factory=dict)
     enroll_errors: dict[str, int] = field(default_factory=dict)
-    reports_ok: list[float] = field(default_factory=list)  # monotonic times
+    reports_ok: list[tuple[float, int]] = field(default_factory=list)  # (time, agent index)
     report_errors: list[tuple[float, str]] = field(default_factory=list)
     config_errors: list[tuple[float, str]] = field(default_factory=list)
     revision: dict[int, int] = field(default_factory=dict)  # agent index -> revision held
@@ -254,7 +254,7 @@ class SimAgent:
             self.stats.report_errors.append((time.monotonic(), type(exc).__name__))
             raise
         if status == 200:
-            self.stats.reports_ok.append(time.monotonic())
+            self.stats.reports_ok.append((time.monotonic(), self.index))
             return
         self.stats.report_errors.append((time.monotonic(), f"HTTP {status}"))
         if status in (401, 403):
