@@ -198,11 +198,12 @@ async def fleet(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, 
             t_write = time.monotonic()
             # The revision after the write (a later one, if something else bumped it too).
             revision = int(await asyncio.to_thread(cp_index, cp))
-            seen = stats.watch_revision(revision)
             active = [a.index for a in agents if a.token]
-            done = await wait_for(lambda s=seen, a=active: all(i in s for i in a),
-                                  args.sync_timeout)
-            got = [max(0.0, seen[i] - t_write) for i in active if i in seen]
+            done = await wait_for(lambda r=revision, a=active: all(
+                stats.first_held(i, r) is not None for i in a), args.sync_timeout)
+            # Each agent's own arrival time (it may precede the X-Mesh-Index read).
+            arrivals = [stats.first_held(i, revision) for i in active]
+            got = [max(0.0, t - t_write) for t in arrivals if t is not None]
             latencies += got
             incomplete += 0 if done else len(active) - len(got)
             print(f"  write {k + 1}: revision {revision}, {len(got)}/{len(active)} agents, "

@@ -110,7 +110,7 @@ class FleetStats:
     report_errors: list[tuple[float, str]] = field(default_factory=list)
     config_errors: list[tuple[float, str]] = field(default_factory=list)
     revision: dict[int, int] = field(default_factory=dict)  # agent index -> revision held
-    revision_at: dict[int, dict[int, float]] = field(default_factory=dict)  # rev -> idx -> t
+    history: dict[int, list[tuple[float, int]]] = field(default_factory=dict)  # (t, revision)
     last_config_ok: dict[int, float] = field(default_factory=dict)
 
     def error(self, bucket: dict[str, int], what: str) -> None:
@@ -121,18 +121,14 @@ class FleetStats:
         self.last_config_ok[index] = now
         if revision > self.revision.get(index, -1):
             self.revision[index] = revision
-            for wanted, seen in self.revision_at.items():
-                if revision >= wanted and index not in seen:
-                    seen[index] = now
+            self.history.setdefault(index, []).append((now, revision))
 
-    def watch_revision(self, revision: int) -> dict[int, float]:
-        """From now on, note when each agent first holds REVISION (or later)."""
-        seen = self.revision_at.setdefault(revision, {})
-        now = time.monotonic()
-        for index, held in self.revision.items():
+    def first_held(self, index: int, revision: int) -> float | None:
+        """When agent INDEX first held REVISION or a later one (None: not yet)."""
+        for t, held in self.history.get(index, ()):
             if held >= revision:
-                seen.setdefault(index, now)
-        return seen
+                return t
+        return None
 
 
 class SimAgent:
