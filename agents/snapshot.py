@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import TypedDict
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Count
 
 from agents.models import Agent
+from meshconsole.db import read_transaction
 from policies.models import FailoverState, TrafficPolicy
 from policies.snapshot import PolicySnapshot, policy_snapshot
 from registry.models import Instance, MeshIndex, Service, agent_key, service_key
@@ -195,7 +195,7 @@ def agent_snapshot(*, agent: Agent) -> AgentSnapshot:
     """The whole config an agent needs. Its `revision` is the index of the last
     change to what it shows (snapshot_keys), not the world's: a change to a
     service the agent does not consume neither wakes it nor changes its answer."""
-    with transaction.atomic():
+    with read_transaction():  # one view of the database, without SQLite's write lock
         # The index first: the content read after it is at least as new.
         revision = snapshot_index(agent)
         names = upstream_names(agent)

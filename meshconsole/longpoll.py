@@ -12,17 +12,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from rest_framework.exceptions import APIException, AuthenticationFailed, NotAuthenticated
 from rest_framework.request import Request
 
 from agents.runtime.durations import parse_duration_ms
+from meshconsole.db import release_connections
 from registry.notify import REVISION_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,37 @@ def _changed_keys(data: Any) -> list[str] | None:
     if not isinstance(keys, list) or not keys:
         return None
     return [str(k) for k in keys]
+
+
+def _released(read: Callable[[], int]) -> Callable[[], int]:
+    """READ, then give the connection back: the caller is about to wait."""
+
+    def run() -> int:
+        try:
+            return read()
+        finally:
+            release_connections()
+
+    return run
+
+
+async def release_for_wait() -> None:
+    """Before a blocking wait: give back the request's database connection and
+    its thread.
+
+    Django runs a request's sync calls (middleware, authentication) in a
+    single-thread executor of the request's own, kept until the request ends:
+    a pending poll would park a thread (and its connection) for its whole
+    wait. Here the connection is closed (returned to the pool) in that thread,
+    and the executor let go; a sync call after the wait gets a fresh one,
+    which Django shuts down at the end of the request as usual.
+    """
+    await sync_to_async(release_connections)()
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is not None:
+        executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+        if executor is not None:
+            executor.shutdown(wait=False)  # its thread is idle: it exits at once
 
 
 class RevisionWatcher:
@@ -89,6 +122,7 @@ class RevisionWatcher:
         """READ() (the index of what the caller reads, over KEYS) once it is >
         INDEX, or when TIMEOUT passes. Only changes to KEYS wake this waiter."""
         self._ensure_listening()
+        await release_for_wait()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         waiter = asyncio.Event()
@@ -97,12 +131,15 @@ class RevisionWatcher:
         try:
             while True:
                 waiter.clear()  # before the read: a change in between still wakes us
-                current = await sync_to_async(read)()
+                # In the loop's shared pool, not the request's thread (release_for_wait).
+                current = await sync_to_async(_released(read), thread_sensitive=False)()
                 remaining = deadline - loop.time()
                 if current > index or remaining <= 0:
                     return current
+                # Jittered, so that thousands of waiters do not all re-read at once.
+                recheck = RECHECK_SECONDS * random.uniform(0.75, 1.25)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter.wait(), min(remaining, RECHECK_SECONDS))
+                    await asyncio.wait_for(waiter.wait(), min(remaining, recheck))
         finally:
             for key in keys:
                 waiters = self._by_key.get(key)
@@ -160,9 +197,13 @@ def error_response(exc: APIException) -> JsonResponse:
 
 def _authenticate(request: HttpRequest, authenticators: list[Any]) -> Any:
     drf_request = Request(request, authenticators=authenticators)
-    user = drf_request.user  # runs the authenticators; raises AuthenticationFailed
-    return user, drf_request.auth
+    try:
+        user = drf_request.user  # runs the authenticators; raises AuthenticationFailed
+        return user, drf_request.auth
+    finally:
+        release_connections()  # a blocking query waits next: hold no connection meanwhile
 
 
 async def authenticate(request: HttpRequest, authenticators: list[Any]) -> tuple[Any, Any]:
+    """(user, auth) of a long-poll request; the database connection is released after."""
     return await sync_to_async(_authenticate)(request, authenticators)

@@ -1,0 +1,55 @@
+"""The registry scenario of bench/controlplane_bench.py: a control plane
+without Celery, a bulk-created registry, 8 concurrent readers per endpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from bench.benchlib import PYTHON, ROOT
+from bench.fleetprobes import login, read_latencies, run_subprocess
+
+
+def registry(tmp: Path, args: argparse.Namespace, report: Any) -> dict[str, Any]:
+    from tests.e2e.controlplane import control_plane
+
+    out: dict[str, Any] = {"services": args.services, "instances": args.instances}
+    reg_tmp = tmp / "registry"
+    reg_tmp.mkdir()
+    with control_plane(reg_tmp, workers=False) as cp:
+        took = run_subprocess([PYTHON, "-m", "bench.fleet_seed", str(args.services),
+                               str(args.instances)], cp.env, ROOT, 1800).strip().splitlines()[-1]
+        print(f"registry: seeded {args.services} services / {args.instances} instances in {took}s")
+        sessionid, _ = login(cp.url, "e2e", "e2e-password-1")
+        token = {"Authorization": f"Token {cp.token}"}
+        name = f"reg-{args.services // 2:05d}"
+        scale = f"{args.services}/{args.instances}"
+        endpoints = {
+            "services list (page of 100)": "/api/v1/services/?limit=100&page_size=100",
+            "one service": f"/api/v1/services/{name}/",
+            "its instances": f"/api/v1/services/{name}/instances/",
+            "discovery": f"/api/v1/discovery/{name}/",
+            "filter by tag": "/api/v1/services/?tag=t7&limit=100&page_size=100",
+            "filter by health": "/api/v1/services/?health=critical&limit=100&page_size=100",
+        }
+        heavy = {"topology API": ("/api/v1/topology/", token),
+                 "overview HTML": ("/", {"Cookie": f"sessionid={sessionid}"})}
+        for what, path in endpoints.items():
+            row = read_latencies(cp.port, path, token, requests=args.requests)
+            out[what] = row
+            print(f"  {what}: {row}")
+            report.target(f"registry {scale}: {what} p95 < 50 ms",
+                          f"p95 {row['p95_ms']} ms, p50 {row['p50_ms']} ms, {row['bytes']} B, "
+                          f"{row['errors']} errors", row["n"] > 0 and row["p95_ms"] < 50
+                          and not row["errors"])
+        for what, (path, headers) in heavy.items():
+            row = read_latencies(cp.port, path, headers, requests=max(16, args.requests // 4),
+                                 max_seconds=60)
+            out[what] = row
+            print(f"  {what}: {row}")
+            report.target(f"registry {scale}: {what} p95 < 300 ms",
+                          f"p95 {row['p95_ms']} ms, p50 {row['p50_ms']} ms, {row['bytes']} B, "
+                          f"{row['errors']} errors", row["n"] > 0 and row["p95_ms"] < 300
+                          and not row["errors"])
+    return out
