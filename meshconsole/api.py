@@ -1,4 +1,4 @@
-"""API plumbing shared by the apps: error shape, conflicts, duration fields."""
+"""API plumbing shared by the apps: error shape, conflicts, strict input, duration fields."""
 
 from __future__ import annotations
 
@@ -35,6 +35,25 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     return drf_exception_handler(exc, context)
+
+
+class StrictFieldsMixin:
+    """Unknown keys are errors, not silently dropped: a typo must not pass as a
+    change. Read-only fields count as known (a document read, edited and sent
+    back is accepted); DRF ignores their values."""
+
+    fields: Any
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({key: ["unknown field"] for key in unknown})
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class StrictSerializer(StrictFieldsMixin, serializers.Serializer):
+    pass
 
 
 class DurationField(serializers.Field):

@@ -12,7 +12,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from meshconsole.api import DurationField
+from meshconsole.api import DurationField, StrictSerializer
 from policies.models import (
     DEFAULT_RETRY_ON,
     RETRY_CONDITIONS,
@@ -31,17 +31,6 @@ READ_ONLY_KEYS = ("service", "version", "updated_at", "updated_by")
 def policy_defaults() -> TrafficPolicy:
     """The policy a service without a row gets (unsaved; version 0 = never saved)."""
     return TrafficPolicy(retry_on=list(DEFAULT_RETRY_ON), version=0)
-
-
-class StrictSerializer(serializers.Serializer):
-    """Unknown keys are errors, not silently dropped: a typo must not pass as a change."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({key: ["unknown field"] for key in unknown})
-        return super().to_internal_value(data)
 
 
 class HashOnShape(serializers.Serializer):
