@@ -8,6 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.http import Http404
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -56,6 +57,15 @@ class StrictSerializer(StrictFieldsMixin, serializers.Serializer):
     pass
 
 
+DURATION_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)?\s*$",
+    "example": "5s",
+    "description": 'a duration: "500ms", "5s", "2m", "1h" (no unit: seconds)',
+}
+
+
+@extend_schema_field(DURATION_SCHEMA)
 class DurationField(serializers.Field):
     """A duration in the API ("500ms", "5s", "2m"), stored as milliseconds."""
 

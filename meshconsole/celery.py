@@ -13,9 +13,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["monitoring", "agents", "registry", "policies"])
 
 # Beat's schedule: the one place every timer is listed. The tasks live in their
-# apps' tasks.py (monitoring, agents, registry, policies). Checks are claimed per instance when due, so the 0.25 s tick
-# is only how often a worker looks (it bounds how late a check starts); each
-# check keeps its own interval.
+# apps' tasks.py (monitoring, agents, registry, policies). Checks are claimed per
+# instance when due, so the 0.25 s tick is only how often a worker looks (it
+# bounds how late a check starts); each check keeps its own interval.
 app.conf.beat_schedule = {
     # A tick not picked up quickly is dropped: the next one claims the same work.
     "dispatch-due-checks": {

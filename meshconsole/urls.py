@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+import meshconsole.schema  # noqa: F401  (registers the agent token's OpenAPI scheme)
 from meshconsole.health import healthz, readyz
 
 # Each app owns its routes (<app>/api/urls.py); the order below is the order

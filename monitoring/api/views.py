@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
@@ -88,7 +89,11 @@ def window_seconds(request: Request, default: int = 60) -> int:
 
 class TopologyView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("window", str, description="e.g. 60s, 5m (default 60s)")]
+        parameters=[OpenApiParameter("window", str, description="e.g. 60s, 5m (default 60s)")],
+        responses=OpenApiResponse(
+            OpenApiTypes.OBJECT,
+            description="{window_seconds, generated_at, nodes, edges} (monitoring.topology)",
+        ),
     )
     def get(self, request: Request) -> Response:
         return Response(topology_snapshot(window_seconds(request)))
@@ -97,7 +102,12 @@ class TopologyView(APIView):
 class ServiceMetricsView(APIView):
     """Inbound rps, error rate and latency percentiles of one service over time."""
 
-    @extend_schema(parameters=[OpenApiParameter("window", str, description="e.g. 15m (default)")])
+    @extend_schema(
+        parameters=[OpenApiParameter("window", str, description="e.g. 15m (default)")],
+        responses=OpenApiResponse(
+            OpenApiTypes.OBJECT, description="points over the window (monitoring.timeseries)"
+        ),
+    )
     def get(self, request: Request, name: str) -> Response:
         if not Service.objects.filter(name=name).exists():
             raise NotFound(f"no service named {name!r}")

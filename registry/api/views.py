@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -44,6 +45,7 @@ class ServiceViewSet(viewsets.ModelViewSet):
         out = ServiceSerializer(Service.objects.annotate_health().get(pk=service.pk))
         return Response(out.data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=ServiceUpdateSerializer, responses=ServiceSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         service = self.get_object()
         serializer = ServiceUpdateSerializer(service, data=request.data, partial=True)
@@ -64,9 +66,8 @@ class InstanceViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """No UpdateModelMixin: a full replace (PUT) of an instance is not offered, so
-    the router maps no PUT on an instance (the heartbeat action is a PUT)."""
-
+    # No UpdateModelMixin: a full replace (PUT) of an instance is not offered, so
+    # the router maps (and the schema shows) no PUT on an instance.
     lookup_value_regex = "[^/]+"
 
     def _service(self) -> Service:
@@ -95,6 +96,8 @@ class InstanceViewSet(
         instance = Instance.objects.select_related("service", "node").get(pk=instance.pk)
         return Response(InstanceSerializer(instance).data, status=status.HTTP_201_CREATED)
 
+    # The answer is the whole instance (node may be null), not the update's shape.
+    @extend_schema(request=InstanceUpdateSerializer, responses=InstanceSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         instance = self.get_object()
         serializer = InstanceUpdateSerializer(instance, data=request.data, partial=True)
