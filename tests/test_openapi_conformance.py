@@ -95,7 +95,6 @@ def _aim(case: Any, mesh: Mesh) -> dict[str, str]:
 
 def test_api_answers_as_its_schema_says(mesh: Mesh) -> None:
     api = schemathesis.openapi.from_url(f"{mesh.cp.url}/api/schema/?format=json")
-    failures: list[str] = []
     sent = 0
 
     for result in api.get_all_operations():
@@ -113,12 +112,11 @@ def test_api_answers_as_its_schema_says(mesh: Mesh) -> None:
             nonlocal sent
             headers = _aim(case, mesh)
             sent += 1
-            try:
-                case.call_and_validate(headers=headers, checks=CHECKS, timeout=10)
-            except Exception as exc:  # collected: one report for every operation
-                failures.append(f"{case.method} {case.formatted_path} {case.query}: {exc}")
+            # A failed check raises schemathesis' FailureGroup with a curl line to
+            # reproduce it.
+            case.call_and_validate(headers=headers, checks=CHECKS, timeout=10)
 
         run()
 
+    print(f"schemathesis: {sent} requests")
     assert sent > 200
-    assert not failures, "\n\n".join(failures[:20])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
@@ -38,11 +40,25 @@ class EventSerializer(serializers.ModelSerializer):
         ]
 
 
+class UTCDateTimeFilter(filters.IsoDateTimeFilter):
+    """An ISO 8601 time, compared in UTC: PostgreSQL refuses offsets past ±15:59
+    that Python accepts (-22:26), and a time that leaves the calendar once in UTC
+    is bad input, not a server error."""
+
+    def filter(self, qs: QuerySet[Event], value: datetime | None) -> QuerySet[Event]:
+        if value is not None:
+            try:
+                value = value.astimezone(UTC)
+            except OverflowError:
+                raise ValidationError({self.field_name: "out of range"}) from None
+        return super().filter(qs, value)
+
+
 class EventFilter(filters.FilterSet):
     kind = filters.ChoiceFilter(choices=EventKind.choices)
     service = filters.CharFilter()
     instance = filters.CharFilter()
-    since = filters.IsoDateTimeFilter(field_name="ts", lookup_expr="gte")
+    since = UTCDateTimeFilter(field_name="ts", lookup_expr="gte")
 
     class Meta:
         model = Event
