@@ -26,7 +26,7 @@ from tests.e2e.procs import http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-EXAMPLES_PER_OPERATION = 10
+EXAMPLES_PER_OPERATION = 8
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 KNOWN_SERVICE = "payments"
 

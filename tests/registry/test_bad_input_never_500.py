@@ -117,7 +117,7 @@ def test_events_since_any_valid_iso_time_is_never_a_500(api: APIClient, since: s
 
 
 def test_events_since_with_a_wide_offset_is_compared_in_utc(api: APIClient) -> None:
-    from monitoring.models import Event, EventKind
+    from journal.models import Event, EventKind
 
     Event.objects.create(kind=EventKind.CONFIG, message="now")
     assert api.get("/api/v1/events/", {"since": "2000-01-01T00:00:00-22:26"}).json()[0][

@@ -96,3 +96,24 @@ def test_bulk_refuses_unknown_fields_at_every_level(api: APIClient, instance_url
     )
     assert response.status_code == 400
     assert response.json() == {"selector": {"tag": ["unknown field"]}}
+
+
+def test_enrollment_token_create_refuses_unknown_fields(api: APIClient) -> None:
+    response = api.post(
+        "/api/v1/agents/enrollment-tokens/", {"ttl": "1h", "max_use": 3}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {"max_use": ["unknown field"]}
+
+
+@pytest.mark.parametrize("ttl", ["7177635740048497375793h", "367d", "8785h"])
+def test_enrollment_token_ttl_past_a_year_is_400_not_500(api: APIClient, ttl: str) -> None:
+    """Found by the schemathesis run: the expiry overflowed the datetime."""
+    response = api.post("/api/v1/agents/enrollment-tokens/", {"ttl": ttl}, format="json")
+    assert response.status_code == 400
+    assert "ttl" in response.json()
+
+
+def test_enrollment_token_ttl_of_a_year_is_accepted(api: APIClient) -> None:
+    response = api.post("/api/v1/agents/enrollment-tokens/", {"ttl": "8784h"}, format="json")
+    assert response.status_code == 201, response.json()
