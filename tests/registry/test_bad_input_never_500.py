@@ -124,3 +124,27 @@ def test_events_since_with_a_wide_offset_is_compared_in_utc(api: APIClient) -> N
         "message"
     ] == "now"
     assert api.get("/api/v1/events/", {"since": "9000-01-01T00:00:00-22:26"}).json() == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"name": "ok", "check": {"type": "http", "headers": {"a\\ud8ad": "b"}}}',
+        '{"name": "ok", "check": {"type": "http", "headers": {"\\udc00": "b"}}}',
+    ],
+)
+def test_unpaired_surrogates_anywhere_in_json_are_400(api: APIClient, body: str) -> None:
+    """Valid JSON, not UTF-8: refused by the parser, before any field sees it."""
+    response = api.generic("POST", "/api/v1/services/", body, content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    assert "surrogate" in str(response.json())
+    assert not Service.objects.exists()
+
+
+def test_instance_metadata_key_with_a_surrogate_is_400_not_500(api: APIClient) -> None:
+    api.post("/api/v1/services/", {"name": "svc", "check": {"type": "none"}}, format="json")
+    body = '{"address": "127.0.0.1", "port": 5, "metadata": {"k\\ud8ad": "v"}}'
+    response = api.generic(
+        "POST", "/api/v1/services/svc/instances/", body, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content[:300]
