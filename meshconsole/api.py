@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -11,7 +10,6 @@ from django.db import IntegrityError
 from django.http import Http404
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -38,23 +36,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     return drf_exception_handler(exc, context)
-
-
-class MeshJSONParser(JSONParser):
-    """JSON, minus what no database can store: an unpaired surrogate ("\\ud8ad")
-    is valid JSON but not UTF-8, and a dict key or free-form value holding one
-    was a 500 when written (found by the schemathesis run). Fields of type
-    CharField already refuse them; this covers keys and free-form JSON."""
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        data = super().parse(stream, media_type, parser_context)
-        try:
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise exceptions.ParseError(
-                f"JSON parse error - unpaired surrogate at position {exc.start}"
-            ) from None
-        return data
 
 
 class StrictFieldsMixin:
