@@ -1,4 +1,4 @@
-"""API plumbing shared by the apps: error shape, conflicts, duration fields."""
+"""API plumbing shared by the apps: error shape, conflicts, strict input, duration fields."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.http import Http404
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -37,6 +38,34 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return drf_exception_handler(exc, context)
 
 
+class StrictFieldsMixin:
+    """Unknown keys are errors, not silently dropped: a typo must not pass as a
+    change. Read-only fields count as known (a document read, edited and sent
+    back is accepted); DRF ignores their values."""
+
+    fields: Any
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({key: ["unknown field"] for key in unknown})
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class StrictSerializer(StrictFieldsMixin, serializers.Serializer):
+    pass
+
+
+DURATION_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)?\s*$",
+    "example": "5s",
+    "description": 'a duration: "500ms", "5s", "2m", "1h" (no unit: seconds)',
+}
+
+
+@extend_schema_field(DURATION_SCHEMA)
 class DurationField(serializers.Field):
     """A duration in the API ("500ms", "5s", "2m"), stored as milliseconds."""
 

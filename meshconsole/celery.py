@@ -14,9 +14,10 @@ app.autodiscover_tasks(["monitoring", "agents", "registry", "policies"])
 # Back on the broker within ~2 s of Redis returning, however long it was gone.
 app.conf.worker_consumer = "meshconsole.worker_consumer:SteadyReconnectConsumer"
 
-# Beat's schedule. Checks are claimed per instance when due, so the 0.25 s tick
-# is only how often a worker looks (it bounds how late a check starts); each
-# check keeps its own interval.
+# Beat's schedule: the one place every timer is listed. The tasks live in their
+# apps' tasks.py (monitoring, agents, registry, policies). Checks are claimed per
+# instance when due, so the 0.25 s tick is only how often a worker looks (it
+# bounds how late a check starts); each check keeps its own interval.
 app.conf.beat_schedule = {
     # A tick not picked up quickly is dropped: the next one claims the same work.
     "dispatch-due-checks": {
@@ -24,8 +25,19 @@ app.conf.beat_schedule = {
         "schedule": 0.25,
         "options": {"expires": 0.5},
     },
-    "expire-heartbeats": {
-        "task": "monitoring.tasks.expire_heartbeats",
+    # The three 2 s timers: each is a cheap indexed query when nothing is due.
+    "expire-agents": {
+        "task": "agents.tasks.expire_agents",
+        "schedule": 2.0,
+        "options": {"expires": 2.0},
+    },
+    "expire-ttl": {
+        "task": "registry.tasks.expire_ttl",
+        "schedule": 2.0,
+        "options": {"expires": 2.0},
+    },
+    "finish-drains": {
+        "task": "registry.tasks.finish_drains",
         "schedule": 2.0,
         "options": {"expires": 2.0},
     },

@@ -18,8 +18,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from monitoring.topology import Topology, topology_shared
-from registry.api.serializers import InstanceSerializer, ServiceSerializer, annotate_health
-from registry.models import SERVICE_NAME_RE, Instance, Service
+from registry.api.payloads import service_payload
+from registry.models import SERVICE_NAME_RE
 from registry.notify import TOPOLOGY_GROUP, service_group
 
 log = logging.getLogger(__name__)
@@ -63,17 +63,6 @@ class TopologyChanged(TypedDict, total=False):
 class ServiceChanged(TypedDict):
     type: Literal["service.changed"]
     service: str
-
-
-def service_payload(name: str) -> dict[str, Any] | None:
-    """The service as the REST API shows it, with its instances; None if gone."""
-    service = annotate_health(Service.objects.filter(name=name)).first()
-    if service is None:
-        return None
-    data: dict[str, Any] = dict(ServiceSerializer(service).data)
-    instances = Instance.objects.filter(service=service).select_related("service", "node")
-    data["instances"] = [dict(row) for row in InstanceSerializer(instances, many=True).data]
-    return data
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):

@@ -1,4 +1,6 @@
-"""Periodic monitoring tasks (see the beat schedule in meshconsole.celery).
+"""Periodic monitoring tasks (the beat schedule is assembled in meshconsole.celery;
+the agents' and the registry's timers, TTL expiry included, are in agents/tasks.py
+and registry/tasks.py).
 
 Thin on purpose: each one calls services; JSON-serialisable returns only.
 """
@@ -13,12 +15,9 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from agents.expiry import agents_expire
 from journal.models import Event
 from monitoring import checks, health
 from monitoring.models import EdgeWindow
-from registry import heartbeats
-from registry.control import drains_finish
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +45,6 @@ def dispatch_due_checks() -> int:
         if len(specs) < CHECK_BATCH:
             break
     return ran
-
-
-@shared_task(ignore_result=True)
-def expire_heartbeats() -> list[str]:
-    """Mark silent agents and their instances, overdue TTL instances critical, and
-    finish drains past their timeout; returns the silenced nodes.
-
-    One beat entry for the three timers: each is a cheap indexed query when
-    nothing is due, and they share the same 2 s granularity."""
-    now = timezone.now()
-    silenced = agents_expire(now=now)
-    expired = heartbeats.ttl_expire(now=now)
-    drained = drains_finish(now=now)
-    if expired or drained:
-        log.info("TTL expired: %d; drains finished: %d", len(expired), len(drained))
-    return silenced
 
 
 @shared_task(ignore_result=True)

@@ -22,7 +22,7 @@ from agents.runtime.vocabulary import (
     RETRY_CONDITIONS,
     default_burst,
 )
-from meshconsole.api import DurationField
+from meshconsole.api import DurationField, StrictSerializer
 from policies.models import (
     BALANCER_CHOICES,
     FAILBACK_HOLD_DOWN_MS,
@@ -52,17 +52,6 @@ def _integer(key: str, source: str | None = None) -> serializers.IntegerField:
 def policy_defaults() -> TrafficPolicy:
     """The policy a service without a row gets (unsaved; version 0 = never saved)."""
     return TrafficPolicy(retry_on=list(DEFAULT_RETRY_ON), version=0)
-
-
-class StrictSerializer(serializers.Serializer):
-    """Unknown keys are errors, not silently dropped: a typo must not pass as a change."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({key: ["unknown field"] for key in unknown})
-        return super().to_internal_value(data)
 
 
 class HashOnShape(serializers.Serializer):

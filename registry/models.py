@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
-from django.db import models
-from django.db.models import F, Max
+from django.db import NotSupportedError, models
+from django.db.models import Count, F, Max, Q
+from django.db.models.lookups import Lookup
 
 SERVICE_NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 service_name_validator = RegexValidator(
@@ -95,6 +96,64 @@ def parse_status_range(text: str) -> tuple[int, int]:
     return int(low), int(high or low)
 
 
+class JSONListContains(Lookup):
+    """`JSON list holds this string`, in the database on both supported engines:
+    Django's `contains` on a JSONField is PostgreSQL-only (SQLite raises), so
+    each engine gets its own SQL for the same rule."""
+
+    lookup_name = "list_contains"
+    prepare_rhs = False
+
+    def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        # jsonb @> jsonb_build_array(text): only whole string elements match.
+        return f"{lhs} @> jsonb_build_array(%s::text)", [*lhs_params, str(self.rhs)]
+
+    def as_sqlite(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        sql = (
+            f"EXISTS (SELECT 1 FROM json_each({lhs}) AS element "
+            "WHERE element.type = 'text' AND element.value = %s)"
+        )
+        return sql, [*lhs_params, str(self.rhs)]
+
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
+        raise NotSupportedError(f"list containment is not written for {connection.vendor}")
+
+
+HEALTH_FILTERS = ("passing", "warning", "critical", "empty")
+
+
+class ServiceQuerySet(models.QuerySet["Service"]):
+    def annotate_health(self) -> ServiceQuerySet:
+        """total_instances and passing_instances (enabled and passing/warning)."""
+        routable = Q(instances__admin_state=AdminState.ENABLED) & Q(
+            instances__health__in=ROUTABLE_HEALTH
+        )
+        return self.annotate(
+            total_instances=Count("instances", distinct=True),
+            passing_instances=Count("instances", filter=routable, distinct=True),
+        )
+
+    def with_health(self, health: str) -> ServiceQuerySet:
+        """One of HEALTH_FILTERS, over annotate_health()'s counts."""
+        queries = {
+            "passing": Q(total_instances__gt=0, passing_instances=F("total_instances")),
+            "critical": Q(total_instances__gt=0, passing_instances=0),
+            "warning": Q(passing_instances__gt=0, passing_instances__lt=F("total_instances")),
+            "empty": Q(total_instances=0),
+        }
+        queryset = self if "total_instances" in self.query.annotations else self.annotate_health()
+        return queryset.filter(queries[health])
+
+    def with_tag(self, tag: str) -> ServiceQuerySet:
+        return self.filter(JSONListContains(F("tags"), tag))
+
+    def matching(self, text: str) -> ServiceQuerySet:
+        """Name or description holds TEXT (case-insensitive)."""
+        return self.filter(Q(name__icontains=text) | Q(description__icontains=text))
+
+
 class Service(models.Model):
     name = models.CharField(max_length=63, unique=True, validators=[service_name_validator])
     protocol = models.CharField(max_length=8, choices=Protocol.choices, default=Protocol.HTTP)
@@ -129,6 +188,8 @@ class Service(models.Model):
     in_panic = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ServiceQuerySet.as_manager()
 
     class Meta:
         ordering: ClassVar = ["name"]

@@ -4,7 +4,6 @@ create and revoke enrollment tokens; remove an agent; allow a re-enrollment."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -22,7 +21,7 @@ from agents.enrollment import (
     enrollment_token_revoke,
 )
 from agents.models import Agent, EnrollmentToken, hash_token
-from meshconsole.api import DurationField
+from meshconsole.api import DurationField, StrictSerializer
 
 TAGS = ["agents"]
 
@@ -49,16 +48,16 @@ class EnrollmentTokenSerializer(serializers.ModelSerializer):
         return not (token.revoked or expired or used_up)
 
 
-class EnrollmentTokenCreateSerializer(serializers.Serializer):
-    description = serializers.CharField(max_length=200, allow_blank=True, default="")
-    ttl = DurationField(required=False, help_text='e.g. "24h"; "0s" = never expires')
-    max_uses = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
+MAX_TOKEN_TTL_MS = 366 * 24 * 3_600_000
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(self.initial_data) - set(self.fields)
-        if unknown:
-            raise serializers.ValidationError({k: ["unknown field"] for k in sorted(unknown)})
-        return attrs
+
+class EnrollmentTokenCreateSerializer(StrictSerializer):
+    description = serializers.CharField(max_length=200, allow_blank=True, default="")
+    # Bounded: a larger value overflows the expiry's datetime (a 500 before).
+    ttl = DurationField(
+        required=False, max_ms=MAX_TOKEN_TTL_MS, help_text='e.g. "24h"; "0s" = never expires'
+    )
+    max_uses = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
 
 
 class EnrollmentTokenCreatedSerializer(EnrollmentTokenSerializer):

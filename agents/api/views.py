@@ -9,7 +9,8 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import APIException, NotAuthenticated, PermissionDenied
 from rest_framework.permissions import AllowAny
@@ -110,7 +111,12 @@ class ReportView(APIView):
     authentication_classes = [AgentTokenAuthentication]
     permission_classes = [AllowAny]  # _own_agent checks the agent credentials
 
-    @extend_schema(request=ReportSerializer)
+    @extend_schema(
+        request=ReportSerializer,
+        responses=OpenApiResponse(
+            OpenApiTypes.OBJECT, description="{revision, instances} (docs/agent-protocol.md)"
+        ),
+    )
     def post(self, request: Request, agent_id: str) -> Response:
         agent = _own_agent(request, agent_id)
         serializer = ReportSerializer(data=request.data)

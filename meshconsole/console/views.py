@@ -17,9 +17,8 @@ from django.views.decorators.http import require_GET
 
 from agents.models import Agent
 from journal.models import Event, EventKind
-from monitoring.consumers import service_payload
 from monitoring.topology import service_health_label, topology_snapshot
-from registry.api.serializers import annotate_health
+from registry.api.payloads import service_payload
 from registry.models import Service
 
 EVENTS_LIMIT = 200
@@ -37,7 +36,7 @@ def service_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()
     terms = query.lower().split()
     rows: list[dict[str, Any]] = []
-    for service in annotate_health(Service.objects.all()).order_by("name"):
+    for service in Service.objects.annotate_health().order_by("name"):
         # Name, description and tags, like the page's as-you-type filter; tags
         # are JSON, which SQLite cannot search portably, so match here.
         text = " ".join([service.name, service.description, *map(str, service.tags or [])])

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
@@ -37,11 +40,25 @@ class EventSerializer(serializers.ModelSerializer):
         ]
 
 
+class UTCDateTimeFilter(filters.IsoDateTimeFilter):
+    """An ISO 8601 time, compared in UTC: PostgreSQL refuses offsets past ±15:59
+    that Python accepts (-22:26), and a time that leaves the calendar once in UTC
+    is bad input, not a server error."""
+
+    def filter(self, qs: QuerySet[Event], value: datetime | None) -> QuerySet[Event]:
+        if value is not None:
+            try:
+                value = value.astimezone(UTC)
+            except OverflowError:
+                raise ValidationError({self.field_name: "out of range"}) from None
+        return super().filter(qs, value)
+
+
 class EventFilter(filters.FilterSet):
     kind = filters.ChoiceFilter(choices=EventKind.choices)
     service = filters.CharFilter()
     instance = filters.CharFilter()
-    since = filters.IsoDateTimeFilter(field_name="ts", lookup_expr="gte")
+    since = UTCDateTimeFilter(field_name="ts", lookup_expr="gte")
 
     class Meta:
         model = Event
@@ -88,7 +105,11 @@ def window_seconds(request: Request, default: int = 60) -> int:
 
 class TopologyView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("window", str, description="e.g. 60s, 5m (default 60s)")]
+        parameters=[OpenApiParameter("window", str, description="e.g. 60s, 5m (default 60s)")],
+        responses=OpenApiResponse(
+            OpenApiTypes.OBJECT,
+            description="{window_seconds, generated_at, nodes, edges} (monitoring.topology)",
+        ),
     )
     def get(self, request: Request) -> Response:
         return Response(topology_snapshot(window_seconds(request)))
@@ -97,7 +118,12 @@ class TopologyView(APIView):
 class ServiceMetricsView(APIView):
     """Inbound rps, error rate and latency percentiles of one service over time."""
 
-    @extend_schema(parameters=[OpenApiParameter("window", str, description="e.g. 15m (default)")])
+    @extend_schema(
+        parameters=[OpenApiParameter("window", str, description="e.g. 15m (default)")],
+        responses=OpenApiResponse(
+            OpenApiTypes.OBJECT, description="points over the window (monitoring.timeseries)"
+        ),
+    )
     def get(self, request: Request, name: str) -> Response:
         if not Service.objects.filter(name=name).exists():
             raise NotFound(f"no service named {name!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from meshconsole.api import StrictSerializer
 from policies.models import PolicyVersion
 
 
@@ -13,5 +14,5 @@ class PolicyVersionSerializer(serializers.ModelSerializer):
         fields = ["version", "created_at", "created_by", "document"]
 
 
-class RollbackSerializer(serializers.Serializer):
+class RollbackSerializer(StrictSerializer):
     version = serializers.IntegerField(min_value=1)

@@ -34,6 +34,9 @@ def _validated(service: Service, document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _body(request: Request) -> dict[str, Any]:
+    # No body at all is a mistake, not "every default" (a PUT of {} says that).
+    if request.stream is None:
+        raise serializers.ValidationError({"non_field_errors": ["a JSON object is required"]})
     if not isinstance(request.data, dict):
         raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
     return dict(request.data)

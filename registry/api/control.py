@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from journal.records import actor_name
+from meshconsole.api import StrictSerializer
 from registry.api.serializers import InstanceSerializer
 from registry.control import ACTIONS, Selector, instances_control
 from registry.explain import instance_explain
@@ -23,12 +24,12 @@ from registry.models import CheckType, Instance, Service
 MAX_WEIGHT = 10_000
 
 
-class SelectorSerializer(serializers.Serializer):
+class SelectorSerializer(StrictSerializer):
     tags = serializers.ListField(child=serializers.CharField(max_length=100), default=list)
     metadata = serializers.DictField(child=serializers.CharField(max_length=500), default=dict)
 
 
-class BulkSerializer(serializers.Serializer):
+class BulkSerializer(StrictSerializer):
     selector = SelectorSerializer(required=False)
     all = serializers.BooleanField(default=False)
     action = serializers.ChoiceField(choices=ACTIONS)
@@ -45,11 +46,11 @@ class BulkSerializer(serializers.Serializer):
         return attrs
 
 
-class WeightSerializer(serializers.Serializer):
+class WeightSerializer(StrictSerializer):
     weight = serializers.IntegerField(min_value=0, max_value=MAX_WEIGHT)
 
 
-class HeartbeatSerializer(serializers.Serializer):
+class HeartbeatSerializer(StrictSerializer):
     status = serializers.ChoiceField(choices=[str(s) for s in TTL_STATUSES])
     output = serializers.CharField(max_length=400, allow_blank=True, default="")
 

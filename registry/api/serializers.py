@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
 from rest_framework import serializers
 
 from agents.runtime.addresses import address_error
-from meshconsole.api import DurationField, StringListField
+from meshconsole.api import DurationField, StrictFieldsMixin, StrictSerializer, StringListField
 from registry.explain import instance_reason
 from registry.models import (
     ROUTABLE_HEALTH,
@@ -23,7 +22,7 @@ from registry.models import (
 )
 
 
-class CheckSerializer(serializers.Serializer):
+class CheckSerializer(StrictSerializer):
     type = serializers.ChoiceField(choices=CheckType.choices, default=CheckType.TCP)
     path = serializers.RegexField(r"^/[^\s]*$", max_length=255, default="/health")
     interval = DurationField(min_ms=100, max_ms=3_600_000, default=5000)
@@ -86,17 +85,7 @@ def check_to_model(check: dict[str, Any]) -> dict[str, Any]:
     return {CHECK_TO_MODEL[key]: value for key, value in check.items()}
 
 
-def annotate_health(queryset: QuerySet[Service]) -> QuerySet[Service]:
-    routable = Q(instances__admin_state=AdminState.ENABLED) & Q(
-        instances__health__in=ROUTABLE_HEALTH
-    )
-    return queryset.annotate(
-        total_instances=Count("instances", distinct=True),
-        passing_instances=Count("instances", filter=routable, distinct=True),
-    )
-
-
-class ServiceSerializer(serializers.ModelSerializer):
+class ServiceSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     name = serializers.RegexField(SERVICE_NAME_RE, max_length=63)
     protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.HTTP)
     description = serializers.CharField(max_length=2000, allow_blank=True, default="")
@@ -161,7 +150,7 @@ class ServiceUpdateSerializer(ServiceSerializer):
     name = serializers.RegexField(SERVICE_NAME_RE, max_length=63, read_only=True)
 
 
-class InstanceSerializer(serializers.ModelSerializer):
+class InstanceSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     service = serializers.CharField(source="service.name", read_only=True)
     address = serializers.CharField(max_length=253)
     port = serializers.IntegerField(min_value=1, max_value=65535)

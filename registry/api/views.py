@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import F, Q, QuerySet
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status, viewsets
-from rest_framework.exceptions import MethodNotAllowed, ValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -20,52 +19,22 @@ from registry.api.serializers import (
     InstanceUpdateSerializer,
     ServiceSerializer,
     ServiceUpdateSerializer,
-    annotate_health,
 )
+from registry.filtersets import ServiceFilterSet
 from registry.models import Instance, Service
 
-HEALTH_FILTERS = ("passing", "warning", "critical", "empty")
-# Over the annotations of registry.api.serializers.annotate_health.
-HEALTH_QUERIES = {
-    "passing": Q(total_instances__gt=0, passing_instances=F("total_instances")),
-    "critical": Q(total_instances__gt=0, passing_instances=0),
-    "warning": Q(passing_instances__gt=0, passing_instances__lt=F("total_instances")),
-    "empty": Q(total_instances=0),
-}
 
-
-@extend_schema(
-    parameters=[
-        OpenApiParameter("tag", str, description="only services carrying this tag"),
-        OpenApiParameter("health", str, enum=HEALTH_FILTERS),
-        OpenApiParameter("search", str, description="substring of name or description"),
-    ]
-)
 class ServiceViewSet(viewsets.ModelViewSet):
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
+    filterset_class = ServiceFilterSet
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_serializer_class(self) -> type[ServiceSerializer]:
         return ServiceUpdateSerializer if self.action == "partial_update" else ServiceSerializer
 
     def get_queryset(self) -> QuerySet[Service]:
-        queryset = annotate_health(Service.objects.all())
-        params = self.request.query_params
-        search = params.get("search", "").strip()
-        if search:
-            queryset = queryset.filter(Q(name__icontains=search) | Q(description__icontains=search))
-        health = params.get("health")
-        if health:
-            if health not in HEALTH_FILTERS:
-                raise ValidationError({"health": f"one of {', '.join(HEALTH_FILTERS)}"})
-            queryset = queryset.filter(HEALTH_QUERIES[health])
-        tag = params.get("tag")
-        if tag:
-            # JSON containment is not portable to SQLite; tags are few, filter here.
-            names = [s.name for s in Service.objects.only("name", "tags") if tag in (s.tags or [])]
-            queryset = queryset.filter(name__in=names)
-        return queryset.order_by("name")
+        return Service.objects.annotate_health().order_by("name")
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = ServiceSerializer(data=request.data)
@@ -73,9 +42,10 @@ class ServiceViewSet(viewsets.ModelViewSet):
         if Service.objects.filter(name=serializer.validated_data["name"]).exists():
             raise Conflict(f"service {serializer.validated_data['name']!r} already exists")
         service = services.service_create(user=request.user, data=serializer.validated_data)
-        out = ServiceSerializer(annotate_health(Service.objects.filter(pk=service.pk)).get())
+        out = ServiceSerializer(Service.objects.annotate_health().get(pk=service.pk))
         return Response(out.data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=ServiceUpdateSerializer, responses=ServiceSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         service = self.get_object()
         serializer = ServiceUpdateSerializer(service, data=request.data, partial=True)
@@ -88,10 +58,17 @@ class ServiceViewSet(viewsets.ModelViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class InstanceViewSet(InstanceControlMixin, viewsets.ModelViewSet):
+class InstanceViewSet(
+    InstanceControlMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.ListModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    # No UpdateModelMixin: a full replace (PUT) of an instance is not offered, so
+    # the router maps (and the schema shows) no PUT on an instance.
     lookup_value_regex = "[^/]+"
-    # PUT only for heartbeats: a full replace of an instance is not offered.
-    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def _service(self) -> Service:
         return get_object_or_404(Service, name=self.kwargs["service_name"])
@@ -119,6 +96,8 @@ class InstanceViewSet(InstanceControlMixin, viewsets.ModelViewSet):
         instance = Instance.objects.select_related("service", "node").get(pk=instance.pk)
         return Response(InstanceSerializer(instance).data, status=status.HTTP_201_CREATED)
 
+    # The answer is the whole instance (node may be null), not the update's shape.
+    @extend_schema(request=InstanceUpdateSerializer, responses=InstanceSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         instance = self.get_object()
         serializer = InstanceUpdateSerializer(instance, data=request.data, partial=True)
@@ -127,9 +106,6 @@ class InstanceViewSet(InstanceControlMixin, viewsets.ModelViewSet):
             user=request.user, instance=instance, data=serializer.validated_data
         )
         return Response(InstanceSerializer(instance).data)
-
-    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        raise MethodNotAllowed("PUT")
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.instance_deregister(user=request.user, instance=self.get_object())

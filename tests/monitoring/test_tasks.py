@@ -14,10 +14,12 @@ import redis
 from django.conf import settings as django_settings
 from django.utils import timezone
 
+from agents import tasks as agent_tasks
 from agents.models import Agent
 from journal.models import Event, EventKind
 from monitoring import checks, tasks
 from monitoring.models import EdgeWindow
+from registry import tasks as registry_tasks
 from registry.models import Health, Instance, MeshRevision, Node, Service
 from registry.notify import REVISION_CHANNEL
 from registry.services import instance_register, service_create
@@ -197,7 +199,7 @@ def test_prune_deletes_old_rows_only(settings: Any) -> None:
     ) == ["new"]
 
 
-def test_expire_heartbeats_marks_a_silent_agents_instances_critical(
+def test_expire_agents_marks_a_silent_agents_instances_critical(
     backend: Backend, settings: Any
 ) -> None:
     settings.MESH_HEARTBEAT_TTL = 15
@@ -211,11 +213,11 @@ def test_expire_heartbeats_marks_a_silent_agents_instances_critical(
     instance.refresh_from_db()
     assert instance.health == Health.PASSING
 
-    assert tasks.expire_heartbeats() == ["host-a"]
+    assert agent_tasks.expire_agents() == ["host-a"]
     instance.refresh_from_db()
     assert instance.health == Health.CRITICAL
     assert instance.status_reason.startswith("agent host-a silent")
-    assert tasks.expire_heartbeats() == []
+    assert agent_tasks.expire_agents() == []
 
     # Its backend still answers, but only the agent's return may revive it.
     make_due()
@@ -225,7 +227,7 @@ def test_expire_heartbeats_marks_a_silent_agents_instances_critical(
     assert instance.last_check_output.startswith("HTTP 200")
 
 
-def test_expire_heartbeats_expires_ttl_instances_and_finishes_drains() -> None:
+def test_expire_ttl_and_finish_drains() -> None:
     from registry.control import instances_control
     from registry.heartbeats import ttl_heartbeat_record
 
@@ -238,10 +240,12 @@ def test_expire_heartbeats_expires_ttl_instances_and_finishes_drains() -> None:
                                             "drain_timeout_ms": 200})
     drained = instance_register(user=None, service=plain, data={"address": "127.0.0.1", "port": 2})
     instances_control(user=None, service=plain, action="drain", ids=[drained.pk])
-    assert tasks.expire_heartbeats() == []
+    assert registry_tasks.expire_ttl() == []
+    assert registry_tasks.finish_drains() == []
     assert Instance.objects.get(pk=beating.pk).health == Health.PASSING
     time.sleep(0.3)
-    tasks.expire_heartbeats()
+    assert registry_tasks.expire_ttl() == [beating.pk]
+    assert registry_tasks.finish_drains() == [drained.pk]
     assert Instance.objects.get(pk=beating.pk).health == Health.CRITICAL
     assert Instance.objects.get(pk=drained.pk).admin_state == "maintenance"
 

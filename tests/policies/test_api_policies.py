@@ -240,3 +240,22 @@ def test_policy_endpoints_are_in_the_openapi_schema(api: APIClient) -> None:
     assert {"get", "put", "patch"} <= set(paths["/api/v1/services/{name}/policy/"])
     assert "/api/v1/services/{name}/policy/versions/" in paths
     assert "/api/v1/services/{name}/policy/rollback/" in paths
+
+
+@pytest.mark.parametrize("method", ["put", "patch"])
+def test_write_with_no_body_is_400_and_changes_nothing(
+    api: APIClient, payments: None, method: str
+) -> None:
+    assert api.patch(URL, {"load_balancer": "least_request"}, format="json").status_code == 200
+    before = PolicyVersion.objects.count()
+    response = getattr(api, method)(URL)
+    assert response.status_code == 400
+    assert response.json() == {"non_field_errors": ["a JSON object is required"]}
+    assert api.get(URL).json()["load_balancer"] == "least_request"
+    assert PolicyVersion.objects.count() == before
+
+
+def test_put_of_an_empty_object_still_means_every_default(api: APIClient, payments: None) -> None:
+    api.patch(URL, {"load_balancer": "least_request"}, format="json")
+    assert api.put(URL, {}, format="json").status_code == 200
+    assert api.get(URL).json()["load_balancer"] == "round_robin"

@@ -98,3 +98,53 @@ def test_odd_input_gets_a_4xx_never_a_500(api: APIClient) -> None:
             content_type="application/json",
         )
         assert r.status_code < 500, (b, r.status_code, r.content[:300])
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        # Python takes offsets up to ±23:59; PostgreSQL only up to ±15:59.
+        "8465-02-06T02:07:59.0-22:26",
+        # Leaves the calendar once in UTC.
+        "9999-12-31T23:59:59-23:00",
+        "0001-01-01T00:00:00+23:00",
+    ],
+)
+def test_events_since_any_valid_iso_time_is_never_a_500(api: APIClient, since: str) -> None:
+    """Found by the schemathesis run on PostgreSQL (tests/test_openapi_conformance.py)."""
+    response = api.get("/api/v1/events/", {"since": since})
+    assert response.status_code in (200, 400), (response.status_code, response.content[:300])
+
+
+def test_events_since_with_a_wide_offset_is_compared_in_utc(api: APIClient) -> None:
+    from journal.models import Event, EventKind
+
+    Event.objects.create(kind=EventKind.CONFIG, message="now")
+    assert api.get("/api/v1/events/", {"since": "2000-01-01T00:00:00-22:26"}).json()[0][
+        "message"
+    ] == "now"
+    assert api.get("/api/v1/events/", {"since": "9000-01-01T00:00:00-22:26"}).json() == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"name": "ok", "check": {"type": "http", "headers": {"a\\ud8ad": "b"}}}',
+        '{"name": "ok", "check": {"type": "http", "headers": {"\\udc00": "b"}}}',
+    ],
+)
+def test_unpaired_surrogates_anywhere_in_json_are_400(api: APIClient, body: str) -> None:
+    """Valid JSON, not UTF-8: refused by the parser, before any field sees it."""
+    response = api.generic("POST", "/api/v1/services/", body, content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    assert "surrogate" in str(response.json())
+    assert not Service.objects.exists()
+
+
+def test_instance_metadata_key_with_a_surrogate_is_400_not_500(api: APIClient) -> None:
+    api.post("/api/v1/services/", {"name": "svc", "check": {"type": "none"}}, format="json")
+    body = '{"address": "127.0.0.1", "port": 5, "metadata": {"k\\ud8ad": "v"}}'
+    response = api.generic(
+        "POST", "/api/v1/services/svc/instances/", body, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content[:300]

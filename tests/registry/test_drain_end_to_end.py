@@ -18,7 +18,7 @@ from tests.e2e.test_mesh_end_to_end import agent_endpoint_ports, start_agent
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 DRAIN_TIMEOUT_S = 4
-BEAT_PERIOD_S = 2  # expire_heartbeats, which finishes drains
+BEAT_PERIOD_S = 2  # registry.tasks.finish_drains
 
 
 def in_flight(port: int) -> int:

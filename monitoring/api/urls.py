@@ -1,0 +1,13 @@
+"""Monitoring routes under /api/v1/: topology, per-service metrics, events."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from monitoring.api.views import EventListView, ServiceMetricsView, TopologyView
+
+urlpatterns = [
+    path("topology/", TopologyView.as_view(), name="topology"),
+    path("services/<str:name>/metrics/", ServiceMetricsView.as_view(), name="service-metrics"),
+    path("events/", EventListView.as_view(), name="events"),
+]
