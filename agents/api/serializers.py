@@ -80,7 +80,9 @@ class MetricsWindowSerializer(serializers.Serializer):
     errors = serializers.IntegerField(min_value=0, max_value=10**9)  # type: ignore[assignment]
     latency_sum_ms = serializers.FloatField(min_value=0, default=0.0)
     buckets = serializers.ListField(
-        child=serializers.IntegerField(min_value=0), max_length=histogram.NBUCKETS, default=list
+        child=serializers.IntegerField(min_value=0, max_value=10**12),
+        max_length=histogram.NBUCKETS,
+        default=list,
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -89,8 +91,12 @@ class MetricsWindowSerializer(serializers.Serializer):
         return attrs
 
 
+# Revisions are 64-bit signed in the database (BigIntegerField).
+MAX_REVISION = 2**63 - 1
+
+
 class NackSerializer(serializers.Serializer):
-    revision = serializers.IntegerField(min_value=0, allow_null=True)
+    revision = serializers.IntegerField(min_value=0, max_value=MAX_REVISION, allow_null=True)
     reason = serializers.CharField(max_length=1000)
     # The parts refused alone (path -> reason) while the rest applied.
     refused = serializers.DictField(
@@ -118,7 +124,9 @@ class EjectionSerializer(serializers.Serializer):
 
 class ReportSerializer(serializers.Serializer):
     version = serializers.CharField(max_length=32, required=False, allow_blank=True)
-    applied_revision = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+    applied_revision = serializers.IntegerField(
+        min_value=0, max_value=MAX_REVISION, allow_null=True, required=False
+    )
     nack = NackSerializer(allow_null=True, required=False)
     upstreams = UpstreamSerializer(many=True, required=False)
     services = LocalServiceSerializer(many=True, required=False)
