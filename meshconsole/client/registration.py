@@ -27,9 +27,12 @@ def ensure_service(transport: Transport, service: Service) -> dict[str, Any]:
     try:
         return dict(transport.request("POST", "/api/v1/services/", body).body)
     except MeshHTTPError as exc:
-        if exc.status not in (400, 409):  # someone else created it at the same moment
+        if exc.status not in (400, 409):
             raise
-        return dict(transport.request("GET", path).body)
+        try:  # someone else created it at the same moment (a unique-name 400 or a 409)
+            return dict(transport.request("GET", path).body)
+        except MeshHTTPError:
+            raise exc from None  # no: our document was refused, say why
 
 
 class Registration:
@@ -96,8 +99,6 @@ class Registration:
 
     def close(self) -> None:
         """Stop heartbeating and deregister (once; a control plane that is down is logged)."""
-        if self._stop.is_set() and self.id == "":
-            return
         self.stop_heartbeats()
         if not self.id:
             return

@@ -70,6 +70,26 @@ def test_register_discover_then_a_killed_instance_leaves_discovery(cp: ControlPl
         child.wait()
 
 
+def test_stopped_heartbeats_take_an_instance_out_of_discovery(cp: ControlPlane) -> None:
+    with ServiceMesh(cp.url, cp.token) as sm:
+        quiet = sm.register(Service("quiet", "127.0.0.1:8201", ttl="1s"))
+        sm.register(Service("quiet", "127.0.0.1:8202", ttl="1s"))
+        assert addresses(sm.discover("quiet")) == {"127.0.0.1:8201", "127.0.0.1:8202"}
+        quiet.stop_heartbeats()
+        wait_until(lambda: addresses(sm.discover("quiet")) == {"127.0.0.1:8202"}, 20,
+                   what="the silent instance leaves discovery")
+        _, body = cp.api("GET", f"/api/v1/services/quiet/instances/{quiet.id}/")
+        assert body["status"] == "critical"
+
+
+def test_a_refused_service_document_is_reported(cp: ControlPlane) -> None:
+    from meshconsole.client import MeshHTTPError
+
+    with ServiceMesh(cp.url, cp.token) as sm, pytest.raises(MeshHTTPError) as refused:
+        sm.register(Service("Not_A_Label", "127.0.0.1:8301"))
+    assert refused.value.status == 400 and "name" in str(refused.value.body)
+
+
 def test_close_deregisters_and_exit_deregisters(cp: ControlPlane) -> None:
     sm = ServiceMesh(cp.url, cp.token)
     registration = sm.register(Service("closing", "127.0.0.1:9001", ttl="5s"))
