@@ -173,6 +173,8 @@ class Resolver:
             failed.flags = dns.flags.QR
             failed.set_rcode(dns.rcode.FORMERR)
             return failed.to_wire()
+        if query.flags & dns.flags.QR:
+            return None  # an answer sent to us: replying could start a loop between servers
         response = self.answer(query)
         if max_size is None:
             return response.to_wire()

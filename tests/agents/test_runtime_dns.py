@@ -165,22 +165,25 @@ async def test_malformed_queries_get_formerr_and_the_server_keeps_answering(
             try:
                 good = dns.message.make_query("payments.service.mesh", "A").to_wire()
                 bad = b"\x12\x34" + good[2:4] + b"\x00\x05" + good[6:]  # 5 questions, 1 there
-                for garbage in (b"\x00", bad, b"\xab\xcd" + b"\xff" * 40):
-                    await loop.sock_sendto(sock, garbage, (host, int(port)))
-                sock.settimeout(0)
-                replies = []
-                for _ in range(2):
+                stray = dns.message.make_response(dns.message.make_query("x.service.mesh", "A"))
+                stray.id = 0x5555
+                probe = dns.message.make_query("payments.service.mesh", "A")
+                probe.id = 0x7777
+                for datagram in (b"\x00", bad, b"\xab\xcd" + b"\xff" * 40, stray.to_wire(),
+                                 probe.to_wire()):
+                    await loop.sock_sendto(sock, datagram, (host, int(port)))
+                replies = {}
+                while 0x7777 not in replies:
                     async with asyncio.timeout(2):
                         data = await loop.sock_recv(sock, 4096)
-                    replies.append(data)
+                    reply = dns.message.from_wire(data, question_only=True)
+                    replies[reply.id] = reply.rcode()
             finally:
                 sock.close()
-            ids = set()
-            for data in replies:
-                reply = dns.message.from_wire(data, question_only=True)
-                assert reply.rcode() == dns.rcode.FORMERR
-                ids.add(reply.id)
-            assert ids == {0x1234, 0xABCD}  # the 1-byte datagram has no id to answer
+            # The 1-byte datagram has no id to answer; a response (QR) sent to us is not
+            # answered (no loops between servers); the good query after them all is.
+            assert replies == {0x1234: dns.rcode.FORMERR, 0xABCD: dns.rcode.FORMERR,
+                               0x7777: dns.rcode.NOERROR}
             # Over TCP, a garbage message then a good one on the same server.
             reader, writer = await asyncio.open_connection(host, int(port))
             writer.write(b"\x00\x0e" + b"\x99\x99" + b"\xff" * 12)
@@ -249,3 +252,24 @@ def test_weighted_shuffle_puts_heavier_endpoints_first_more_often_and_skips_weig
     share = firsts.count(heavy) / len(firsts)
     assert 0.70 < share < 0.80  # 300 / (300 + 100); seeded, so this does not flake
     assert sorted(e.id for e in weighted_shuffle([light, heavy, off], rng)) == ["h", "l"]
+
+
+async def test_a_large_answer_is_truncated_over_udp_and_whole_over_tcp(tmp_path: Path) -> None:
+    cp = await FakeControlPlane().start()
+    try:
+        many = [endpoint(f"10.0.{i // 200}.{i % 200 + 1}", 8000 + i) for i in range(80)]
+        await cp.publish(payments(*many))
+        async with running_agent(dns_config(cp, tmp_path)) as agent:
+            await eventually(agent.ready)
+            assert agent.dns is not None
+            host, port = agent.dns.address.rsplit(":", 1)
+            query = dns.message.make_query("payments.service.mesh", "A")
+            udp = await dns.asyncquery.udp(query, host, port=int(port), timeout=2)
+            assert udp.flags & dns.flags.TC and not udp.answer
+            tcp = await dns.asyncquery.tcp(query, host, port=int(port), timeout=2)
+            assert len(tcp.answer[0]) == 80
+            # The resolver does what clients do: retries a truncated answer over TCP.
+            assert len(await a_records(resolver_for(agent.dns.address),
+                                       "payments.service.mesh")) == 80
+    finally:
+        await cp.stop()
