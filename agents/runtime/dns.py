@@ -37,7 +37,7 @@ import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 import dns.rrset
 
-from agents.runtime.balancer import Endpoint
+from agents.runtime.endpoint import Endpoint
 from agents.runtime.snapshot import Snapshot
 from agents.runtime.upstream import UpstreamRuntime
 

@@ -22,9 +22,10 @@ from dataclasses import replace
 from types import TracebackType
 from typing import TypeVar
 
-from agents.runtime.balancer import Endpoint
+from agents.runtime.balancers import BALANCERS
 from agents.runtime.config import Upstream
-from agents.runtime.policy import BALANCER_NAMES, Policy
+from agents.runtime.endpoint import Endpoint
+from agents.runtime.policy import Policy
 from agents.runtime.snapshot import EndpointSpec, UpstreamSnapshot
 from agents.runtime.upstream import UpstreamRuntime
 from meshconsole.client.http import MeshError
@@ -42,9 +43,9 @@ class LoadBalancer:
     def __init__(self, watch: Watch, policy: Policy, *, balancer: str | None = None,
                  zone: str = "") -> None:
         if balancer is not None:
-            if balancer not in BALANCER_NAMES:
+            if balancer not in BALANCERS:
                 raise ValueError(f"unknown load balancer {balancer!r}; one of "
-                                 f"{', '.join(BALANCER_NAMES)}")
+                                 f"{', '.join(BALANCERS)}")
             policy = replace(policy, load_balancer=balancer)
         self.service = watch.service
         self.policy = policy

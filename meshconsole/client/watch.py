@@ -48,6 +48,8 @@ class Watch:
         while not self._stop.is_set():
             try:
                 fresh = self._fetch(self.current.revision)
+                if self._stop.is_set():
+                    return
             except MeshHTTPError as exc:
                 if exc.status == 404:  # deleted: nothing to send traffic to, and not stale
                     self._swap(Discovery(self.service, (), self.current.revision))
@@ -56,6 +58,8 @@ class Watch:
                 self._stop.wait(self._backoff.next())
                 continue
             except MeshError as exc:
+                if self._stop.is_set():
+                    return  # closed while a long poll was in flight: nobody reads this
                 if not self.current.stale:
                     log.warning("discovery of %s: %s; serving the last answer", self.service, exc)
                 self._swap(replace(self.current, stale=True))

@@ -240,8 +240,8 @@ def test_weighted_shuffle_puts_heavier_endpoints_first_more_often_and_skips_weig
 ) -> None:
     import random
 
-    from agents.runtime.balancer import Endpoint
     from agents.runtime.dns import weighted_shuffle
+    from agents.runtime.endpoint import Endpoint
 
     heavy, light, off = (Endpoint("h", "10.0.0.1", 80, weight=300),
                          Endpoint("l", "10.0.0.2", 80, weight=100),
