@@ -74,7 +74,7 @@ class ServiceEndpoint:
 
 @dataclass(frozen=True)
 class Discovery(Sequence[ServiceEndpoint]):
-    """The healthy endpoints of a service as of mesh revision `revision` (X-Mesh-Index).
+    """The healthy endpoints of a service as of index `revision` (its X-Mesh-Index).
 
     stale: the control plane stopped answering; this is the last answer it gave."""
 
