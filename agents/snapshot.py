@@ -27,6 +27,7 @@ class EndpointSnapshot(TypedDict):
     zone: str
     priority: int
     status: str
+    tags: list[str]
 
 
 class FailoverSnapshot(TypedDict):
@@ -87,6 +88,7 @@ def _endpoint(instance: Instance, zone_priority: list[str]) -> EndpointSnapshot:
         "zone": instance.zone,
         "priority": endpoint_priority(instance.zone, zone_priority),
         "status": instance.status,
+        "tags": list(instance.tags),
     }
 
 

@@ -24,6 +24,7 @@ from agents.runtime.client import (
     Unauthorized,
 )
 from agents.runtime.config import AgentConfig, join_host_port
+from agents.runtime.dns import DnsServer
 from agents.runtime.listener import ListenerContext
 from agents.runtime.metrics import Metrics, render_prometheus, render_resilience
 from agents.runtime.proxy_http import start_http_listener
@@ -74,6 +75,8 @@ class Agent:
         self._pending_metrics: list[dict[str, Any]] = []
         self._pending_ejections: list[dict[str, Any]] = []
         self._control: asyncio.Task[None] | None = None
+        self.dns: DnsServer | None = None
+        self.dns_error = ""
 
     # lifecycle
     async def start(self) -> None:
@@ -86,6 +89,7 @@ class Agent:
         await self._start_data_plane()
         self.admin_server = await start_admin(self, self.config.admin_host, self.config.admin_port)
         self.admin_address = _bound(self.admin_server, self.config.admin_host)
+        await self._start_dns()
         self.identity = load_identity(data_dir, control_plane=self.config.control_plane,
                                       node=self.config.node)
         self._control = asyncio.create_task(self._control_loop(), name="meshagent-control")
@@ -106,6 +110,22 @@ class Agent:
         self.servers.append(server)
         log.info("upstream %s listening on %s (%s)", runtime.service, runtime.bound,
                  runtime.protocol)
+
+    async def _start_dns(self) -> None:
+        if self.config.dns is None:
+            return
+        server = DnsServer(self)
+        try:
+            await server.start(*self.config.dns)
+        except OSError as exc:
+            if self.config.dns_explicit:
+                raise
+            # The default address only: DNS is a convenience, the proxy is not.
+            self.dns_error = f"{join_host_port(*self.config.dns)}: {exc.strerror or exc}"
+            log.warning("dns not served: %s", self.dns_error)
+            return
+        self.dns = server
+        log.info("dns on %s (udp and tcp)", server.address)
 
     def request_stop(self) -> None:
         self._stopped.set()
@@ -136,6 +156,8 @@ class Agent:
             runtime.pool.close_all()
         if self.admin_server is not None:
             self.admin_server.close()
+        if self.dns is not None:
+            await self.dns.stop()
         for server in [*self.servers, *([self.admin_server] if self.admin_server else [])]:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
@@ -327,6 +349,7 @@ class Agent:
             "upstreams": [u.stats() for u in self.upstreams],
             "edges": self.metrics.totals_json(),
             "pending_metric_windows": len(self._pending_metrics),
+            "dns": {"listen": self.dns.address if self.dns else None, "error": self.dns_error},
         }
 
     def prometheus(self) -> str:

@@ -24,6 +24,7 @@ _PATH_RE = re.compile(r"^/\S*$")
 NODE_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-_]{0,251}[A-Za-z0-9])?$")
 CHECK_TYPES = ("http", "tcp", "ttl", "none")
 PROTOCOLS = ("http", "tcp")
+DEFAULT_DNS = "127.0.0.1:8600"
 DEFAULT_ADMIN = "127.0.0.1:19000"
 
 T = TypeVar("T")
@@ -116,6 +117,10 @@ class AgentConfig:
     admin_port: int = 19000
     services: tuple[LocalService, ...] = ()
     upstreams: tuple[Upstream, ...] = ()
+    # The DNS listener (agents.runtime.dns); None: `dns: off`. A default address
+    # that is taken only logs a warning; one written in agent.yaml must bind.
+    dns: tuple[str, int] | None = ("127.0.0.1", 8600)
+    dns_explicit: bool = False
 
 
 def join_host_port(host: str, port: int) -> str:
@@ -327,7 +332,8 @@ def _control_plane(r: _Reader, data: Mapping[str, Any]) -> str:
 def parse_config(data: object, source: str = "agent.yaml") -> AgentConfig:
     """Validate already-parsed YAML; ConfigError names the first problem."""
     r = _Reader(source)
-    top = {"control_plane", "token", "node", "zone", "data_dir", "admin", "services", "upstreams"}
+    top = {"control_plane", "token", "node", "zone", "data_dir", "admin", "services", "upstreams",
+           "dns"}
     data = r.mapping(data, "", top)
     control_plane = _control_plane(r, data)
     token = r.string(data, "token", "")
@@ -336,6 +342,8 @@ def parse_config(data: object, source: str = "agent.yaml") -> AgentConfig:
     node = r.string(data, "node", "", None, NODE_RE, "a host name")
     data_dir = r.string(data, "data_dir", "")
     admin_host, admin_port = r.address(data, "admin", "", DEFAULT_ADMIN)
+    raw_dns = data.get("dns")  # YAML reads a bare `off` as False
+    dns = None if raw_dns is False or raw_dns == "off" else r.address(data, "dns", "", DEFAULT_DNS)
     services = _entry_ids(r, r.items(data, "services", lambda v, p: _service(r, v, p)))
     names = sorted({s.name for s in services})
     # The edge's source: the node's only service, else "unknown" unless given explicitly.
@@ -353,6 +361,8 @@ def parse_config(data: object, source: str = "agent.yaml") -> AgentConfig:
             other = "admin" if taken[key] < 0 else f"upstreams[{taken[key]}]"
             raise r.fail(f"upstreams[{i}].listen", f"{u.listen} is already used by {other}")
         taken[key] = i
+    if dns and dns[1] and dns in taken:
+        raise r.fail("dns", f"{join_host_port(*dns)} is already used by an upstream or admin")
     return AgentConfig(
         control_plane=control_plane,
         token=token,
@@ -363,6 +373,8 @@ def parse_config(data: object, source: str = "agent.yaml") -> AgentConfig:
         admin_port=admin_port,
         services=tuple(services),
         upstreams=tuple(upstreams),
+        dns=dns,
+        dns_explicit=raw_dns is not None and dns is not None,
     )
 
 

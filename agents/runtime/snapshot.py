@@ -38,6 +38,7 @@ class EndpointSpec:
     zone: str = ""
     status: str = "passing"
     priority: int = 0
+    tags: tuple[str, ...] = ()  # what DNS subsets (v2.payments.service.mesh) select on
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ def _endpoint(value: object, path: str) -> EndpointSpec:
     status = _str(data.get("status", "passing"), f"{path}.status")
     if status not in STATUSES:
         raise SnapshotError(f"{path}.status: unknown status {status!r}")
+    tags = data.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise SnapshotError(f"{path}.tags: expected a list of strings")
     return EndpointSpec(
         id=_str(data.get("id"), f"{path}.id"),
         address=_address(data.get("address"), f"{path}.address"),
@@ -113,6 +117,7 @@ def _endpoint(value: object, path: str) -> EndpointSpec:
         zone=_str(data.get("zone", ""), f"{path}.zone"),
         status=status,
         priority=_int(data.get("priority", 0), f"{path}.priority", 0, 1000),
+        tags=tuple(tags),
     )
 
 

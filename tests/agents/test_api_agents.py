@@ -250,3 +250,18 @@ def test_silent_agent_instances_go_critical_and_come_back(settings: Any) -> None
     client.post(f"/api/v1/agents/{body['agent_id']}/report/", {"services": services}, format="json")
     instance.refresh_from_db()
     assert instance.health == "passing"
+
+
+def test_config_snapshot_carries_instance_tags_that_the_runtime_parses(api: APIClient) -> None:
+    # The producer's output fed to the agent's parser: DNS subsets (v2.payments.service.mesh)
+    # select on these tags.
+    from agents.runtime.snapshot import parse_snapshot
+
+    api.post("/api/v1/services/", {"name": "payments", "check": {"type": "none"}}, format="json")
+    api.post("/api/v1/services/payments/instances/",
+             {"address": "10.0.0.1", "port": 80, "tags": ["v2", "canary"]}, format="json")
+    client, body = enroll()
+    raw = client.get(f"/api/v1/agents/{body['agent_id']}/config/").json()
+    assert raw["upstreams"]["payments"]["endpoints"][0]["tags"] == ["v2", "canary"]
+    spec = parse_snapshot(raw).upstreams["payments"].endpoints[0]
+    assert spec.tags == ("v2", "canary")
