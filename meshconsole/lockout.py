@@ -27,6 +27,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from journal.records import audit_record
 from meshconsole.clientaddr import client_address
 from meshconsole.models import LoginFailure
 
@@ -113,8 +114,6 @@ def login_failure_record(
     log.warning("login failed for %r from %s on %s", username, address, request.path)
     now_locked = login_lock(username=username, address=address)
     if now_locked is not None:
-        from monitoring.services import audit_record
-
         audit_record(
             user=None,
             action="login_locked",

@@ -10,8 +10,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from journal.models import AuditEntry
 from meshconsole.models import LoginFailure
-from monitoring.models import AuditEntry
 
 PAGES = ["/login/", "/admin/login/"]
 RIGHT = "alice-password-1"
