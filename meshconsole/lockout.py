@@ -76,6 +76,11 @@ def login_lock(*, username: str, address: str, now: datetime | None = None) -> L
     return max(found, key=lambda lock: lock.until) if found else None
 
 
+def _address(request: HttpRequest) -> str:
+    # As stored (LoginFailure.address); only a peer that is no IP can be longer.
+    return client_address(request)[:45]
+
+
 class LockoutModelBackend(ModelBackend):
     """ModelBackend that refuses a locked account or address before the password."""
 
@@ -87,7 +92,7 @@ class LockoutModelBackend(ModelBackend):
         **kwargs: Any,
     ) -> Any:
         if request is not None and username is not None:
-            lock = login_lock(username=username, address=client_address(request))
+            lock = login_lock(username=username, address=_address(request))
             if lock is not None:
                 setattr(request, LOCKED_ATTR, lock)
                 # Stops authenticate() here: no other backend, no password check.
@@ -102,7 +107,7 @@ def login_failure_record(
     if request is None:
         return
     username = str(credentials.get("username", ""))[:150]
-    address = client_address(request)
+    address = _address(request)
     lock = getattr(request, LOCKED_ATTR, None)
     if lock is not None:
         log.warning(
