@@ -110,16 +110,17 @@ def test_refused_addresses_are_never_routed_to_even_in_panic(api: APIClient) -> 
     assert [e["address"] for e in snapshot["upstreams"]["payments"]["endpoints"]] == ["10.0.0.1"]
 
 
-def test_link_local_endpoints_are_routed_only_with_the_setting(api: APIClient, settings: Any) -> None:
+@pytest.mark.parametrize(("allowed", "routed"), [(False, []), (True, ["169.254.10.1"])])
+def test_link_local_endpoints_are_routed_only_with_the_setting(
+    api: APIClient, settings: Any, allowed: bool, routed: list[str]
+) -> None:
+    settings.MESH_CHECK_ALLOW_LINK_LOCAL = allowed
     api.post("/api/v1/services/", {"name": "payments", "check": {"type": "none"}}, format="json")
     for address in ("169.254.10.1", "169.254.169.254"):
         api.post("/api/v1/services/payments/instances/", {"address": address, "port": 80}, format="json")
     client, body = enroll()
-    url = f"/api/v1/agents/{body['agent_id']}/config/"
-    assert client.get(url).json()["upstreams"]["payments"]["endpoints"] == []
-    settings.MESH_CHECK_ALLOW_LINK_LOCAL = True
-    endpoints = client.get(url).json()["upstreams"]["payments"]["endpoints"]
-    assert [e["address"] for e in endpoints] == ["169.254.10.1"]
+    endpoints = client.get(f"/api/v1/agents/{body['agent_id']}/config/").json()["upstreams"]["payments"]["endpoints"]
+    assert [e["address"] for e in endpoints] == routed
 
 
 def test_a_refused_address_says_why_in_status_reason(api: APIClient) -> None:
