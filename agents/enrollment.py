@@ -56,7 +56,10 @@ def enrollment_token_create(
 ) -> str:
     """A new enrollment token; the raw value is returned once and never stored.
     TTL None means the configured default; a zero TTL means no expiry."""
-    raw = TOKEN_PREFIX + secrets.token_urlsafe(24)
+    secret = secrets.token_urlsafe(24)
+    while not secret[0].isalnum():  # a prefix starting with "-" reads as an option on a CLI
+        secret = secrets.token_urlsafe(24)
+    raw = TOKEN_PREFIX + secret
     ttl = timedelta(seconds=settings.MESH_ENROLL_TOKEN_TTL) if ttl is None else ttl
     token = EnrollmentToken.objects.create(
         token_hash=hash_token(raw),

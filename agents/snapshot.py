@@ -15,6 +15,7 @@ from meshconsole.db import read_transaction
 from policies.models import FailoverState, TrafficPolicy
 from policies.snapshot import PolicySnapshot, policy_snapshot
 from registry.models import Instance, MeshIndex, Service, agent_key, service_key
+from registry.targets import target_refusal
 
 REPORT_INTERVAL_MS = 2000
 
@@ -75,7 +76,8 @@ def _enabled_endpoints(names: set[str]) -> dict[str, list[Instance]]:
         .order_by("address", "port")
     )
     for instance in instances:
-        by_service[instance.service.name].append(instance)
+        if target_refusal(instance.address) is None:  # panic or not, never routed to
+            by_service[instance.service.name].append(instance)
     return by_service
 
 

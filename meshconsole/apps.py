@@ -7,4 +7,8 @@ class MeshconsoleConfig(AppConfig):
 
     def ready(self) -> None:
         # Tasks sent from this process go through our Celery app (broker, queue).
-        from meshconsole import celery  # noqa: F401
+        # Registers the failed-login receiver (meshconsole.lockout).
+        from meshconsole import (
+            celery,  # noqa: F401
+            lockout,  # noqa: F401
+        )

@@ -6,6 +6,7 @@ at start-up with a message naming the variable instead of somewhere later.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -87,3 +88,18 @@ def persisted_secret(path: Path, nbytes: int = 48) -> str:
         return path.read_text().strip()
     tmp.unlink()
     return value
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def env_networks(name: str, default: list[str] | None = None) -> list[IPNetwork]:
+    """A comma-separated list of IP addresses and CIDR networks (a bare address
+    is a /32 or /128)."""
+    networks: list[IPNetwork] = []
+    for item in env_list(name, default):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise EnvError(f"{name}: {item!r} is not an IP address or CIDR network") from None
+    return networks

@@ -8,7 +8,15 @@ from pathlib import Path
 import dj_database_url
 import plotly
 
-from meshconsole.env import env_bool, env_int, env_list, env_secret, env_str, persisted_secret
+from meshconsole.env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_networks,
+    env_secret,
+    env_str,
+    persisted_secret,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("MESH_DATA_DIR", str(Path.home() / ".meshconsole"))).expanduser()
@@ -27,7 +35,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -47,6 +54,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "meshconsole.lockout.LockoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -145,6 +153,8 @@ CACHES = {
     }
 }
 
+# Password logins go through the lockout (meshconsole.lockout).
+AUTHENTICATION_BACKENDS = ["meshconsole.lockout.LockoutModelBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -176,13 +186,37 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
+# TLS deployments (docs/deployment.md): all off by default, since the
+# out-of-the-box console listens on loopback over plain HTTP.
+SECURE_HSTS_SECONDS = env_int("MESH_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("MESH_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("MESH_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("MESH_SSL_REDIRECT", False)
+# Load balancers and local probes ask over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Only behind a proxy that sets X-Forwarded-Proto itself (and drops the client's).
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("MESH_PROXY_SSL_HEADER", False) else None
+)
+
+# Client addresses (meshconsole.clientaddr): X-Forwarded-For is read only from
+# these peers (IPs or CIDRs, comma-separated).
+MESH_TRUSTED_PROXIES = env_networks("MESH_TRUSTED_PROXIES", [])
+
+# Login lockout (meshconsole.lockout): this many failed logins within the
+# window lock the account, and MESH_LOGIN_ADDRESS_FAILURES lock the client
+# address, until the window has passed over them.
+MESH_LOGIN_FAILURES = env_int("MESH_LOGIN_FAILURES", 5)
+MESH_LOGIN_ADDRESS_FAILURES = env_int("MESH_LOGIN_ADDRESS_FAILURES", 20)
+MESH_LOGIN_LOCKOUT_SECONDS = env_int("MESH_LOGIN_LOCKOUT_SECONDS", 900)
+
 _RENDERERS = ["rest_framework.renderers.JSONRenderer"]
 if DEBUG:
     _RENDERERS.append("rest_framework.renderers.BrowsableAPIRenderer")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "meshconsole.apitokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

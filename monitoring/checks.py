@@ -15,18 +15,13 @@ from collections.abc import Awaitable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from agents.runtime.addresses import (  # noqa: F401  (re-exported: the probes' policy)
+    LINK_LOCAL_NETWORKS,
+    METADATA_ADDRESSES,
+    IPAddress,
+    address_refusal,
+)
 
-# Cloud instance-metadata endpoints hand out credentials: a check must not be a
-# way to make the control plane fetch them (SSRF), whatever the setting says
-# about the rest of link-local.
-METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
-    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
-)
-LINK_LOCAL_NETWORKS = (
-    ipaddress.ip_network("169.254.0.0/16"),
-    ipaddress.ip_network("fe80::/10"),
-)
 MAX_STATUS_LINE = 8192
 # How much of a response body a check reads looking for its expected substring.
 MAX_BODY = 64 * 1024
@@ -64,19 +59,6 @@ def _allow_link_local_default() -> bool:
     from django.conf import settings
 
     return bool(getattr(settings, "MESH_CHECK_ALLOW_LINK_LOCAL", False))
-
-
-def address_refusal(ip: IPAddress, *, allow_link_local: bool) -> str | None:
-    """Why a check may not contact IP, or None when it may."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
-        ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
-    if ip in METADATA_ADDRESSES:
-        return "cloud metadata address"
-    if not allow_link_local and any(ip in net for net in LINK_LOCAL_NETWORKS):
-        return "link-local address"
-    return None
 
 
 async def _resolve(host: str, port: int) -> list[str]:

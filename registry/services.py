@@ -24,6 +24,7 @@ from registry.models import (
 )
 from registry.panic import panic_event_record, panic_flip, service_panic_refresh
 from registry.revision import mesh_change
+from registry.targets import target_refusal
 
 User = Actor
 
@@ -199,6 +200,8 @@ def instance_register(
     node_name = data.get("node") or ""
     node = node_ensure(node_name, data.get("zone", "")) if node_name else None
     health, cause, reason = initial_health(service)
+    if refusal := target_refusal(data["address"]):  # agents never route to it (snapshot)
+        reason = f"refused address: {refusal}; never routed to"
     instance = Instance(
         service=service,
         address=data["address"],

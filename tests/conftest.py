@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from meshconsole.apitokens import api_token_create
 
 
 @pytest.fixture
@@ -21,8 +22,7 @@ def viewer(db: None) -> User:
 @pytest.fixture
 def api(admin_user: User) -> APIClient:
     client = APIClient()
-    token = Token.objects.create(user=admin_user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=admin_user)}")
     return client
 
 

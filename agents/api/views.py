@@ -16,7 +16,6 @@ from rest_framework.exceptions import APIException, NotAuthenticated, Permission
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from agents.api.auth import AgentTokenAuthentication
@@ -31,7 +30,9 @@ from agents.models import Agent
 from agents.reports import agent_report
 from agents.snapshot import agent_snapshot, snapshot_keys
 from meshconsole.api import Conflict
+from meshconsole.clientaddr import client_address
 from meshconsole.longpoll import authenticate, blocking_params, error_response, watcher
+from meshconsole.throttling import ClientAddressAnonThrottle
 from registry.models import MeshIndex
 
 
@@ -41,7 +42,7 @@ class CacheUnavailable(APIException):
     default_code = "unavailable"
 
 
-class EnrollThrottle(AnonRateThrottle):
+class EnrollThrottle(ClientAddressAnonThrottle):
     rate = "60/min"
 
     def allow_request(self, request: Request, view: APIView) -> bool:
@@ -80,7 +81,7 @@ class EnrollView(APIView):
                 zone=data["zone"],
                 version=data["version"],
                 upstreams=[dict(u) for u in data["upstreams"]],
-                address=request.META.get("REMOTE_ADDR", ""),
+                address=client_address(request),
                 proposed_token=data.get("agent_token", ""),
             )
         except EnrollmentRefused as exc:

@@ -3,12 +3,18 @@
 One rule for the three places that take one: the REST API (registry), the
 agent's config (`meshagent check`) and the snapshot parser — an address one
 of them accepts and another refuses would freeze an agent's config.
+
+And which addresses nothing of the mesh may contact (cloud metadata, and
+link-local unless allowed): health checks refuse them, agents' snapshots leave
+them out (registry.targets adds the control plane's setting).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 MAX_HOSTNAME = 253
@@ -41,3 +47,68 @@ def address_error(value: object) -> str | None:
 
 def is_address(value: object) -> bool:
     return address_error(value) is None
+
+
+# Cloud instance-metadata endpoints hand out credentials: a check must not be a
+# way to make the control plane fetch them (SSRF), nor an endpoint a way to make
+# agents send them traffic, whatever the setting says about the rest of
+# link-local.
+METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",  # AWS, GCP, Azure IMDS, OpenStack, DigitalOcean, ...
+        "fd00:ec2::254",  # AWS IMDS over IPv6
+        "100.100.100.200",  # Alibaba Cloud
+        "168.63.129.16",  # Azure WireServer
+        "192.0.0.192",  # Oracle Cloud
+    )
+)
+LINK_LOCAL_NETWORKS = (
+    ipaddress.ip_network("169.254.0.0/16"),
+    ipaddress.ip_network("fe80::/10"),
+)
+# IPv6 forms that carry an IPv4 address in their last 32 bits and reach it:
+# IPv4-compatible (deprecated, ::a.b.c.d) and NAT64 (RFC 6052 well-known and
+# RFC 8215 local-use prefixes). IPv4-mapped and 6to4 have ipaddress helpers.
+_EMBEDDING_NETWORKS = (
+    ipaddress.ip_network("::/96"),
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+)
+
+
+def embedded_ipv4(ip: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 address carries and reaches (mapped, compatible,
+    NAT64, 6to4), else IP itself without its zone."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return ip
+    if ip.scope_id:
+        ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    low = int(ip) & 0xFFFFFFFF
+    if any(ip in net for net in _EMBEDDING_NETWORKS) and int(ip) > 1:  # not :: nor ::1
+        return ipaddress.IPv4Address(low)
+    return ip
+
+
+def address_refusal(ip: IPAddress, *, allow_link_local: bool) -> str | None:
+    """Why nothing of the mesh may contact IP (a check or routed traffic), or None."""
+    for form in dict.fromkeys((ip, embedded_ipv4(ip))):
+        if form in METADATA_ADDRESSES:
+            return "cloud metadata address"
+        if not allow_link_local and any(form in net for net in LINK_LOCAL_NETWORKS):
+            return "link-local address"
+    return None
+
+
+def literal_refusal(address: str, *, allow_link_local: bool) -> str | None:
+    """address_refusal for an address as stored: an IP literal is judged now; a
+    host name is judged when a check resolves it (monitoring.checks.vetted_address)."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return None
+    return address_refusal(ip, allow_link_local=allow_link_local)

@@ -7,9 +7,10 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException, NotAuthenticated, NotFound
 
+from meshconsole.apitokens import ApiTokenAuthentication
 from meshconsole.longpoll import authenticate, blocking_params, error_response, watcher
 from registry.models import Instance, MeshIndex, Service, service_key
 
@@ -43,7 +44,7 @@ def discovery_payload(name: str) -> dict[str, Any]:
 @require_GET
 async def discovery_view(request: HttpRequest, name: str) -> JsonResponse:
     try:
-        user, _ = await authenticate(request, [TokenAuthentication(), SessionAuthentication()])
+        user, _ = await authenticate(request, [ApiTokenAuthentication(), SessionAuthentication()])
         if not user or not user.is_authenticated:
             raise NotAuthenticated()
         index, wait = blocking_params(request)

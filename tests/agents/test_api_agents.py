@@ -112,6 +112,40 @@ def test_config_snapshot_lists_enabled_endpoints_of_declared_upstreams_with_stat
     ]
 
 
+def test_refused_addresses_are_never_routed_to_even_in_panic(api: APIClient) -> None:
+    api.post("/api/v1/services/", {"name": "payments", "check": {"type": "none"}}, format="json")
+    for address in ("10.0.0.1", "169.254.169.254", "::169.254.169.254", "64:ff9b::a9fe:a9fe", "168.63.129.16"):
+        response = api.post("/api/v1/services/payments/instances/", {"address": address, "port": 80}, format="json")
+        assert response.status_code == 201, response.content
+    # Every other instance critical: the agent would route to all endpoints (panic).
+    Instance.objects.exclude(address="10.0.0.1").update(health="passing")
+    Instance.objects.filter(address="10.0.0.1").update(health="critical")
+    client, body = enroll()
+    snapshot = client.get(f"/api/v1/agents/{body['agent_id']}/config/").json()
+    assert [e["address"] for e in snapshot["upstreams"]["payments"]["endpoints"]] == ["10.0.0.1"]
+
+
+@pytest.mark.parametrize(("allowed", "routed"), [(False, []), (True, ["169.254.10.1"])])
+def test_link_local_endpoints_are_routed_only_with_the_setting(
+    api: APIClient, settings: Any, allowed: bool, routed: list[str]
+) -> None:
+    settings.MESH_CHECK_ALLOW_LINK_LOCAL = allowed
+    api.post("/api/v1/services/", {"name": "payments", "check": {"type": "none"}}, format="json")
+    for address in ("169.254.10.1", "169.254.169.254"):
+        api.post("/api/v1/services/payments/instances/", {"address": address, "port": 80}, format="json")
+    client, body = enroll()
+    endpoints = client.get(f"/api/v1/agents/{body['agent_id']}/config/").json()["upstreams"]["payments"]["endpoints"]
+    assert [e["address"] for e in endpoints] == routed
+
+
+def test_a_refused_address_says_why_in_status_reason(api: APIClient) -> None:
+    api.post("/api/v1/services/", {"name": "payments", "check": {"type": "none"}}, format="json")
+    body = api.post(
+        "/api/v1/services/payments/instances/", {"address": "100.100.100.200", "port": 80}, format="json"
+    ).json()
+    assert body["status_reason"] == "refused address: cloud metadata address; never routed to"
+
+
 def test_config_snapshot_carries_a_policy_saved_through_the_api(api: APIClient) -> None:
     api.post("/api/v1/services/", {"name": "payments", "check": {"type": "none"}}, format="json")
     response = api.patch("/api/v1/services/payments/policy/",

@@ -204,3 +204,10 @@ def test_enrolltoken_command_lists_and_revokes(capsys: pytest.CaptureFixture[str
     assert token.prefix in listing and "active" in listing and raw not in listing
     call_command("enrolltoken", "--revoke", token.prefix)
     assert EnrollmentToken.objects.get().revoked
+
+
+def test_token_prefixes_never_start_like_an_option() -> None:
+    for _ in range(200):
+        enrollment_token_create()
+    assert not EnrollmentToken.objects.filter(prefix__startswith="-").exists()
+    assert not EnrollmentToken.objects.filter(prefix__startswith="_").exists()

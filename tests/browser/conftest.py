@@ -25,7 +25,7 @@ SEED = f"""
 from datetime import timedelta
 from django.contrib.auth.models import User
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
+from meshconsole.apitokens import api_token_create
 from agents.runtime import histogram
 from monitoring.models import EdgeWindow
 from registry import services
@@ -44,7 +44,7 @@ for source, destination, requests, errors in (("web", "orders", 600, 3), ("order
         EdgeWindow.objects.create(window_end=now - timedelta(seconds=age), seconds=10, node="host-a",
                                   source=source, destination=destination, requests=requests // 2,
                                   errors=errors // 2, buckets=buckets)
-print(Token.objects.create(user=user).key)
+print(api_token_create(user=user))
 """
 
 

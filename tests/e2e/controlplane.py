@@ -59,9 +59,9 @@ class ControlPlane:
         self.token = self.manage(
             "shell", "-c",
             "from django.contrib.auth.models import User;"
-            "from rest_framework.authtoken.models import Token;"
+            "from meshconsole.apitokens import api_token_create;"
             "u=User.objects.create_superuser('e2e','e2e@example.com','e2e-password-1');"
-            "print(Token.objects.create(user=u).key)",
+            "print(api_token_create(user=u))",
         ).splitlines()[-1]
         self.enroll_token = self.manage(
             "shell", "-c",

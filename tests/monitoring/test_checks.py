@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from agents.runtime.addresses import literal_refusal
 from monitoring import checks
 from monitoring.checks import CheckResult, CheckSpec, http_check, run_batch, tcp_check
 
@@ -143,8 +144,21 @@ async def test_tcp_check_fails_on_refused_connection() -> None:
         ("169.254.169.254", "cloud metadata address"),
         ("fd00:ec2::254", "cloud metadata address"),
         ("::ffff:169.254.169.254", "cloud metadata address"),
+        ("::169.254.169.254", "cloud metadata address"),  # IPv4-compatible
+        ("64:ff9b::a9fe:a9fe", "cloud metadata address"),  # NAT64 well-known prefix
+        ("64:ff9b::169.254.169.254", "cloud metadata address"),
+        ("64:ff9b:1::a9fe:a9fe", "cloud metadata address"),  # NAT64 local-use prefix
+        ("2002:a9fe:a9fe::1", "cloud metadata address"),  # 6to4
+        ("100.100.100.200", "cloud metadata address"),  # Alibaba
+        ("168.63.129.16", "cloud metadata address"),  # Azure WireServer
+        ("192.0.0.192", "cloud metadata address"),  # Oracle
+        ("::ffff:168.63.129.16", "cloud metadata address"),
+        ("64:ff9b::6464:64c8", "cloud metadata address"),  # NAT64 of Alibaba's
         ("169.254.10.1", "link-local address"),
+        ("::169.254.10.1", "link-local address"),
+        ("64:ff9b::a9fe:0a01", "link-local address"),
         ("fe80::1", "link-local address"),
+        ("fe80::1%1", "link-local address"),
     ],
 )
 async def test_link_local_and_metadata_are_never_contacted(
@@ -155,6 +169,20 @@ async def test_link_local_and_metadata_are_never_contacted(
     assert http == CheckResult(False, f"refused: {why}")
     assert tcp == CheckResult(False, f"refused: {why}")
     assert no_connections == []
+
+
+@pytest.mark.parametrize("address", ["::1", "::", "10.0.0.5", "::a00:5", "64:ff9b::a00:5", "2001:db8::1"])
+def test_ordinary_addresses_are_not_refused(address: str) -> None:
+    assert literal_refusal(address, allow_link_local=False) is None
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "[::169.254.169.254]", "64:ff9b::a9fe:a9fe"])
+def test_target_refusal_judges_stored_addresses(address: str) -> None:
+    assert literal_refusal(address, allow_link_local=True) == "cloud metadata address"
+
+
+def test_target_refusal_leaves_host_names_to_resolution() -> None:
+    assert literal_refusal("metadata.google.internal", allow_link_local=False) is None
 
 
 async def test_host_name_resolving_to_metadata_is_refused(

@@ -32,8 +32,13 @@ def session_key(transactional_db: None) -> str:
     return client.cookies[settings.SESSION_COOKIE_NAME].value
 
 
-def connect(session: str | None = None, origin: str | None = ORIGIN) -> WebsocketCommunicator:
-    headers = [(b"host", b"127.0.0.1:8000")]
+def connect(
+    session: str | None = None,
+    origin: str | None = ORIGIN,
+    host: str = "127.0.0.1:8000",
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> WebsocketCommunicator:
+    headers = [(b"host", host.encode()), *extra]
     if origin is not None:
         headers.append((b"origin", origin.encode()))
     if session is not None:
@@ -95,6 +100,71 @@ async def test_foreign_origin_is_refused(session_key: str) -> None:
     ws = connect(session=session_key, origin="http://evil.example.com")
     connected, _ = await ws.connect()
     assert not connected
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://127.0.0.1:9000",  # another port of the same host
+        "https://127.0.0.1:8000",  # another scheme
+        "http://127.0.0.1",  # port 80
+        "http://localhost:8000",  # an allowed host, but not this origin
+        "null",
+        "ws://127.0.0.1:8000",
+    ],
+)
+async def test_another_origin_of_the_same_host_is_refused(session_key: str, origin: str) -> None:
+    ws = connect(session=session_key, origin=origin)
+    connected, _ = await ws.connect()
+    assert not connected
+
+
+async def test_same_origin_is_accepted(session_key: str) -> None:
+    ws = connect(session=session_key, origin="http://127.0.0.1:8000")
+    connected, _ = await ws.connect()
+    assert connected
+    await ws.disconnect()
+
+
+async def test_host_outside_allowed_hosts_is_refused(session_key: str) -> None:
+    ws = connect(session=session_key, origin="http://rebound.example:8000", host="rebound.example:8000")
+    connected, _ = await ws.connect()
+    assert not connected
+
+
+async def test_https_behind_a_tls_proxy_is_its_own_origin(session_key: str, settings: Any) -> None:
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    proto = ((b"x-forwarded-proto", b"https"),)
+    ws = connect(session=session_key, origin="https://127.0.0.1:8000", extra=proto)
+    connected, _ = await ws.connect()
+    assert connected
+    await ws.disconnect()
+    ws = connect(session=session_key, origin="http://127.0.0.1:8000", extra=proto)
+    connected, _ = await ws.connect()
+    assert not connected
+
+
+@pytest.mark.parametrize(
+    ("trusted", "origin", "accepted"),
+    [
+        ("https://console.example.com", "https://console.example.com", True),
+        ("https://console.example.com", "https://console.example.com:443", True),
+        ("https://console.example.com", "https://console.example.com:8443", False),
+        ("https://console.example.com", "http://console.example.com", False),
+        ("https://*.example.com", "https://a.example.com", True),
+        ("https://*.example.com", "http://a.example.com", False),
+        ("https://*.example.com", "https://a.example.org", False),
+    ],
+)
+async def test_csrf_trusted_origins_are_matched_whole(
+    session_key: str, settings: Any, trusted: str, origin: str, accepted: bool
+) -> None:
+    settings.CSRF_TRUSTED_ORIGINS = [trusted]
+    ws = connect(session=session_key, origin=origin)
+    connected, _ = await ws.connect()
+    assert connected is accepted
+    if connected:
+        await ws.disconnect()
 
 
 async def test_missing_origin_is_refused(session_key: str) -> None:

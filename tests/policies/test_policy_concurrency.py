@@ -9,10 +9,10 @@ import time
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection, transaction
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from journal.models import Event, EventKind
+from meshconsole.apitokens import api_token_create
 from policies.models import TrafficPolicy
 from policies.services import StaleVersion, policy_update
 from registry.models import Service
@@ -73,7 +73,7 @@ def test_two_concurrent_patches_with_one_version_get_exactly_one_409() -> None:
         pytest.skip("needs real concurrent writers (PostgreSQL)")
     payments = service("payments")
     user = User.objects.create_superuser("alice", "alice@example.com", "alice-password-1")
-    key = Token.objects.create(user=user).key
+    key = api_token_create(user=user)
     first = APIClient()
     first.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert first.patch(URL, {"load_balancer": "random"}, format="json").status_code == 200

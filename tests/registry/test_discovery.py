@@ -9,9 +9,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection
 from django.test import AsyncClient
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from meshconsole.apitokens import api_token_create
 from registry import services
 from registry.models import MeshRevision, Service
 
@@ -53,11 +53,11 @@ def test_blocking_query_times_out_with_same_index(api: APIClient) -> None:
 
 
 async def test_blocking_query_returns_within_a_second_of_a_change(admin_user) -> None:
-    token = await sync_to_async(Token.objects.create)(user=admin_user)
+    token = await sync_to_async(api_token_create)(user=admin_user)
     service = await sync_to_async(services.service_create)(user=admin_user, data={"name": "payments", "check_type": "none"})
     index = await sync_to_async(MeshRevision.current)()
     client = AsyncClient()
-    headers = {"Authorization": f"Token {token.key}"}
+    headers = {"Authorization": f"Token {token}"}
 
     def change() -> float:
         # Another writer (a plain thread with its own connection), like another process.

@@ -1,0 +1,51 @@
+"""Who may use the console and the API: hashed API tokens, failed logins."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.db import models
+
+API_TOKEN_PREFIX_LENGTH = 8
+
+
+def hash_key(key: str) -> str:
+    # Keys are 256 random bits: a plain SHA-256 cannot be brute-forced, and a
+    # fast hash keeps per-request authentication cheap (as GitHub's tokens).
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """An API token for tooling (`Authorization: Token <key>`); only its hash is kept."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    prefix = models.CharField(max_length=16, db_index=True)  # shown in listings
+    key_hash = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200, blank=True, default="")
+    read_only = models.BooleanField(default=False)  # safe methods only
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+
+class LoginFailure(models.Model):
+    """One failed login (meshconsole.lockout): the lockout counts these rows."""
+
+    ts = models.DateTimeField(auto_now_add=True, db_index=True)
+    username = models.CharField(max_length=150, db_index=True)
+    address = models.CharField(max_length=45, db_index=True)
+    path = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["-ts", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.username!r} from {self.address} at {self.ts:%Y-%m-%d %H:%M:%S}"
