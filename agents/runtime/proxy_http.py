@@ -142,11 +142,14 @@ class ClientConnection(asyncio.Protocol):
         if url[:1] != b"/" and url != b"*":
             raise BadRequest("absolute-form-not-supported")
         parser = self.parser
+        http11 = parser.get_http_version() == "1.1"
+        if not forwarded.has_host and http11:
+            raise BadRequest("missing-host")  # RFC 9112 §3.2; an HTTP/1.0 request may omit it
         upgrade = parser.should_upgrade()
         if upgrade and (self.queue or self.active is not None):
             raise BadRequest("upgrade-while-pipelining")
         exchange = Exchange(self, parser.get_method(), url, headers, forwarded,
-                            parser.get_http_version() == "1.1", parser.should_keep_alive(),
+                            http11, parser.should_keep_alive(),
                             int(lengths[0]) if lengths is not None else None, upgrade)
         self.parsing = exchange
         if self.active is None:
