@@ -355,6 +355,8 @@ class Exchange:
         else:
             self.mode = b"close"  # an HTTP/1.0 client learns the end from the close
             self.keep_alive = False
+        if self.ctx.draining:  # the agent is stopping: the client reconnects to its successor
+            self.keep_alive = False
         if not self.keep_alive:
             block += b"connection: close\r\n"
         elif not self.http11:
@@ -455,7 +457,8 @@ class Exchange:
             return
         self.status = status
         # The connection stays usable only if we read the whole request and it was well formed.
-        keep = self.keep_alive and self.request_complete and status != 400
+        keep = (self.keep_alive and self.request_complete and status != 400
+                and not self.ctx.draining)
         body = f"{status} {reason}\n".encode()
         extra = [(b"x-mesh-error", reason.encode()), *(self.extra or ())]
         self.client.write(simple_response(status, body, close=not keep, head_only=self.is_head,
