@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agents.runtime import __version__
+from agents.runtime.bindings import check_bindings
 from agents.runtime.config import AgentConfig, ConfigError, load_config
 from agents.runtime.eventloop import event_loop_runner
 from agents.runtime.handover import DRAIN_TIMEOUT_S
@@ -58,7 +59,11 @@ async def _run(config: AgentConfig, *, config_path: str = "", workers: int = 1,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, agent.request_stop)
-    await agent.start()
+    try:
+        await agent.start()
+    except OSError:
+        await agent.stop(grace_s=0.0)  # what did start (admin, control loop) stops with it
+        raise
     print(f"meshagent {__version__}: node {config.node}, admin on {agent.admin_address}",
           flush=True)
     try:
@@ -71,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config)
+        check_bindings(config, str(args.config))  # what run would fail to bind, said first
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
@@ -86,10 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with event_loop_runner() as runner:
-        runner.run(_run(config, config_path=str(Path(args.config).resolve()),
-                        workers=args.workers, log_level=args.log_level,
-                        drain_s=args.drain_timeout))
+    try:
+        with event_loop_runner() as runner:
+            runner.run(_run(config, config_path=str(Path(args.config).resolve()),
+                            workers=args.workers, log_level=args.log_level,
+                            drain_s=args.drain_timeout))
+    except OSError as exc:  # e.g. a listen port another process holds
+        print(f"meshagent: cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
