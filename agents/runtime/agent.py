@@ -29,6 +29,7 @@ from agents.runtime.handover import (
     DRAIN_IDLE_S,
     DRAIN_TIMEOUT_S,
     HandoverServer,
+    activated_sockets,
     listener_key,
     take_over,
 )
@@ -86,6 +87,7 @@ class Agent:
         self._control: asyncio.Task[None] | None = None
         self.handover = HandoverServer(config.data_dir)
         self._inherited: dict[str, socket.socket] = {}  # listening sockets of our predecessor
+        self._activated: dict[str, socket.socket] = {}  # ... or of systemd, by address
 
     # lifecycle
     async def start(self) -> None:
@@ -98,15 +100,16 @@ class Agent:
         # An agent still running on this data dir (a restart): share its listening sockets,
         # so not one connection is refused or reset while it drains (handover.py).
         self._inherited = await asyncio.to_thread(take_over, data_dir)
+        self._activated = activated_sockets()
         await self._start_data_plane()
         admin_key = listener_key("admin", join_host_port(self.config.admin_host,
                                                          self.config.admin_port))
         self.admin_server = await start_admin(self, self.config.admin_host, self.config.admin_port,
-                                              sock=self._inherited.pop(admin_key, None))
+                                              sock=self._inherited_socket(admin_key))
         self.admin_address = _bound(self.admin_server, self.config.admin_host)
-        for unused in self._inherited.values():  # the new config no longer has them
-            unused.close()
-        self._inherited = {}
+        for unused in [*self._inherited.values(), *self._activated.values()]:
+            unused.close()  # the config no longer has them (our copies only)
+        self._inherited, self._activated = {}, {}
         self._offer_listeners(admin_key, self.admin_server)
         await self.handover.start()
         self.identity = load_identity(data_dir, control_plane=self.config.control_plane,
@@ -125,13 +128,21 @@ class Agent:
         start = start_tcp_listener if runtime.protocol == "tcp" else start_http_listener
         key = listener_key(runtime.protocol, runtime.config.listen)
         server = await start(ctx, host, port, reuse_port=reuse_port,
-                             sock=self._inherited.pop(key, None))
+                             sock=self._inherited_socket(key))
         self._offer_listeners(key, server)
         self.contexts.append(ctx)
         runtime.bound = _bound(server, host)
         self.servers.append(server)
         log.info("upstream %s listening on %s (%s)", runtime.service, runtime.bound,
                  runtime.protocol)
+
+    def _inherited_socket(self, key: str) -> socket.socket | None:
+        """The predecessor's socket for listener KEY, else systemd's for its address."""
+        taken = self._inherited.pop(key, None)
+        activated = self._activated.pop(key.split(" ", 1)[1], None)
+        if taken is not None and activated is not None:
+            activated.close()  # the same socket twice (systemd's, handed on): one is enough
+        return taken or activated
 
     def _offer_listeners(self, key: str, server: asyncio.Server) -> None:
         """What the next agent may take over (one socket per key: a name that resolves

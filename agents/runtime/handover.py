@@ -30,11 +30,14 @@ import struct
 from pathlib import Path
 from typing import Protocol
 
+from agents.runtime.config import join_host_port
+
 log = logging.getLogger("meshagent.handover")
 
 DRAIN_TIMEOUT_S = 10.0  # SIGTERM: how long requests and keep-alive connections get to finish
 DRAIN_IDLE_S = 1.0  # stopping: a keep-alive connection idle this long is closed
 MAX_FDS = 256
+SD_LISTEN_FDS_START = 3
 TAKE_TIMEOUT_S = 2.0
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
 
@@ -54,6 +57,37 @@ def listener_key(kind: str, listen: str) -> str:
     """What a listener is known by across a restart: kind (http, tcp, admin) and the
     configured address (so a port 0 listener keeps the port its predecessor got)."""
     return f"{kind} {listen}"
+
+
+def activated_sockets() -> dict[str, socket.socket]:
+    """Listening sockets systemd passed to this process (socket activation: LISTEN_PID,
+    LISTEN_FDS, fds from 3 on), by the address they are bound to ("127.0.0.1:9101",
+    "[::1]:9101"), which a listener's `listen:` must spell the same way to use one.
+    systemd keeps them open across a stop and start, so connections wait in their
+    queues while no agent runs instead of being refused."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return {}
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return {}
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)  # they are ours, not for processes we start
+    found: dict[str, socket.socket] = {}
+    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + min(count, MAX_FDS)):
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            continue
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or (
+                sock.type != socket.SOCK_STREAM):
+            sock.detach()  # not one we can serve on; left to whoever passed it
+            continue
+        host, port = sock.getsockname()[:2]
+        found[join_host_port(str(host), int(port))] = sock
+    if found:
+        log.info("socket activation: %s", ", ".join(sorted(found)))
+    return found
 
 
 def take_over(data_dir: Path) -> dict[str, socket.socket]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -102,12 +104,32 @@ class Mesh:
     listen_port: int
     admin_port: int
     root: Path
+    activated: list[socket.socket] = field(default_factory=list)
+
+    def activate(self) -> None:
+        """Hold the listening sockets here, as systemd does for a .socket unit."""
+        for port in (self.listen_port, self.admin_port):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+            sock.listen(1024)
+            # Far from 3, 4, ... so that moving them there in the child clobbers none.
+            high = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD, 100)
+            sock.close()
+            self.activated.append(socket.socket(fileno=high))
 
     async def agent(self) -> asyncio.subprocess.Process:
-        """A `meshagent run`, once it says it serves (listeners and admin are up)."""
+        """A `meshagent run`, once it says it serves (listeners and admin are up); given the
+        activated sockets as systemd gives them (fds 3, 4, ...; LISTEN_PID, LISTEN_FDS)."""
+        command = [sys.executable, "-m", "agents.runtime.cli", "run", "-c", str(self.config),
+                   "--log-level", "WARNING"]
+        fds = [s.fileno() for s in self.activated]
+        if fds:
+            moves = " ".join(f"{3 + i}<&{fd}" for i, fd in enumerate(fds))
+            command = ["bash", "-c", f'exec {moves}; LISTEN_PID=$$ LISTEN_FDS={len(fds)} '
+                       f'exec "$0" "$@"', *command]
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agents.runtime.cli", "run", "-c", str(self.config),
-            "--log-level", "WARNING", stdout=asyncio.subprocess.PIPE, cwd=str(self.root))
+            *command, stdout=asyncio.subprocess.PIPE, cwd=str(self.root), pass_fds=fds)
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), 15)
         if b"admin on" not in line:
@@ -136,9 +158,12 @@ async def mesh(tmp_path: Path, root: Path = ROOT) -> AsyncIterator[Mesh]:
     config = write_config(tmp_path, control_plane=cp.url, admin=f"127.0.0.1:{admin_port}",
                           upstreams=[{"service": "payments",
                                       "listen": f"127.0.0.1:{listen_port}"}])
+    m = Mesh(cp, backend, config, listen_port, admin_port, root)
     try:
-        yield Mesh(cp, backend, config, listen_port, admin_port, root)
+        yield m
     finally:
+        for sock in m.activated:
+            sock.close()
         await backend.stop()
         await cp.stop()
 
@@ -162,7 +187,11 @@ async def restart(m: Mesh, load: Load, mode: str) -> asyncio.subprocess.Process 
 
     handover: start the new agent, then SIGTERM the old one (ExecReload-style);
     stop-start: SIGTERM the old one, wait for it to exit, start the new one
-    (`systemctl restart`), which serves from the snapshot on disk at once."""
+    (`systemctl restart`), which serves from the snapshot on disk at once;
+    socket-activation: the same, the listening sockets held by "systemd" (this
+    process) throughout."""
+    if mode == "socket-activation":
+        m.activate()
     old = await m.agent()
     new: asyncio.subprocess.Process | None = None
     try:

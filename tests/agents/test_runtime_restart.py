@@ -33,6 +33,21 @@ async def test_a_new_agent_takes_the_listeners_over_and_the_old_one_drains_losin
             await kill(*([new] if new else []))
 
 
+async def test_a_socket_activated_agent_stopped_then_started_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    async with mesh(tmp_path) as m:
+        load = Load(m.listen_port)
+        new = await restart(m, load, "socket-activation")
+        try:
+            assert new is not None
+            assert load.failed == 0, load.reasons
+            assert load.ok >= 500
+            assert await terminate(new) == 0
+        finally:
+            await kill(*([new] if new else []))
+
+
 async def test_stopping_answers_the_request_in_flight_with_connection_close_and_closes_idle_ones(
     tmp_path: Path,
 ) -> None:
