@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from typing import Any, Protocol
 
 from agents.runtime.httpwire import simple_response
@@ -83,8 +84,12 @@ async def _serve(source: AdminSource, reader: asyncio.StreamReader,
             await writer.wait_closed()
 
 
-async def start_admin(source: AdminSource, host: str, port: int) -> asyncio.Server:
+async def start_admin(source: AdminSource, host: str, port: int,
+                      sock: socket.socket | None = None) -> asyncio.Server:
+    """sock: a listening socket taken over from the agent this one replaces (handover.py)."""
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _serve(source, reader, writer)
 
+    if sock is not None:
+        return await asyncio.start_server(on_client, sock=sock, limit=READ_LIMIT)
     return await asyncio.start_server(on_client, host, port, limit=READ_LIMIT, reuse_address=True)

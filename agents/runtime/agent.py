@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from typing import Any
 
@@ -25,6 +26,14 @@ from agents.runtime.client import (
 )
 from agents.runtime.config import AgentConfig, join_host_port
 from agents.runtime.dns import DnsServer
+from agents.runtime.handover import (
+    DRAIN_IDLE_S,
+    DRAIN_TIMEOUT_S,
+    HandoverServer,
+    activated_sockets,
+    listener_key,
+    take_over,
+)
 from agents.runtime.listener import ListenerContext
 from agents.runtime.metrics import Metrics, render_prometheus, render_resilience
 from agents.runtime.proxy_http import start_http_listener
@@ -50,8 +59,10 @@ LONG_POLL_S = 30.0
 
 class Agent:
     def __init__(self, config: AgentConfig, *, client: ControlPlaneClient | None = None,
-                 long_poll_s: float = LONG_POLL_S, backoff: Backoff | None = None) -> None:
+                 long_poll_s: float = LONG_POLL_S, backoff: Backoff | None = None,
+                 drain_s: float = DRAIN_TIMEOUT_S) -> None:
         self.config = config
+        self.drain_s = drain_s
         self.client = client or ControlPlaneClient(config.control_plane)
         self.long_poll_s = long_poll_s
         self.backoff = backoff or Backoff()
@@ -77,6 +88,9 @@ class Agent:
         self._control: asyncio.Task[None] | None = None
         self.dns: DnsServer | None = None
         self.dns_error = ""
+        self.handover = HandoverServer(config.data_dir)
+        self._inherited: dict[str, socket.socket] = {}  # listening sockets of our predecessor
+        self._activated: dict[str, socket.socket] = {}  # ... or of systemd, by address
 
     # lifecycle
     async def start(self) -> None:
@@ -86,9 +100,21 @@ class Agent:
         if stored is not None:
             self._apply(stored, persist=False)
             log.info("serving from persisted snapshot revision %s", stored.revision)
+        # An agent still running on this data dir (a restart): share its listening sockets,
+        # so not one connection is refused or reset while it drains (handover.py).
+        self._inherited = await asyncio.to_thread(take_over, data_dir)
+        self._activated = activated_sockets()
         await self._start_data_plane()
-        self.admin_server = await start_admin(self, self.config.admin_host, self.config.admin_port)
+        admin_key = listener_key("admin", join_host_port(self.config.admin_host,
+                                                         self.config.admin_port))
+        self.admin_server = await start_admin(self, self.config.admin_host, self.config.admin_port,
+                                              sock=self._inherited_socket(admin_key))
         self.admin_address = _bound(self.admin_server, self.config.admin_host)
+        for unused in [*self._inherited.values(), *self._activated.values()]:
+            unused.close()  # the config no longer has them (our copies only)
+        self._inherited, self._activated = {}, {}
+        self._offer_listeners(admin_key, self.admin_server)
+        await self.handover.start()
         await self._start_dns()
         self.identity = load_identity(data_dir, control_plane=self.config.control_plane,
                                       node=self.config.node)
@@ -104,7 +130,10 @@ class Agent:
         host, port = runtime.config.host, runtime.config.port
         ctx = ListenerContext(runtime, self.metrics)
         start = start_tcp_listener if runtime.protocol == "tcp" else start_http_listener
-        server = await start(ctx, host, port, reuse_port=reuse_port)
+        key = listener_key(runtime.protocol, runtime.config.listen)
+        server = await start(ctx, host, port, reuse_port=reuse_port,
+                             sock=self._inherited_socket(key))
+        self._offer_listeners(key, server)
         self.contexts.append(ctx)
         runtime.bound = _bound(server, host)
         self.servers.append(server)
@@ -127,27 +156,50 @@ class Agent:
         self.dns = server
         log.info("dns on %s (udp and tcp)", server.address)
 
+    def _inherited_socket(self, key: str) -> socket.socket | None:
+        """The predecessor's socket for listener KEY, else systemd's for its address."""
+        taken = self._inherited.pop(key, None)
+        activated = self._activated.pop(key.split(" ", 1)[1], None)
+        if taken is not None and activated is not None:
+            activated.close()  # the same socket twice (systemd's, handed on): one is enough
+        return taken or activated
+
+    def _offer_listeners(self, key: str, server: asyncio.Server) -> None:
+        """What the next agent may take over (one socket per key: a name that resolves
+        to several addresses is bound anew by the successor instead)."""
+        if len(server.sockets) == 1:
+            self.handover.sockets[key] = server.sockets[0]
+
     def request_stop(self) -> None:
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
-    async def stop(self, grace_s: float = 5.0) -> None:
-        """Stop accepting, let requests in flight finish (up to grace_s), then close all."""
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain, then close (bounded by grace_s, default drain_s): stop accepting (a
+        successor that took the listeners over keeps accepting on them), answer the
+        requests in flight with Connection: close, close keep-alive connections as they go
+        idle, then close whatever is left."""
         self._stopped.set()
         self.listening = False
+        self.handover.close()
         if self._hold_timer is not None:
             self._hold_timer.cancel()
         for server in self.servers:
             server.close()
+        for ctx in self.contexts:
+            ctx.draining = True
         if self._control is not None:
             self._control.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._control
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace_s
-        while any(c.inflight for c in self.contexts) and loop.time() < deadline:
+        deadline = loop.time() + (self.drain_s if grace_s is None else grace_s)
+        while loop.time() < deadline and any(c.inflight or c.connections for c in self.contexts):
+            for ctx in self.contexts:
+                for conn in list(ctx.connections):
+                    conn.drain(DRAIN_IDLE_S)
             await asyncio.sleep(0.05)
         for ctx in self.contexts:
             for conn in list(ctx.connections):

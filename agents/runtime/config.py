@@ -6,6 +6,7 @@ fix a config without reading code: `agent.yaml: upstreams[0].listen: ...`.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -13,10 +14,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import yaml
-
 from agents.runtime.addresses import address_error
 from agents.runtime.durations import format_duration_ms, parse_duration_ms
+from agents.runtime.yamlfile import load_yaml
 
 # Same rule as the registry (a DNS label), so the control plane never refuses a name we accept.
 SERVICE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -127,6 +127,25 @@ def join_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def listen_host_error(host: str) -> str | None:
+    """Why HOST (of host:port, brackets removed) cannot be bound, as far as its form says:
+    "[...]" must hold an IPv6 address, four dotted numbers an IPv4 one, else a host name."""
+    if ":" in host:
+        valid = _is_ip(host, ipaddress.IPv6Address)
+        return None if valid else f"[{host}] is not an IPv6 address"
+    if all(part.isdigit() for part in host.split(".")):
+        return None if _is_ip(host, ipaddress.IPv4Address) else f"{host} is not an IPv4 address"
+    return address_error(host)
+
+
+def _is_ip(host: str, kind: type[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> bool:
+    try:
+        kind(host)
+    except ValueError:
+        return False
+    return True
+
+
 def split_host_port(value: str) -> tuple[str, int] | None:
     """("host", port) for "host:port" or "[v6]:port"; None if it is not that shape."""
     match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^\s:\[\]/]+):(\d{1,5})", value)
@@ -214,6 +233,9 @@ class _Reader:
             raise self.fail(where, f"expected host:port, got {raw!r}")
         if parsed[1] > 65535:
             raise self.fail(where, f"port must be between 0 and 65535, got {parsed[1]}")
+        problem = listen_host_error(parsed[0])
+        if problem:
+            raise self.fail(where, problem)
         return parsed
 
     def items(self, data: Mapping[str, Any], key: str,
@@ -319,8 +341,12 @@ def _upstream(r: _Reader, value: object, path: str) -> Upstream:
 
 def _control_plane(r: _Reader, data: Mapping[str, Any]) -> str:
     url = r.string(data, "control_plane", "")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)  # raises on "http://[::1" and on "http://[::::]"
+        hostname = parts.hostname
+    except ValueError as exc:
+        raise r.fail("control_plane", f"{exc} in {url!r}") from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise r.fail("control_plane", f"expected an http:// or https:// URL, got {url!r}")
     try:
         parts.port  # noqa: B018 - raises on a bad port
@@ -387,10 +413,7 @@ def load_config(path: str | Path) -> AgentConfig:
     except UnicodeDecodeError:
         raise ConfigError(f"{source}: not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{source}: {where}{problem}") from None
+        data = load_yaml(text)  # duplicate keys and deep nesting refused, with the line
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     return parse_config(data, source)

@@ -14,20 +14,18 @@ import logging
 from time import monotonic
 from typing import TYPE_CHECKING, Protocol
 
+from agents.runtime import response
 from agents.runtime.endpoint import Endpoint
-from agents.runtime.heads import RequestHeaders, request_hash_key, response_headers
+from agents.runtime.heads import RequestHeaders, request_hash_key
 from agents.runtime.httpwire import (
     LAST_CHUNK,
     chunk,
     new_request_id,
-    reason_phrase,
-    render_headers,
     simple_response,
 )
-from agents.runtime.outlier import RESET
 from agents.runtime.pool import UpstreamConnection
 from agents.runtime.ratelimit import retry_after
-from agents.runtime.retrying import DONE, REPLAY_LIMIT, RETRY, RetryState, attempts, may_retry
+from agents.runtime.retrying import DONE, REPLAY_LIMIT, RetryState, attempts, may_retry
 from agents.runtime.upstream import IDEMPOTENT, RouteState
 
 if TYPE_CHECKING:
@@ -304,134 +302,13 @@ class Exchange:
         self._close_conn()
         self._resolve(DONE)
 
-    # response side, called by the upstream connection (pool.ResponseHandler)
-    def upstream_write_paused(self, paused: bool) -> None:
-        if paused:
-            self.client.pause_reading("upstream")
-        else:
-            self.client.resume_reading("upstream")
-
-    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        if self.finished:
-            return
-        phrase = reason or reason_phrase(status)
-        if status == 101:
-            self._start_tunnel(phrase, headers)
-            return
-        if 100 <= status < 200:
-            if status == 100 and self.continue_sent:
-                return  # a retry's upstream said it again; the client heard it once
-            self.continue_sent = self.continue_sent or status == 100
-            if self.http11:
-                self.client.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (
-                    status, phrase, response_headers(headers)[0]))
-            return
-        self._cancel_timer()
-        endpoint = self.endpoint
-        # The detector needs failures, and successes only to end a streak.
-        if endpoint is not None and (
-                status >= 500 or endpoint.consecutive_5xx or endpoint.consecutive_gateway):
-            self.ctx.upstream.outlier.record(endpoint, status)
-        if status >= 500 and not self.continue_sent:
-            kind = "5xx" if self.state.retry_5xx else "gateway-error"
-            if (kind == "5xx" or status in (502, 503, 504)) and may_retry(self, kind):
-                self._observe(True)
-                self._close_conn()  # its body is unread: the connection cannot be reused
-                self._resolve((status, f"upstream-{status}"))
-                return
-        self.status = status
-        block, length, chunked = response_headers(headers)
-        self.until_close = length is None and not chunked
-        if self.is_head or status in (204, 304):
-            self.mode = b"none"
-            if length is not None and status != 204:
-                block += b"content-length: %s\r\n" % length
-        elif length is not None:
-            self.mode = b"length"
-            block += b"content-length: %s\r\n" % length
-        elif self.http11:
-            self.mode = b"chunk"
-            block += b"transfer-encoding: chunked\r\n"
-        else:
-            self.mode = b"close"  # an HTTP/1.0 client learns the end from the close
-            self.keep_alive = False
-        if not self.keep_alive:
-            block += b"connection: close\r\n"
-        elif not self.http11:
-            block += b"connection: keep-alive\r\n"
-        self.out.append(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, phrase, block))
-        self.response_started = True
-        if self.is_head and self.conn is not None:
-            self.conn.reset_parser()
-            self._finish_ok()
-
-    def response_body(self, data: bytes) -> None:
-        if self.finished:
-            return
-        if self.tunnel:
-            self.client.write(data)
-        elif self.mode == b"chunk":
-            self.out += chunk(data)
-        elif self.mode != b"none":
-            self.out.append(data)
-
-    def response_done(self) -> None:
-        if self.finished:
-            return
-        if self.mode == b"chunk":
-            self.out.append(LAST_CHUNK)
-        self._finish_ok()
-
-    def flush(self) -> None:
-        """Write what the last upstream read produced: one send for head and body."""
-        out = self.out
-        if out:
-            self.out = []
-            self.client.write(out[0] if len(out) == 1 else b"".join(out))
-
-    def upstream_lost(self, error: str) -> None:
-        if self.finished:
-            return
-        conn, self.conn = self.conn, None
-        if self.tunnel:
-            self.client.close()
-            self._complete(False, keep=False)
-            return
-        if self.response_started and self.until_close and self.mode != b"none":
-            if self.mode == b"chunk":  # that close was the end of the body
-                self.out.append(LAST_CHUNK)
-            self._complete(self.status >= 500, keep=self.keep_alive and self.request_complete)
-        elif (not self.response_started and conn is not None and conn.uses > 1
-              and not conn.got_bytes and not self.has_body):
-            self._cancel_timer()
-            self._resolve(RETRY)  # a pooled connection the upstream had closed: try a new one
-        elif not self.response_started:
-            self._cancel_timer()
-            if self.endpoint is not None:
-                self.ctx.upstream.outlier.record(self.endpoint, RESET)
-                self._observe(True)
-            retry = not self.continue_sent and may_retry(self, "reset")
-            if retry:
-                self._resolve((502, error))
-            else:
-                self.fail(502, error)
-        else:
-            self.fail(502, error)
-
-    def _start_tunnel(self, phrase: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        """101 Switching Protocols: relay it, then pipe bytes both ways until one side closes."""
-        if not self.upgrade:
-            self.fail(502, "unexpected-upgrade")
-            return
-        self._cancel_timer()
-        self.tunnel = True
-        self.status = 101
-        self.response_started = True
-        upgrade = [(n, v) for n, v in headers if n.lower() == b"upgrade"]
-        block = response_headers(headers)[0] + b"connection: upgrade\r\n"
-        self.client.write(b"HTTP/1.1 101 %s\r\n%s%s\r\n" % (
-            phrase, block, render_headers(upgrade)))
-        self.client.start_tunnel(self)
+    # response side, called by the upstream connection (pool.ResponseHandler): response.py
+    upstream_write_paused = response.upstream_write_paused
+    response_head = response.response_head
+    response_body = response.response_body
+    response_done = response.response_done
+    flush = response.flush
+    upstream_lost = response.upstream_lost
 
     # endings
     def _finish_ok(self) -> None:
@@ -455,7 +332,8 @@ class Exchange:
             return
         self.status = status
         # The connection stays usable only if we read the whole request and it was well formed.
-        keep = self.keep_alive and self.request_complete and status != 400
+        keep = (self.keep_alive and self.request_complete and status != 400
+                and not self.ctx.draining)
         body = f"{status} {reason}\n".encode()
         extra = [(b"x-mesh-error", reason.encode()), *(self.extra or ())]
         self.client.write(simple_response(status, body, close=not keep, head_only=self.is_head,

@@ -16,6 +16,8 @@ it fails the tests instead of opening a header-injection hole.
 
 from __future__ import annotations
 
+import re
+
 from agents.runtime.hashing import hash64
 from agents.runtime.httpwire import HOP_BY_HOP
 from agents.runtime.policy import HashOn
@@ -25,6 +27,9 @@ _PLAIN_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade"})
 _REQUEST_NAMES = HOP_BY_HOP | {
     b"x-forwarded-for", b"x-request-id", b"expect", b"host", b"x-forwarded-proto"}
 _EMPTY: frozenset[bytes] = frozenset()
+# RFC 9110 §7.2 Host = uri-host [ ":" port ]: an IP literal or a reg-name (unreserved,
+# pct-encoded, sub-delims; empty allowed). Anything else (spaces, "/", "@") is a 400.
+_HOST = re.compile(rb"(?:\[[0-9A-Za-z:.%~_-]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 
 
 class BadRequest(Exception):
@@ -84,6 +89,13 @@ def request_headers(headers: list[tuple[bytes, bytes]], peer: bytes,
                 request_id = value
                 continue
             if lname == b"host":
+                # RFC 9112 §3.2: two Host lines, or an invalid one, is a 400, never forwarded
+                # (two proxies could each pick a different one). The proxy answers the
+                # missing-Host case, which depends on the HTTP version.
+                if has_host:
+                    raise BadRequest("duplicate-host")
+                if _HOST.fullmatch(value) is None:
+                    raise BadRequest("bad-host")
                 has_host = True
             elif lname == b"x-forwarded-proto":
                 has_proto = True

@@ -10,9 +10,12 @@ from agents.runtime.upstream import UpstreamRuntime
 
 
 class Connection(Protocol):
-    """A client connection of a listener: closed when the agent stops."""
+    """A client connection of a listener: drained, then closed, when the agent stops."""
 
     def close(self) -> None: ...
+
+    def drain(self, idle_s: float) -> None:
+        """The agent is stopping: close now if that loses nothing (idle for IDLE_S)."""
 
 
 @dataclass(eq=False)
@@ -21,3 +24,4 @@ class ListenerContext:
     metrics: Metrics
     connections: set[Connection] = field(default_factory=set)
     inflight: int = 0  # requests (HTTP) or connections (TCP) the stop grace waits for
+    draining: bool = False  # stopping: every HTTP response says Connection: close

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import socket
 from typing import cast
 
 import httptools
@@ -142,11 +143,14 @@ class ClientConnection(asyncio.Protocol):
         if url[:1] != b"/" and url != b"*":
             raise BadRequest("absolute-form-not-supported")
         parser = self.parser
+        http11 = parser.get_http_version() == "1.1"
+        if not forwarded.has_host and http11:
+            raise BadRequest("missing-host")  # RFC 9112 §3.2; an HTTP/1.0 request may omit it
         upgrade = parser.should_upgrade()
         if upgrade and (self.queue or self.active is not None):
             raise BadRequest("upgrade-while-pipelining")
         exchange = Exchange(self, parser.get_method(), url, headers, forwarded,
-                            parser.get_http_version() == "1.1", parser.should_keep_alive(),
+                            http11, parser.should_keep_alive(),
                             int(lengths[0]) if lengths is not None else None, upgrade)
         self.parsing = exchange
         if self.active is None:
@@ -203,6 +207,14 @@ class ClientConnection(asyncio.Protocol):
         if not self.closed and self.transport is not None:
             self.closed = True
             self.transport.close()  # flushes what is buffered first
+
+    def drain(self, idle_s: float) -> None:
+        """The agent is stopping. A connection idle for IDLE_S is closed: one idle for less
+        may have a request on its way, which the close would lose; any other one closes
+        after its next response, which says Connection: close (ctx.draining)."""
+        if (self.active is None and not self._in_message and not self.queue
+                and self.tunnel is None and self.loop.time() - self._idle_since >= idle_s):
+            self.close()
 
     def exchange_finished(self, exchange: Exchange, keep_alive: bool) -> None:
         if exchange is not self.active:
@@ -270,8 +282,12 @@ class ClientConnection(asyncio.Protocol):
 
 
 async def start_http_listener(ctx: ListenerContext, host: str, port: int, *,
-                              reuse_port: bool = False) -> asyncio.Server:
-    """reuse_port: several worker processes bind the same address (SO_REUSEPORT)."""
+                              reuse_port: bool = False,
+                              sock: socket.socket | None = None) -> asyncio.Server:
+    """reuse_port: several worker processes bind the same address (SO_REUSEPORT);
+    sock: a listening socket taken over from the agent this one replaces (handover.py)."""
     loop = asyncio.get_running_loop()
+    if sock is not None:
+        return await loop.create_server(lambda: ClientConnection(ctx), sock=sock, backlog=1024)
     return await loop.create_server(lambda: ClientConnection(ctx), host, port, backlog=1024,
                                     reuse_address=True, reuse_port=reuse_port or None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import cast
 
@@ -264,6 +265,9 @@ class TcpConnection(asyncio.Protocol):
         if self.transport is not None and not self.lost:
             self.transport.close()  # flushes what is buffered first
 
+    def drain(self, idle_s: float) -> None:
+        """A byte stream has no point to stop at: it runs until the drain timeout."""
+
     def close(self) -> None:
         """Close both sockets (the agent's shutdown calls this too)."""
         if self.task is not None and not self.task.done():
@@ -325,7 +329,10 @@ async def _connect(ctx: ListenerContext, peer: bytes,
 
 
 async def start_tcp_listener(ctx: ListenerContext, host: str, port: int, *,
-                             reuse_port: bool = False) -> asyncio.Server:
+                             reuse_port: bool = False,
+                             sock: socket.socket | None = None) -> asyncio.Server:
     loop = asyncio.get_running_loop()
+    if sock is not None:  # taken over from the agent this one replaces (handover.py)
+        return await loop.create_server(lambda: TcpConnection(ctx), sock=sock, backlog=1024)
     return await loop.create_server(lambda: TcpConnection(ctx), host, port, backlog=1024,
                                     reuse_address=True, reuse_port=reuse_port or None)

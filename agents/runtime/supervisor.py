@@ -168,7 +168,8 @@ class Supervisor(Agent):
             if handle.writer is not None:
                 handle.writer.write(line)
 
-    async def stop(self, grace_s: float = 5.0) -> None:
+    async def stop(self, grace_s: float | None = None) -> None:
+        grace_s = self.drain_s if grace_s is None else grace_s
         self._stopping = True
         self.listening = False
         for handle in self.workers:

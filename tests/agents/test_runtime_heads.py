@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.runtime.heads import request_headers, response_headers
+from agents.runtime.heads import BadRequest, request_headers, response_headers
 from agents.runtime.httpwire import HOP_BY_HOP, render_headers
 
 
@@ -51,6 +51,18 @@ def test_request_block_keeps_the_clients_proto_and_notes_a_missing_host() -> Non
                                 (b"x-forwarded-for", b"10.1.1.1")]
     assert not fwd.has_host and not fwd.expect and fwd.request_id is None
     assert fwd.encodings == [b"chunked"] and fwd.lengths is None
+
+
+@pytest.mark.parametrize(("host", "reason"), [
+    ([(b"Host", b"a"), (b"X-A", b"1"), (b"host", b"a")], "duplicate-host"),
+    ([(b"Host", b"a b")], "bad-host"),
+    ([(b"Host", b"a\\b")], "bad-host"),
+])
+def test_request_block_refuses_two_hosts_or_an_invalid_one(
+    host: list[tuple[bytes, bytes]], reason: str,
+) -> None:
+    with pytest.raises(BadRequest, match=f"^{reason}$"):
+        request_headers(host, b"127.0.0.1")
 
 
 BAD_HEADERS = [
@@ -127,6 +139,11 @@ def test_response_block_is_exactly_the_end_to_end_headers(
 @given(st.lists(st.tuples(NAMES, VALUES), max_size=12))
 def test_request_block_forwards_exactly_the_end_to_end_headers(
         headers: list[tuple[bytes, bytes]]) -> None:
+    hosts = [v for n, v in headers if n.lower() == b"host"]
+    if len(hosts) > 1 or any(b" " in v for v in hosts):  # of VALUES, only spaces are invalid
+        with pytest.raises(BadRequest):
+            request_headers(headers, b"192.0.2.1")
+        return
     fwd = request_headers(headers, b"192.0.2.1")
     kept = lines(fwd.block)
     assert kept[:-2] == end_to_end(headers)  # + X-Forwarded-For and -Proto at the end

@@ -214,6 +214,68 @@ async def test_smuggling_and_malformed_requests_get_400_and_never_reach_a_backen
     assert a.connections == 0
 
 
+HOST_CASES = {
+    "missing-host": b"GET / HTTP/1.1\r\nX-A: 1\r\n\r\n",
+    "duplicate-host": b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    "duplicate-host-same-value": b"GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n",
+    "duplicate-host-http10": b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+    "bad-host-space": b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+    "bad-host-userinfo": b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n",
+    "bad-host-path": b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+    "bad-host-port": b"GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOST_CASES))
+async def test_a_request_without_one_valid_host_gets_400_and_never_reaches_a_backend(
+    case: str,
+) -> None:
+    async with backends("a") as (a,), running_proxy(a) as proxy:
+        answer = await raw_exchange(proxy.port, HOST_CASES[case])
+        await asyncio.sleep(0.05)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    reason = case.split("-host")[0] + "-host"
+    assert f"x-mesh-error: {reason}\r\n".encode() in answer.lower(), answer
+    assert a.requests == [] and a.connections == 0
+
+
+async def test_a_keep_alive_request_without_host_is_refused_after_a_good_one() -> None:
+    async with backends("a") as (a,), running_proxy(a) as proxy, HttpClient(proxy.port) as c:
+        assert (await c.request("GET", "/one")).status == 200
+        await c.send(b"GET /two HTTP/1.1\r\n\r\n")
+        answer = await c.read_response()
+        await asyncio.sleep(0.05)
+    assert answer.status == 400 and answer.header("x-mesh-error") == "missing-host"
+    assert [r.path for r in a.requests] == ["/one"]
+
+
+async def test_hosts_the_rfc_allows_are_forwarded() -> None:
+    # HTTP/1.0 may omit Host (the proxy adds the endpoint's); an empty Host, an IP literal
+    # and a port are valid values.
+    requests = [b"GET / HTTP/1.0\r\n\r\n", b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: svc.mesh:80\r\nConnection: close\r\n\r\n"]
+    async with backends("a") as (a,), running_proxy(a) as proxy:
+        for request in requests:
+            answer = await raw_exchange(proxy.port, request, timeout=1.0)
+            assert answer.startswith(b"HTTP/1.1 200 "), (request, answer)
+    hosts = [r.header("host") for r in a.requests]
+    assert hosts == [f"127.0.0.1:{a.port}", "", "[::1]:8080", "svc.mesh:80"]
+
+
+def test_host_strictness_is_the_same_on_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def tour() -> None:
+        for case in sorted(HOST_CASES):
+            await test_a_request_without_one_valid_host_gets_400_and_never_reaches_a_backend(
+                case)
+        await test_a_keep_alive_request_without_host_is_refused_after_a_good_one()
+        await test_hosts_the_rfc_allows_are_forwarded()
+
+    uvloop.run(tour())
+
+
 async def test_head_gets_headers_only_and_the_connection_stays_usable() -> None:
     async with backends("a") as (a,), running_proxy(a) as proxy, HttpClient(proxy.port) as c:
         head = await c.request("HEAD", "/")
