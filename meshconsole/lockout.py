@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
@@ -133,13 +134,31 @@ def login_failure_record(
 
 
 class LockoutMiddleware:
-    """Answers a refused locked-out login 429 with a message, whatever the page."""
+    """Answers a refused locked-out login 429 with a message, whatever the page.
+    Sync and async capable, so the long-poll path stays async (no thread per
+    pending poll: meshconsole.staticfiles says why)."""
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response: Any) -> None:
         self.get_response = get_response
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response: HttpResponse = self.get_response(request)
+    def __call__(self, request: HttpRequest) -> Any:
+        if self._async:
+            return self._acall(request)
+        return self._locked(request, self.get_response(request))
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        response = await self.get_response(request)
+        if getattr(request, LOCKED_ATTR, None) is None:
+            return response  # nothing to render: no thread needed
+        return await sync_to_async(self._locked)(request, response)
+
+    def _locked(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         lock: Lock | None = getattr(request, LOCKED_ATTR, None)
         if lock is None:
             return response
