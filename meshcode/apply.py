@@ -238,8 +238,8 @@ class _Run:
             pairs = field_errors(exc.detail)
         elif isinstance(exc, DjangoValidationError):
             pairs = field_errors(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
-        else:
-            pairs = [("", str(exc) or "conflicts with the current state")]
+        else:  # IntegrityError: its text is the database's, not for users
+            pairs = [("", "conflicts with the current state of the mesh")]
         for path, message in pairs or [("", "invalid")]:
             self.errors.append(DocumentError(entry.index, entry.label, path, message))
 
