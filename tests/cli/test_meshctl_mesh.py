@@ -59,9 +59,6 @@ def test_a_yaml_syntax_error_is_bad_usage_with_its_line(
     assert err.startswith(f"meshctl: {path}:3:")
 
 
-pytestmark = pytest.mark.e2e
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     with control_plane(tmp_path_factory.mktemp("meshctl-mesh"), workers=False) as cp:
@@ -84,11 +81,14 @@ def ctl(
     return run
 
 
+@pytest.mark.e2e
 def test_diff_apply_export_history_rollback(ctl, tmp_path: Path) -> None:
     mesh = tmp_path / "mesh"
     mesh.mkdir()
     (mesh / "10-services.yaml").write_text(MESH.split("---\nkind: TrafficPolicy")[0])
-    (mesh / "20-policy.yml").write_text("kind: TrafficPolicy" + MESH.split("kind: TrafficPolicy")[1])
+    (mesh / "20-policy.yml").write_text(
+        "kind: TrafficPolicy" + MESH.split("kind: TrafficPolicy")[1]
+    )
 
     code, out, err = ctl("diff", "-f", str(mesh))
     assert code == 0, err
@@ -131,9 +131,8 @@ def test_diff_apply_export_history_rollback(ctl, tmp_path: Path) -> None:
     assert payments["check"]["interval"] == "5s"
 
 
-def test_a_bad_document_names_file_line_and_field_and_changes_nothing(
-    ctl, tmp_path: Path
-) -> None:
+@pytest.mark.e2e
+def test_a_bad_document_names_file_line_and_field_and_changes_nothing(ctl, tmp_path: Path) -> None:
     code, before, _ = ctl("export")
     path = tmp_path / "bad.yaml"
     path.write_text(
