@@ -184,11 +184,12 @@ def entries_of(documents: Sequence[Any]) -> list[Entry]:
         if not isinstance(document, dict):
             error("", "a document is a mapping with kind and name")
             continue
-        kind = KINDS.get(document.get("kind"))  # type: ignore[arg-type]
+        kind_name = document.get("kind")
+        kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
         name = document.get("name")
         if kind is None:
             known = ", ".join(KINDS)
-            error("kind", f"unknown kind {document.get('kind')!r} (known: {known})")
+            error("kind", f"unknown kind {kind_name!r} (known: {known})")
             continue
         if not isinstance(name, str) or not NAME.fullmatch(name):
             error("name", "a name is a DNS label: 1-63 lowercase letters, digits and hyphens")

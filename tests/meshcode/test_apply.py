@@ -239,3 +239,31 @@ def test_the_endpoints_need_credentials(anon: APIClient) -> None:
         401,
         403,
     )
+
+
+@pytest.mark.parametrize(
+    "documents",
+    [
+        [{"kind": ["Service"], "name": "a"}],
+        [{"kind": "Service", "name": {"a": 1}}],
+        [{"kind": "Service", "name": "a", "check": "http"}],
+        [{"kind": "Service", "name": "a", "check": None, "tags": "pci"}],
+        [{"kind": "Service", "name": "a"}, {"kind": "TrafficPolicy", "name": "a", "retries": None}],
+        [{"kind": "Service", "name": "a"}, {"kind": "TrafficPolicy", "name": "a", "version": 3}],
+        [{"kind": "Service", "name": "a"}, {"kind": "TrafficPolicy", "name": "a", "hash_on": 7}],
+        [
+            {"kind": "Service", "name": "a"},
+            {"kind": "TrafficPolicy", "name": "a", "failover": {"targets": ["a"]}},
+        ],
+    ],
+)
+def test_bad_input_is_a_400_never_a_500(api: APIClient, documents: list[Any]) -> None:
+    response = apply(api, documents)
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"]
+    assert not Service.objects.exists()
+
+
+def test_documents_must_be_a_list(api: APIClient) -> None:
+    response = api.post("/api/v1/mesh/apply/", {"documents": {"kind": "Service"}}, format="json")
+    assert response.status_code == 400 and "documents" in response.json()
