@@ -25,6 +25,7 @@ from journal.records import Actor, AuditNote, EventNote, actor_name, audits_reco
 from meshcode.kinds import KINDS, Document, Kind
 from meshcode.models import ApplyLock, ManagedResource, MeshVersion
 from policies.models import TrafficPolicy
+from registry import notify
 from registry.models import SERVICE_NAME_RE, MeshRevision
 from registry.revision import one_revision
 
@@ -339,7 +340,8 @@ def mesh_apply(
     apply_lock()
     number = _next_number()
     run = _Run(user=user, note=f"mesh version {number}")
-    with one_revision():
+    # One revision, and one fan-out of it after the commit (not one per document).
+    with notify.batch(), one_revision():
         for kind in KINDS.values():
             for entry in entries:
                 if entry.kind is kind:
