@@ -17,15 +17,9 @@ from meshcode.api.serializers import (
     MeshVersionSerializer,
     RollbackSerializer,
 )
-from meshcode.apply import (
-    ApplyResult,
-    InvalidDocuments,
-    UnknownVersion,
-    mesh_apply,
-    mesh_export,
-    mesh_rollback,
-)
+from meshcode.apply import mesh_apply, mesh_export, mesh_rollback
 from meshcode.models import MeshVersion
+from meshcode.plan import ApplyResult, InvalidDocuments, UnknownVersion
 from meshcode.schema import mesh_schema
 
 TAGS = ["mesh as code"]

@@ -178,6 +178,17 @@ def test_deleted_only_with_prune_and_only_what_yaml_manages(api: APIClient) -> N
     response = apply(api, [MESH[0], MESH[2]], prune=True)
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "failover.targets"
+    # A policy whose service prune would delete: refused, not cascaded away.
+    response = apply(api, [MESH[2], MESH[1]], prune=True)
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {
+            "index": 0,
+            "document": "TrafficPolicy/payments",
+            "field": "name",
+            "message": "needs Service/payments, which prune deletes (no document names it)",
+        }
+    ]
     assert apply(api, [MESH[0]], prune=True).status_code == 200
     assert sorted(Service.objects.values_list("name", flat=True)) == ["by-hand", "payments"]
     assert not TrafficPolicy.objects.exists()  # a removed policy is the defaults again

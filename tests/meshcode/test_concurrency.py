@@ -8,8 +8,9 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from meshcode.apply import InvalidDocuments, mesh_apply
+from meshcode.apply import mesh_apply
 from meshcode.models import ApplyLock, MeshVersion
+from meshcode.plan import InvalidDocuments
 from registry.models import Service
 
 

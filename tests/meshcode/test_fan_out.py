@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from meshcode.apply import InvalidDocuments, mesh_apply
+from meshcode.apply import mesh_apply
+from meshcode.plan import InvalidDocuments
 from registry import notify
 from registry.models import MeshRevision
 
