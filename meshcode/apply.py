@@ -161,7 +161,9 @@ class _Run:
             return
         item: dict[str, Any] = {"kind": entry.kind.name, "name": entry.name}
         if before is None:
-            self.plan.added.append({**item, "document": document})
+            # Managed yet absent: deleted outside YAML since its last apply.
+            drift = entry.key in self.managed
+            self.plan.added.append({**item, "document": document, "drift": drift})
         else:
             managed = self.managed.get(entry.key)
             drift = managed is not None and managed.document != before

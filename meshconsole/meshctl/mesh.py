@@ -138,7 +138,11 @@ def _value(value: Any) -> str:
 
 def show_diff(answer: dict[str, Any]) -> str:
     diff = answer["diff"]
-    lines = [f"+ {d['kind']}/{d['name']}" for d in diff["added"]]
+    lines = [
+        f"+ {d['kind']}/{d['name']}"
+        + ("  (drift: deleted outside YAML since its last apply)" if d.get("drift") else "")
+        for d in diff["added"]
+    ]
     for change in diff["changed"]:
         drift = "  (drift: changed outside YAML since its last apply)" if change["drift"] else ""
         lines.append(f"~ {change['kind']}/{change['name']}{drift}")

@@ -216,6 +216,9 @@ def test_an_api_edit_of_a_managed_resource_warns_and_diff_shows_the_drift(
         {"field": "description", "from": "hot fix", "to": ""}
     ]
     assert changed[("TrafficPolicy", "payments")]["drift"] is True
+    assert api.delete("/api/v1/services/payments-dr/")["X-Mesh-Managed"] == "Service/payments-dr"
+    [added] = diff(api, MESH)["diff"]["added"]
+    assert (added["name"], added["drift"]) == ("payments-dr", True)
 
 
 def test_rollback_restores_the_exact_previous_state(api: APIClient) -> None:
