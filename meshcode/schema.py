@@ -7,9 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents.runtime.balancers import BALANCER_NAMES
 from agents.runtime.durations import _DURATION
+from agents.runtime.vocabulary import (
+    HASH_NAME_MAX,
+    HASH_TYPES,
+    POLICY_BOUNDS,
+    RATE_LIMIT_RPS,
+    RETRY_CONDITIONS,
+)
 from policies.document import MAX_FAILOVER_TARGETS, ZONE_RE
-from policies.models import RETRY_CONDITIONS, HashOn, LoadBalancer
 from registry.models import SERVICE_NAME_RE, STATUS_RANGE_RE, CheckType, Protocol
 
 SCHEMA_ID = "https://meshconsole.invalid/schemas/mesh-v1.schema.json"
@@ -27,6 +34,12 @@ def _duration() -> dict[str, Any]:
 
 def _int(low: int, high: int) -> dict[str, Any]:
     return {"type": "integer", "minimum": low, "maximum": high}
+
+
+def _bounded(key: str) -> dict[str, Any]:
+    """An integer policy field with the agent's own bounds (agents.runtime.vocabulary)."""
+    bound = POLICY_BOUNDS[key]
+    return _int(bound.low, bound.high)
 
 
 def _object(properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -77,19 +90,18 @@ def _service() -> dict[str, Any]:
 
 
 def _traffic_policy() -> dict[str, Any]:
-    counts = {"type": "integer", "minimum": 0, "maximum": 10_000_000}
     return _object(
         {
             "kind": {"const": "TrafficPolicy"},
             "name": _name("the destination service this policy governs"),
-            "load_balancer": {"enum": list(LoadBalancer.values)},
+            "load_balancer": {"enum": list(BALANCER_NAMES)},
             "hash_on": {
                 "oneOf": [
                     {"type": "null"},
                     _object(
                         {
-                            "type": {"enum": list(HashOn.values)},
-                            "name": {"type": "string", "maxLength": 100},
+                            "type": {"enum": list(HASH_TYPES)},
+                            "name": {"type": "string", "maxLength": HASH_NAME_MAX},
                         },
                         required=["type"],
                     ),
@@ -100,7 +112,7 @@ def _traffic_policy() -> dict[str, Any]:
             "idle_timeout": _duration(),
             "retries": _object(
                 {
-                    "attempts": _int(0, 10),
+                    "attempts": _bounded("retries.attempts"),
                     "per_try_timeout": _duration(),
                     "on": {
                         "type": "array",
@@ -110,34 +122,41 @@ def _traffic_policy() -> dict[str, Any]:
                     },
                     "backoff_base": _duration(),
                     "backoff_max": _duration(),
-                    "budget_percent": _int(0, 100),
-                    "min_per_second": _int(0, 1_000_000),
+                    "budget_percent": _bounded("retries.budget_percent"),
+                    "min_per_second": _bounded("retries.min_per_second"),
                 }
             ),
             "outlier": _object(
                 {
-                    "consecutive_5xx": _int(0, 1_000_000),
-                    "consecutive_gateway": _int(0, 1_000_000),
+                    "consecutive_5xx": _bounded("outlier.consecutive_5xx"),
+                    "consecutive_gateway": _bounded("outlier.consecutive_gateway"),
                     "base_ejection": _duration(),
-                    "max_ejection_percent": _int(0, 100),
+                    "max_ejection_percent": _bounded("outlier.max_ejection_percent"),
                 }
             ),
             "circuit_breaker": _object(
-                {"max_connections": counts, "max_pending": counts, "max_requests": counts}
+                {
+                    name: _bounded(f"circuit_breaker.{name}")
+                    for name in ("max_connections", "max_pending", "max_requests")
+                }
             ),
             "rate_limit": {
                 "oneOf": [
                     {"type": "null"},
                     _object(
                         {
-                            "rps": {"type": "number", "minimum": 0.001, "maximum": 1_000_000},
-                            "burst": _int(1, 10_000_000),
+                            "rps": {
+                                "type": "number",
+                                "minimum": RATE_LIMIT_RPS[0],
+                                "maximum": RATE_LIMIT_RPS[1],
+                            },
+                            "burst": _bounded("rate_limit.burst"),
                         },
                         required=["rps"],
                     ),
                 ]
             },
-            "panic_threshold_percent": _int(0, 100),
+            "panic_threshold_percent": _bounded("panic_threshold_percent"),
             "locality": _object({"enabled": {"type": "boolean"}}),
             "zone_priority": {
                 "type": "array",

@@ -8,7 +8,7 @@ from meshcode.apply import MAX_DOCUMENTS
 from meshcode.models import MeshVersion
 
 
-class ApplySerializer(serializers.Serializer):
+class MeshApplySerializer(serializers.Serializer):
     documents = serializers.ListField(
         child=serializers.JSONField(), max_length=MAX_DOCUMENTS, allow_empty=True
     )
@@ -17,14 +17,14 @@ class ApplySerializer(serializers.Serializer):
     message = serializers.CharField(max_length=1000, allow_blank=True, default="")
 
 
-class DiffSerializer(serializers.Serializer):
+class MeshDiffSerializer(serializers.Serializer):
     documents = serializers.ListField(
         child=serializers.JSONField(), max_length=MAX_DOCUMENTS, allow_empty=True
     )
     prune = serializers.BooleanField(default=False)
 
 
-class RollbackSerializer(serializers.Serializer):
+class MeshRollbackSerializer(serializers.Serializer):
     version = serializers.IntegerField(min_value=1)
     dry_run = serializers.BooleanField(default=False)
 

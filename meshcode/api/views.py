@@ -12,10 +12,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from meshcode.api.serializers import (
-    ApplySerializer,
-    DiffSerializer,
+    MeshApplySerializer,
+    MeshDiffSerializer,
+    MeshRollbackSerializer,
     MeshVersionSerializer,
-    RollbackSerializer,
 )
 from meshcode.apply import mesh_apply, mesh_export, mesh_rollback
 from meshcode.models import MeshVersion
@@ -45,10 +45,10 @@ class SchemaView(APIView):
 
 
 class DiffView(APIView):
-    @extend_schema(tags=TAGS, request=DiffSerializer, responses={200: dict})
+    @extend_schema(tags=TAGS, request=MeshDiffSerializer, responses={200: dict})
     def post(self, request: Request) -> Response:
         """What an apply of the documents would change (nothing is written)."""
-        body = DiffSerializer(data=request.data)
+        body = MeshDiffSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data: dict[str, Any] = body.validated_data
         try:
@@ -61,10 +61,10 @@ class DiffView(APIView):
 
 
 class ApplyView(APIView):
-    @extend_schema(tags=TAGS, request=ApplySerializer, responses={200: dict})
+    @extend_schema(tags=TAGS, request=MeshApplySerializer, responses={200: dict})
     def post(self, request: Request) -> Response:
         """Apply all documents as one transaction and one mesh revision."""
-        body = ApplySerializer(data=request.data)
+        body = MeshApplySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data: dict[str, Any] = body.validated_data
         try:
@@ -95,10 +95,10 @@ class VersionsView(APIView):
 
 
 class RollbackView(APIView):
-    @extend_schema(tags=TAGS, request=RollbackSerializer, responses={200: dict})
+    @extend_schema(tags=TAGS, request=MeshRollbackSerializer, responses={200: dict})
     def post(self, request: Request) -> Response:
         """Restore what version N managed, exactly, as a new version."""
-        body = RollbackSerializer(data=request.data)
+        body = MeshRollbackSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
             result = mesh_rollback(
