@@ -281,3 +281,9 @@ def test_bad_input_is_a_400_never_a_500(api: APIClient, documents: list[Any]) ->
 def test_documents_must_be_a_list(api: APIClient) -> None:
     response = api.post("/api/v1/mesh/apply/", {"documents": {"kind": "Service"}}, format="json")
     assert response.status_code == 400 and "documents" in response.json()
+
+
+def test_a_misspelt_option_is_refused_not_ignored(api: APIClient) -> None:
+    response = apply(api, MESH, dryrun=True)
+    assert response.status_code == 400 and "dryrun" in response.json()
+    assert not Service.objects.exists()
