@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "policies",
     "monitoring",
     "agents",
+    "meshcode",
     "meshconsole",
 ]
 

@@ -16,6 +16,7 @@ api_v1 = [
     path("", include("policies.api.urls")),
     path("", include("monitoring.api.urls")),
     path("", include("agents.api.urls")),
+    path("mesh/", include("meshcode.api.urls")),
 ]
 
 urlpatterns = [

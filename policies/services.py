@@ -105,3 +105,34 @@ def policy_update(
     # not at the next health change.
     service_panic_refresh(service=service, actor=who, revision=revision)
     return target
+
+
+@transaction.atomic
+def policy_reset(*, user: Actor, service: Service, note: str = "") -> bool:
+    """Delete SERVICE's saved policy: it gets the defaults again, as if never
+    saved (the removal of a TrafficPolicy document by a mesh apply with prune).
+    The version numbering continues from PolicyVersion. Returns whether a row went."""
+    policy = TrafficPolicy.objects.select_for_update().filter(service=service).first()
+    if policy is None:
+        return False
+    before = policy_document(policy)
+    policy.delete()
+    who = actor_name(user)
+    revision = mesh_change(
+        services={service.name},
+        events=[
+            EventNote(
+                kind=EventKind.CONFIG,
+                message=(
+                    f"policy of {service.name} reset to the defaults"
+                    f"{f' ({note})' if note else ''}"
+                ),
+                service=service.name,
+                actor=who,
+                data={"before": before, "after": None},
+            )
+        ],
+        audit=[AuditNote(user, "delete", "policy", service.name, before, None)],
+    )
+    service_panic_refresh(service=service, actor=who, revision=revision)
+    return True

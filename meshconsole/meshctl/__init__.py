@@ -18,13 +18,19 @@
     meshctl agents remove NODE
     meshctl agents allow-reenroll NODE
     meshctl tokens list | create [--ttl 24h] [--uses N] [--description D] | revoke PREFIX
+    meshctl diff -f mesh.yaml [-f DIR ...] [--prune]
+    meshctl apply -f mesh.yaml [--prune] [--dry-run=server] [-m MESSAGE]
+    meshctl export [-o FILE]
+    meshctl history
+    meshctl rollback N [--dry-run=server]
 
 `--json` prints the API's JSON instead of a table. MESH_URL (default
 http://127.0.0.1:8000) and MESH_TOKEN (see `meshconsole apitoken USERNAME`)
 come from the environment. Standard library only: it runs wherever Python does.
 
-Exit status: 0 ok, 1 the API refused (message on stderr), 2 bad usage,
-3 the control plane could not be reached.
+Exit status: 0 ok, 1 the API refused (message on stderr; for diff/apply one
+`file:line: field: message` line per error), 2 bad usage (a YAML file that
+does not parse included), 3 the control plane could not be reached.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
-from meshconsole.meshctl import agents
+from meshconsole.meshctl import agents, mesh
 from meshconsole.meshctl.http import DEFAULT_URL, Client, CtlError, table
 
 
@@ -224,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(MESH_URL, MESH_TOKEN from the environment).",
     )
     groups = parser.add_subparsers(
-        dest="group", required=True, metavar="{services,instances,agents,tokens}"
+        dest="group",
+        required=True,
+        metavar="{services,instances,agents,tokens,diff,apply,export,history,rollback}",
     )
 
     services = groups.add_parser("services", help="services in the registry")
@@ -303,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.set_defaults(func=instances_explain)
     agents.add_parsers(groups, json_flag)
+    mesh.add_parsers(groups, json_flag)
     return parser
 
 

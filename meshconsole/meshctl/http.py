@@ -13,9 +13,10 @@ TIMEOUT = 30.0
 
 
 class CtlError(Exception):
-    def __init__(self, message: str, code: int = 1) -> None:
+    def __init__(self, message: str, code: int = 1, *, body: Any = None) -> None:
         super().__init__(message)
         self.code = code
+        self.body = body  # the API's parsed error answer, for commands that map it further
 
 
 # -- HTTP -------------------------------------------------------------------
@@ -55,7 +56,12 @@ class Client:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
-            raise CtlError(self._http_error(exc)) from None
+            raw = exc.read()
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                parsed = None
+            raise CtlError(self._http_error(exc, parsed), body=parsed) from None
         except urllib.error.URLError as exc:
             reason = getattr(exc.reason, "strerror", None) or str(exc.reason)
             raise CtlError(
@@ -72,12 +78,8 @@ class Client:
         except ValueError:
             raise CtlError(f"{self.base_url} did not answer JSON; is MESH_URL right?") from None
 
-    def _http_error(self, exc: urllib.error.HTTPError) -> str:
-        raw = exc.read()
-        try:
-            details = flatten_errors(json.loads(raw))
-        except ValueError:
-            details = []
+    def _http_error(self, exc: urllib.error.HTTPError, parsed: Any) -> str:
+        details = flatten_errors(parsed) if parsed is not None else []
         status = f"{exc.code} {exc.reason}"
         if exc.code == 401:
             hint = "set MESH_TOKEN (make one with `meshconsole apitoken USERNAME`)"

@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from meshcode.managed import warn_if_managed
 from meshconsole.api import Conflict
 from policies.api.serializers import PolicyVersionSerializer, RollbackSerializer
 from policies.document import (
@@ -69,6 +70,11 @@ def _answer(service: Service) -> Response:
     return Response(PolicyDocumentSerializer(policy_for(service)).data)
 
 
+def _written(service: Service) -> Response:
+    """The answer to a write: the document, warning when YAML manages it."""
+    return warn_if_managed(_answer(service), "TrafficPolicy", service.name)
+
+
 class PolicyView(APIView):
     """The service's traffic and failover policy (defaults, version 0, when never saved)."""
 
@@ -83,7 +89,7 @@ class PolicyView(APIView):
         body = _body(request)
         data = _validated(service, document_merge(policy_document(policy_defaults()), body))
         _update(request, service, body, data)
-        return _answer(service)
+        return _written(service)
 
     @extend_schema(tags=TAGS, request=PolicyDocumentSerializer, responses=PolicyDocumentSerializer)
     def patch(self, request: Request, name: str) -> Response:
@@ -99,7 +105,7 @@ class PolicyView(APIView):
             return _validated(service, document_merge(base, body))
 
         _update(request, service, body, merged)
-        return _answer(service)
+        return _written(service)
 
 
 class PolicyVersionsView(APIView):
@@ -129,4 +135,4 @@ class PolicyRollbackView(APIView):
             policy_update(
                 user=request.user, service=service, data=data, note=f"rollback to v{number}"
             )
-        return _answer(service)
+        return _written(service)

@@ -11,6 +11,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from meshcode.managed import warn_if_managed
 from meshconsole.api import Conflict
 from registry import services
 from registry.api.control import InstanceControlMixin
@@ -51,11 +52,14 @@ class ServiceViewSet(viewsets.ModelViewSet):
         serializer = ServiceUpdateSerializer(service, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         services.service_update(user=request.user, service=service, data=serializer.validated_data)
-        return Response(ServiceSerializer(self.get_queryset().get(pk=service.pk)).data)
+        response = Response(ServiceSerializer(self.get_queryset().get(pk=service.pk)).data)
+        return warn_if_managed(response, "Service", service.name)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.service_delete(user=request.user, service=self.get_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        service = self.get_object()
+        services.service_delete(user=request.user, service=service)
+        response = Response(status=status.HTTP_204_NO_CONTENT)
+        return warn_if_managed(response, "Service", service.name)
 
 
 class InstanceViewSet(

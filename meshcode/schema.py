@@ -1,0 +1,201 @@
+"""The published JSON Schema of one mesh document (served at
+/api/v1/mesh/schema/, written to docs/mesh.schema.json; a test keeps them
+equal). It describes the shape for editors and CI linters; the server's
+serializers stay the judge (cross-field rules, existing services, cycles)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.runtime.balancers import BALANCER_NAMES
+from agents.runtime.durations import _DURATION
+from agents.runtime.vocabulary import (
+    HASH_NAME_MAX,
+    HASH_TYPES,
+    POLICY_BOUNDS,
+    RATE_LIMIT_RPS,
+    RETRY_CONDITIONS,
+)
+from policies.document import MAX_FAILOVER_TARGETS, ZONE_RE
+from registry.models import SERVICE_NAME_RE, STATUS_RANGE_RE, CheckType, Protocol
+
+SCHEMA_ID = "https://meshconsole.invalid/schemas/mesh-v1.schema.json"
+
+
+def _duration() -> dict[str, Any]:
+    return {
+        "description": 'a duration: "500ms", "5s", "2m", "1h"; a bare number is seconds',
+        "oneOf": [
+            {"type": "string", "pattern": _DURATION.pattern},
+            {"type": "number", "minimum": 0},
+        ],
+    }
+
+
+def _int(low: int, high: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+def _bounded(key: str) -> dict[str, Any]:
+    """An integer policy field with the agent's own bounds (agents.runtime.vocabulary)."""
+    bound = POLICY_BOUNDS[key]
+    return _int(bound.low, bound.high)
+
+
+def _object(properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "properties": properties, **extra}
+
+
+def _name(what: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": SERVICE_NAME_RE, "maxLength": 63, "description": what}
+
+
+def _check() -> dict[str, Any]:
+    return _object(
+        {
+            "type": {"enum": list(CheckType.values)},
+            "path": {"type": "string", "pattern": r"^/[^\s]*$", "maxLength": 255},
+            "interval": _duration(),
+            "timeout": _duration(),
+            "rise": _int(1, 100),
+            "fall": _int(1, 100),
+            "expect_status": {"type": "string", "pattern": STATUS_RANGE_RE},
+            "body": {"type": "string", "maxLength": 200},
+            "headers": {
+                "type": "object",
+                "maxProperties": 20,
+                "additionalProperties": {"type": "string", "maxLength": 1000},
+            },
+        }
+    )
+
+
+def _service() -> dict[str, Any]:
+    return _object(
+        {
+            "kind": {"const": "Service"},
+            "name": _name("the service name (a DNS label)"),
+            "protocol": {"enum": list(Protocol.values)},
+            "description": {"type": "string", "maxLength": 2000},
+            "tags": {
+                "type": "array",
+                "maxItems": 64,
+                "items": {"type": "string", "maxLength": 100},
+            },
+            "check": _check(),
+            "drain_timeout": _duration(),
+        },
+        required=["kind", "name"],
+    )
+
+
+def _traffic_policy() -> dict[str, Any]:
+    return _object(
+        {
+            "kind": {"const": "TrafficPolicy"},
+            "name": _name("the destination service this policy governs"),
+            "load_balancer": {"enum": list(BALANCER_NAMES)},
+            "hash_on": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object(
+                        {
+                            "type": {"enum": list(HASH_TYPES)},
+                            "name": {"type": "string", "maxLength": HASH_NAME_MAX},
+                        },
+                        required=["type"],
+                    ),
+                ]
+            },
+            "connect_timeout": _duration(),
+            "request_timeout": _duration(),
+            "idle_timeout": _duration(),
+            "retries": _object(
+                {
+                    "attempts": _bounded("retries.attempts"),
+                    "per_try_timeout": _duration(),
+                    "on": {
+                        "type": "array",
+                        "minItems": 1,
+                        "uniqueItems": True,
+                        "items": {"enum": list(RETRY_CONDITIONS)},
+                    },
+                    "backoff_base": _duration(),
+                    "backoff_max": _duration(),
+                    "budget_percent": _bounded("retries.budget_percent"),
+                    "min_per_second": _bounded("retries.min_per_second"),
+                }
+            ),
+            "outlier": _object(
+                {
+                    "consecutive_5xx": _bounded("outlier.consecutive_5xx"),
+                    "consecutive_gateway": _bounded("outlier.consecutive_gateway"),
+                    "base_ejection": _duration(),
+                    "max_ejection_percent": _bounded("outlier.max_ejection_percent"),
+                }
+            ),
+            "circuit_breaker": _object(
+                {
+                    name: _bounded(f"circuit_breaker.{name}")
+                    for name in ("max_connections", "max_pending", "max_requests")
+                }
+            ),
+            "rate_limit": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object(
+                        {
+                            "rps": {
+                                "type": "number",
+                                "minimum": RATE_LIMIT_RPS[0],
+                                "maximum": RATE_LIMIT_RPS[1],
+                            },
+                            "burst": _bounded("rate_limit.burst"),
+                        },
+                        required=["rps"],
+                    ),
+                ]
+            },
+            "panic_threshold_percent": _bounded("panic_threshold_percent"),
+            "locality": _object({"enabled": {"type": "boolean"}}),
+            "zone_priority": {
+                "type": "array",
+                "maxItems": 32,
+                "uniqueItems": True,
+                "items": {"type": "string", "pattern": ZONE_RE, "maxLength": 63},
+            },
+            "failover": _object(
+                {
+                    "targets": {
+                        "type": "array",
+                        "maxItems": MAX_FAILOVER_TARGETS,
+                        "uniqueItems": True,
+                        "items": _name("a service to fail over to, in order"),
+                    },
+                    "hold_down": _duration(),
+                }
+            ),
+        },
+        required=["kind", "name"],
+    )
+
+
+# One entry per kind (meshcode.kinds.KINDS); later kinds add theirs here.
+DEFINITIONS = {"Service": _service, "TrafficPolicy": _traffic_policy}
+
+
+def mesh_schema() -> dict[str, Any]:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "meshconsole mesh document",
+        "description": (
+            "One document of a mesh YAML file (docs/mesh-as-code.md); "
+            "a file holds several, separated by ---."
+        ),
+        "type": "object",
+        "required": ["kind", "name"],
+        "properties": {"kind": {"enum": list(DEFINITIONS)}},
+        "oneOf": [{"$ref": f"#/$defs/{kind}"} for kind in DEFINITIONS],
+        "$defs": {kind: build() for kind, build in DEFINITIONS.items()},
+    }

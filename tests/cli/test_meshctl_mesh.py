@@ -1,0 +1,150 @@
+"""meshctl diff / apply / export / history / rollback against a real control plane."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meshconsole import meshctl
+from meshconsole.meshctl.mesh import load_text
+from tests.e2e.controlplane import control_plane
+
+MESH = textwrap.dedent(
+    """\
+    kind: Service
+    name: payments
+    tags: [pci]
+    check:
+      type: http
+      interval: 5s
+    ---
+    kind: Service
+    name: payments-dr
+    check: {type: none}
+    ---
+    kind: TrafficPolicy
+    name: payments
+    load_balancer: least_request
+    retries:
+      attempts: 3
+    failover:
+      targets: [payments-dr]
+      hold_down: 1m
+    """
+)
+
+
+def test_fields_map_to_their_lines() -> None:
+    sources = load_text(MESH, "mesh.yaml")
+    assert [s.data["kind"] for s in sources] == ["Service", "Service", "TrafficPolicy"]
+    assert sources[0].line_of("check.interval") == 6
+    assert sources[0].line_of("") == 1
+    assert sources[2].line_of("retries.backoff_base") == 15  # absent: its group's line
+    assert sources[2].line_of("failover.targets.0") == 18
+    assert sources[2].line_of("nothing.here") == 12
+
+
+def test_a_yaml_syntax_error_is_bad_usage_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("kind: Service\nname: [a\n")
+    code = meshctl.main(["diff", "-f", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"meshctl: {path}:3:")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    with control_plane(tmp_path_factory.mktemp("meshctl-mesh"), workers=False) as cp:
+        yield cp.url, cp.token
+
+
+@pytest.fixture
+def ctl(
+    server: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    url, token = server
+    monkeypatch.setenv("MESH_URL", url)
+    monkeypatch.setenv("MESH_TOKEN", token)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = meshctl.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.mark.e2e
+def test_diff_apply_export_history_rollback(ctl, tmp_path: Path) -> None:
+    mesh = tmp_path / "mesh"
+    mesh.mkdir()
+    (mesh / "10-services.yaml").write_text(MESH.split("---\nkind: TrafficPolicy")[0])
+    (mesh / "20-policy.yml").write_text(
+        "kind: TrafficPolicy" + MESH.split("kind: TrafficPolicy")[1]
+    )
+
+    code, out, err = ctl("diff", "-f", str(mesh))
+    assert code == 0, err
+    assert out.splitlines() == [
+        "+ Service/payments",
+        "+ Service/payments-dr",
+        "+ TrafficPolicy/payments",
+        "3 to add, 0 to change, 0 to delete, 0 unchanged",
+    ]
+    code, out, err = ctl("apply", "-f", str(mesh), "--dry-run=server")
+    assert code == 0 and "dry run" in out
+    code, out, err = ctl("apply", "-f", str(mesh), "-m", "first cut")
+    assert code == 0, err
+    assert "applied as mesh version 1 (revision " in out
+
+    exported = tmp_path / "export.yaml"
+    code, out, err = ctl("export", "-o", str(exported))
+    assert code == 0 and "wrote 3 document(s)" in out
+    code, out, err = ctl("diff", "-f", str(exported), "--prune")
+    assert code == 0, err
+    assert out.strip() == "0 to add, 0 to change, 0 to delete, 3 unchanged"
+
+    changed = exported.read_text().replace("interval: 5s", "interval: 10s")
+    (tmp_path / "changed.yaml").write_text(changed)
+    code, out, err = ctl("apply", "-f", str(tmp_path / "changed.yaml"), "-m", "slower checks")
+    assert code == 0, err
+    assert '~ Service/payments\n    check.interval: "5s" -> "10s"\n' in out
+
+    code, out, err = ctl("history")
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["VERSION", "CREATED", "AUTHOR", "REVISION"]
+    assert lines[1].startswith("2 ") and lines[1].endswith("slower checks")
+    assert lines[2].startswith("1 ") and lines[2].endswith("first cut")
+
+    code, out, err = ctl("rollback", "1")
+    assert code == 0, err
+    assert "rolled back to version 1 as version 3" in out
+    code, out, _ = ctl("export", "--json")
+    payments = next(d for d in json.loads(out) if d["name"] == "payments")
+    assert payments["check"]["interval"] == "5s"
+
+
+@pytest.mark.e2e
+def test_a_bad_document_names_file_line_and_field_and_changes_nothing(ctl, tmp_path: Path) -> None:
+    code, before, _ = ctl("export")
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        MESH.replace("check: {type: none}", "check: {type: gopher}")
+        .replace("failover:\n  targets: [payments-dr]\n  hold_down: 1m\n", "")
+        .replace("  attempts: 3", "  attempts: 3\n  backoff_base: 2s\n  backoff_max: 1s")
+    )
+    code, out, err = ctl("apply", "-f", str(path))
+    assert code == 1 and out == ""
+    assert err.splitlines() == [
+        "meshctl: 2 error(s); nothing was changed",
+        f'{path}:10: check.type: "gopher" is not a valid choice. (Service/payments-dr)',
+        f"{path}:17: retries.backoff_base: must not exceed backoff_max (TrafficPolicy/payments)",
+    ]
+    assert ctl("export")[1] == before
