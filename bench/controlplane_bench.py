@@ -291,8 +291,9 @@ async def restart(cp: Any, stats: FleetStats, agents: list[SimAgent]) -> dict[st
 
 async def consoles(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, Any]:
     sessionid, _ = await asyncio.to_thread(login, cp.url, "e2e", "e2e-password-1")
-    status, rows = await asyncio.to_thread(cp.api, "GET",
+    status, page = await asyncio.to_thread(cp.api, "GET",
                                            f"/api/v1/services/{UPSTREAM}/instances/")
+    rows = page["results"] if status == 200 else []
     if status == 404:
         await asyncio.to_thread(cp.api, "POST", "/api/v1/services/", {"name": UPSTREAM})
     if not rows or status != 200:
@@ -300,7 +301,6 @@ async def consoles(cp: Any, args: argparse.Namespace, report: Report) -> dict[st
             cp.api, "POST", f"/api/v1/services/{UPSTREAM}/instances/",
             {"address": "127.0.0.1", "port": 9001})
         rows = [body]
-    rows = rows["results"] if isinstance(rows, dict) else rows
     instance = rows[0]["id"]
     stop = asyncio.Event()
     pool = [Console(i) for i in range(args.consoles)]

@@ -22,7 +22,7 @@ from agents.enrollment import (
     enrollment_token_revoke,
 )
 from agents.models import Agent, EnrollmentToken, hash_token
-from meshconsole.api import DurationField
+from meshconsole.api import DurationField, MeshPagination
 
 TAGS = ["agents"]
 
@@ -73,8 +73,10 @@ class EnrollmentTokensView(APIView):
 
     @extend_schema(tags=TAGS, responses=EnrollmentTokenSerializer(many=True))
     def get(self, request: Request) -> Response:
-        tokens = EnrollmentToken.objects.all()
-        return Response(EnrollmentTokenSerializer(tokens, many=True).data)
+        paginator = MeshPagination()
+        page = paginator.paginate_queryset(EnrollmentToken.objects.all(), request, view=self)
+        assert page is not None
+        return paginator.get_paginated_response(EnrollmentTokenSerializer(page, many=True).data)
 
     @extend_schema(
         tags=TAGS,

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from agents.runtime.durations import parse_duration_ms
 from journal.models import Event, EventKind
+from meshconsole.api import MeshPagination
 from monitoring.timeseries import service_series
 from monitoring.topology import topology_snapshot
 from registry.models import Service
@@ -48,9 +49,17 @@ class EventFilter(filters.FilterSet):
         fields = ["kind", "service", "instance", "since"]
 
 
+class EventPagination(MeshPagination):
+    # `?limit=` is the page size here (v1 had it before pages); EventListView
+    # checks its bounds, so a bad value is a 400, not a silent clamp.
+    page_size = 200
+    page_size_query_param = "limit"
+
+
 class EventListView(generics.ListAPIView):
     serializer_class = EventSerializer
     filterset_class = EventFilter
+    pagination_class = EventPagination
 
     @extend_schema(
         parameters=[OpenApiParameter("limit", int, description="at most 1000; 200 by default")]
@@ -70,7 +79,7 @@ class EventListView(generics.ListAPIView):
             raise ValidationError({"limit": "must be an integer"}) from None
         if not 1 <= limit <= 1000:
             raise ValidationError({"limit": "must be between 1 and 1000"})
-        return queryset[:limit]
+        return queryset
 
 
 def window_seconds(request: Request, default: int = 60) -> int:

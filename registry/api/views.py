@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import F, Q, QuerySet
+from django.db import connection
+from django.db.models import BooleanField, F, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
@@ -21,6 +23,7 @@ from registry.api.serializers import (
     ServiceSerializer,
     ServiceUpdateSerializer,
     annotate_health,
+    attach_health,
 )
 from registry.models import Instance, Service
 
@@ -50,7 +53,7 @@ class ServiceViewSet(viewsets.ModelViewSet):
         return ServiceUpdateSerializer if self.action == "partial_update" else ServiceSerializer
 
     def get_queryset(self) -> QuerySet[Service]:
-        queryset = annotate_health(Service.objects.all())
+        queryset = Service.objects.all()
         params = self.request.query_params
         search = params.get("search", "").strip()
         if search:
@@ -59,13 +62,22 @@ class ServiceViewSet(viewsets.ModelViewSet):
         if health:
             if health not in HEALTH_FILTERS:
                 raise ValidationError({"health": f"one of {', '.join(HEALTH_FILTERS)}"})
-            queryset = queryset.filter(HEALTH_QUERIES[health])
+            queryset = annotate_health(queryset).filter(HEALTH_QUERIES[health])
+        elif self.action != "list":
+            queryset = annotate_health(queryset)
         tag = params.get("tag")
         if tag:
-            # JSON containment is not portable to SQLite; tags are few, filter here.
-            names = [s.name for s in Service.objects.only("name", "tags") if tag in (s.tags or [])]
-            queryset = queryset.filter(name__in=names)
+            queryset = tagged(queryset, tag)
         return queryset.order_by("name")
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # Counting and paging run on the bare (filtered) table; the health of
+        # the page's rows is one grouped query (attach_health), not a GROUP BY
+        # over every instance of the mesh.
+        page = self.paginate_queryset(self.get_queryset())
+        assert page is not None  # the API always paginates (MeshPagination)
+        attach_health(page)
+        return self.get_paginated_response(ServiceSerializer(page, many=True).data)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = ServiceSerializer(data=request.data)
@@ -86,6 +98,20 @@ class ServiceViewSet(viewsets.ModelViewSet):
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.service_delete(user=request.user, service=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def tagged(queryset: QuerySet[Service], tag: str) -> QuerySet[Service]:
+    """Services carrying `tag`, filtered by the database: JSON containment on
+    PostgreSQL, json_each on SQLite (which has no containment lookup)."""
+    if connection.vendor == "postgresql":
+        return queryset.filter(tags__contains=[tag])
+    table = connection.ops.quote_name(Service._meta.db_table)
+    carries = RawSQL(
+        f"EXISTS (SELECT 1 FROM json_each({table}.tags) WHERE json_each.value = %s)",
+        [tag],
+        output_field=BooleanField(),
+    )
+    return queryset.alias(carries_tag=carries).filter(carries_tag=True)
 
 
 class InstanceViewSet(InstanceControlMixin, viewsets.ModelViewSet):

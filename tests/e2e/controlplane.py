@@ -109,7 +109,8 @@ class ControlPlane:
 
     def wait_all_passing(self, service: str, timeout: float = 30) -> None:
         def all_passing() -> bool:
-            _, instances = self.api("GET", f"/api/v1/services/{service}/instances/")
+            _, page = self.api("GET", f"/api/v1/services/{service}/instances/?page_size=1000")
+            instances = page["results"]  # type: ignore[index]
             return bool(instances) and all(i["status"] == "passing" for i in instances)
 
         wait_until(all_passing, timeout, what=f"every instance of {service} passing")
