@@ -4,6 +4,7 @@ rates, error ratios and latency percentiles over a window."""
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypedDict
@@ -112,20 +113,27 @@ def topology_snapshot(window_seconds: int = 60) -> Topology:
     }
 
 
-# Consoles share one computation: a snapshot is reused while the mesh revision
-# is unchanged and it is younger than SHARED_MAX_AGE_S (traffic figures move
-# without a revision, so age bounds their staleness).
+# The API and every live console share one computation per window: a snapshot
+# is reused while the mesh revision is unchanged and it is younger than
+# SHARED_MAX_AGE_S (traffic figures move without a revision, so age bounds
+# their staleness). At most SHARED_WINDOWS windows are kept (LRU): ?window= is
+# the client's to choose.
 SHARED_MAX_AGE_S = 1.0
-_shared: dict[int, tuple[int, float, Topology]] = {}
+SHARED_WINDOWS = 8
+_shared: OrderedDict[int, tuple[int, float, Topology]] = OrderedDict()
 
 
 def topology_shared(window_seconds: int) -> Topology:
-    """topology_snapshot, shared by every live console of this process."""
+    """topology_snapshot, shared by every request and console of this process."""
     revision = MeshRevision.current()
     now = time.monotonic()
     cached = _shared.get(window_seconds)
     if cached is not None and cached[0] == revision and now - cached[1] < SHARED_MAX_AGE_S:
+        _shared.move_to_end(window_seconds)
         return cached[2]
     snapshot = topology_snapshot(window_seconds)
     _shared[window_seconds] = (revision, now, snapshot)
+    _shared.move_to_end(window_seconds)
+    while len(_shared) > SHARED_WINDOWS:
+        _shared.popitem(last=False)
     return snapshot

@@ -15,7 +15,7 @@ from agents.runtime.durations import parse_duration_ms
 from journal.models import Event, EventKind
 from meshconsole.api import MeshPagination
 from monitoring.timeseries import service_series
-from monitoring.topology import topology_snapshot
+from monitoring.topology import topology_shared
 from registry.models import Service
 
 MAX_WINDOW_S = 24 * 3600
@@ -100,7 +100,9 @@ class TopologyView(APIView):
         parameters=[OpenApiParameter("window", str, description="e.g. 60s, 5m (default 60s)")]
     )
     def get(self, request: Request) -> Response:
-        return Response(topology_snapshot(window_seconds(request)))
+        # Shared per (window, revision) for a second: a thousand readers cost
+        # one aggregation of the metrics windows, not a thousand.
+        return Response(topology_shared(window_seconds(request)))
 
 
 class ServiceMetricsView(APIView):
