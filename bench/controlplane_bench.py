@@ -88,6 +88,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--burst", type=int, default=20, help="writes in the console burst (over 2 s)")
     p.add_argument("--services", type=int, default=10_000)
     p.add_argument("--instances", type=int, default=100_000)
+    p.add_argument("--edges", type=int, default=2_000, help="caller->callee edges seeded")
     p.add_argument("--requests", type=int, default=80, help="requests per registry endpoint")
     p.add_argument("--json", action="store_true", help="also write bench/results/*.json")
     return p.parse_args()

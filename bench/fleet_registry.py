@@ -14,17 +14,20 @@ from bench.fleetprobes import login, read_latencies, run_subprocess
 def registry(tmp: Path, args: argparse.Namespace, report: Any) -> dict[str, Any]:
     from tests.e2e.controlplane import control_plane
 
-    out: dict[str, Any] = {"services": args.services, "instances": args.instances}
+    out: dict[str, Any] = {"services": args.services, "instances": args.instances,
+                           "edges": args.edges}
     reg_tmp = tmp / "registry"
     reg_tmp.mkdir()
     with control_plane(reg_tmp, workers=False) as cp:
         took = run_subprocess([PYTHON, "-m", "bench.fleet_seed", str(args.services),
-                               str(args.instances)], cp.env, ROOT, 1800).strip().splitlines()[-1]
-        print(f"registry: seeded {args.services} services / {args.instances} instances in {took}s")
+                               str(args.instances), str(args.edges)], cp.env, ROOT,
+                              1800).strip().splitlines()[-1]
+        print(f"registry: seeded {args.services} services / {args.instances} instances / "
+              f"{args.edges} edges in {took}s")
         sessionid, _ = login(cp.url, "e2e", "e2e-password-1")
         token = {"Authorization": f"Token {cp.token}"}
         name = f"reg-{args.services // 2:05d}"
-        scale = f"{args.services}/{args.instances}"
+        scale = f"{args.services}/{args.instances}/{args.edges} edges"
         endpoints = {
             "services list (page of 100)": "/api/v1/services/?limit=100&page_size=100",
             "one service": f"/api/v1/services/{name}/",

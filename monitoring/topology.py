@@ -3,6 +3,7 @@ rates, error ratios and latency percentiles over a window."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -120,20 +121,44 @@ def topology_snapshot(window_seconds: int = 60) -> Topology:
 # the client's to choose.
 SHARED_MAX_AGE_S = 1.0
 SHARED_WINDOWS = 8
-_shared: OrderedDict[int, tuple[int, float, Topology]] = OrderedDict()
+
+
+@dataclass
+class _Shared:
+    revision: int
+    at: float
+    topology: Topology
+    encoded: bytes | None = None  # the JSON, made once for every API reader
+
+
+_shared: OrderedDict[int, _Shared] = OrderedDict()
+
+
+def _shared_entry(window_seconds: int) -> _Shared:
+    revision = MeshRevision.current()
+    now = time.monotonic()
+    cached = _shared.get(window_seconds)
+    if cached is not None and cached.revision == revision and now - cached.at < SHARED_MAX_AGE_S:
+        _shared.move_to_end(window_seconds)
+        return cached
+    entry = _Shared(revision, now, topology_snapshot(window_seconds))
+    _shared[window_seconds] = entry
+    _shared.move_to_end(window_seconds)
+    while len(_shared) > SHARED_WINDOWS:
+        _shared.popitem(last=False)
+    return entry
 
 
 def topology_shared(window_seconds: int) -> Topology:
     """topology_snapshot, shared by every request and console of this process."""
-    revision = MeshRevision.current()
-    now = time.monotonic()
-    cached = _shared.get(window_seconds)
-    if cached is not None and cached[0] == revision and now - cached[1] < SHARED_MAX_AGE_S:
-        _shared.move_to_end(window_seconds)
-        return cached[2]
-    snapshot = topology_snapshot(window_seconds)
-    _shared[window_seconds] = (revision, now, snapshot)
-    _shared.move_to_end(window_seconds)
-    while len(_shared) > SHARED_WINDOWS:
-        _shared.popitem(last=False)
-    return snapshot
+    return _shared_entry(window_seconds).topology
+
+
+def topology_shared_json(window_seconds: int) -> bytes:
+    """topology_shared as JSON bytes, encoded once per shared snapshot."""
+    entry = _shared_entry(window_seconds)
+    if entry.encoded is None:
+        entry.encoded = json.dumps(
+            entry.topology, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+    return entry.encoded

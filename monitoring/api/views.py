@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.http import HttpResponse, HttpResponseBase
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,7 +17,7 @@ from agents.runtime.durations import parse_duration_ms
 from journal.models import Event, EventKind
 from meshconsole.api import MeshPagination
 from monitoring.timeseries import service_series
-from monitoring.topology import topology_shared
+from monitoring.topology import topology_shared, topology_shared_json
 from registry.models import Service
 
 MAX_WINDOW_S = 24 * 3600
@@ -99,10 +101,13 @@ class TopologyView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("window", str, description="e.g. 60s, 5m (default 60s)")]
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponseBase:
         # Shared per (window, revision) for a second: a thousand readers cost
-        # one aggregation of the metrics windows, not a thousand.
-        return Response(topology_shared(window_seconds(request)))
+        # one aggregation of the metrics windows and one JSON encoding.
+        seconds = window_seconds(request)
+        if isinstance(request.accepted_renderer, JSONRenderer):
+            return HttpResponse(topology_shared_json(seconds), content_type="application/json")
+        return Response(topology_shared(seconds))  # the browsable API
 
 
 class ServiceMetricsView(APIView):

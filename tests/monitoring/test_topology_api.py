@@ -56,3 +56,14 @@ def test_windows_are_kept_separately_and_bounded(api: APIClient) -> None:
         assert body["window_seconds"] == seconds
     assert len(topology._shared) == topology.SHARED_WINDOWS
     assert max(topology._shared) == topology.SHARED_WINDOWS + 4
+
+
+def test_readers_share_one_encoding_of_the_same_snapshot(api: APIClient) -> None:
+    edge(30)
+    first = api.get("/api/v1/topology/")
+    assert first["Content-Type"] == "application/json"
+    second = api.get("/api/v1/topology/")
+    assert second.content == first.content
+    (entry,) = topology._shared.values()
+    assert entry.encoded is not None and entry.encoded == first.content
+    assert second.json()["edges"][0]["requests"] == 30
