@@ -4,12 +4,14 @@ rates, error ratios and latency percentiles over a window."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypedDict
 
+from django.db import connection
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -114,12 +116,16 @@ def topology_snapshot(window_seconds: int = 60) -> Topology:
     }
 
 
-# The API and every live console share one computation per window: a snapshot
+# The API and every live console share one computation per window. A snapshot
 # is reused while the mesh revision is unchanged and it is younger than
-# SHARED_MAX_AGE_S (traffic figures move without a revision, so age bounds
-# their staleness). At most SHARED_WINDOWS windows are kept (LRU): ?window= is
-# the client's to choose.
+# SHARED_MAX_AGE_S. Traffic figures move without a revision: past that age an
+# API reader is still served the snapshot (up to SHARED_STALE_S old) while one
+# background thread recomputes it, so API readers never queue behind the
+# aggregation for traffic alone; a new revision, an older snapshot, or a
+# console's periodic push (wait=True) recomputes before answering.
+# At most SHARED_WINDOWS windows are kept (LRU): ?window= is the client's.
 SHARED_MAX_AGE_S = 1.0
+SHARED_STALE_S = 5.0
 SHARED_WINDOWS = 8
 
 
@@ -132,31 +138,64 @@ class _Shared:
 
 
 _shared: OrderedDict[int, _Shared] = OrderedDict()
+_lock = threading.Lock()
+_refreshing: dict[int, threading.Thread] = {}
 
 
-def _shared_entry(window_seconds: int) -> _Shared:
+def _store(window_seconds: int, entry: _Shared) -> None:
+    with _lock:
+        current = _shared.get(window_seconds)
+        # Never replace a newer snapshot (revisions only grow) with an older one.
+        if current is None or (current.revision, current.at) <= (entry.revision, entry.at):
+            _shared[window_seconds] = entry
+        _shared.move_to_end(window_seconds)
+        while len(_shared) > SHARED_WINDOWS:
+            _shared.popitem(last=False)
+
+
+def _refresh(window_seconds: int, revision: int) -> None:
+    try:
+        started = time.monotonic()
+        _store(window_seconds, _Shared(revision, started, topology_snapshot(window_seconds)))
+    finally:
+        connection.close()  # this thread's own connection
+        with _lock:
+            _refreshing.pop(window_seconds, None)
+
+
+def _shared_entry(window_seconds: int, *, wait: bool) -> _Shared:
     revision = MeshRevision.current()
     now = time.monotonic()
-    cached = _shared.get(window_seconds)
-    if cached is not None and cached.revision == revision and now - cached.at < SHARED_MAX_AGE_S:
-        _shared.move_to_end(window_seconds)
-        return cached
+    with _lock:
+        cached = _shared.get(window_seconds)
+        if cached is not None and cached.revision == revision:
+            age = now - cached.at
+            if age < SHARED_MAX_AGE_S:
+                _shared.move_to_end(window_seconds)
+                return cached
+            if not wait and age < SHARED_STALE_S:
+                if window_seconds not in _refreshing:
+                    thread = threading.Thread(
+                        target=_refresh, args=(window_seconds, revision),
+                        name=f"topology-{window_seconds}s", daemon=True,
+                    )
+                    _refreshing[window_seconds] = thread
+                    thread.start()
+                return cached
     entry = _Shared(revision, now, topology_snapshot(window_seconds))
-    _shared[window_seconds] = entry
-    _shared.move_to_end(window_seconds)
-    while len(_shared) > SHARED_WINDOWS:
-        _shared.popitem(last=False)
+    _store(window_seconds, entry)
     return entry
 
 
 def topology_shared(window_seconds: int) -> Topology:
     """topology_snapshot, shared by every request and console of this process."""
-    return _shared_entry(window_seconds).topology
+    return _shared_entry(window_seconds, wait=True).topology
 
 
 def topology_shared_json(window_seconds: int) -> bytes:
-    """topology_shared as JSON bytes, encoded once per shared snapshot."""
-    entry = _shared_entry(window_seconds)
+    """topology_shared as JSON bytes, encoded once per shared snapshot; for API
+    readers, who may get a snapshot up to SHARED_STALE_S old while it is redone."""
+    entry = _shared_entry(window_seconds, wait=False)
     if entry.encoded is None:
         entry.encoded = json.dumps(
             entry.topology, separators=(",", ":"), ensure_ascii=False

@@ -47,6 +47,24 @@ def test_traffic_is_recomputed_once_the_snapshot_is_old(
     api.get("/api/v1/topology/")
     edge(20)  # traffic moves without a revision
     monkeypatch.setattr(topology, "SHARED_MAX_AGE_S", 0.0)
+    monkeypatch.setattr(topology, "SHARED_STALE_S", 0.0)
+    assert api.get("/api/v1/topology/").json()["edges"][0]["requests"] == 50
+
+
+@pytest.mark.django_db(transaction=True)  # the refresh runs on its own connection
+def test_an_old_snapshot_is_served_while_one_thread_recomputes_it(
+    api: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edge(30)
+    api.get("/api/v1/topology/")
+    edge(20)
+    monkeypatch.setattr(topology, "SHARED_MAX_AGE_S", 0.0)  # old at once, not stale
+    stale = api.get("/api/v1/topology/").json()
+    assert stale["edges"][0]["requests"] == 30  # answered without waiting
+    refresh = topology._refreshing.get(60)
+    if refresh is not None:
+        refresh.join(30)
+    monkeypatch.setattr(topology, "SHARED_MAX_AGE_S", 60.0)
     assert api.get("/api/v1/topology/").json()["edges"][0]["requests"] == 50
 
 
