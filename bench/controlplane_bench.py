@@ -89,6 +89,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--services", type=int, default=10_000)
     p.add_argument("--instances", type=int, default=100_000)
     p.add_argument("--edges", type=int, default=2_000, help="caller->callee edges seeded")
+    p.add_argument("--web-workers", type=int, default=1,
+                   help="web processes of the registry scenario (`up` runs 2)")
     p.add_argument("--requests", type=int, default=80, help="requests per registry endpoint")
     p.add_argument("--json", action="store_true", help="also write bench/results/*.json")
     return p.parse_args()
@@ -411,7 +413,8 @@ def main() -> int:
                                "agents": args.agents, "web_processes": 1,
                                "load_avg_at_start": os.getloadavg()}
     config = "PostgreSQL + Redis" if args.pg else "embedded defaults (SQLite + embedded redis)"
-    print(f"configuration: {config}, 1 web process, load average {os.getloadavg()}", flush=True)
+    print(f"configuration: {config}, 1 web process (registry: {args.web_workers}), "
+          f"load average {os.getloadavg()}", flush=True)
     try:
         if {"fleet", "consoles"} & set(args.scenarios):
             with control_plane(tmp) as cp:
