@@ -29,12 +29,12 @@ def registry(tmp: Path, args: argparse.Namespace, report: Any) -> dict[str, Any]
         name = f"reg-{args.services // 2:05d}"
         scale = f"{args.services}/{args.instances}/{args.edges} edges"
         endpoints = {
-            "services list (page of 100)": "/api/v1/services/?limit=100&page_size=100",
+            "services list (page of 100)": "/api/v1/services/?page_size=100",
             "one service": f"/api/v1/services/{name}/",
             "its instances": f"/api/v1/services/{name}/instances/",
             "discovery": f"/api/v1/discovery/{name}/",
-            "filter by tag": "/api/v1/services/?tag=t7&limit=100&page_size=100",
-            "filter by health": "/api/v1/services/?health=critical&limit=100&page_size=100",
+            "filter by tag": "/api/v1/services/?tag=t7&page_size=100",
+            "filter by health": "/api/v1/services/?health=critical&page_size=100",
         }
         heavy = {"topology API": ("/api/v1/topology/", token),
                  "overview HTML": ("/", {"Cookie": f"sessionid={sessionid}"})}
