@@ -9,7 +9,7 @@ from typing import Any
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import generics, serializers, status
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,7 +22,7 @@ from agents.enrollment import (
     enrollment_token_revoke,
 )
 from agents.models import Agent, EnrollmentToken, hash_token
-from meshconsole.api import DurationField, MeshPagination
+from meshconsole.api import DurationField
 
 TAGS = ["agents"]
 
@@ -68,15 +68,16 @@ class EnrollmentTokenCreatedSerializer(EnrollmentTokenSerializer):
         fields = (*EnrollmentTokenSerializer.Meta.fields, "token")
 
 
-class EnrollmentTokensView(APIView):
-    permission_classes = [IsAdminUser]
+class EnrollmentTokensView(generics.ListAPIView):
+    """GET: a page of tokens (MeshPagination, as every list); POST: a new token."""
 
-    @extend_schema(tags=TAGS, responses=EnrollmentTokenSerializer(many=True))
-    def get(self, request: Request) -> Response:
-        paginator = MeshPagination()
-        page = paginator.paginate_queryset(EnrollmentToken.objects.all(), request, view=self)
-        assert page is not None
-        return paginator.get_paginated_response(EnrollmentTokenSerializer(page, many=True).data)
+    permission_classes = [IsAdminUser]
+    serializer_class = EnrollmentTokenSerializer
+    queryset = EnrollmentToken.objects.all()
+
+    @extend_schema(tags=TAGS)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(
         tags=TAGS,
