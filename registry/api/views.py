@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
-from django.db.models import BooleanField, F, Q, QuerySet
+from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -25,15 +25,21 @@ from registry.api.serializers import (
     annotate_health,
     attach_health,
 )
-from registry.models import Instance, Service
+from registry.models import ROUTABLE_HEALTH, AdminState, Instance, Service
 
 HEALTH_FILTERS = ("passing", "warning", "critical", "empty")
-# Over the annotations of registry.api.serializers.annotate_health.
+# The same counts as registry.api.serializers.annotate_health, asked as EXISTS
+# probes on the instance index per service: no GROUP BY over every instance of
+# the mesh, and the page's LIMIT can stop early.
+_ROUTABLE = Q(admin_state=AdminState.ENABLED, health__in=ROUTABLE_HEALTH)
+_ANY = Exists(Instance.objects.filter(service=OuterRef("pk")))
+_SOME_ROUTABLE = Exists(Instance.objects.filter(_ROUTABLE, service=OuterRef("pk")))
+_SOME_NOT_ROUTABLE = Exists(Instance.objects.filter(~_ROUTABLE, service=OuterRef("pk")))
 HEALTH_QUERIES = {
-    "passing": Q(total_instances__gt=0, passing_instances=F("total_instances")),
-    "critical": Q(total_instances__gt=0, passing_instances=0),
-    "warning": Q(passing_instances__gt=0, passing_instances__lt=F("total_instances")),
-    "empty": Q(total_instances=0),
+    "passing": Q(_ANY) & ~Q(_SOME_NOT_ROUTABLE),
+    "critical": Q(_ANY) & ~Q(_SOME_ROUTABLE),
+    "warning": Q(_SOME_ROUTABLE) & Q(_SOME_NOT_ROUTABLE),
+    "empty": ~Q(_ANY),
 }
 
 
@@ -62,8 +68,8 @@ class ServiceViewSet(viewsets.ModelViewSet):
         if health:
             if health not in HEALTH_FILTERS:
                 raise ValidationError({"health": f"one of {', '.join(HEALTH_FILTERS)}"})
-            queryset = annotate_health(queryset).filter(HEALTH_QUERIES[health])
-        elif self.action != "list":
+            queryset = queryset.filter(HEALTH_QUERIES[health])
+        if self.action != "list":
             queryset = annotate_health(queryset)
         tag = params.get("tag")
         if tag:

@@ -114,3 +114,21 @@ def test_agents_and_enrollment_tokens_are_paged(api: APIClient) -> None:
     assert body["next"]
     agents = api.get("/api/v1/agents/").json()
     assert set(agents) == {"count", "next", "previous", "results"}
+
+
+def test_health_filter_probes_instances_instead_of_grouping_them_all(api: APIClient) -> None:
+    seed(5)  # svc-0000..4: one passing, one critical -> warning
+    Instance.objects.filter(service__name="svc-0001").update(health=Health.PASSING)
+    Instance.objects.filter(service__name="svc-0002").update(health=Health.CRITICAL)
+    Instance.objects.filter(service__name="svc-0003", port=1001).update(
+        health=Health.PASSING, admin_state=AdminState.MAINTENANCE
+    )  # passing but held out: not routable
+    Instance.objects.filter(service__name="svc-0004").delete()
+    expected = {"passing": ["svc-0001"], "warning": ["svc-0000", "svc-0003"],
+                "critical": ["svc-0002"], "empty": ["svc-0004"]}
+    for health, names in expected.items():
+        with CaptureQueriesContext(connection) as queries:
+            body = api.get(f"/api/v1/services/?health={health}").json()
+        assert [s["name"] for s in body["results"]] == names and body["count"] == len(names)
+        grouped = [q["sql"] for q in queries.captured_queries if "GROUP BY" in q["sql"]]
+        assert len(grouped) <= 1  # only the page's own health (attach_health)
