@@ -88,6 +88,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--burst", type=int, default=20, help="writes in the console burst (over 2 s)")
     p.add_argument("--services", type=int, default=10_000)
     p.add_argument("--instances", type=int, default=100_000)
+    p.add_argument("--edges", type=int, default=2_000, help="caller->callee edges seeded")
+    p.add_argument("--web-workers", type=int, default=1,
+                   help="web processes of the registry scenario (`up` runs 2)")
     p.add_argument("--requests", type=int, default=80, help="requests per registry endpoint")
     p.add_argument("--json", action="store_true", help="also write bench/results/*.json")
     return p.parse_args()
@@ -291,8 +294,9 @@ async def restart(cp: Any, stats: FleetStats, agents: list[SimAgent]) -> dict[st
 
 async def consoles(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, Any]:
     sessionid, _ = await asyncio.to_thread(login, cp.url, "e2e", "e2e-password-1")
-    status, rows = await asyncio.to_thread(cp.api, "GET",
+    status, page = await asyncio.to_thread(cp.api, "GET",
                                            f"/api/v1/services/{UPSTREAM}/instances/")
+    rows = page["results"] if status == 200 else []
     if status == 404:
         await asyncio.to_thread(cp.api, "POST", "/api/v1/services/", {"name": UPSTREAM})
     if not rows or status != 200:
@@ -300,7 +304,6 @@ async def consoles(cp: Any, args: argparse.Namespace, report: Report) -> dict[st
             cp.api, "POST", f"/api/v1/services/{UPSTREAM}/instances/",
             {"address": "127.0.0.1", "port": 9001})
         rows = [body]
-    rows = rows["results"] if isinstance(rows, dict) else rows
     instance = rows[0]["id"]
     stop = asyncio.Event()
     pool = [Console(i) for i in range(args.consoles)]
@@ -410,7 +413,8 @@ def main() -> int:
                                "agents": args.agents, "web_processes": 1,
                                "load_avg_at_start": os.getloadavg()}
     config = "PostgreSQL + Redis" if args.pg else "embedded defaults (SQLite + embedded redis)"
-    print(f"configuration: {config}, 1 web process, load average {os.getloadavg()}", flush=True)
+    print(f"configuration: {config}, 1 web process (registry: {args.web_workers}), "
+          f"load average {os.getloadavg()}", flush=True)
     try:
         if {"fleet", "consoles"} & set(args.scenarios):
             with control_plane(tmp) as cp:

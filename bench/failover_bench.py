@@ -225,7 +225,7 @@ def main() -> int:
                         with contextlib.suppress(Exception):
                             _, rows = cp.api("GET", "/api/v1/services/active-svc/instances/")
                             if any(r["port"] == port and r["status"] == "critical"
-                                   for r in rows):  # type: ignore[union-attr]
+                                   for r in rows["results"]):  # type: ignore[index]
                                 found["cp"] = time.monotonic() - start
                                 return
                         time.sleep(0.05)

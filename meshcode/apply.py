@@ -23,7 +23,7 @@ from rest_framework import serializers
 from journal.models import EventKind
 from journal.records import Actor, AuditNote, EventNote, actor_name, audits_record, events_record
 from meshcode.kinds import KINDS, Document, Kind
-from meshcode.models import ApplyLock, ManagedResource, MeshVersion
+from meshcode.models import ApplyLock, MeshVersion
 from meshcode.plan import (
     ApplyResult,
     DocumentError,
@@ -35,7 +35,7 @@ from meshcode.plan import (
 )
 from policies.models import TrafficPolicy
 from registry import notify
-from registry.models import SERVICE_NAME_RE, MeshRevision
+from registry.models import SERVICE_NAME_RE, ManagedResource, MeshRevision
 from registry.revision import one_revision
 
 MAX_DOCUMENTS = 5000

@@ -37,23 +37,3 @@ class MeshVersion(models.Model):
 
     def __str__(self) -> str:
         return f"mesh version {self.number}"
-
-
-class ManagedResource(models.Model):
-    """A resource whose desired state lives in YAML: the document last applied
-    to it and the version that applied it. An edit through the API or the
-    console still works, with a warning; `diff` then shows the drift."""
-
-    kind = models.CharField(max_length=32)
-    name = models.CharField(max_length=253)
-    version = models.PositiveIntegerField()
-    document = models.JSONField()
-
-    class Meta:
-        ordering: ClassVar = ["kind", "name"]
-        constraints: ClassVar = [
-            models.UniqueConstraint(fields=["kind", "name"], name="unique_managed_resource")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.kind}/{self.name} (version {self.version})"

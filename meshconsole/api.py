@@ -10,6 +10,7 @@ from django.db import IntegrityError
 from django.http import Http404
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers, status
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -36,6 +37,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     return drf_exception_handler(exc, context)
+
+
+class MeshPagination(PageNumberPagination):
+    """Every list of the API: {"count", "next", "previous", "results"}, 100 rows a
+    page by default, ?page=N, ?page_size= up to 1000 (a larger value is clamped)."""
+
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
 
 
 class StrictFieldsMixin:

@@ -176,13 +176,21 @@ def _config_path() -> dict[str, Any]:
     }
 
 
+PAGING = ("page", "page_size")
+
+
 def _error_responses(method: str, operation: dict[str, Any]) -> dict[str, Any]:
     params = operation.get("parameters", [])
     security = operation.get("security") or [{}]
     anonymous = any(not requirement for requirement in security)
     errors: dict[str, Any] = {}
-    if "requestBody" in operation or any(p.get("in") == "query" for p in params):
+    # Pagination's own parameters are never a 400 (a bad page is a 404, a big
+    # page_size is clamped); any other query parameter can be.
+    queries = [p for p in params if p.get("in") == "query" and p.get("name") not in PAGING]
+    if "requestBody" in operation or queries:
         errors["400"] = _json(_ref("ValidationError"), "invalid input, by field")
+    if any(p.get("in") == "query" and p.get("name") == "page" for p in params):
+        errors["404"] = _json(_ref("Error"), "no such object (or page)")
     if not anonymous:
         errors["401"] = _json(_ref("Error"), "no or invalid credentials")
     errors["403"] = _json(_ref("Error"), "these credentials may not do this")

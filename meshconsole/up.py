@@ -24,12 +24,16 @@ from types import FrameType
 
 from meshconsole import bootstrap, datadir, embedded_redis
 from meshconsole.bootstrap import Credentials
+from meshconsole.env import EnvError, env_int
 from meshconsole.supervisor import ChildSpec, ProcessSupervisor, say
 from meshconsole.web import parse_bind
 
 READY_TIMEOUT = 120.0  # first start on a slow disk migrates a while
 REDIS_TIMEOUT = 10.0
 REDIS_TIER = -1  # stopped last: the workers still use it while they stop
+# Web worker processes behind the one port (uvicorn's workers); channels_redis
+# carries websocket fan-out between them. Two fit this 2-core class of machine.
+DEFAULT_WEB_WORKERS = 2
 
 
 class Interrupted(Exception):
@@ -70,12 +74,21 @@ def redis_child(data_dir: Path) -> ChildSpec:
     return ChildSpec("redis", embedded_redis.server_argv(data_dir), tier=REDIS_TIER)
 
 
-def core_children(*, bind: str, data_dir: Path) -> list[ChildSpec]:
+def web_workers() -> int:
+    """MESH_WEB_WORKERS (default DEFAULT_WEB_WORKERS), at least 1."""
+    workers = env_int("MESH_WEB_WORKERS", DEFAULT_WEB_WORKERS)
+    if workers < 1:
+        raise EnvError(f"MESH_WEB_WORKERS={workers} must be at least 1")
+    return workers
+
+
+def core_children(*, bind: str, data_dir: Path, web_workers: int = 1) -> list[ChildSpec]:
     py = sys.executable
     concurrency = str(min(4, max(2, os.cpu_count() or 2)))
     celery = [py, "-m", "celery", "-A", "meshconsole"]
+    web = [py, "-m", "meshconsole.cli", "web", "--bind", bind, "--workers", str(web_workers)]
     return [
-        ChildSpec("web", [py, "-m", "meshconsole.cli", "web", "--bind", bind]),
+        ChildSpec("web", web),
         ChildSpec(
             "worker",
             [
@@ -124,6 +137,7 @@ class Up:
         is_default = self.data_dir.resolve() == datadir.DEFAULT.resolve()
         self.dir_hint = "" if is_default else f" --data-dir {self.data_dir}"
         self.supervisor: ProcessSupervisor | None = None
+        self.workers = web_workers()
         self.setting_up = True
         self.signals = 0
         self.stop = threading.Event()
@@ -165,7 +179,10 @@ class Up:
             say(f"meshconsole: database  {label} ({pending} migrations applied)")
             # The children's environment: REDIS_URL as set above.
             self.supervisor.env = dict(os.environ)
-            for spec in core_children(bind=f"{self.host}:{self.port}", data_dir=self.data_dir):
+            children = core_children(
+                bind=f"{self.host}:{self.port}", data_dir=self.data_dir, web_workers=self.workers
+            )
+            for spec in children:
                 child = self.supervisor.add(spec)
                 assert child.proc is not None
                 say(f"meshconsole: started   {spec.name} (pid {child.proc.pid})")
@@ -265,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         parse_bind(args.bind)
-    except argparse.ArgumentTypeError as exc:
+        up = Up(args)
+    except (argparse.ArgumentTypeError, EnvError) as exc:
         say(f"meshconsole up: {exc}")
         return 2
-    return Up(args).run()
+    return up.run()

@@ -3,11 +3,15 @@ rates, error ratios and latency percentiles over a window."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypedDict
 
+from django.db import connection
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -112,20 +116,88 @@ def topology_snapshot(window_seconds: int = 60) -> Topology:
     }
 
 
-# Consoles share one computation: a snapshot is reused while the mesh revision
-# is unchanged and it is younger than SHARED_MAX_AGE_S (traffic figures move
-# without a revision, so age bounds their staleness).
+# The API and every live console share one computation per window. A snapshot
+# is reused while the mesh revision is unchanged and it is younger than
+# SHARED_MAX_AGE_S. Traffic figures move without a revision: past that age an
+# API reader is still served the snapshot (up to SHARED_STALE_S old) while one
+# background thread recomputes it, so API readers never queue behind the
+# aggregation for traffic alone; a new revision, an older snapshot, or a
+# console's periodic push (wait=True) recomputes before answering.
+# At most SHARED_WINDOWS windows are kept (LRU): ?window= is the client's.
 SHARED_MAX_AGE_S = 1.0
-_shared: dict[int, tuple[int, float, Topology]] = {}
+SHARED_STALE_S = 5.0
+SHARED_WINDOWS = 8
+
+
+@dataclass
+class _Shared:
+    revision: int
+    at: float
+    topology: Topology
+    encoded: bytes | None = None  # the JSON, made once for every API reader
+
+
+_shared: OrderedDict[int, _Shared] = OrderedDict()
+_lock = threading.Lock()
+_refreshing: dict[int, threading.Thread] = {}
+
+
+def _store(window_seconds: int, entry: _Shared) -> None:
+    with _lock:
+        current = _shared.get(window_seconds)
+        # Never replace a newer snapshot (revisions only grow) with an older one.
+        if current is None or (current.revision, current.at) <= (entry.revision, entry.at):
+            _shared[window_seconds] = entry
+        _shared.move_to_end(window_seconds)
+        while len(_shared) > SHARED_WINDOWS:
+            _shared.popitem(last=False)
+
+
+def _refresh(window_seconds: int, revision: int) -> None:
+    try:
+        started = time.monotonic()
+        _store(window_seconds, _Shared(revision, started, topology_snapshot(window_seconds)))
+    finally:
+        connection.close()  # this thread's own connection
+        with _lock:
+            _refreshing.pop(window_seconds, None)
+
+
+def _shared_entry(window_seconds: int, *, wait: bool) -> _Shared:
+    revision = MeshRevision.current()
+    now = time.monotonic()
+    with _lock:
+        cached = _shared.get(window_seconds)
+        if cached is not None and cached.revision == revision:
+            age = now - cached.at
+            if age < SHARED_MAX_AGE_S:
+                _shared.move_to_end(window_seconds)
+                return cached
+            if not wait and age < SHARED_STALE_S:
+                if window_seconds not in _refreshing:
+                    thread = threading.Thread(
+                        target=_refresh, args=(window_seconds, revision),
+                        name=f"topology-{window_seconds}s", daemon=True,
+                    )
+                    _refreshing[window_seconds] = thread
+                    thread.start()
+                return cached
+    entry = _Shared(revision, now, topology_snapshot(window_seconds))
+    _store(window_seconds, entry)
+    return entry
 
 
 def topology_shared(window_seconds: int) -> Topology:
-    """topology_snapshot, shared by every live console of this process."""
-    revision = MeshRevision.current()
-    now = time.monotonic()
-    cached = _shared.get(window_seconds)
-    if cached is not None and cached[0] == revision and now - cached[1] < SHARED_MAX_AGE_S:
-        return cached[2]
-    snapshot = topology_snapshot(window_seconds)
-    _shared[window_seconds] = (revision, now, snapshot)
-    return snapshot
+    """topology_snapshot, shared by every request and console of this process."""
+    return _shared_entry(window_seconds, wait=True).topology
+
+
+def topology_shared_json(window_seconds: int) -> bytes:
+    """topology_shared as JSON bytes, encoded once per shared snapshot; for API
+    readers, who may get a snapshot up to SHARED_STALE_S old while it is redone."""
+    entry = _shared_entry(window_seconds, wait=False)
+    if entry.encoded is None:
+        entry.encoded = json.dumps(
+            entry.topology, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+    return entry.encoded

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import NotSupportedError, models
-from django.db.models import Count, F, Max, Q
+from django.db.models import Count, Exists, F, Max, OuterRef, Q
 from django.db.models.lookups import Lookup
 
 SERVICE_NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -136,15 +136,20 @@ class ServiceQuerySet(models.QuerySet["Service"]):
         )
 
     def with_health(self, health: str) -> ServiceQuerySet:
-        """One of HEALTH_FILTERS, over annotate_health()'s counts."""
+        """One of HEALTH_FILTERS, the same counts as annotate_health() asked as
+        EXISTS probes on the instance index per service: no GROUP BY over every
+        instance of the mesh, and a page's LIMIT can stop early."""
+        routable = Q(admin_state=AdminState.ENABLED, health__in=ROUTABLE_HEALTH)
+        some = Exists(Instance.objects.filter(service=OuterRef("pk")))
+        some_routable = Exists(Instance.objects.filter(routable, service=OuterRef("pk")))
+        some_not = Exists(Instance.objects.filter(~routable, service=OuterRef("pk")))
         queries = {
-            "passing": Q(total_instances__gt=0, passing_instances=F("total_instances")),
-            "critical": Q(total_instances__gt=0, passing_instances=0),
-            "warning": Q(passing_instances__gt=0, passing_instances__lt=F("total_instances")),
-            "empty": Q(total_instances=0),
+            "passing": Q(some) & ~Q(some_not),
+            "critical": Q(some) & ~Q(some_routable),
+            "warning": Q(some_routable) & Q(some_not),
+            "empty": ~Q(some),
         }
-        queryset = self if "total_instances" in self.query.annotations else self.annotate_health()
-        return queryset.filter(queries[health])
+        return self.filter(queries[health])
 
     def with_tag(self, tag: str) -> ServiceQuerySet:
         return self.filter(JSONListContains(F("tags"), tag))
@@ -362,3 +367,24 @@ def initial_health(service: Service) -> tuple[str, str, str]:
     if service.check_type == CheckType.TTL:
         return Health.CRITICAL, HealthCause.AWAITING, "awaiting first heartbeat"
     return Health.CRITICAL, HealthCause.AWAITING, "awaiting first check"
+
+
+class ManagedResource(models.Model):
+    """A resource whose desired state lives in YAML (meshcode applies it; the
+    registry and policy APIs read it to warn on an edit): the document last applied
+    to it and the version that applied it. An edit through the API or the
+    console still works, with a warning; `diff` then shows the drift."""
+
+    kind = models.CharField(max_length=32)
+    name = models.CharField(max_length=253)
+    version = models.PositiveIntegerField()
+    document = models.JSONField()
+
+    class Meta:
+        ordering: ClassVar = ["kind", "name"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["kind", "name"], name="unique_managed_resource")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name} (version {self.version})"

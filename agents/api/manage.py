@@ -4,11 +4,12 @@ create and revoke enrollment tokens; remove an agent; allow a re-enrollment."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import generics, serializers, status
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -67,13 +68,16 @@ class EnrollmentTokenCreatedSerializer(EnrollmentTokenSerializer):
         fields = (*EnrollmentTokenSerializer.Meta.fields, "token")
 
 
-class EnrollmentTokensView(APIView):
-    permission_classes = [IsAdminUser]
+class EnrollmentTokensView(generics.ListAPIView):
+    """GET: a page of tokens (MeshPagination, as every list); POST: a new token."""
 
-    @extend_schema(tags=TAGS, responses=EnrollmentTokenSerializer(many=True))
-    def get(self, request: Request) -> Response:
-        tokens = EnrollmentToken.objects.all()
-        return Response(EnrollmentTokenSerializer(tokens, many=True).data)
+    permission_classes = [IsAdminUser]
+    serializer_class = EnrollmentTokenSerializer
+    queryset = EnrollmentToken.objects.all()
+
+    @extend_schema(tags=TAGS)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(
         tags=TAGS,

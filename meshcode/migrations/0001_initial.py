@@ -36,18 +36,4 @@ class Migration(migrations.Migration):
                 'ordering': ['-number'],
             },
         ),
-        migrations.CreateModel(
-            name='ManagedResource',
-            fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=32)),
-                ('name', models.CharField(max_length=253)),
-                ('version', models.PositiveIntegerField()),
-                ('document', models.JSONField()),
-            ],
-            options={
-                'ordering': ['kind', 'name'],
-                'constraints': [models.UniqueConstraint(fields=('kind', 'name'), name='unique_managed_resource')],
-            },
-        ),
     ]

@@ -10,6 +10,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Page, Paginator
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -17,31 +19,45 @@ from django.views.decorators.http import require_GET
 
 from agents.models import Agent
 from journal.models import Event, EventKind
-from monitoring.topology import service_health_label, topology_snapshot
+from monitoring.topology import service_health_label
 from registry.api.payloads import service_payload
+from registry.api.serializers import attach_health
 from registry.models import Service
 
 EVENTS_LIMIT = 200
+PAGE_SIZE = 100  # as the API's lists (meshconsole.api.MeshPagination)
+
+
+def page_of(request: HttpRequest, queryset: QuerySet[Any]) -> Page[Any]:
+    """The ?page= of a console list (out of range: the last page)."""
+    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
 
 
 @require_GET
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
-    return render(request, "console/overview.html", {"topology": topology_snapshot(60)})
+    # The page fetches the topology from the API after it loads (and then
+    # follows the websocket): a 500-service graph is not embedded in the HTML.
+    return render(request, "console/overview.html", {"window_seconds": 60})
 
 
 @require_GET
 @login_required
 def service_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()
-    terms = query.lower().split()
+    services = Service.objects.all()
+    # Name, description and tags, like the page's as-you-type filter, in the
+    # database (tags: their JSON text).
+    for term in query.split():
+        services = services.filter(
+            Q(name__icontains=term) | Q(description__icontains=term) | Q(tags__icontains=term)
+        )
+    page = page_of(request, services.order_by("name"))
+    page.object_list = list(page.object_list)
+    attach_health(page.object_list)
     rows: list[dict[str, Any]] = []
-    for service in Service.objects.annotate_health().order_by("name"):
-        # Name, description and tags, like the page's as-you-type filter; tags
-        # are JSON, which SQLite cannot search portably, so match here.
+    for service in page.object_list:
         text = " ".join([service.name, service.description, *map(str, service.tags or [])])
-        if not all(term in text.lower() for term in terms):
-            continue
         passing = int(getattr(service, "passing_instances", 0))
         total = int(getattr(service, "total_instances", 0))
         rows.append(
@@ -53,7 +69,9 @@ def service_list(request: HttpRequest) -> HttpResponse:
                 "search_text": text.lower(),
             }
         )
-    return render(request, "console/services.html", {"rows": rows, "query": query})
+    return render(
+        request, "console/services.html", {"rows": rows, "query": query, "page": page}
+    )
 
 
 @require_GET
@@ -84,11 +102,9 @@ def agent_status(agent: Agent, *, now: datetime, ttl: timedelta) -> str:
 def agent_list(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     ttl = timedelta(seconds=settings.MESH_HEARTBEAT_TTL)
-    rows = [
-        AgentRow(agent=a, status=agent_status(a, now=now, ttl=ttl))
-        for a in Agent.objects.select_related("node").order_by("node__name")
-    ]
-    return render(request, "console/agents.html", {"rows": rows})
+    page = page_of(request, Agent.objects.select_related("node").order_by("node__name"))
+    rows = [AgentRow(agent=a, status=agent_status(a, now=now, ttl=ttl)) for a in page]
+    return render(request, "console/agents.html", {"rows": rows, "page": page})
 
 
 @require_GET

@@ -120,7 +120,7 @@ def services_list(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
         k: v for k, v in (("tag", args.tag), ("health", args.health), ("search", args.search)) if v
     }
     path = "/api/v1/services/" + (f"?{urllib.parse.urlencode(query)}" if query else "")
-    data = client.request("GET", path)
+    data = client.list_all(path)
     return data, show_services(data)
 
 
@@ -172,7 +172,7 @@ def services_deregister(client: Client, args: argparse.Namespace) -> tuple[Any, 
 
 
 def instances_list(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
-    data = client.request("GET", f"/api/v1/services/{quote(args.service)}/instances/")
+    data = client.list_all(f"/api/v1/services/{quote(args.service)}/instances/")
     return data, show_instances(args.service, data)
 
 

@@ -11,14 +11,14 @@ from meshconsole.meshctl.http import Client, CtlError, table
 
 
 def _agent_id(client: Client, node: str) -> str:
-    for agent in client.request("GET", "/api/v1/agents/"):
+    for agent in client.list_all("/api/v1/agents/"):
         if agent.get("node") == node:
             return str(agent["id"])
     raise CtlError(f"no agent on node {node!r}")
 
 
 def agents_list(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
-    data = client.request("GET", "/api/v1/agents/")
+    data = client.list_all("/api/v1/agents/")
     rows = [
         [
             str(a.get("node")),
@@ -43,7 +43,7 @@ def agents_allow_reenroll(client: Client, args: argparse.Namespace) -> tuple[Any
 
 
 def tokens_list(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
-    data = client.request("GET", "/api/v1/agents/enrollment-tokens/")
+    data = client.list_all("/api/v1/agents/enrollment-tokens/")
     rows = [
         [
             t["prefix"],

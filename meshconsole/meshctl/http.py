@@ -10,6 +10,7 @@ from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TIMEOUT = 30.0
+PAGE_SIZE = 1000  # the API's largest page: fewest round trips for a whole list
 
 
 class CtlError(Exception):
@@ -77,6 +78,26 @@ class Client:
             return json.loads(raw)
         except ValueError:
             raise CtlError(f"{self.base_url} did not answer JSON; is MESH_URL right?") from None
+
+    def list_all(self, path: str) -> list[Any]:
+        """Every row of a paginated list ({"count", "next", "results"}), following `next`."""
+        sep = "&" if "?" in path else "?"
+        url: str | None = f"{path}{sep}page_size={PAGE_SIZE}"
+        rows: list[Any] = []
+        prefix = urllib.parse.urlsplit(self.base_url).path.rstrip("/")
+        while url:
+            page = self.request("GET", url)
+            if not isinstance(page, dict) or not isinstance(page.get("results"), list):
+                raise CtlError(f"{self.base_url} did not answer a list page; is MESH_URL right?")
+            rows += page["results"]
+            url = None
+            if page.get("next"):
+                # `next` is absolute as the server sees itself; follow it through MESH_URL.
+                parts = urllib.parse.urlsplit(str(page["next"]))
+                path_part = parts.path.removeprefix(prefix) if prefix else parts.path
+                url = path_part + (f"?{parts.query}" if parts.query else "")
+        return rows
+
 
     def _http_error(self, exc: urllib.error.HTTPError, parsed: Any) -> str:
         details = flatten_errors(parsed) if parsed is not None else []

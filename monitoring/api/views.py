@@ -5,19 +5,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django.db.models import QuerySet
+from django.http import HttpResponse, HttpResponseBase
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.runtime.durations import parse_duration_ms
 from journal.models import Event, EventKind
+from meshconsole.api import MeshPagination
 from monitoring.timeseries import service_series
-from monitoring.topology import topology_snapshot
+from monitoring.topology import topology_shared, topology_shared_json
 from registry.models import Service
 
 MAX_WINDOW_S = 24 * 3600
@@ -65,9 +68,17 @@ class EventFilter(filters.FilterSet):
         fields = ["kind", "service", "instance", "since"]
 
 
+class EventPagination(MeshPagination):
+    # `?limit=` is the page size here (v1 had it before pages); EventListView
+    # checks its bounds, so a bad value is a 400, not a silent clamp.
+    page_size = 200
+    page_size_query_param = "limit"
+
+
 class EventListView(generics.ListAPIView):
     serializer_class = EventSerializer
     filterset_class = EventFilter
+    pagination_class = EventPagination
 
     @extend_schema(
         parameters=[OpenApiParameter("limit", int, description="at most 1000; 200 by default")]
@@ -87,7 +98,7 @@ class EventListView(generics.ListAPIView):
             raise ValidationError({"limit": "must be an integer"}) from None
         if not 1 <= limit <= 1000:
             raise ValidationError({"limit": "must be between 1 and 1000"})
-        return queryset[:limit]
+        return queryset
 
 
 def window_seconds(request: Request, default: int = 60) -> int:
@@ -111,8 +122,13 @@ class TopologyView(APIView):
             description="{window_seconds, generated_at, nodes, edges} (monitoring.topology)",
         ),
     )
-    def get(self, request: Request) -> Response:
-        return Response(topology_snapshot(window_seconds(request)))
+    def get(self, request: Request) -> HttpResponseBase:
+        # Shared per (window, revision) for a second: a thousand readers cost
+        # one aggregation of the metrics windows and one JSON encoding.
+        seconds = window_seconds(request)
+        if isinstance(request.accepted_renderer, JSONRenderer):
+            return HttpResponse(topology_shared_json(seconds), content_type="application/json")
+        return Response(topology_shared(seconds))  # the browsable API
 
 
 class ServiceMetricsView(APIView):

@@ -12,7 +12,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from meshcode.managed import warn_if_managed
 from meshconsole.api import Conflict
 from policies.api.serializers import PolicyVersionSerializer, RollbackSerializer
 from policies.document import (
@@ -23,6 +22,7 @@ from policies.document import (
 )
 from policies.models import PolicyVersion, TrafficPolicy
 from policies.services import StaleVersion, policy_for, policy_update
+from registry.managed import warn_if_managed
 from registry.models import Service
 
 TAGS = ["policies"]

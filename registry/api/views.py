@@ -11,7 +11,6 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from meshcode.managed import warn_if_managed
 from meshconsole.api import Conflict
 from registry import services
 from registry.api.control import InstanceControlMixin
@@ -20,8 +19,10 @@ from registry.api.serializers import (
     InstanceUpdateSerializer,
     ServiceSerializer,
     ServiceUpdateSerializer,
+    attach_health,
 )
 from registry.filtersets import ServiceFilterSet
+from registry.managed import warn_if_managed
 from registry.models import Instance, Service
 
 
@@ -35,7 +36,20 @@ class ServiceViewSet(viewsets.ModelViewSet):
         return ServiceUpdateSerializer if self.action == "partial_update" else ServiceSerializer
 
     def get_queryset(self) -> QuerySet[Service]:
-        return Service.objects.annotate_health().order_by("name")
+        queryset = Service.objects.all()
+        if self.action != "list":
+            # One row: its health by annotation; a list page gets it by attach_health.
+            queryset = queryset.annotate_health()
+        return queryset.order_by("name")
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # Counting and paging run on the bare (filtered) table; the health of
+        # the page's rows is one grouped query (attach_health), not a GROUP BY
+        # over every instance of the mesh.
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        assert page is not None  # the API always paginates (MeshPagination)
+        attach_health(page)
+        return self.get_paginated_response(ServiceSerializer(page, many=True).data)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = ServiceSerializer(data=request.data)

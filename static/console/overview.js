@@ -287,7 +287,14 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    render(JSON.parse(document.getElementById("topology-data").textContent));
-    Mesh.live().on("topology", function (message) { render(message.data); }).subscribe({ topic: "topology" });
+    // The first picture comes from the API after the page (the HTML does not
+    // embed it); a websocket push that arrives first wins.
+    let pushed = false;
+    Mesh.live().on("topology", function (message) { pushed = true; render(message.data); }).subscribe({ topic: "topology" });
+    Mesh.api("/api/v1/topology/?window=60s").then(function (topology) {
+      if (!pushed) render(topology);
+    }, function (error) {
+      document.getElementById("topology-meta").textContent = "Topology unavailable: " + error.message;
+    });
   });
 })();

@@ -234,7 +234,8 @@
   async function loadEvents() {
     const body = document.querySelector("#service-events tbody");
     try {
-      const events = await Mesh.api("/api/v1/events/?service=" + encodeURIComponent(service.name) + "&limit=20");
+      // A page of the 20 newest ({count, next, previous, results}).
+      const events = (await Mesh.api("/api/v1/events/?service=" + encodeURIComponent(service.name) + "&limit=20")).results;
       const rows = events.map(function (e) {
         return el("tr", { dataset: { event: e.id } },
           el("td", { class: "nowrap" }, el("time", { datetime: e.ts }, Mesh.clock(e.ts))),

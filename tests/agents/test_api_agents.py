@@ -262,7 +262,7 @@ def test_nack_is_recorded_and_visible_in_agents_api(api: APIClient) -> None:
     client, body = enroll()
     client.post(f"/api/v1/agents/{body['agent_id']}/report/",
                 {"applied_revision": 3, "nack": {"revision": 4, "reason": "endpoint port out of range"}}, format="json")
-    agent = api.get("/api/v1/agents/").json()[0]
+    agent = api.get("/api/v1/agents/").json()["results"][0]
     assert agent["status"] == "nack"
     assert agent["nack_revision"] == 4 and "out of range" in agent["nack_reason"]
     assert agent["applied_revision"] == 3

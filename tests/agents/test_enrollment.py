@@ -83,7 +83,7 @@ def test_tokens_are_listed_and_created_through_the_api_with_the_key_shown_once(
     assert created.status_code == 201, created.content
     body = created.json()
     assert body["token"].startswith("mesh-enroll-") and body["max_uses"] == 3 and body["active"]
-    listed = api.get("/api/v1/agents/enrollment-tokens/").json()
+    listed = api.get("/api/v1/agents/enrollment-tokens/").json()["results"]
     assert [t["description"] for t in listed] == ["rack 4"]
     assert "token" not in listed[0] and body["token"] not in str(listed)
     assert enroll(body["token"]).status_code == 201

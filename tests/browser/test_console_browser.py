@@ -91,7 +91,7 @@ def test_instance_changed_elsewhere_updates_the_service_page(
     log_in(page)
     page.goto("/services/web/")
     page.wait_for_selector("#live-state[data-state=live]")
-    instance = console_server.api("GET", "/api/v1/services/web/instances/")[0]
+    instance = console_server.api("GET", "/api/v1/services/web/instances/")["results"][0]
     row = f'#instance-table tr[data-instance="{instance["id"]}"]'
     console_server.api(
         "PATCH", f"/api/v1/services/web/instances/{instance['id']}/", {"maintenance": True}

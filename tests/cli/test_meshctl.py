@@ -257,3 +257,21 @@ def test_tokens_create_list_revoke_and_agents_lifecycle(ctl, server) -> None:
     assert code == 0 and "revoked 1" in out, err
     refused = httpx.post(f"{url}/api/v1/agents/enroll/", json={"token": raw, "node": "other"})
     assert refused.status_code == 403
+
+
+def test_services_list_follows_next_through_every_page(
+    ctl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meshconsole.meshctl import http
+
+    names = [f"paged-{i}" for i in range(5)]
+    for name in names:
+        assert ctl("services", "register", name, "--tag", "paged")[0] == 0
+    monkeypatch.setattr(http, "PAGE_SIZE", 2)  # 5 services: three pages
+    code, out, err = ctl("--json", "services", "list", "--tag", "paged")
+    assert code == 0, err
+    assert [s["name"] for s in json.loads(out)] == names
+    code, out, _ = ctl("services", "list", "--tag", "paged")
+    assert all(name in out for name in names)
+    for name in names:
+        ctl("services", "deregister", name)

@@ -119,11 +119,25 @@ def test_plotly_is_served_locally(client: Client, db: None) -> None:
     assert b"plotly" in body[:2000].lower()
 
 
-def test_overview_embeds_topology_and_lists_services(logged_in: Client, payments: Service) -> None:
+def test_overview_loads_the_topology_after_the_page(logged_in: Client, payments: Service) -> None:
     html = logged_in.get("/").content.decode()
-    assert 'id="topology-data"' in html
-    assert '<li data-service="payments" data-health="critical">' in html
+    # The graph comes from /api/v1/topology/ (overview.js), not from the HTML:
+    # a 10,000-service mesh must not make the page itself megabytes.
+    assert 'id="topology-data"' not in html and "payments" not in html
     assert '<script src="/static/plotly/plotly.min.js">' in html
+    script = (Path(settings.BASE_DIR) / "static" / "console" / "overview.js").read_text()
+    assert 'Mesh.api("/api/v1/topology/' in script
+
+
+def test_services_page_is_paged(logged_in: Client, db: None) -> None:
+    Service.objects.bulk_create(Service(name=f"svc-{i:03d}") for i in range(105))
+    html = logged_in.get("/services/").content.decode()
+    assert 'data-service="svc-099"' in html and 'data-service="svc-100"' not in html
+    assert "page 1 of 2" in html and 'href="?page=2"' in html
+    second = logged_in.get("/services/?page=2").content.decode()
+    assert 'data-service="svc-104"' in second and 'data-service="svc-000"' not in second
+    searched = logged_in.get("/services/?q=svc-10").content.decode()
+    assert searched.count('<tr data-service="svc-10') == 5 and "page 1 of" not in searched
 
 
 def test_services_page_shows_health_and_tags(logged_in: Client, payments: Service) -> None:

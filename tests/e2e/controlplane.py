@@ -68,13 +68,14 @@ class ControlPlane:
             "from agents.enrollment import enrollment_token_create; print(enrollment_token_create())",
         ).splitlines()[-1]
 
-    def start_web(self) -> None:
-        self.procs.start(
-            "web",
-            [python(), "-m", "uvicorn", "meshconsole.asgi:application", "--host", "127.0.0.1",
-             "--port", str(self.port), "--no-access-log"],
-            self.env,
-        )
+    def start_web(self, workers: int = 1) -> None:
+        if workers == 1:
+            argv = [python(), "-m", "uvicorn", "meshconsole.asgi:application", "--host",
+                    "127.0.0.1", "--port", str(self.port), "--no-access-log"]
+        else:  # as `meshconsole up` runs it: `meshconsole web --workers N`
+            argv = [python(), "-m", "meshconsole.cli", "web", "--bind", f"127.0.0.1:{self.port}",
+                    "--workers", str(workers)]
+        self.procs.start("web", argv, self.env)
         wait_until(lambda: http("GET", f"{self.url}/readyz", timeout=2)[0] == 200, 30, what="web /readyz")
 
     def start_workers(self) -> None:
@@ -109,14 +110,17 @@ class ControlPlane:
 
     def wait_all_passing(self, service: str, timeout: float = 30) -> None:
         def all_passing() -> bool:
-            _, instances = self.api("GET", f"/api/v1/services/{service}/instances/")
+            _, page = self.api("GET", f"/api/v1/services/{service}/instances/?page_size=1000")
+            instances = page["results"]  # type: ignore[index]
             return bool(instances) and all(i["status"] == "passing" for i in instances)
 
         wait_until(all_passing, timeout, what=f"every instance of {service} passing")
 
 
 @contextmanager
-def control_plane(tmp_path: Path, *, workers: bool = True) -> Iterator[ControlPlane]:
+def control_plane(
+    tmp_path: Path, *, workers: bool = True, web_workers: int = 1
+) -> Iterator[ControlPlane]:
     data_dir = tmp_path / "cp"
     data_dir.mkdir()
     procs = Processes(tmp_path)
@@ -132,7 +136,7 @@ def control_plane(tmp_path: Path, *, workers: bool = True) -> Iterator[ControlPl
         cp = ControlPlane(data_dir, procs, env)
         try:
             cp.setup()
-            cp.start_web()
+            cp.start_web(web_workers)
             if workers:
                 cp.start_workers()
             yield cp

@@ -54,7 +54,7 @@ def test_failover_to_dr_and_failback_after_hold_down(tmp_path: Path) -> None:
             wait_until(lambda: served_only_by("dr"), 10, interval=0.1, what="traffic on payments-dr")
             moved_after = time.monotonic() - killed_at
             _, events = cp.api("GET", "/api/v1/events/?service=payments&kind=failover")
-            assert any("payments-dr" in e["message"] for e in events)  # type: ignore[union-attr]
+            assert any("payments-dr" in e["message"] for e in events["results"])  # type: ignore[index]
 
             # payments comes back: traffic stays on the DR service for the hold-down, then returns.
             procs.start("main", [python(), "-m", "tests.e2e.backend", str(ports["main"]), "main"], cp.env)

@@ -148,7 +148,7 @@ def test_traffic_survives_a_killed_backend_and_a_dead_control_plane(tmp_path: Pa
             found = wait_until(edge, 15, what="edge orders->payments in the topology")
             assert found["rps"] > 0 and found["p50_ms"] is not None
             _, events = cp.api("GET", "/api/v1/events/?service=payments&kind=health")
-            assert any("passing -> critical" in e["message"] for e in events)  # type: ignore[union-attr]
+            assert any("passing -> critical" in e["message"] for e in events["results"])  # type: ignore[index]
 
             # Kill the whole control plane: the data plane keeps serving from its snapshot.
             for name in ("beat", "worker", "web"):

@@ -8,9 +8,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from journal.models import AuditEntry, Event
-from meshcode.models import ManagedResource, MeshVersion
+from meshcode.models import MeshVersion
 from policies.models import PolicyVersion, TrafficPolicy
-from registry.models import MeshIndex, MeshRevision, Service
+from registry.models import ManagedResource, MeshIndex, MeshRevision, Service
 
 pytestmark = pytest.mark.django_db
 

@@ -297,7 +297,7 @@ def test_worker_killed_mid_batch_loses_no_check(tmp_path: Any) -> None:
 
             def all_passing() -> bool:
                 _, instances = cp.api("GET", "/api/v1/services/slowpoke/instances/")
-                return all(i["status"] == "passing" for i in instances)  # type: ignore[union-attr]
+                return all(i["status"] == "passing" for i in instances["results"])  # type: ignore[index]
 
             wait_until(all_passing, 30, what="every instance passing")
             # Wait for a batch in flight (checks wait health_delay_s in the backend), kill it.
@@ -328,7 +328,7 @@ def test_worker_killed_mid_batch_loses_no_check(tmp_path: Any) -> None:
             time.sleep(interval_s)
             assert all_passing()  # the lost checks cost no verdict
             _, events = cp.api("GET", "/api/v1/events/?service=slowpoke&kind=health")
-            assert not any("-> critical" in e["message"] for e in events)  # type: ignore[union-attr]
+            assert not any("-> critical" in e["message"] for e in events["results"])  # type: ignore[index]
     except BaseException:
         print(f"----- slow backend log -----\n{procs.log('slow')[-3000:]}")
         raise

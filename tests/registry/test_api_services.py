@@ -127,7 +127,7 @@ def test_filters_by_tag_search_and_health(api: APIClient) -> None:
     api.post("/api/v1/services/", {"name": "alpha", "tags": ["blue"], "description": "the first"}, format="json")
     api.post("/api/v1/services/", {"name": "beta", "tags": ["green"], "check": {"type": "none"}}, format="json")
     api.post("/api/v1/services/beta/instances/", {"address": "10.0.0.1", "port": 80}, format="json")
-    names = lambda r: [s["name"] for s in r.json()]  # noqa: E731
+    names = lambda r: [s["name"] for s in r.json()["results"]]  # noqa: E731
     assert names(api.get("/api/v1/services/?tag=blue")) == ["alpha"]
     assert names(api.get("/api/v1/services/?search=first")) == ["alpha"]
     assert names(api.get("/api/v1/services/?health=passing")) == ["beta"]

@@ -181,6 +181,6 @@ def test_explain_endpoint_and_instance_explanation(api: APIClient) -> None:
     assert data["reason"] == body["explanation"] and data["receives_traffic"] is True
     assert data["timeline"][0]["kind"] == "registry"
     assert set(data["timeline"][0]) == {"ts", "kind", "message", "actor"}
-    listed = api.get("/api/v1/services/payments/instances/").json()
+    listed = api.get("/api/v1/services/payments/instances/").json()["results"]
     assert listed[0]["explanation"] == body["explanation"]
     assert api.get("/api/v1/services/payments/instances/nope/explain/").status_code == 404

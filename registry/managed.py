@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from django.http import HttpResponseBase
 
-from meshcode.models import ManagedResource
+from registry.models import ManagedResource
 
 R = TypeVar("R", bound=HttpResponseBase)
 
