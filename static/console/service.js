@@ -16,10 +16,28 @@
     return "/api/v1/services/" + encodeURIComponent(service.name) + "/";
   }
 
-  function healthLabel(h) {
-    if (!h.total) return "empty";
-    if (h.passing === h.total) return "passing";
-    return h.passing ? "warning" : "critical";
+  /* The server's label (monitoring.topology.service_state_label), with words. */
+  function stateText(s) {
+    const h = s.health;
+    const held = Object.keys(s.held || {}).map(function (k) { return s.held[k] + " " + k; });
+    if (s.state === "failover") return "failed over to " + s.failover.active_target;
+    return h.passing + "/" + h.total + " passing" + (held.length ? " · " + held.join(", ") : "");
+  }
+
+  function renderFailover() {
+    const f = service.failover;
+    const card = document.getElementById("failover-card");
+    card.hidden = !f.active_target;
+    if (!f.active_target) return;
+    const holdDown = f.hold_down_ms === null ? "" : Mesh.duration(f.hold_down_ms);
+    document.getElementById("failover-text").replaceChildren(
+      "Traffic for ", el("strong", null, service.name), " goes to ",
+      el("a", { href: "/services/" + encodeURIComponent(f.active_target) + "/", dataset: { failoverTarget: f.active_target } }, f.active_target),
+      f.activated_at ? [" since ", el("time", { datetime: f.activated_at }, Mesh.clock(f.activated_at))] : null,
+      f.reason ? " (" + f.reason + ")" : null, ". ",
+      f.healthy_since ? ["Healthy again since ", el("time", { datetime: f.healthy_since }, Mesh.clock(f.healthy_since)),
+        "; fails back after a hold-down of ", el("span", { dataset: { holdDown: "" } }, holdDown), " of continuous health."] :
+        ["Fails back once it has been healthy for the hold-down of ", el("span", { dataset: { holdDown: "" } }, holdDown), "."]);
   }
 
   function facts(target, pairs) {
@@ -29,11 +47,12 @@
   }
 
   function renderService() {
-    const label = healthLabel(service.health);
+    const label = service.state;
     const badge = document.getElementById("service-health");
     badge.className = "health " + label;
     badge.dataset.health = label;
-    badge.replaceChildren(el("i", { class: "dot " + label }), service.health.passing + "/" + service.health.total + " passing");
+    badge.replaceChildren(el("i", { class: "dot " + label }), stateText(service));
+    renderFailover();
     document.getElementById("service-description").textContent = service.description || "";
     const c = service.check;
     facts(document.getElementById("service-check"), [
@@ -160,6 +179,9 @@
       action: form.elements.action.value,
     };
     if (body.action === "weight") body.weight = parseInt(form.elements.weight.value, 10);
+    // An empty selector goes straight to the API, which refuses it with the reason.
+    const empty = !body.all && !body.selector.tags.length && !Object.keys(metadata).length;
+    if (!empty && !(await Mesh.confirmBulk(body))) { result.textContent = "Cancelled."; return; }
     result.textContent = "Applying…";
     try {
       const data = await Mesh.api(base() + "instances/bulk/", { method: "POST", body: body });
@@ -301,6 +323,9 @@
     };
     Plotly.react(target, data, layout, { displayModeBar: false, responsive: true });
   }
+
+  /* A write's answer (the service without its instances) before the live push. */
+  Mesh.serviceUpdate = function (partial) { apply(Object.assign({}, service, partial)); };
 
   function apply(data) {
     service = data;
