@@ -30,14 +30,15 @@
     card.hidden = !f.active_target;
     if (!f.active_target) return;
     const holdDown = f.hold_down_ms === null ? "" : Mesh.duration(f.hold_down_ms);
-    document.getElementById("failover-text").replaceChildren(
+    // el() flattens the nested lists (replaceChildren would print them).
+    document.getElementById("failover-text").replaceChildren(el("span", null,
       "Traffic for ", el("strong", null, service.name), " goes to ",
       el("a", { href: "/services/" + encodeURIComponent(f.active_target) + "/", dataset: { failoverTarget: f.active_target } }, f.active_target),
       f.activated_at ? [" since ", el("time", { datetime: f.activated_at }, Mesh.clock(f.activated_at))] : null,
       f.reason ? " (" + f.reason + ")" : null, ". ",
       f.healthy_since ? ["Healthy again since ", el("time", { datetime: f.healthy_since }, Mesh.clock(f.healthy_since)),
         "; fails back after a hold-down of ", el("span", { dataset: { holdDown: "" } }, holdDown), " of continuous health."] :
-        ["Fails back once it has been healthy for the hold-down of ", el("span", { dataset: { holdDown: "" } }, holdDown), "."]);
+        ["Fails back once it has been healthy for the hold-down of ", el("span", { dataset: { holdDown: "" } }, holdDown), "."]));
   }
 
   function facts(target, pairs) {
