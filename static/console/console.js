@@ -64,6 +64,7 @@
       const child = arguments[i];
       if (child === undefined || child === null || child === false) continue;
       for (const c of [].concat(child)) {
+        if (c === undefined || c === null || c === false) continue;
         node.append(c instanceof Node ? c : document.createTextNode(String(c)));
       }
     }

@@ -99,8 +99,9 @@
       const id = "error-" + path.replace(/[^a-z0-9]+/gi, "-") + "-" + (++dialogs);
       field.setAttribute("aria-invalid", "true");
       field.setAttribute("aria-describedby", id);
-      const holder = field.closest("label, .field") || field;
-      holder.after(el("span", { class: "field-error", id: id, dataset: { errorFor: path } }, messages.join(" ")));
+      const message = el("span", { class: "field-error", id: id, dataset: { errorFor: path } }, messages.join(" "));
+      const holder = field.closest(".field"); // inside the field's grid cell, under it
+      if (holder) holder.append(message); else field.after(message);
       if (!first) first = field;
     }
     function walk(value, path) {
@@ -129,27 +130,31 @@
     return text !== "" && isFinite(value) ? value : text;
   }
 
-  /* {a: {b: 1}} -> {"a.b": "1"}: leaves as display text (lists, null as JSON). */
-  function flatten(doc, prefix, out) {
-    out = out || {};
-    for (const key of Object.keys(doc || {})) {
-      const value = doc[key];
-      const path = prefix ? prefix + "." + key : key;
-      if (value && typeof value === "object" && !Array.isArray(value)) flatten(value, path, out);
-      else out[path] = value === null ? "off" : Array.isArray(value) ? (value.length ? value.join(", ") : "—") : String(value);
-    }
-    return out;
+  function isGroup(v) { return v !== null && typeof v === "object" && !Array.isArray(v); }
+
+  /* A value as the diff shows it: null is "off" (a group turned off), lists comma-separated. */
+  function text(v) {
+    if (v === undefined) return "—";
+    if (v === null) return "off";
+    if (Array.isArray(v)) return v.length ? v.join(", ") : "—";
+    if (isGroup(v)) return Object.keys(v).map(function (k) { return k + "=" + text(v[k]); }).join(", ");
+    return String(v);
   }
 
-  /* The fields that differ between two documents: [{path, before, after}]. A
-     group that is null on one side (rate_limit off) compares field by field. */
+  /* The fields that differ between two documents: [{path, before, after}],
+     field by field inside groups present on both sides, whole groups otherwise
+     (rate_limit off -> rps=50, burst=80). */
   function diff(before, after) {
-    const a = flatten(before);
-    const b = flatten(after);
-    const paths = Array.from(new Set(Object.keys(a).concat(Object.keys(b)))).sort();
-    return paths.filter(function (p) { return a[p] !== b[p]; }).map(function (p) {
-      return { path: p, before: p in a ? a[p] : "—", after: p in b ? b[p] : "—" };
-    });
+    const out = [];
+    (function compare(a, b, path) {
+      if (isGroup(a) && isGroup(b)) {
+        const keys = Array.from(new Set(Object.keys(a).concat(Object.keys(b)))).sort();
+        for (const key of keys) compare(a[key], b[key], path ? path + "." + key : key);
+      } else if (JSON.stringify(a) !== JSON.stringify(b)) {
+        out.push({ path: path, before: text(a), after: text(b) });
+      }
+    })(before || {}, after || {}, "");
+    return out;
   }
 
   function diffTable(changes) {

@@ -82,6 +82,7 @@ def test_service_create_edit_delete_in_the_browser(
     dialog.locator('[data-deps="callers"] code:has-text("orders")').wait_for()
     assert dialog.locator('[data-deps="failover"] code').all_inner_texts() == ["web"]
     assert "2 instance(s)" in dialog.inner_text()
+    page.screenshot(path="/tmp/console-delete.png")
     assert page.evaluate("document.activeElement.textContent") == "Cancel"  # destructive: Cancel first
     page.keyboard.press("Escape")
     page.wait_for_selector("dialog[open]", state="detached")
@@ -118,6 +119,7 @@ def test_health_check_editor_shows_errors_at_the_field(
     page.fill("#check-fall", "2")
     page.press("#check-path", "Enter")
     page.wait_for_selector('.field-error[data-error-for="check.timeout"]:has-text("must not exceed the interval")')
+    page.screenshot(path="/tmp/console-check.png")
     page.fill("#check-timeout", "1s")
     page.fill("#check-headers", "no colon here")  # refused before sending
     page.press("#check-path", "Enter")
@@ -168,6 +170,7 @@ def test_policy_editor_diff_conflict_reapply_and_rollback(
     page.fill("#p-hold", "45s")
     page.fill("#p-connect", "2s")
     dialog = review_and_save(page)
+    page.screenshot(path="/tmp/console-policy-diff.png")
     row = dialog.locator('tr[data-path="retries.attempts"]')
     assert (row.locator(".before").inner_text(), row.locator(".after").inner_text()) == ("2", "3")
     assert dialog.locator('tr[data-path="failover.targets"] .after').inner_text() == "pol-dr"
@@ -220,6 +223,7 @@ def test_policy_editor_diff_conflict_reapply_and_rollback(
     page.wait_for_selector("#policy-version[data-version='4']")
     rolled = console_server.api("GET", "/api/v1/services/pol/policy/")
     assert (rolled["retries"]["attempts"], rolled["panic_threshold_percent"]) == (3, 40)
+    page.screenshot(path="/tmp/console-policy.png", full_page=True)
     assert page.input_value("#p-attempts") == "3"
 
 
@@ -270,5 +274,6 @@ def test_bulk_confirms_and_operator_states_and_failover_are_drawn(
     page.wait_for_selector("#failover-card:not([hidden]) a[data-failover-target='held-dr']")
     assert page.inner_text("#failover-card [data-hold-down]") == "30s"
     assert page.get_attribute("#service-health", "data-health") == "failover"
+    page.screenshot(path="/tmp/console-failover.png", full_page=True)
     page.goto("/")
     page.wait_for_selector('#topology-services li[data-service="held"][data-state="failover"]:has-text("held-dr")')
