@@ -126,14 +126,35 @@
     });
   }
 
+  function serving(i) { return OPERATOR.indexOf(i.status) < 0 && i.status !== "critical"; }
+
+  /* One instance's drain/maintenance/disable: confirmed only when it is the
+     last one receiving traffic (the service would go out of rotation). */
+  Mesh.confirmLastOut = async function (instance, action) {
+    const s = service();
+    if (!TAKES_OUT[action] || !serving(instance)) return true;
+    if (s.instances.some(function (i) { return i.id !== instance.id && serving(i); })) return true;
+    const deps = await dependents();
+    return Mesh.confirm({
+      title: action + " the last serving instance of " + s.name + "?",
+      danger: true,
+      confirmLabel: action + " " + instance.address + ":" + instance.port,
+      body: [
+        el("p", { class: "alert", dataset: { outOfRotation: "" } }, instance.address + ":" + instance.port +
+          " is the only instance receiving traffic: this takes " + s.name + " out of rotation."),
+        el("ul", { class: "deps" }, dependentItems(deps)),
+      ],
+    });
+  };
+
   /* Resolves true when the user confirms the bulk action BODY. */
   Mesh.confirmBulk = async function (body) {
     const s = service();
     const chosen = selected(body);
-    const serving = s.instances.filter(function (i) { return OPERATOR.indexOf(i.status) < 0 && i.status !== "critical"; });
-    const left = serving.filter(function (i) { return chosen.indexOf(i) < 0; });
+    const inRotation = s.instances.filter(serving);
+    const left = inRotation.filter(function (i) { return chosen.indexOf(i) < 0; });
     const deps = await dependents();
-    const out = TAKES_OUT[body.action] && serving.length && !left.length;
+    const out = TAKES_OUT[body.action] && inRotation.length && !left.length;
     return Mesh.confirm({
       title: body.action + " " + chosen.length + " of " + s.instances.length + " instance(s)?",
       danger: Boolean(TAKES_OUT[body.action]),

@@ -142,6 +142,7 @@
 
   async function command(instance, name, body) {
     const error = document.getElementById("instance-error");
+    if (!(await Mesh.confirmLastOut(instance, name))) { renderInstances(); return; }
     pending.add(instance.id);
     error.hidden = true;
     renderInstances();
@@ -237,6 +238,7 @@
   async function setMaintenance(instance, input) {
     const wanted = input.checked;
     const error = document.getElementById("instance-error");
+    if (wanted && !(await Mesh.confirmLastOut(instance, "maintenance"))) { renderInstances(); return; }
     pending.add(instance.id);
     input.disabled = true;
     error.hidden = true;

@@ -72,7 +72,15 @@ def test_maintenance_toggle_goes_through_the_api(page: Any, console_server: Cons
     page.wait_for_selector(f'{row}[data-status="passing"]')
     page.wait_for_selector("#live-state[data-state=live]")
 
+    # The only instance in rotation: the console asks first; Escape changes nothing.
     page.click(f'{row} input[data-instance="{instance["id"]}"]')
+    page.wait_for_selector("dialog[open] [data-out-of-rotation]")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("dialog[open]", state="detached")
+    assert not page.locator(f'{row} input[data-instance="{instance["id"]}"]').is_checked()
+    assert console_server.api("GET", url)["status"] == "passing"
+    page.click(f'{row} input[data-instance="{instance["id"]}"]')
+    page.click("dialog[open] button[data-confirm]")
     page.wait_for_selector(f'{row}[data-status="maintenance"]', timeout=10_000)
     assert console_server.api("GET", url)["status"] == "maintenance"
     page.wait_for_selector('#service-events td:has-text("passing -> maintenance")', timeout=10_000)
