@@ -73,6 +73,9 @@
       ["protocol", service.protocol],
       ["drain timeout", service.drain_timeout],
       ["panic", service.in_panic ? el("span", { class: "status critical" }, "in panic mode") : "no"],
+      ["failover", service.failover.targets.length ? el("span", { dataset: { failoverTargets: "" } },
+        service.failover.targets.join(", ") + " (hold-down " + Mesh.duration(service.failover.hold_down_ms) + ")") :
+        el("a", { href: "policy/" }, "none set")],
       ["tags", service.tags.length ? service.tags.map(function (t) { return el("span", { class: "tag" }, t); }) : "—"],
     ]);
     renderInstances();
@@ -238,7 +241,11 @@
   async function setMaintenance(instance, input) {
     const wanted = input.checked;
     const error = document.getElementById("instance-error");
-    if (wanted && !(await Mesh.confirmLastOut(instance, "maintenance"))) { renderInstances(); return; }
+    if (wanted && !(await Mesh.confirmLastOut(instance, "maintenance"))) {
+      input.checked = false;
+      renderInstances();
+      return;
+    }
     pending.add(instance.id);
     input.disabled = true;
     error.hidden = true;

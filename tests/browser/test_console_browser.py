@@ -77,7 +77,7 @@ def test_maintenance_toggle_goes_through_the_api(page: Any, console_server: Cons
     page.wait_for_selector("dialog[open] [data-out-of-rotation]")
     page.keyboard.press("Escape")
     page.wait_for_selector("dialog[open]", state="detached")
-    assert not page.locator(f'{row} input[data-instance="{instance["id"]}"]').is_checked()
+    page.wait_for_selector(f'{row} input[data-instance="{instance["id"]}"]:not(:checked)')
     assert console_server.api("GET", url)["status"] == "passing"
     page.click(f'{row} input[data-instance="{instance["id"]}"]')
     page.click("dialog[open] button[data-confirm]")

@@ -273,6 +273,10 @@ def test_bulk_confirms_and_operator_states_and_failover_are_drawn(
     page.goto("/services/held/")
     page.wait_for_selector("#failover-card:not([hidden]) a[data-failover-target='held-dr']")
     assert page.inner_text("#failover-card [data-hold-down]") == "30s"
+    console_server.api("PATCH", "/api/v1/services/held/policy/",
+                       {"failover": {"targets": ["held-dr"], "hold_down": "2m"}})
+    page.wait_for_selector('#failover-card [data-hold-down]:text-is("2m")', timeout=10_000)  # live
+    assert page.inner_text("#service-facts [data-failover-targets]") == "held-dr (hold-down 2m)"
     assert page.get_attribute("#service-health", "data-health") == "failover"
     page.screenshot(path="/tmp/console-failover.png", full_page=True)
     page.goto("/")
