@@ -17,8 +17,7 @@ from typing import Any, Literal, TypedDict
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from monitoring.topology import Topology, topology_shared
-from registry.api.payloads import service_payload
+from monitoring.topology import Topology, service_state_payload, topology_shared
 from registry.models import SERVICE_NAME_RE
 from registry.notify import TOPOLOGY_GROUP, service_group
 
@@ -148,7 +147,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             self.topology_task = asyncio.create_task(self._topology_loop())
 
     async def subscribe_service(self, name: str) -> None:
-        data = await database_sync_to_async(service_payload)(name)
+        data = await database_sync_to_async(service_state_payload)(name)
         if data is None:
             await self.send_error(f"unknown service {name!r}")
             return
@@ -170,7 +169,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         name = event.get("service", "")
         if service_group(name) not in self.watched_groups:
             return
-        data = await database_sync_to_async(service_payload)(name)
+        data = await database_sync_to_async(service_state_payload)(name)
         if data is None:
             await self.send_json(ServiceRemovedMessage(type="service.removed", name=name))
         else:

@@ -9,7 +9,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from django.db import connection
 from django.db.models import Count, Q
@@ -17,7 +17,11 @@ from django.utils import timezone
 
 from agents.runtime import histogram
 from monitoring.models import EdgeWindow
+from policies.models import FailoverState, TrafficPolicy
+from registry.api.payloads import service_payload
 from registry.models import ROUTABLE_HEALTH, AdminState, MeshRevision, Service
+
+OPERATOR_STATES = (AdminState.MAINTENANCE, AdminState.DRAINING, AdminState.DISABLED)
 
 
 class TopologyNode(TypedDict):
@@ -27,6 +31,12 @@ class TopologyNode(TypedDict):
     passing: int
     total: int
     health: str  # passing | warning | critical | empty
+    # What the console draws (service_state_label): health, unless operators
+    # hold the instances out (maintenance/draining/disabled) or a failover is
+    # active. held: instances per operator state; failover: the active target.
+    state: str
+    held: dict[str, int]
+    failover: str
 
 
 class TopologyEdge(TypedDict):
@@ -65,25 +75,107 @@ def service_health_label(passing: int, total: int) -> str:
     return "warning"
 
 
-def topology_snapshot(window_seconds: int = 60) -> Topology:
-    now = timezone.now()
+def service_state_label(*, passing: int, total: int, held: dict[str, int], failover: str) -> str:
+    """The console's one label for a service: an active failover first, then the
+    operator's doing (every instance not passing is held out on purpose: not a
+    failure), then health (service_health_label)."""
+    if failover:
+        return "failover"
+    held_total = sum(held.values())
+    if total and held_total and passing + held_total == total:
+        if passing:
+            return "passing"
+        return next(str(s) for s in OPERATOR_STATES if held.get(str(s)))
+    return service_health_label(passing, total)
+
+
+def active_failovers() -> dict[str, str]:
+    """Service name -> the failover target serving it now."""
+    rows = FailoverState.objects.exclude(active_target="").values_list(
+        "service__name", "active_target"
+    )
+    return {str(name): str(target) for name, target in rows}
+
+
+def service_state_payload(name: str) -> dict[str, Any] | None:
+    """registry.api.payloads.service_payload (what the service page renders first
+    and its websocket pushes) plus the console's state: "state" (the label),
+    "held" (instances per operator state) and "failover"; None if gone."""
+    data = service_payload(name)
+    if data is None:
+        return None
+    data["failover"] = failover_payload(name)
+    held: dict[str, int] = {}
+    for row in data["instances"]:
+        if row["status"] in OPERATOR_STATES:
+            held[row["status"]] = held.get(row["status"], 0) + 1
+    data["held"] = held
+    data["state"] = service_state_label(
+        passing=data["health"]["passing"],
+        total=data["health"]["total"],
+        held=held,
+        failover=data["failover"]["active_target"],
+    )
+    return data
+
+
+def failover_payload(name: str) -> dict[str, Any]:
+    """Where service NAME's traffic goes when it fails over, and whether it does
+    now: the active target, since when, and the failback hold-down."""
+    state = FailoverState.objects.filter(service__name=name).first()
+    policy = TrafficPolicy.objects.filter(service__name=name).first() or TrafficPolicy()
+    return {
+        "active_target": state.active_target if state else "",
+        "activated_at": state.activated_at.isoformat() if state and state.activated_at else None,
+        "healthy_since": state.healthy_since.isoformat() if state and state.healthy_since else None,
+        "reason": state.reason if state else "",
+        "targets": list(policy.failover_targets or []),
+        "hold_down_ms": policy.failback_hold_down_ms,
+    }
+
+
+def topology_nodes() -> list[TopologyNode]:
+    """Every service with its health and the console's state label."""
     routable = Q(instances__admin_state=AdminState.ENABLED) & Q(
         instances__health__in=ROUTABLE_HEALTH
     )
+    held_counts = {
+        f"held_{state}": Count("instances", filter=Q(instances__admin_state=state))
+        for state in OPERATOR_STATES
+    }
     services = Service.objects.annotate(
-        total=Count("instances"), passing=Count("instances", filter=routable)
+        total=Count("instances"), passing=Count("instances", filter=routable), **held_counts
     ).order_by("name")
-    nodes: list[TopologyNode] = [
-        {
-            "id": s.name,
-            "name": s.name,
-            "protocol": s.protocol,
-            "passing": s.passing,
-            "total": s.total,
-            "health": service_health_label(s.passing, s.total),
+    failovers = active_failovers()
+    nodes: list[TopologyNode] = []
+    for s in services:
+        held = {
+            str(state): int(getattr(s, f"held_{state}"))
+            for state in OPERATOR_STATES
+            if getattr(s, f"held_{state}")
         }
-        for s in services
-    ]
+        failover = failovers.get(s.name, "")
+        nodes.append(
+            {
+                "id": s.name,
+                "name": s.name,
+                "protocol": s.protocol,
+                "passing": s.passing,
+                "total": s.total,
+                "health": service_health_label(s.passing, s.total),
+                "state": service_state_label(
+                    passing=s.passing, total=s.total, held=held, failover=failover
+                ),
+                "held": held,
+                "failover": failover,
+            }
+        )
+    return nodes
+
+
+def topology_snapshot(window_seconds: int = 60) -> Topology:
+    now = timezone.now()
+    nodes = topology_nodes()
     since = now - timedelta(seconds=window_seconds)
     merged: dict[tuple[str, str], _EdgeTotals] = {}
     rows = EdgeWindow.objects.filter(window_end__gt=since).values_list(

@@ -13,6 +13,12 @@ urlpatterns = [
     path("", views.overview, name="console-overview"),
     path("services/", views.service_list, name="console-services"),
     path("services/<str:name>/", views.service_detail, name="console-service"),
+    path("services/<str:name>/policy/", views.service_policy, name="console-policy"),
+    path(
+        "services/<str:name>/dependents/",
+        views.service_dependents_json,
+        name="console-dependents",
+    ),
     path("agents/", views.agent_list, name="console-agents"),
     path("events/", views.event_list, name="console-events"),
 ]

@@ -12,20 +12,24 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page, Paginator
 from django.db.models import Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from agents.models import Agent
+from agents.runtime.vocabulary import RETRY_CONDITIONS
 from journal.models import Event, EventKind
-from monitoring.topology import service_health_label
-from registry.api.payloads import service_payload
+from monitoring.models import EdgeWindow
+from monitoring.topology import service_state_payload, topology_nodes
+from policies.models import BALANCER_CHOICES, HASH_CHOICES, TrafficPolicy
 from registry.api.serializers import attach_health
 from registry.models import Service
 
 EVENTS_LIMIT = 200
 PAGE_SIZE = 100  # as the API's lists (meshconsole.api.MeshPagination)
+# Callers named in a delete/bulk confirmation: whoever sent traffic this recently.
+CALLERS_WINDOW = timedelta(hours=1)
 
 
 def page_of(request: HttpRequest, queryset: QuerySet[Any]) -> Page[Any]:
@@ -56,16 +60,19 @@ def service_list(request: HttpRequest) -> HttpResponse:
     page.object_list = list(page.object_list)
     attach_health(page.object_list)
     rows: list[dict[str, Any]] = []
+    # The label the overview draws (operator states, failover), one rule for both pages.
+    states = {node["name"]: node["state"] for node in topology_nodes()}
     for service in page.object_list:
         text = " ".join([service.name, service.description, *map(str, service.tags or [])])
         passing = int(getattr(service, "passing_instances", 0))
         total = int(getattr(service, "total_instances", 0))
+        state = states.get(service.name, "empty")
         rows.append(
             {
                 "service": service,
                 "passing": passing,
                 "total": total,
-                "health": service_health_label(passing, total),
+                "health": state,
                 "search_text": text.lower(),
             }
         )
@@ -77,10 +84,61 @@ def service_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def service_detail(request: HttpRequest, name: str) -> HttpResponse:
-    data = service_payload(name)
+    data = service_state_payload(name)
     if data is None:
-        raise Http404(f"no service named {name!r}")
+        return not_found(request, f"There is no service named “{name}”.")
     return render(request, "console/service.html", {"name": name, "service": data})
+
+
+def not_found(request: HttpRequest, message: str) -> HttpResponse:
+    """The console's styled 404 (templates/404.html, also Django's handler404 page)."""
+    return render(request, "404.html", {"message": message}, status=404)
+
+
+@require_GET
+@login_required
+def service_policy(request: HttpRequest, name: str) -> HttpResponse:
+    """The traffic policy editor; its script reads and writes /api/v1/.../policy/."""
+    if not Service.objects.filter(name=name).exists():
+        return not_found(request, f"There is no service named “{name}”.")
+    context = {
+        "name": name,
+        "balancers": BALANCER_CHOICES,
+        "hash_kinds": HASH_CHOICES,
+        "retry_conditions": RETRY_CONDITIONS,
+    }
+    return render(request, "console/policy.html", context)
+
+
+def service_dependents(name: str) -> dict[str, Any]:
+    """What a confirmation must name before a destructive change to service NAME:
+    its callers (traffic in the last CALLERS_WINDOW) and the services whose
+    policy fails over to it."""
+    since = timezone.now() - CALLERS_WINDOW
+    callers = sorted(
+        set(
+            EdgeWindow.objects.filter(destination=name, window_end__gt=since)
+            .exclude(source=name)
+            .values_list("source", flat=True)
+        )
+    )
+    # failover_targets is JSON: containment is not portable to SQLite; policies are few.
+    referrers = sorted(
+        str(service_name)
+        for service_name, targets in TrafficPolicy.objects.values_list(
+            "service__name", "failover_targets"
+        )
+        if name in (targets or [])
+    )
+    return {"service": name, "callers": callers, "failover_referrers": referrers}
+
+
+@require_GET
+@login_required
+def service_dependents_json(request: HttpRequest, name: str) -> HttpResponse:
+    if not Service.objects.filter(name=name).exists():
+        return JsonResponse({"detail": f"no service named {name!r}"}, status=404)
+    return JsonResponse(service_dependents(name))
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@
       const child = arguments[i];
       if (child === undefined || child === null || child === false) continue;
       for (const c of [].concat(child)) {
+        if (c === undefined || c === null || c === false) continue;
         node.append(c instanceof Node ? c : document.createTextNode(String(c)));
       }
     }
@@ -79,14 +80,38 @@
     return Math.round(seconds / 86400) + " d ago";
   }
 
+  /* The one date format of the console, as the server renders it: UTC,
+     "2026-01-01 12:00:00" (the title says UTC). */
   function clock(iso) {
     if (!iso) return "";
     const d = new Date(iso);
-    return isNaN(d) ? iso : d.toLocaleString(undefined, { hour12: false });
+    return isNaN(d) ? iso : d.toISOString().slice(0, 19).replace("T", " ");
+  }
+
+  /* <time datetime> elements: absolute ones in clock()'s format, data-ago ones
+     relative with the absolute time as their title. */
+  function formatTimes(root) {
+    for (const node of (root || document).querySelectorAll("time[datetime]")) {
+      const iso = node.getAttribute("datetime");
+      if (node.hasAttribute("data-ago")) {
+        node.textContent = ago(iso);
+        node.title = clock(iso) + " UTC";
+      } else {
+        node.textContent = clock(iso);
+        node.title = "UTC";
+      }
+    }
   }
 
   function ms(value) {
     return value === null || value === undefined ? "—" : (value < 10 ? value.toFixed(1) : Math.round(value)) + " ms";
+  }
+
+  /* Milliseconds as the API spells durations: 30000 -> "30s", 1500 -> "1500ms". */
+  function duration(ms) {
+    if (ms % 60000 === 0 && ms >= 60000) return ms / 60000 + "m";
+    if (ms % 1000 === 0) return ms / 1000 + "s";
+    return ms + "ms";
   }
 
   function percent(ratio) {
@@ -161,6 +186,7 @@
           const current = document.getElementById(node.id);
           if (fresh && current && fresh.innerHTML !== current.innerHTML) {
             current.innerHTML = fresh.innerHTML;
+            formatTimes(current);
             current.dispatchEvent(new CustomEvent("mesh:refreshed", { bubbles: true }));
           }
         } catch (e) { /* offline for a moment: try again next tick */ }
@@ -190,6 +216,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    formatTimes(document);
     autoRefresh();
     serviceSearch();
     for (const select of document.querySelectorAll("select[data-autosubmit]")) {
@@ -197,5 +224,5 @@
     }
   });
 
-  window.Mesh = { api: api, cookie: cookie, el: el, ago: ago, clock: clock, ms: ms, percent: percent, live: live };
+  window.Mesh = { api: api, cookie: cookie, el: el, ago: ago, clock: clock, formatTimes: formatTimes, ms: ms, duration: duration, percent: percent, live: live };
 })();

@@ -2,7 +2,11 @@
 (function () {
   "use strict";
   const el = Mesh.el;
-  const COLORS = { passing: "#3fb950", warning: "#d29922", critical: "#f85149", empty: "#6e7681" };
+  // One colour per state label (monitoring.topology.service_state_label); the
+  // same as console.css's --passing ... --failover.
+  const COLORS = { passing: "#3fb950", warning: "#d29922", critical: "#f85149", empty: "#6e7681",
+    maintenance: "#a371f7", draining: "#db61a2", disabled: "#484f58", failover: "#39c5cf" };
+  function state(n) { return n.state || n.health; }
   const INK = "#c9d1d9";
   const MUTED = "#8b949e";
 
@@ -182,18 +186,22 @@
     const ys = nodes.map(function (n) { return pos[n.name].y; });
     const nodeTrace = {
       type: "scatter", mode: "markers+text", x: xs, y: ys,
-      text: nodes.map(function (n) { return "<b>" + n.name + "</b> " + n.passing + "/" + n.total; }),
+      text: nodes.map(function (n) {
+        return "<b>" + n.name + "</b> " + n.passing + "/" + n.total + (n.failover ? " → " + n.failover : "");
+      }),
       textposition: "bottom center",
       textfont: { color: INK, size: 12 },
       customdata: nodes.map(function (n) { return n.external ? "" : n.name; }),
       hovertext: nodes.map(function (n) {
         return "<b>" + n.name + "</b><br>" + (n.external ? "not a registered service" :
-          n.protocol + " · " + n.passing + " of " + n.total + " instances routable");
+          n.protocol + " · " + n.passing + " of " + n.total + " instances routable" +
+          Object.keys(n.held || {}).map(function (k) { return "<br>" + n.held[k] + " in " + k; }).join("") +
+          (n.failover ? "<br>failed over to <b>" + n.failover + "</b>" : ""));
       }),
       hoverinfo: "text",
       marker: {
         size: 30,
-        color: nodes.map(function (n) { return COLORS[n.health] || COLORS.empty; }),
+        color: nodes.map(function (n) { return COLORS[state(n)] || COLORS.empty; }),
         line: { color: "#0d1117", width: 3 },
         symbol: nodes.map(function (n) { return n.external ? "diamond" : "circle"; }),
       },
@@ -250,10 +258,11 @@
   function renderList(topology) {
     const list = document.getElementById("topology-services");
     const items = topology.nodes.map(function (n) {
-      return el("li", { dataset: { service: n.name, health: n.health } },
+      return el("li", { dataset: { service: n.name, health: n.health, state: state(n) } },
         el("a", { href: "/services/" + encodeURIComponent(n.name) + "/" },
-          el("i", { class: "dot " + n.health }), n.name),
-        el("span", { class: "muted" }, n.passing + "/" + n.total));
+          el("i", { class: "dot " + state(n) }), n.name),
+        el("span", { class: "muted" }, n.failover ? el("span", { class: "failover-note" }, "→ " + n.failover + " ") : null,
+          n.passing + "/" + n.total));
     });
     list.replaceChildren.apply(list, items.length ? items : [el("li", { class: "empty-row" }, "No services registered yet.")]);
     document.getElementById("service-count").textContent = topology.nodes.length;

@@ -16,10 +16,29 @@
     return "/api/v1/services/" + encodeURIComponent(service.name) + "/";
   }
 
-  function healthLabel(h) {
-    if (!h.total) return "empty";
-    if (h.passing === h.total) return "passing";
-    return h.passing ? "warning" : "critical";
+  /* The server's label (monitoring.topology.service_state_label), with words. */
+  function stateText(s) {
+    const h = s.health;
+    const held = Object.keys(s.held || {}).map(function (k) { return s.held[k] + " " + k; });
+    if (s.state === "failover") return "failed over to " + s.failover.active_target;
+    return h.passing + "/" + h.total + " passing" + (held.length ? " · " + held.join(", ") : "");
+  }
+
+  function renderFailover() {
+    const f = service.failover;
+    const card = document.getElementById("failover-card");
+    card.hidden = !f.active_target;
+    if (!f.active_target) return;
+    const holdDown = f.hold_down_ms === null ? "" : Mesh.duration(f.hold_down_ms);
+    // el() flattens the nested lists (replaceChildren would print them).
+    document.getElementById("failover-text").replaceChildren(el("span", null,
+      "Traffic for ", el("strong", null, service.name), " goes to ",
+      el("a", { href: "/services/" + encodeURIComponent(f.active_target) + "/", dataset: { failoverTarget: f.active_target } }, f.active_target),
+      f.activated_at ? [" since ", el("time", { datetime: f.activated_at }, Mesh.clock(f.activated_at))] : null,
+      f.reason ? " (" + f.reason + ")" : null, ". ",
+      f.healthy_since ? ["Healthy again since ", el("time", { datetime: f.healthy_since }, Mesh.clock(f.healthy_since)),
+        "; fails back after a hold-down of ", el("span", { dataset: { holdDown: "" } }, holdDown), " of continuous health."] :
+        ["Fails back once it has been healthy for the hold-down of ", el("span", { dataset: { holdDown: "" } }, holdDown), "."]));
   }
 
   function facts(target, pairs) {
@@ -29,11 +48,12 @@
   }
 
   function renderService() {
-    const label = healthLabel(service.health);
+    const label = service.state;
     const badge = document.getElementById("service-health");
     badge.className = "health " + label;
     badge.dataset.health = label;
-    badge.replaceChildren(el("i", { class: "dot " + label }), service.health.passing + "/" + service.health.total + " passing");
+    badge.replaceChildren(el("i", { class: "dot " + label }), stateText(service));
+    renderFailover();
     document.getElementById("service-description").textContent = service.description || "";
     const c = service.check;
     facts(document.getElementById("service-check"), [
@@ -53,6 +73,9 @@
       ["protocol", service.protocol],
       ["drain timeout", service.drain_timeout],
       ["panic", service.in_panic ? el("span", { class: "status critical" }, "in panic mode") : "no"],
+      ["failover", service.failover.targets.length ? el("span", { dataset: { failoverTargets: "" } },
+        service.failover.targets.join(", ") + " (hold-down " + Mesh.duration(service.failover.hold_down_ms) + ")") :
+        el("a", { href: "policy/" }, "none set")],
       ["tags", service.tags.length ? service.tags.map(function (t) { return el("span", { class: "tag" }, t); }) : "—"],
     ]);
     renderInstances();
@@ -122,6 +145,7 @@
 
   async function command(instance, name, body) {
     const error = document.getElementById("instance-error");
+    if (!(await Mesh.confirmLastOut(instance, name))) { renderInstances(); return; }
     pending.add(instance.id);
     error.hidden = true;
     renderInstances();
@@ -160,6 +184,9 @@
       action: form.elements.action.value,
     };
     if (body.action === "weight") body.weight = parseInt(form.elements.weight.value, 10);
+    // An empty selector goes straight to the API, which refuses it with the reason.
+    const empty = !body.all && !body.selector.tags.length && !Object.keys(metadata).length;
+    if (!empty && !(await Mesh.confirmBulk(body))) { result.textContent = "Cancelled."; return; }
     result.textContent = "Applying…";
     try {
       const data = await Mesh.api(base() + "instances/bulk/", { method: "POST", body: body });
@@ -214,6 +241,11 @@
   async function setMaintenance(instance, input) {
     const wanted = input.checked;
     const error = document.getElementById("instance-error");
+    if (wanted && !(await Mesh.confirmLastOut(instance, "maintenance"))) {
+      input.checked = false;
+      renderInstances();
+      return;
+    }
     pending.add(instance.id);
     input.disabled = true;
     error.hidden = true;
@@ -302,6 +334,9 @@
     };
     Plotly.react(target, data, layout, { displayModeBar: false, responsive: true });
   }
+
+  /* A write's answer (the service without its instances) before the live push. */
+  Mesh.serviceUpdate = function (partial) { apply(Object.assign({}, service, partial)); };
 
   function apply(data) {
     service = data;

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ print(api_token_create(user=user))
 class ConsoleServer:
     url: str
     token: str
+    manage: Callable[..., str]
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -81,7 +83,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
     """A real control plane (web only) with the seeded users, services and traffic."""
     with control_plane(tmp_path_factory.mktemp("console"), workers=False) as cp:
         token = cp.manage("shell", "-c", SEED).splitlines()[-1]
-        yield ConsoleServer(url=cp.url, token=token)
+        yield ConsoleServer(url=cp.url, token=token, manage=cp.manage)
 
 
 @pytest.fixture(scope="module")
@@ -101,15 +103,54 @@ def browser(chromium_path: Path) -> Iterator[Any]:
             browser.close()
 
 
-@pytest.fixture
-def page(browser: Any, console_server: ConsoleServer) -> Iterator[Any]:
+# Chromium logs an answered request with an error status as a console error;
+# a test that provokes one on purpose lists the status in page.allowed_statuses.
+FAILED_LOAD = re.compile(r"^Failed to load resource: the server responded with a status of (\d+)")
+
+
+def watch_errors(page: Any) -> None:
+    """Page errors and console.error messages collect in page.errors; the
+    `page` fixture fails a test that leaves any."""
+    page.errors = []
+    page.allowed_statuses = set()
+
+    def on_console(message: Any) -> None:
+        if message.type != "error":
+            return
+        failed = FAILED_LOAD.match(message.text)
+        if failed and int(failed.group(1)) in page.allowed_statuses:
+            return
+        page.errors.append(f"console.error: {message.text}")
+
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.on("console", on_console)
+
+
+def new_page(browser: Any, console_server: ConsoleServer) -> tuple[Any, Any]:
     context = browser.new_context(
         viewport={"width": 1360, "height": 900}, base_url=console_server.url
     )
     page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    watch_errors(page)
+    return context, page
+
+
+@pytest.fixture
+def page(browser: Any, console_server: ConsoleServer) -> Iterator[Any]:
+    context, page = new_page(browser, console_server)
     try:
         yield page
+        assert page.errors == [], page.errors
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def other_page(browser: Any, console_server: ConsoleServer) -> Iterator[Any]:
+    """A second console (its own browser context and session)."""
+    context, page = new_page(browser, console_server)
+    try:
+        yield page
+        assert page.errors == [], page.errors
     finally:
         context.close()

@@ -72,7 +72,15 @@ def test_maintenance_toggle_goes_through_the_api(page: Any, console_server: Cons
     page.wait_for_selector(f'{row}[data-status="passing"]')
     page.wait_for_selector("#live-state[data-state=live]")
 
+    # The only instance in rotation: the console asks first; Escape changes nothing.
     page.click(f'{row} input[data-instance="{instance["id"]}"]')
+    page.wait_for_selector("dialog[open] [data-out-of-rotation]")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("dialog[open]", state="detached")
+    page.wait_for_selector(f'{row} input[data-instance="{instance["id"]}"]:not(:checked)')
+    assert console_server.api("GET", url)["status"] == "passing"
+    page.click(f'{row} input[data-instance="{instance["id"]}"]')
+    page.click("dialog[open] button[data-confirm]")
     page.wait_for_selector(f'{row}[data-status="maintenance"]', timeout=10_000)
     assert console_server.api("GET", url)["status"] == "maintenance"
     page.wait_for_selector('#service-events td:has-text("passing -> maintenance")', timeout=10_000)
@@ -104,11 +112,15 @@ def test_instance_changed_elsewhere_updates_the_service_page(
     page.wait_for_selector(f'{row}[data-status="passing"]', timeout=10_000)
 
 
-@pytest.mark.parametrize("path", ["/services/", "/agents/", "/events/"])
-def test_list_pages_render(page: Any, path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "table"),
+    [("/services/", "service-table"), ("/agents/", "agent-table"), ("/events/", "event-table")],
+)
+def test_list_pages_render(page: Any, path: str, table: str) -> None:
     log_in(page)
     page.goto(path)
-    assert page.locator("table.table").count() == 1
+    # The page's list (the agents page also has the staff's enrollment tokens).
+    assert page.locator(f"table.table#{table}").count() == 1
     assert page.locator('.nav a[aria-current="page"]').count() == 1
     assert page.errors == []
 
@@ -167,6 +179,7 @@ def test_service_page_explains_and_controls_instances(
     page.fill("#bulk-form input[name=tags]", "v1")
     page.select_option("#bulk-form select[name=action]", "maintenance")
     page.click("#bulk-form button[type=submit]")
+    page.click("dialog[open] button[data-confirm]")  # names the 2 instances first
     page.wait_for_selector("#bulk-result[data-affected='2']", timeout=10_000)
     page.wait_for_selector(f'#instance-table tr[data-instance="{second}"][data-status="maintenance"]',
                            timeout=10_000)
@@ -174,6 +187,7 @@ def test_service_page_explains_and_controls_instances(
     assert console_server.api(
         "GET", f"/api/v1/services/browser-ctl/instances/{third}/")["status"] == "passing"
     # An empty selector is refused with the API's message.
+    page.allowed_statuses.add(400)
     page.fill("#bulk-form input[name=tags]", "")
     page.click("#bulk-form button[type=submit]")
     page.wait_for_selector("#bulk-result:has-text('refused')", timeout=10_000)

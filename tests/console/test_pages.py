@@ -17,7 +17,7 @@ from journal.models import Event, EventKind
 from registry import services
 from registry.models import Node, Service
 
-PAGES = ["/", "/services/", "/services/payments/", "/agents/", "/events/"]
+PAGES = ["/", "/services/", "/services/payments/", "/services/payments/policy/", "/agents/", "/events/"]
 ASSET_ATTR = re.compile(
     r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']([^"']+)["']""", re.I
 )
@@ -218,3 +218,67 @@ def test_service_page_carries_each_instance_explanation(
         instance["explanation"]
     )
     assert 'id="bulk-form"' in html
+
+
+@pytest.mark.parametrize("path", ["/services/nope/", "/services/nope/policy/"])
+def test_unknown_service_is_a_styled_404(logged_in: Client, db: None, path: str) -> None:
+    response = logged_in.get(path)
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert 'id="not-found"' in html and "There is no service named “nope”." in html
+    assert "/static/console/console.css" in html and 'class="topbar"' in html
+
+
+def test_any_unknown_page_is_the_styled_404(logged_in: Client, db: None) -> None:
+    response = logged_in.get("/no/such/page/")
+    assert response.status_code == 404
+    assert 'id="not-found"' in response.content.decode()
+
+
+def test_policy_page_renders_every_option(logged_in: Client, payments: Service) -> None:
+    html = logged_in.get("/services/payments/policy/").content.decode()
+    for name in (
+        "load_balancer", "hash_on.type", "hash_on.name", "connect_timeout", "request_timeout",
+        "idle_timeout", "retries.attempts", "retries.per_try_timeout", "retries.on",
+        "retries.backoff_base", "retries.backoff_max", "retries.budget_percent",
+        "retries.min_per_second", "outlier.consecutive_5xx", "outlier.consecutive_gateway",
+        "outlier.base_ejection", "outlier.max_ejection_percent",
+        "circuit_breaker.max_connections", "circuit_breaker.max_pending",
+        "circuit_breaker.max_requests", "rate_limit.enabled", "rate_limit.rps",
+        "rate_limit.burst", "panic_threshold_percent", "locality.enabled", "zone_priority",
+        "failover.targets", "failover.hold_down",
+    ):
+        assert f'name="{name}"' in html, name
+    # Every form field has a label (keyboard and screen-reader use).
+    for field_id in re.findall(r'<(?:input|select|textarea)[^>]*\bid="([^"]+)"', html):
+        assert f'for="{field_id}"' in html, field_id
+
+
+def test_dependents_name_callers_and_failover_referrers(
+    logged_in: Client, admin_user: User, payments: Service
+) -> None:
+    from agents.runtime import histogram
+    from monitoring.models import EdgeWindow
+    from policies.services import policy_update
+
+    orders = services.service_create(user=admin_user, data={"name": "orders"})
+    now = timezone.now()
+    for source, age in (("orders", 30), ("web", 60), ("old-caller", 7200), ("payments", 10)):
+        EdgeWindow.objects.create(
+            window_end=now - timedelta(seconds=age), seconds=10, node="host-a", source=source,
+            destination="payments", requests=10, errors=0, buckets=histogram.empty(),
+        )
+    policy_update(user=admin_user, service=orders, data={"failover_targets": ["payments"]})
+    data = logged_in.get("/services/payments/dependents/").json()
+    assert data == {"service": "payments", "callers": ["orders", "web"],
+                    "failover_referrers": ["orders"]}
+    assert logged_in.get("/services/nope/dependents/").status_code == 404
+
+
+def test_services_page_shows_operator_state_not_failure(
+    logged_in: Client, admin_user: User, payments: Service
+) -> None:
+    instance = payments.instances.get()
+    services.instance_update(user=admin_user, instance=instance, data={"maintenance": True})
+    html = logged_in.get("/services/").content.decode()
+    assert '<span class="health maintenance"><i class="dot maintenance"></i>0/1</span>' in html
