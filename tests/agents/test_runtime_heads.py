@@ -149,3 +149,15 @@ def test_request_block_forwards_exactly_the_end_to_end_headers(
     assert kept[:-2] == end_to_end(headers)  # + X-Forwarded-For and -Proto at the end
     assert kept[-2:] == [(b"x-forwarded-for", b"192.0.2.1"), (b"x-forwarded-proto", b"http")]
     assert not any(n.lower() in HOP_BY_HOP for n, _ in kept)
+
+
+def test_valid_host_values_are_remembered_boundedly_and_bad_ones_never() -> None:
+    from agents.runtime import heads
+
+    heads._GOOD_HOSTS.clear()
+    for i in range(heads._GOOD_HOSTS_MAX + 50):
+        heads.request_headers([(b"Host", f"h{i}.example:80".encode())], b"10.0.0.1")
+    assert len(heads._GOOD_HOSTS) == heads._GOOD_HOSTS_MAX
+    with pytest.raises(heads.BadRequest):
+        heads.request_headers([(b"Host", b"a b")], b"10.0.0.1")
+    assert b"a b" not in heads._GOOD_HOSTS
