@@ -163,4 +163,4 @@ async def test_async_variant(cp: ControlPlane) -> None:
         ft = await sm.fault_tolerance("async-svc")
         async with ft.call() as ep:
             assert ep.port == 7101
-    assert cp.api("GET", "/api/v1/services/async-svc/instances/")[1] == []
+    assert cp.api("GET", "/api/v1/services/async-svc/instances/")[1]["results"] == []
