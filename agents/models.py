@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from datetime import datetime
 from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from registry.models import Node
 
@@ -41,7 +43,18 @@ class EnrollmentToken(models.Model):
         ordering: ClassVar = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"{self.prefix}… ({'revoked' if self.revoked else 'active'})"
+        return f"{self.prefix}… ({self.state()})"
+
+    def state(self, now: datetime | None = None) -> str:
+        """active | revoked | expired | used-up: the rule agents.enrollment's
+        conditional claim applies in SQL, for lists and pages."""
+        if self.revoked:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= (now or timezone.now()):
+            return "expired"
+        if self.max_uses is not None and self.uses >= self.max_uses:
+            return "used-up"
+        return "active"
 
 
 class Agent(models.Model):

@@ -49,6 +49,19 @@ class AuditNote:
     after: dict[str, Any] | None
 
 
+def _event(note: EventNote, revision: int | None) -> Event:
+    return Event(
+        kind=note.kind,
+        message=note.message[:1000],
+        service=note.service,
+        instance=note.instance,
+        severity=note.severity,
+        actor=note.actor[:200],
+        data=note.data,
+        revision=revision,
+    )
+
+
 def event_record(
     *,
     kind: EventKind | str,
@@ -60,34 +73,14 @@ def event_record(
     data: dict[str, Any] | None = None,
     revision: int | None = None,
 ) -> Event:
-    return Event.objects.create(
-        kind=kind,
-        message=message[:1000],
-        service=service,
-        instance=instance,
-        severity=severity,
-        actor=actor[:200],
-        data=data or {},
-        revision=revision,
-    )
+    note = EventNote(kind, message, service, instance, severity, actor, data or {})
+    event = _event(note, revision)
+    event.save()
+    return event
 
 
 def events_record(notes: list[EventNote], *, revision: int | None) -> None:
-    Event.objects.bulk_create(
-        [
-            Event(
-                kind=n.kind,
-                message=n.message[:1000],
-                service=n.service,
-                instance=n.instance,
-                severity=n.severity,
-                actor=n.actor[:200],
-                data=n.data,
-                revision=revision,
-            )
-            for n in notes
-        ]
-    )
+    Event.objects.bulk_create([_event(n, revision) for n in notes])
 
 
 def audit_record(

@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.permissions import IsAdminUser
@@ -44,9 +43,7 @@ class EnrollmentTokenSerializer(serializers.ModelSerializer):
         )
 
     def get_active(self, token: EnrollmentToken) -> bool:
-        expired = token.expires_at is not None and token.expires_at <= timezone.now()
-        used_up = token.max_uses is not None and token.uses >= token.max_uses
-        return not (token.revoked or expired or used_up)
+        return token.state() == "active"
 
 
 MAX_TOKEN_TTL_MS = 366 * 24 * 3_600_000

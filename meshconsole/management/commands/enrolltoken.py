@@ -55,14 +55,7 @@ class Command(BaseCommand):
         now = timezone.now()
         self.stdout.write("PREFIX  STATE    USES   EXPIRES                    DESCRIPTION")
         for t in EnrollmentToken.objects.all():
-            if t.revoked:
-                state = "revoked"
-            elif t.expires_at is not None and t.expires_at <= now:
-                state = "expired"
-            elif t.max_uses is not None and t.uses >= t.max_uses:
-                state = "used-up"
-            else:
-                state = "active"
+            state = t.state(now)
             uses = f"{t.uses}/{t.max_uses}" if t.max_uses else str(t.uses)
             expires = t.expires_at.isoformat(timespec="seconds") if t.expires_at else "never"
             self.stdout.write(f"{t.prefix:7} {state:8} {uses:6} {expires:26} {t.description}")
