@@ -119,12 +119,14 @@ class ControlPlane:
 
 @contextmanager
 def control_plane(
-    tmp_path: Path, *, workers: bool = True, web_workers: int = 1
+    tmp_path: Path, *, workers: bool = True, web_workers: int = 1,
+    env: dict[str, str] | None = None,
 ) -> Iterator[ControlPlane]:
     data_dir = tmp_path / "cp"
     data_dir.mkdir()
     procs = Processes(tmp_path)
     with _database(data_dir) as database_url:
+        extra = env or {}
         env = dict(os.environ)
         env.update(
             MESH_DATA_DIR=str(data_dir),
@@ -133,6 +135,7 @@ def control_plane(
             MESH_CHANNEL_PREFIX=f"e2e{secrets.token_hex(4)}",
             MESH_HEARTBEAT_TTL="6",
         )
+        env.update(extra)
         cp = ControlPlane(data_dir, procs, env)
         try:
             cp.setup()

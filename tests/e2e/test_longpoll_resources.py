@@ -65,8 +65,15 @@ async def poll(port: int, path: str, token: str) -> tuple[int, bytes]:
     return status, raw
 
 
+# On PostgreSQL the web process has a pool of two connections: were a pending
+# poll to hold one, the third poll (and the PATCH that wakes them all) would
+# wait out the pool's timeout and fail. (The pool keeps connections it has
+# opened for minutes, so counting them is only a bound, not the proof.)
+POOL = {"MESH_DB_POOL_MAX": "2", "MESH_DB_POOL_TIMEOUT": "10"}
+
+
 def test_pending_long_polls_hold_no_database_connection_and_no_thread(tmp_path: Path) -> None:
-    with control_plane(tmp_path, workers=False) as cp:
+    with control_plane(tmp_path, workers=False, env=POOL) as cp:
         status, body = http("POST", f"{cp.url}/api/v1/agents/enroll/", {
             "token": cp.enroll_token, "node": "poller", "zone": "zone-1", "version": "0",
             "upstreams": [{"service": "lp-target", "protocol": "http"}],
