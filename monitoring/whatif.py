@@ -2,8 +2,9 @@
 
 From the last minute's traffic to the service (the edge windows agents
 report, per calling node), the agents' own routing plan
-(`agents.runtime.locality.plan`: panic, priority levels, zones) and weighted
-balancing inside each group (L = T × w / Σw), before and after the edit:
+(`agents.runtime.locality.plan`: panic, priority levels, zones) and the
+balancer's split inside each group (L = T × w / Σw for a weighted balancer,
+T / N for round_robin and random, which ignore weights), before and after the edit:
 per-instance requests per second, whether the service would be in panic or
 fail over (and to whom), and which callers the edit affects. Nothing is
 written; the edit is applied to in-memory copies.
@@ -24,6 +25,7 @@ from typing import Any
 from django.db.models import Sum
 from django.utils import timezone
 
+from agents.runtime.balancers import BALANCERS, DEFAULT_BALANCER
 from agents.runtime.endpoint import Endpoint
 from agents.runtime.locality import plan
 from agents.runtime.vocabulary import LOCALITY_ENABLED
@@ -61,6 +63,7 @@ class Member:
 
 @dataclass
 class Routing:
+    balancer: str
     threshold: int
     locality: bool
     zone_priority: list[str]
@@ -104,6 +107,7 @@ def _routing(service: Service) -> Routing:
     policy = TrafficPolicy.objects.filter(service=service).first()
     state = FailoverState.objects.filter(service=service).first()
     return Routing(
+        balancer=policy.load_balancer if policy else DEFAULT_BALANCER,
         threshold=policy.panic_threshold_percent if policy else DEFAULT_PANIC_THRESHOLD,
         locality=policy.locality_enabled if policy else LOCALITY_ENABLED,
         zone_priority=list(policy.zone_priority or []) if policy else [],
@@ -144,16 +148,17 @@ def _load(
         for m in enabled
     ]
     load: dict[str, float] = defaultdict(float)
+    weighted = BALANCERS[routing.balancer].weighted if routing.balancer in BALANCERS else True
     panic = False
     for caller in by:
         route = plan(endpoints, zone=caller.zone, panic_threshold_percent=routing.threshold,
                      locality=routing.locality)
         panic = panic or route.panic
         for share, group in route.shares():
-            weights = sum(e.weight for e in group)
+            weights = sum(e.weight if weighted else 1 for e in group)
             for e in group:
                 if weights:
-                    load[e.id] += caller.rps * share * e.weight / weights
+                    load[e.id] += caller.rps * share * (e.weight if weighted else 1) / weights
     if not by and endpoints:  # no traffic: still say whether the plan panics
         panic = plan(endpoints, zone="", panic_threshold_percent=routing.threshold,
                      locality=False).panic
@@ -325,6 +330,14 @@ def what_if(service: Service, edit: dict[str, Any]) -> dict[str, Any]:
         warnings.append(
             f"{service.name} would be healthy again; traffic stays on {routing.active_target} "
             f"until the failback hold-down passes"
+        )
+    weights_changed = any(a.weight != b.weight and b.weight > 0
+                          for a, b in zip(members, new_members, strict=True))
+    if weights_changed and not BALANCERS[new_routing.balancer].weighted:
+        warnings.append(
+            f"{service.name} balances with {new_routing.balancer}, which ignores weights: "
+            f"only weight 0 changes its traffic (weighted_round_robin, least_request, "
+            f"peak_ewma, ring_hash and maglev follow them)"
         )
     busiest = max(after.load.values(), default=0.0)
     if total_rps and busiest > 0:

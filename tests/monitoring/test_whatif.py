@@ -46,7 +46,15 @@ def load(side: dict[str, Any]) -> dict[str, float]:
 def test_a_weight_change_moves_load_by_weight(api: APIClient) -> None:
     a, b, c = service(api, "payments", ["zone-1"] * 3)
     traffic("orders", "payments", "host-a", "zone-1", 30)
+    # The default round_robin ignores weights (as the agent does): nothing moves.
     answer = what_if(api, "payments", {"instances": {c: {"weight": 200}}})
+    assert load(answer["after"]) == {a: 10.0, b: 10.0, c: 10.0}
+    assert answer["affected_callers"] == []
+    assert any("ignores weights" in w for w in answer["warnings"])
+    body = {"load_balancer": "weighted_round_robin"}
+    assert api.patch("/api/v1/services/payments/policy/", body, format="json").status_code == 200
+    answer = what_if(api, "payments", {"instances": {c: {"weight": 200}}})
+    assert answer["warnings"] == []
     assert answer["callers"] == [{"source": "orders", "node": "host-a", "zone": "zone-1", "rps": 30.0}]
     assert load(answer["before"]) == {a: 10.0, b: 10.0, c: 10.0}
     assert load(answer["after"]) == {a: 7.5, b: 7.5, c: 15.0}
