@@ -292,11 +292,30 @@ def _side(outcome: Outcome) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class State:
+    """What routing of one service rests on: its instances and its policy."""
+
+    members: list[Member]
+    routing: Routing
+
+
+def state_of(service: Service) -> State:
+    return State(_members(service), _routing(service))
+
+
 def what_if(service: Service, edit: dict[str, Any]) -> dict[str, Any]:
     """The prediction for EDIT on SERVICE (raises WhatIfError for a bad edit)."""
-    members = _members(service)
-    routing = _routing(service)
-    new_members, new_routing = _apply(members, routing, edit)
+    now = state_of(service)
+    new_members, new_routing = _apply(now.members, now.routing, edit)
+    return compare(service, now, State(new_members, new_routing))
+
+
+def compare(service: Service, now: State, then: State) -> dict[str, Any]:
+    """The load per instance in state NOW and in state THEN (the same instances,
+    changed), from the last minute's traffic, with the warnings between them."""
+    members, routing = now.members, now.routing
+    new_members, new_routing = then.members, then.routing
     by = callers(service.name)
     before = _outcome(service, members, routing, by, failover_to=routing.active_target)
     target_after = _failover_after(service, new_members, new_routing)
@@ -331,8 +350,8 @@ def what_if(service: Service, edit: dict[str, Any]) -> dict[str, Any]:
             f"{service.name} would be healthy again; traffic stays on {routing.active_target} "
             f"until the failback hold-down passes"
         )
-    weights_changed = any(a.weight != b.weight and b.weight > 0
-                          for a, b in zip(members, new_members, strict=True))
+    then_weights = {m.id: m.weight for m in new_members}
+    weights_changed = any(then_weights.get(m.id, m.weight) not in (m.weight, 0) for m in members)
     if weights_changed and not BALANCERS[new_routing.balancer].weighted:
         warnings.append(
             f"{service.name} balances with {new_routing.balancer}, which ignores weights: "
