@@ -37,6 +37,7 @@ class TopologyNode(TypedDict):
     state: str
     held: dict[str, int]
     failover: str
+    tags: list[str]  # the console groups by a tag key (team=...)
 
 
 class TopologyEdge(TypedDict):
@@ -168,6 +169,7 @@ def topology_nodes() -> list[TopologyNode]:
                 ),
                 "held": held,
                 "failover": failover,
+                "tags": list(s.tags),
             }
         )
     return nodes
