@@ -1,0 +1,26 @@
+"""The tags of the service a request acts on, for roles scoped by tag
+(meshconsole.roles): a scoped operator or admin acts only where the tag is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.request import Request
+
+from registry.models import Service
+
+
+class ServiceScoped:
+    """Mixed into a view whose URL names a service (`service_kwarg`)."""
+
+    service_kwarg = "name"
+    kwargs: dict[str, Any]
+
+    def scope_tags(self, request: Request) -> list[str] | None:
+        name = self.kwargs.get(self.service_kwarg)
+        if name is None:
+            # A service being created: the tags it will carry.
+            tags = request.data.get("tags") if isinstance(request.data, dict) else None
+            return [str(t) for t in tags] if isinstance(tags, list) else []
+        tags = Service.objects.filter(name=name).values_list("tags", flat=True).first()
+        return [str(t) for t in tags or []] if tags is not None else None
