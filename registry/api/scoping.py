@@ -22,5 +22,13 @@ class ServiceScoped:
             # A service being created: the tags it will carry.
             tags = request.data.get("tags") if isinstance(request.data, dict) else None
             return [str(t) for t in tags] if isinstance(tags, list) else []
-        tags = Service.objects.filter(name=name).values_list("tags", flat=True).first()
-        return [str(t) for t in tags or []] if tags is not None else None
+        stored = Service.objects.filter(name=name).values_list("tags", flat=True).first()
+        if stored is None:
+            return None
+        tags = [str(t) for t in stored or []]
+        new = request.data.get("tags") if isinstance(request.data, dict) else None
+        if isinstance(new, list) and self.service_kwarg == "name":
+            # A change of the service's tags must keep it in scope: the scope
+            # tag has to be on the service both before and after.
+            return [t for t in tags if t in {str(n) for n in new}]
+        return tags
