@@ -116,6 +116,8 @@ TABLE: dict[str, tuple[str, dict[str, str]]] = {
     "mesh-rollback": ("/api/v1/mesh/rollback/", {"POST": GLOBAL_ADMIN}),
     "audit": ("/api/v1/audit/", {"GET": READ}),
     "audit-export": ("/api/v1/audit/export/?format=csv", {"GET": READ}),
+    "users": ("/api/v1/users/", {"GET": GLOBAL_ADMIN, "POST": GLOBAL_ADMIN}),
+    "user-detail": ("/api/v1/users/olga/", {"GET": GLOBAL_ADMIN, "PATCH": GLOBAL_ADMIN}),
     "login": ("/login/", {"GET": OPEN, "POST": OPEN, "PUT": OPEN}),  # FormView: PUT = POST
     "logout": ("/logout/", {"POST": OPEN}),
     "console-overview": ("/", {"GET": PAGE}),

@@ -118,3 +118,43 @@ def test_the_service_page_marks_what_the_role_may_do(
     tag = body[body.index("<body") : body.index(">", body.index("<body"))]
     assert ("data-can-operate" in tag) is operate
     assert ("data-can-admin" in tag) is admin
+
+
+def test_users_api_creates_lists_and_changes_roles(admin_user: User) -> None:
+    client = _as(admin_user)
+    created = client.post(
+        "/api/v1/users/",
+        {"username": "olga", "password": "a long pass phrase 1", "role": "operator"},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    assert created.json() == {
+        "username": "olga", "role": "operator", "scope": "", "superuser": False, "active": True
+    }
+    assert "password" not in created.json()
+    again = client.post(
+        "/api/v1/users/",
+        {"username": "olga", "password": "a long pass phrase 1", "role": "viewer"},
+        format="json",
+    )
+    assert again.status_code == 409
+    weak = client.post(
+        "/api/v1/users/", {"username": "w", "password": "1", "role": "viewer"}, format="json"
+    )
+    assert weak.status_code == 400 and "password" in weak.json()
+    bad = client.post(
+        "/api/v1/users/", {"username": "x", "password": "a long pass phrase 1", "role": "root"},
+        format="json",
+    )
+    assert bad.status_code == 400 and not User.objects.filter(username="x").exists()
+    changed = client.patch(
+        "/api/v1/users/olga/", {"role": "admin", "scope": "team=payments"}, format="json"
+    )
+    assert changed.json()["role"] == "admin" and changed.json()["scope"] == "team=payments"
+    assert grant_of(User.objects.get(username="olga")) == Grant(ADMIN, "team=payments")
+    names = [u["username"] for u in client.get("/api/v1/users/").json()["results"]]
+    assert names == ["alice", "olga"]
+    assert client.patch("/api/v1/users/alice/", {"role": "viewer"}, format="json").status_code == 400
+    # A scoped admin manages no users.
+    scoped = _as(User.objects.get(username="olga"))
+    assert scoped.get("/api/v1/users/").status_code == 403
