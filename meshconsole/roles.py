@@ -101,7 +101,17 @@ def needed_role(request: Request, view: Any) -> Role | None:
     action = getattr(view, "action", None)
     if action is not None and action in declared:
         return declared[action]
-    return declared.get(request.method or "")
+    method = request.method or ""
+    if method == "OPTIONS":
+        return VIEWER  # the view's metadata: a read
+    if method == "HEAD" and method not in declared:
+        method = "GET"
+    return declared.get(method)
+
+
+def _serves(request: Request, view: Any) -> bool:
+    method = (request.method or "").lower()
+    return method in view.http_method_names and getattr(view, method, None) is not None
 
 
 class RolePermission(BasePermission):
@@ -113,6 +123,8 @@ class RolePermission(BasePermission):
         grant = grant_of(request.user, request.auth)
         if grant is None:
             return False  # DRF answers 401 to the unauthenticated, 403 otherwise
+        if not _serves(request, view):
+            return True  # nothing runs: the view answers 405
         needed = needed_role(request, view)
         if needed is None:
             return False
