@@ -111,6 +111,9 @@ def test_every_failure_is_logged_and_recorded(
     assert any(r.getMessage().startswith("login refused for 'alice'") for r in caplog.records)
     audit = AuditEntry.objects.get(action="login_locked")
     assert (audit.object_type, audit.object_id) == ("account", "alice")
+    # Each failure is on the audit page, the refused attempt after the lock is not.
+    failures = AuditEntry.objects.filter(action="login_failed", object_id="alice")
+    assert [f.after for f in failures] == [{"address": "198.51.100.9", "path": "/admin/login/"}] * 5
 
 
 def test_admin_lists_failures_and_token_prefixes_but_never_a_hash(
