@@ -14,6 +14,9 @@ class ServiceScoped:
     """Mixed into a view whose URL names a service (`service_kwarg`)."""
 
     service_kwarg = "name"
+    # The body's "tags" are the service's own (the services viewset), not an
+    # instance's or a policy's.
+    body_tags_are_the_services = False
     kwargs: dict[str, Any]
 
     def scope_tags(self, request: Request) -> list[str] | None:
@@ -27,7 +30,7 @@ class ServiceScoped:
             return None
         tags = [str(t) for t in stored or []]
         new = request.data.get("tags") if isinstance(request.data, dict) else None
-        if isinstance(new, list) and self.service_kwarg == "name":
+        if isinstance(new, list) and self.body_tags_are_the_services:
             # A change of the service's tags must keep it in scope: the scope
             # tag has to be on the service both before and after.
             return [t for t in tags if t in {str(n) for n in new}]

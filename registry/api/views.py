@@ -30,6 +30,7 @@ from registry.models import Instance, Service
 
 class ServiceViewSet(ServiceScoped, viewsets.ModelViewSet):
     roles = {**READ_ACTIONS, "create": ADMIN, "partial_update": ADMIN, "destroy": ADMIN}
+    body_tags_are_the_services = True
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
     filterset_class = ServiceFilterSet

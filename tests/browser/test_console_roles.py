@@ -75,6 +75,7 @@ def test_a_viewer_sees_no_write_control_and_is_refused(
     page.goto(f"/services/{SERVICE}/policy/")
     page.wait_for_selector("#policy-form")
     assert not page.is_visible("#policy-review")
+    assert "Read only: your role (viewer)" in page.inner_text("#policy-read-only")
     assert _policy_patch(page) == 403
     status = console_server.api("GET", f"/api/v1/services/{SERVICE}/instances/{instances[0]}/")
     assert status["status"] == "passing"
