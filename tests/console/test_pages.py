@@ -17,7 +17,10 @@ from journal.models import Event, EventKind
 from registry import services
 from registry.models import Node, Service
 
-PAGES = ["/", "/services/", "/services/payments/", "/services/payments/policy/", "/agents/", "/events/"]
+PAGES = [
+    "/", "/services/", "/services/payments/", "/services/payments/policy/", "/agents/", "/events/",
+    "/audit/",
+]
 ASSET_ATTR = re.compile(
     r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']([^"']+)["']""", re.I
 )
