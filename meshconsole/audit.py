@@ -137,7 +137,7 @@ class AuditExportView(APIView):
         parameters=[OpenApiParameter("format", OpenApiTypes.STR, enum=["csv", "json"])],
         responses={
             (200, "text/csv"): OpenApiTypes.STR,
-            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "application/json"): AuditEntrySerializer(many=True),
         },
     )
     def get(self, request: Request) -> StreamingHttpResponse:

@@ -12,12 +12,12 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from meshconsole.api import Conflict, MeshPagination, StrictSerializer
+from meshconsole.api import Conflict, StrictSerializer
 from meshconsole.models import Role
 from meshconsole.roles import ADMIN_ONLY, grant_of, user_role_set
 
@@ -43,6 +43,9 @@ class UserSerializer(serializers.Serializer):
     superuser = serializers.BooleanField()
     active = serializers.BooleanField()
 
+    def to_representation(self, instance: User) -> dict[str, Any]:
+        return user_payload(instance)
+
 
 class UserCreateSerializer(StrictSerializer):
     username = serializers.RegexField(r"^[\w.@+-]{1,150}$")
@@ -64,16 +67,16 @@ class UserUpdateSerializer(StrictSerializer):
     active = serializers.BooleanField(required=False)
 
 
-class UsersView(APIView):
-    roles = ADMIN_ONLY
+class UsersView(generics.ListAPIView):
+    """GET: a page of people with their roles (MeshPagination); POST: a new one."""
 
-    @extend_schema(tags=TAGS, responses=UserSerializer(many=True))
-    def get(self, request: Request) -> Response:
-        paginator = MeshPagination()
-        users = User.objects.select_related("mesh_role").order_by("username")
-        page = paginator.paginate_queryset(users, request, view=self)
-        assert page is not None
-        return paginator.get_paginated_response([user_payload(u) for u in page])
+    roles = ADMIN_ONLY
+    serializer_class = UserSerializer
+    queryset = User.objects.select_related("mesh_role").order_by("username")
+
+    @extend_schema(tags=TAGS)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(tags=TAGS, request=UserCreateSerializer, responses={201: UserSerializer})
     def post(self, request: Request) -> Response:
