@@ -117,6 +117,15 @@ def login_failure_record(
         )
         return
     LoginFailure.objects.create(username=username, address=address, path=request.path[:200])
+    # On the audit page too (bounded: once locked, refused attempts are only logged).
+    audit_record(
+        user=None,
+        action="login_failed",
+        object_type="login",
+        object_id=username,
+        before=None,
+        after={"address": address, "path": request.path[:200]},
+    )
     log.warning("login failed for %r from %s on %s", username, address, request.path)
     now_locked = login_lock(username=username, address=address)
     if now_locked is not None:

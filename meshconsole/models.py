@@ -49,3 +49,27 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username!r} from {self.address} at {self.ts:%Y-%m-%d %H:%M:%S}"
+
+
+class Role(models.TextChoices):
+    """What a person may do (meshconsole.roles): each role includes the ones before it."""
+
+    VIEWER = "viewer"  # read everything, write nothing
+    OPERATOR = "operator"  # instance control: maintenance, drain, weight, enable/disable
+    ADMIN = "admin"  # services, policies, failover, mesh as code, tokens, users
+
+
+class UserRole(models.Model):
+    """A person's role, optionally scoped to the services carrying one tag.
+
+    A user without a row is a viewer; a superuser is always an unscoped admin."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mesh_role"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    # A service tag such as "team=payments"; empty: every service.
+    scope = models.CharField(max_length=100, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.role}" + (f" ({self.scope})" if self.scope else "")

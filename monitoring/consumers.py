@@ -17,6 +17,7 @@ from typing import Any, Literal, TypedDict
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from meshconsole.roles import grant_of
 from monitoring.topology import Topology, service_state_payload, topology_shared
 from registry.models import SERVICE_NAME_RE
 from registry.notify import TOPOLOGY_GROUP, service_group
@@ -72,7 +73,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.topology_task: asyncio.Task[None] | None = None
         self.topology_dirty = asyncio.Event()
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        # Viewer and up (meshconsole.roles): every role reads the live mesh.
+        if await database_sync_to_async(grant_of)(user) is None:
             # Refused at the handshake: nothing is streamed to anonymous sockets.
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return

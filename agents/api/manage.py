@@ -9,7 +9,6 @@ from typing import Any
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -22,6 +21,7 @@ from agents.enrollment import (
 )
 from agents.models import Agent, EnrollmentToken, hash_token
 from meshconsole.api import DurationField, StrictSerializer
+from meshconsole.roles import ADMIN_ONLY
 
 TAGS = ["agents"]
 
@@ -68,7 +68,7 @@ class EnrollmentTokenCreatedSerializer(EnrollmentTokenSerializer):
 class EnrollmentTokensView(generics.ListAPIView):
     """GET: a page of tokens (MeshPagination, as every list); POST: a new token."""
 
-    permission_classes = [IsAdminUser]
+    roles = ADMIN_ONLY
     serializer_class = EnrollmentTokenSerializer
     queryset = EnrollmentToken.objects.all()
 
@@ -98,7 +98,7 @@ class EnrollmentTokensView(generics.ListAPIView):
 
 
 class EnrollmentTokenRevokeView(APIView):
-    permission_classes = [IsAdminUser]
+    roles = ADMIN_ONLY
 
     @extend_schema(tags=TAGS, request=None, responses={200: dict})
     def post(self, request: Request, prefix: str) -> Response:
@@ -108,7 +108,7 @@ class EnrollmentTokenRevokeView(APIView):
 
 
 class AgentDetailView(APIView):
-    permission_classes = [IsAdminUser]
+    roles = ADMIN_ONLY
 
     @extend_schema(tags=TAGS, responses={204: None})
     def delete(self, request: Request, agent_id: str) -> Response:
@@ -118,7 +118,7 @@ class AgentDetailView(APIView):
 
 
 class AgentAllowReenrollView(APIView):
-    permission_classes = [IsAdminUser]
+    roles = ADMIN_ONLY
 
     @extend_schema(tags=TAGS, request=None, responses={204: None})
     def post(self, request: Request, agent_id: str) -> Response:

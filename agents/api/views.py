@@ -32,6 +32,7 @@ from agents.snapshot import agent_snapshot, snapshot_keys
 from meshconsole.api import Conflict
 from meshconsole.clientaddr import client_address
 from meshconsole.longpoll import authenticate, blocking_params, error_response, watcher
+from meshconsole.roles import READ
 from meshconsole.throttling import ClientAddressAnonThrottle
 from registry.models import MeshIndex
 
@@ -55,6 +56,7 @@ class EnrollThrottle(ClientAddressAnonThrottle):
 
 
 class AgentListView(generics.ListAPIView):
+    roles = READ
     serializer_class = AgentSerializer
     queryset = Agent.objects.select_related("node").all()
 

@@ -21,6 +21,7 @@ from meshcode.apply import mesh_apply, mesh_export, mesh_rollback
 from meshcode.models import MeshVersion
 from meshcode.plan import ApplyResult, InvalidDocuments, UnknownVersion
 from meshcode.schema import mesh_schema
+from meshconsole.roles import ADMIN, READ, VIEWER
 
 TAGS = ["mesh as code"]
 
@@ -37,6 +38,7 @@ def _answer(result: ApplyResult) -> Response:
 
 
 class SchemaView(APIView):
+    roles = READ
     """The JSON Schema of one mesh document (also docs/mesh.schema.json)."""
 
     @extend_schema(tags=TAGS, responses={200: dict})
@@ -45,6 +47,9 @@ class SchemaView(APIView):
 
 
 class DiffView(APIView):
+    # A diff writes nothing: whoever may read the mesh may compare a file with it.
+    roles = {"POST": VIEWER}
+
     @extend_schema(tags=TAGS, request=MeshDiffSerializer, responses={200: dict})
     def post(self, request: Request) -> Response:
         """What an apply of the documents would change (nothing is written)."""
@@ -61,6 +66,8 @@ class DiffView(APIView):
 
 
 class ApplyView(APIView):
+    roles = {"POST": ADMIN}
+
     @extend_schema(tags=TAGS, request=MeshApplySerializer, responses={200: dict})
     def post(self, request: Request) -> Response:
         """Apply all documents as one transaction and one mesh revision."""
@@ -81,6 +88,8 @@ class ApplyView(APIView):
 
 
 class ExportView(APIView):
+    roles = READ
+
     @extend_schema(tags=TAGS, responses={200: dict})
     def get(self, request: Request) -> Response:
         """The current mesh as documents (an apply of them changes nothing)."""
@@ -88,6 +97,8 @@ class ExportView(APIView):
 
 
 class VersionsView(APIView):
+    roles = READ
+
     @extend_schema(tags=TAGS, responses=MeshVersionSerializer(many=True))
     def get(self, request: Request) -> Response:
         versions = MeshVersion.objects.order_by("-number")
@@ -95,6 +106,8 @@ class VersionsView(APIView):
 
 
 class RollbackView(APIView):
+    roles = {"POST": ADMIN}
+
     @extend_schema(tags=TAGS, request=MeshRollbackSerializer, responses={200: dict})
     def post(self, request: Request) -> Response:
         """Restore what version N managed, exactly, as a new version."""

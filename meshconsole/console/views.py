@@ -24,6 +24,7 @@ from monitoring.models import EdgeWindow
 from monitoring.topology import service_state_payload, topology_nodes
 from policies.models import BALANCER_CHOICES, HASH_CHOICES
 from registry.api.serializers import attach_health
+from registry.managed import managed_warning
 from registry.models import Service
 from registry.services import failover_referrers
 
@@ -88,7 +89,8 @@ def service_detail(request: HttpRequest, name: str) -> HttpResponse:
     data = service_state_payload(name)
     if data is None:
         return not_found(request, f"There is no service named “{name}”.")
-    return render(request, "console/service.html", {"name": name, "service": data})
+    context = {"name": name, "service": data, "managed": managed_warning("Service", name)}
+    return render(request, "console/service.html", context)
 
 
 def not_found(request: HttpRequest, message: str) -> HttpResponse:
@@ -103,6 +105,7 @@ def service_policy(request: HttpRequest, name: str) -> HttpResponse:
     if not Service.objects.filter(name=name).exists():
         return not_found(request, f"There is no service named “{name}”.")
     context = {
+        "managed": managed_warning("TrafficPolicy", name),
         "name": name,
         "balancers": BALANCER_CHOICES,
         "hash_kinds": HASH_CHOICES,

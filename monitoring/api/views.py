@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from agents.runtime.durations import parse_duration_ms
 from journal.models import Event, EventKind
 from meshconsole.api import MeshPagination
+from meshconsole.roles import READ
 from monitoring.timeseries import service_series
 from monitoring.topology import topology_shared, topology_shared_json
 from registry.models import Service
@@ -76,6 +77,7 @@ class EventPagination(MeshPagination):
 
 
 class EventListView(generics.ListAPIView):
+    roles = READ
     serializer_class = EventSerializer
     filterset_class = EventFilter
     pagination_class = EventPagination
@@ -115,6 +117,7 @@ def window_seconds(request: Request, default: int = 60) -> int:
 
 
 class TopologyView(APIView):
+    roles = READ
     @extend_schema(
         parameters=[OpenApiParameter("window", str, description="e.g. 60s, 5m (default 60s)")],
         responses=OpenApiResponse(
@@ -132,6 +135,7 @@ class TopologyView(APIView):
 
 
 class ServiceMetricsView(APIView):
+    roles = READ
     """Inbound rps, error rate and latency percentiles of one service over time."""
 
     @extend_schema(

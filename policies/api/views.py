@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from meshconsole.api import Conflict
+from meshconsole.roles import ADMIN, READ
 from policies.api.serializers import PolicyVersionSerializer, RollbackSerializer
 from policies.document import (
     PolicyDocumentSerializer,
@@ -22,6 +23,7 @@ from policies.document import (
 )
 from policies.models import PolicyVersion, TrafficPolicy
 from policies.services import StaleVersion, policy_for, policy_update
+from registry.api.scoping import ServiceScoped
 from registry.managed import warn_if_managed
 from registry.models import Service
 
@@ -75,7 +77,8 @@ def _written(service: Service) -> Response:
     return warn_if_managed(_answer(service), "TrafficPolicy", service.name)
 
 
-class PolicyView(APIView):
+class PolicyView(ServiceScoped, APIView):
+    roles = {**READ, "PUT": ADMIN, "PATCH": ADMIN}
     """The service's traffic and failover policy (defaults, version 0, when never saved)."""
 
     @extend_schema(tags=TAGS, responses=PolicyDocumentSerializer)
@@ -109,6 +112,8 @@ class PolicyView(APIView):
 
 
 class PolicyVersionsView(APIView):
+    roles = READ
+
     @extend_schema(tags=TAGS, responses=PolicyVersionSerializer(many=True))
     def get(self, request: Request, name: str) -> Response:
         service = get_object_or_404(Service, name=name)
@@ -116,7 +121,9 @@ class PolicyVersionsView(APIView):
         return Response(PolicyVersionSerializer(versions, many=True).data)
 
 
-class PolicyRollbackView(APIView):
+class PolicyRollbackView(ServiceScoped, APIView):
+    roles = {**READ, "POST": ADMIN}
+
     @extend_schema(tags=TAGS, request=RollbackSerializer, responses=PolicyDocumentSerializer)
     def post(self, request: Request, name: str) -> Response:
         """Restore an earlier version's document as a new version (validated again:

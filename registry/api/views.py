@@ -12,8 +12,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from meshconsole.api import Conflict
+from meshconsole.roles import ADMIN, OPERATOR, READ_ACTIONS, VIEWER
 from registry import services
 from registry.api.control import InstanceControlMixin
+from registry.api.scoping import ServiceScoped
 from registry.api.serializers import (
     InstanceSerializer,
     InstanceUpdateSerializer,
@@ -26,7 +28,9 @@ from registry.managed import warn_if_managed
 from registry.models import Instance, Service
 
 
-class ServiceViewSet(viewsets.ModelViewSet):
+class ServiceViewSet(ServiceScoped, viewsets.ModelViewSet):
+    roles = {**READ_ACTIONS, "create": ADMIN, "partial_update": ADMIN, "destroy": ADMIN}
+    body_tags_are_the_services = True
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
     filterset_class = ServiceFilterSet
@@ -85,8 +89,31 @@ class InstanceViewSet(
     mixins.RetrieveModelMixin,
     mixins.ListModelMixin,
     mixins.DestroyModelMixin,
+    ServiceScoped,
     viewsets.GenericViewSet,
 ):
+    # Instances are the operator's: registration (the SDK's), weight, zone,
+    # tags, maintenance and the commands; services and policies are the admin's.
+    roles = {
+        **READ_ACTIONS,
+        "explain": VIEWER,
+        **{
+            action: OPERATOR
+            for action in (
+                "create",
+                "partial_update",
+                "destroy",
+                "maintenance",
+                "drain",
+                "enable",
+                "disable",
+                "weight",
+                "bulk",
+                "heartbeat",
+            )
+        },
+    }
+    service_kwarg = "service_name"
     # No UpdateModelMixin: a full replace (PUT) of an instance is not offered, so
     # the router maps (and the schema shows) no PUT on an instance.
     lookup_value_regex = "[^/]+"

@@ -115,7 +115,7 @@
         el("td", null, v.created_by || "—"),
         el("td", { class: "small" }, changedFields(older && older.document, v.document)),
         el("td", null, v.version === current.version ? el("span", { class: "muted small" }, "current") :
-          el("button", { type: "button", class: "link-button", dataset: { rollback: v.version },
+          el("button", { type: "button", class: "link-button needs-admin", dataset: { rollback: v.version },
             onclick: function () { rollback(v); } }, "roll back")));
     });
     body.replaceChildren.apply(body, rows.length ? rows : [el("tr", { class: "empty-row" },

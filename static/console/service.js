@@ -8,6 +8,8 @@
   const GRID = "#21262d";
   const METRICS_PERIOD_MS = 10000;
   let service = null;
+  // The role's rights on this service (base.html); the API refuses the rest anyway.
+  const canOperate = document.body.hasAttribute("data-can-operate");
   const pending = new Set(); // instance ids with a maintenance change in flight
   const expanded = new Set(); // instance ids whose timeline is open
   const timelines = {}; // instance id -> explain payload (or {error})
@@ -82,6 +84,7 @@
   }
 
   function actionButtons(i) {
+    if (!canOperate) return [];
     const wanted = {
       enabled: ["drain", "maintenance", "disable"],
       draining: ["enable", "maintenance"],
@@ -105,7 +108,7 @@
     return el("input", {
       type: "number", min: 0, max: 10000, class: "weight-input", value: i.weight,
       "aria-label": "weight of " + i.address + ":" + i.port,
-      dataset: { weightFor: i.id }, disabled: pending.has(i.id),
+      dataset: { weightFor: i.id }, disabled: pending.has(i.id) || !canOperate,
       // change, Enter and blur all commit (a live re-render keeps a typed value
       // but not the browser's "changed since focus" mark); once per value.
       onchange: commitWeight, onblur: commitWeight,
@@ -232,7 +235,7 @@
       "aria-label": "maintenance for " + i.address + ":" + i.port,
       dataset: { instance: i.id },
       checked: inMaintenance,
-      disabled: pending.has(i.id),
+      disabled: pending.has(i.id) || !canOperate,
       onchange: function (event) { setMaintenance(i, event.target); },
     });
     const reason = i.explanation || i.status_reason;

@@ -111,6 +111,9 @@ def test_every_failure_is_logged_and_recorded(
     assert any(r.getMessage().startswith("login refused for 'alice'") for r in caplog.records)
     audit = AuditEntry.objects.get(action="login_locked")
     assert (audit.object_type, audit.object_id) == ("account", "alice")
+    # Each failure is on the audit page, the refused attempt after the lock is not.
+    failures = AuditEntry.objects.filter(action="login_failed", object_id="alice")
+    assert [f.after for f in failures] == [{"address": "198.51.100.9", "path": "/admin/login/"}] * 5
 
 
 def test_admin_lists_failures_and_token_prefixes_but_never_a_hash(
@@ -129,3 +132,32 @@ def test_admin_lists_failures_and_token_prefixes_but_never_a_hash(
         page = client.get(path).content.decode()
         assert token.prefix in page
         assert token.key_hash not in page and key not in page
+
+
+def test_a_spoofed_hop_behind_a_trusted_proxy_does_not_dodge_the_address_lock(
+    client: Client, admin_user: User, settings: Any
+) -> None:
+    # The proxy appends the address it saw; what the client wrote before it is
+    # the client's own claim and must not become the locked address.
+    from ipaddress import ip_network
+
+    settings.MESH_TRUSTED_PROXIES = [ip_network("10.0.0.1/32")]
+    settings.MESH_LOGIN_ADDRESS_FAILURES = 3
+    for i, name in enumerate(("bob", "carol", "dave")):
+        attempt(
+            client,
+            "/login/",
+            "wrong",
+            username=name,
+            REMOTE_ADDR="10.0.0.1",
+            HTTP_X_FORWARDED_FOR=f"203.0.113.{i}, 198.51.100.7",
+        )
+    again = attempt(
+        client,
+        "/login/",
+        RIGHT,
+        REMOTE_ADDR="10.0.0.1",
+        HTTP_X_FORWARDED_FOR="203.0.113.99, 198.51.100.7",
+    )
+    assert again.status_code == 429
+    assert set(LoginFailure.objects.values_list("address", flat=True)) == {"198.51.100.7"}

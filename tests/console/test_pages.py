@@ -17,7 +17,10 @@ from journal.models import Event, EventKind
 from registry import services
 from registry.models import Node, Service
 
-PAGES = ["/", "/services/", "/services/payments/", "/services/payments/policy/", "/agents/", "/events/"]
+PAGES = [
+    "/", "/services/", "/services/payments/", "/services/payments/policy/", "/agents/", "/events/",
+    "/audit/",
+]
 ASSET_ATTR = re.compile(
     r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']([^"']+)["']""", re.I
 )
@@ -282,3 +285,17 @@ def test_services_page_shows_operator_state_not_failure(
     services.instance_update(user=admin_user, instance=instance, data={"maintenance": True})
     html = logged_in.get("/services/").content.decode()
     assert '<span class="health maintenance"><i class="dot maintenance"></i>0/1</span>' in html
+
+
+def test_service_and_policy_pages_warn_when_yaml_manages_them(
+    logged_in: Client, payments: Service
+) -> None:
+    from registry.models import ManagedResource
+
+    assert "managed-notice" not in logged_in.get("/services/payments/").content.decode()
+    ManagedResource.objects.create(kind="Service", name="payments", version=4, document={})
+    ManagedResource.objects.create(kind="TrafficPolicy", name="payments", version=4, document={})
+    for page in ("/services/payments/", "/services/payments/policy/"):
+        body = logged_in.get(page).content.decode()
+        assert 'id="managed-notice"' in body
+        assert "managed by mesh version 4" in body
