@@ -13,12 +13,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from meshconsole.db import read_transaction
+from meshconsole.roles import VIEWER
 from monitoring.whatif import WhatIfError, what_if
 from registry.models import Service
 
 
 class WhatIfView(APIView):
     """Before apply: per-instance rps after the edit, panic, failover, affected callers."""
+
+    roles = {"POST": VIEWER}  # writes nothing (like mesh/diff/)
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, name: str) -> Response:

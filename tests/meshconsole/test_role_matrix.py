@@ -92,6 +92,7 @@ TABLE: dict[str, tuple[str, dict[str, str]]] = {
     "service-policy-versions": ("/api/v1/services/{svc}/policy/versions/", {"GET": READ}),
     "service-policy-rollback": ("/api/v1/services/{svc}/policy/rollback/", {"POST": ADMIN}),
     "service-metrics": ("/api/v1/services/{svc}/metrics/", {"GET": READ}),
+    "service-what-if": ("/api/v1/services/{svc}/what-if/", {"POST": DIFF}),
     "topology": ("/api/v1/topology/", {"GET": READ}),
     "events": ("/api/v1/events/", {"GET": READ}),
     "agents": ("/api/v1/agents/", {"GET": READ}),
