@@ -8,11 +8,11 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from django.db import connection
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from agents.runtime import histogram
@@ -173,19 +173,55 @@ def topology_nodes() -> list[TopologyNode]:
     return nodes
 
 
+def edge_totals(since: datetime) -> dict[tuple[str, str], _EdgeTotals]:
+    """Every edge's requests, errors and latency buckets summed over the windows
+    that ended after SINCE, by the database: two grouped queries, whatever the
+    number of windows; Python sees one row per edge and one per non-empty bucket."""
+    rows = (
+        EdgeWindow.objects.filter(window_end__gt=since)
+        .order_by()
+        .values_list("source", "destination")
+        .annotate(requests=Sum("requests"), errors=Sum("errors"))
+    )
+    merged = {
+        (str(source), str(destination)): _EdgeTotals(int(requests or 0), int(errors or 0))
+        for source, destination, requests, errors in rows
+    }
+    for source, destination, index, count in _bucket_sums(since):
+        totals = merged.get((source, destination))
+        if totals is not None and 0 <= index < histogram.NBUCKETS:
+            totals.buckets[index] += int(count)
+    return merged
+
+
+def _bucket_sums(since: datetime) -> list[tuple[str, str, int, int]]:
+    """(source, destination, bucket index, summed count) over the windows ended
+    after SINCE: the JSON arrays unnested in SQL (json_each on SQLite,
+    jsonb_array_elements_text on PostgreSQL) and grouped per edge and index."""
+    table = connection.ops.quote_name(EdgeWindow._meta.db_table)
+    if connection.vendor == "postgresql":
+        unnest = (
+            f"{table} AS e CROSS JOIN LATERAL "
+            "jsonb_array_elements_text(e.buckets) WITH ORDINALITY AS j(value, ord)"
+        )
+        index, value = "j.ord - 1", "j.value::bigint"
+    else:
+        unnest = f"{table} AS e, json_each(e.buckets) AS j"
+        index, value = "j.key", "j.value"
+    sql = (
+        f"SELECT e.source, e.destination, {index} AS idx, SUM({value}) "
+        f"FROM {unnest} WHERE e.window_end > %s "
+        "GROUP BY e.source, e.destination, idx"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(since)])
+        return [(str(s), str(d), int(i), int(c or 0)) for s, d, i, c in cursor.fetchall()]
+
+
 def topology_snapshot(window_seconds: int = 60) -> Topology:
     now = timezone.now()
     nodes = topology_nodes()
-    since = now - timedelta(seconds=window_seconds)
-    merged: dict[tuple[str, str], _EdgeTotals] = {}
-    rows = EdgeWindow.objects.filter(window_end__gt=since).values_list(
-        "source", "destination", "requests", "errors", "buckets"
-    )
-    for source, destination, requests, errors, buckets in rows:
-        totals = merged.setdefault((source, destination), _EdgeTotals())
-        totals.requests += requests
-        totals.errors += errors
-        histogram.merge(totals.buckets, buckets or [])
+    merged = edge_totals(now - timedelta(seconds=window_seconds))
     edges: list[TopologyEdge] = [
         {
             "source": source,
