@@ -19,7 +19,8 @@ from agents.runtime import histogram
 from monitoring.models import EdgeWindow
 from policies.models import FailoverState, TrafficPolicy
 from registry.api.payloads import service_payload
-from registry.models import ROUTABLE_HEALTH, AdminState, MeshRevision, Service
+from registry.api.serializers import attach_health
+from registry.models import ROUTABLE_HEALTH, AdminState, Instance, MeshRevision, Service
 
 OPERATOR_STATES = (AdminState.MAINTENANCE, AdminState.DRAINING, AdminState.DISABLED)
 
@@ -131,6 +132,37 @@ def failover_payload(name: str) -> dict[str, Any]:
         "reason": state.reason if state else "",
         "targets": list(policy.failover_targets or []),
         "hold_down_ms": policy.failback_hold_down_ms,
+    }
+
+
+def page_states(services: list[Service]) -> dict[str, str]:
+    """service_state_label for a page of services already loaded: their health
+    (registry.api.serializers.attach_health), instances held per operator state
+    and active failovers, in three queries whatever the page's size."""
+    attach_health(services)
+    held: dict[int, dict[str, int]] = {s.pk: {} for s in services}
+    rows = (
+        Instance.objects.filter(service__in=services, admin_state__in=OPERATOR_STATES)
+        .order_by()
+        .values_list("service_id", "admin_state")
+        .annotate(n=Count("id"))
+    )
+    for service_id, state, n in rows:
+        held[service_id][str(state)] = int(n)
+    failovers = {
+        int(service_id): str(target)
+        for service_id, target in FailoverState.objects.filter(service__in=services)
+        .exclude(active_target="")
+        .values_list("service_id", "active_target")
+    }
+    return {
+        s.name: service_state_label(
+            passing=int(getattr(s, "passing_instances", 0)),
+            total=int(getattr(s, "total_instances", 0)),
+            held=held[s.pk],
+            failover=failovers.get(s.pk, ""),
+        )
+        for s in services
     }
 
 
