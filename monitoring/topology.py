@@ -242,7 +242,8 @@ def _bucket_sums(since: datetime) -> list[tuple[str, str, int, int]]:
         index, value = "j.key", "j.value"
     sql = (
         f"SELECT e.source, e.destination, {index} AS idx, SUM({value}) "
-        f"FROM {unnest} WHERE e.window_end > %s "
+        # Agents send every bucket, mostly zeros: only the counted ones come back.
+        f"FROM {unnest} WHERE e.window_end > %s AND {value} <> 0 "
         "GROUP BY e.source, e.destination, idx"
     )
     with connection.cursor() as cursor:
