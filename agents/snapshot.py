@@ -13,7 +13,7 @@ from django.db.models import Count
 from agents.models import Agent
 from meshconsole.db import read_transaction
 from policies.models import FailoverState, TrafficPolicy
-from policies.snapshot import PolicySnapshot, policy_snapshot
+from policies.snapshot import PolicySnapshot, endpoint_priority, policy_snapshot
 from registry.models import Instance, MeshIndex, Service, agent_key, service_key
 from registry.targets import target_refusal
 
@@ -59,11 +59,6 @@ class AgentSnapshot(TypedDict):
     # when a snapshot empties it by deregistration (MESH_PUSH_EMPTY_HOLD).
     push_empty_hold_ms: int
     upstreams: dict[str, UpstreamSnapshot]
-
-
-def endpoint_priority(zone: str, zone_priority: list[str]) -> int:
-    """Index of ZONE in the policy's zone_priority; unlisted zones come after."""
-    return zone_priority.index(zone) if zone in zone_priority else len(zone_priority)
 
 
 def _enabled_endpoints(names: set[str]) -> dict[str, list[Instance]]:

@@ -33,9 +33,10 @@ from meshcode.plan import (
     field_diff,
     field_errors,
 )
+from monitoring.whatif import State, compare, state_of
 from policies.models import TrafficPolicy
 from registry import notify
-from registry.models import SERVICE_NAME_RE, ManagedResource, MeshRevision
+from registry.models import SERVICE_NAME_RE, ManagedResource, MeshRevision, Service
 from registry.revision import one_revision
 
 MAX_DOCUMENTS = 5000
@@ -253,6 +254,8 @@ def mesh_apply(
     apply_lock()
     number = _next_number()
     run = _Run(user=user, note=f"mesh version {number}")
+    # A dry run also says what the change would do to traffic (the what-if).
+    watched = _what_if_states(entries) if dry_run else {}
     # One revision, and one fan-out of it after the commit (not one per document).
     with notify.batch(), one_revision():
         for kind in KINDS.values():
@@ -267,6 +270,7 @@ def mesh_apply(
             raise InvalidDocuments(errors)
         result = ApplyResult(plan=run.plan, dry_run=dry_run)
         if dry_run:
+            result.what_if = _what_if(watched)
             transaction.set_rollback(True)
             return result
         owned = {key: m.document for key, m in run.managed.items()}
@@ -288,6 +292,24 @@ def mesh_apply(
             documents=list(run.applied.values()),
         )
     return result
+
+
+def _what_if_states(entries: list[Entry]) -> dict[str, State]:
+    """Routing state, before the apply, of the existing services it touches."""
+    names = {e.key[1] for e in entries if e.key[0] in ("Service", "TrafficPolicy")}
+    return {s.name: state_of(s) for s in Service.objects.filter(name__in=names)}
+
+
+def _what_if(before: dict[str, State]) -> dict[str, Any]:
+    """Per service whose routing the applied (not yet committed) change moves:
+    the what-if between BEFORE and now."""
+    out: dict[str, Any] = {}
+    for service in Service.objects.filter(name__in=before):
+        now = state_of(service)
+        if now == before[service.name]:
+            continue
+        out[service.name] = compare(service, before[service.name], now)
+    return out
 
 
 def _version_record(

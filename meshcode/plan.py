@@ -76,15 +76,19 @@ class ApplyResult:
     dry_run: bool
     version: int | None = None
     revision: int | None = None
+    what_if: dict[str, Any] | None = None  # dry runs: monitoring.whatif per service moved
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "version": self.version,
             "revision": self.revision,
             "dry_run": self.dry_run,
             "summary": self.plan.summary(),
             "diff": self.plan.as_dict(),
         }
+        if self.what_if is not None:
+            out["what_if"] = self.what_if
+        return out
 
 
 def field_errors(detail: Any, prefix: str = "") -> list[tuple[str, str]]:

@@ -61,6 +61,12 @@ class PolicySnapshot(TypedDict):
     locality: LocalitySnapshot
 
 
+def endpoint_priority(zone: str, zone_priority: list[str]) -> int:
+    """An endpoint's priority level: the index of ZONE in the policy's
+    zone_priority; unlisted zones come after (the snapshot and the what-if)."""
+    return zone_priority.index(zone) if zone in zone_priority else len(zone_priority)
+
+
 def policy_snapshot(policy: TrafficPolicy | None) -> PolicySnapshot:
     p = policy or TrafficPolicy(retry_on=list(DEFAULT_RETRY_ON))
     return {

@@ -20,6 +20,9 @@ class Balancer:
     label: ClassVar[str] = ""  # what the console shows
     # A consistent-hash balancer: the request's hash key (policy.hash_on) chooses.
     consistent_hash: ClassVar[bool] = False
+    # Traffic follows the endpoints' weights (else weight 0 only takes one out);
+    # the control plane's what-if splits load by it.
+    weighted: ClassVar[bool] = True
 
     def __init__(self, rng: random.Random | None = None) -> None:
         """rng: the random source, for the balancers that sample."""
@@ -36,6 +39,7 @@ def _candidates(endpoints: Sequence[Endpoint], tried: Collection[str]) -> list[E
 class RoundRobin(Balancer):
     name = "round_robin"
     label = "Round robin"
+    weighted = False
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._next = 0
@@ -86,6 +90,7 @@ class SmoothWeighted(Balancer):
 class RandomPick(Balancer):
     name = "random"
     label = "Random"
+    weighted = False
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()

@@ -158,6 +158,25 @@ def show_diff(answer: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def show_what_if(what_if: dict[str, Any]) -> str:
+    """The dry run's what-if: per service moved, rps per instance now -> after."""
+    lines = []
+    for name, p in sorted(what_if.items()):
+        before = {i["id"]: i["rps"] for i in p["before"]["instances"]}
+        served = p["after"]["served_by"]
+        lines.append(
+            f"what-if {name}: {p['before']['rps']:g} rps over the last "
+            f"{p['window_seconds']} s" + (f", served by {served}" if served != name else "")
+            + (", panic" if p["after"]["panic"] else "")
+        )
+        lines += [
+            f"    {i['address']}:{i['port']}  {before.get(i['id'], 0):g} -> {i['rps']:g} rps"
+            for i in p["after"]["instances"]
+        ]
+        lines += [f"    ! {w}" for w in p["warnings"]]
+    return "\n".join(lines)
+
+
 def mesh_diff(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     sources = load_sources(args.files)
     answer = _send(client, "/api/v1/mesh/diff/", sources, {"prune": args.prune})
@@ -171,7 +190,9 @@ def mesh_apply(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     answer = _send(client, "/api/v1/mesh/apply/", sources, body)
     text = show_diff(answer)
     if dry_run:
-        return answer, f"{text}\n(dry run: nothing was written)"
+        what_if = show_what_if(answer.get("what_if") or {})
+        return answer, f"{text}\n" + (f"{what_if}\n" if what_if else "") + (
+            "(dry run: nothing was written)")
     if answer["version"] is None:
         return answer, f"{text}\nno changes"
     return answer, f"{text}\napplied as mesh version {answer['version']}" + (

@@ -1,13 +1,15 @@
-"""Monitoring routes under /api/v1/: topology, per-service metrics, events."""
+"""Monitoring routes under /api/v1/: topology, per-service metrics, what-if, events."""
 
 from __future__ import annotations
 
 from django.urls import path
 
 from monitoring.api.views import EventListView, ServiceMetricsView, TopologyView
+from monitoring.api.whatif import WhatIfView
 
 urlpatterns = [
     path("topology/", TopologyView.as_view(), name="topology"),
     path("services/<str:name>/metrics/", ServiceMetricsView.as_view(), name="service-metrics"),
+    path("services/<str:name>/what-if/", WhatIfView.as_view(), name="service-what-if"),
     path("events/", EventListView.as_view(), name="events"),
 ]

@@ -19,6 +19,85 @@
     }
   }
 
+  /* What-if before apply (POST /api/v1/services/{name}/what-if/): the load each
+     instance would get after EDIT, from the last minute's traffic, through the
+     agents' own routing plan. */
+  async function whatIf(edit) {
+    try {
+      return await Mesh.api("/api/v1/services/" + encodeURIComponent(service().name) + "/what-if/", {
+        method: "POST", body: edit,
+      });
+    } catch (e) {
+      return { error: e.message };
+    }
+  }
+  Mesh.whatIf = whatIf;
+
+  const ACTION_STATE = { drain: "draining", maintenance: "maintenance", disable: "disabled", enable: "enabled" };
+
+  /* The what-if edit for ACTION on INSTANCES (weight: BODY.weight). */
+  function instanceEdit(instances, action, weight) {
+    const changes = {};
+    instances.forEach(function (i) {
+      if (action === "weight") changes[i.id] = { weight: weight };
+      else if (ACTION_STATE[action]) changes[i.id] = { state: ACTION_STATE[action] };
+    });
+    return { instances: changes };
+  }
+
+  function rps(value) { return (Math.round(value * 10) / 10).toFixed(1); }
+
+  /* The prediction as a table (instance, now, after) with its warnings. */
+  function whatIfPanel(p) {
+    if (p.error) return el("p", { class: "alert" }, "Prediction unavailable: " + p.error);
+    const now = {};
+    p.before.instances.forEach(function (i) { now[i.id] = i.rps; });
+    const rows = p.after.instances.map(function (i) {
+      const before = now[i.id] || 0;
+      return el("tr", { dataset: { whatifFor: i.id } },
+        el("td", null, i.address + ":" + i.port + (i.zone ? " (" + i.zone + ")" : "")),
+        el("td", { class: "num" }, rps(before)),
+        el("td", { class: "num", dataset: { predicted: rps(i.rps) } }, rps(i.rps)));
+    });
+    return el("section", { class: "what-if", dataset: { whatif: "" } },
+      el("h3", null, "What if: predicted load (last " + p.window_seconds + " s of traffic, " +
+        rps(p.before.rps) + " rps)"),
+      p.callers.length ? null : el("p", { class: "muted" }, "No traffic in the last minute: nothing to predict."),
+      p.after.served_by !== p.service ? el("p", { class: "alert", dataset: { servedBy: p.after.served_by } },
+        "Served by " + p.after.served_by + " (failover)") : null,
+      el("table", { class: "what-if-table" },
+        el("thead", null, el("tr", null, el("th", null, "instance"), el("th", null, "now rps"), el("th", null, "after rps"))),
+        el("tbody", null, rows)),
+      p.warnings.length ? el("ul", { class: "alert what-if-warnings" },
+        p.warnings.map(function (w) { return el("li", null, w); })) : null,
+      p.affected_callers.length ? el("p", null, "Callers affected: ",
+        names(p.affected_callers)) : null);
+  }
+
+  /* One instance's action: confirmed with the prediction when there is traffic
+     (or it takes the last serving instance out). Resolves true to go on. */
+  Mesh.confirmInstance = async function (instance, action, weight) {
+    const s = service();
+    const last = TAKES_OUT[action] && serving(instance) &&
+      !s.instances.some(function (i) { return i.id !== instance.id && serving(i); });
+    if (!ACTION_STATE[action] && action !== "weight") return true;
+    const prediction = await whatIf(instanceEdit([instance], action, weight));
+    if (!last && (prediction.error || !prediction.callers.length)) return true;
+    const deps = last ? await dependents() : null;
+    const label = action === "weight" ? "weight " + weight : action;
+    return Mesh.confirm({
+      title: label + " " + instance.address + ":" + instance.port + "?",
+      danger: Boolean(last || TAKES_OUT[action]),
+      confirmLabel: label + " " + instance.address + ":" + instance.port,
+      body: [
+        last ? el("p", { class: "alert", dataset: { outOfRotation: "" } }, instance.address + ":" + instance.port +
+          " is the only instance receiving traffic: this takes " + s.name + " out of rotation.") : null,
+        whatIfPanel(prediction),
+        deps ? el("ul", { class: "deps" }, dependentItems(deps)) : null,
+      ],
+    });
+  };
+
   function names(list) {
     return list.length ? list.map(function (n) { return el("code", { class: "dep" }, n); }) : "none";
   }
@@ -130,22 +209,6 @@
 
   /* One instance's drain/maintenance/disable: confirmed only when it is the
      last one receiving traffic (the service would go out of rotation). */
-  Mesh.confirmLastOut = async function (instance, action) {
-    const s = service();
-    if (!TAKES_OUT[action] || !serving(instance)) return true;
-    if (s.instances.some(function (i) { return i.id !== instance.id && serving(i); })) return true;
-    const deps = await dependents();
-    return Mesh.confirm({
-      title: action + " the last serving instance of " + s.name + "?",
-      danger: true,
-      confirmLabel: action + " " + instance.address + ":" + instance.port,
-      body: [
-        el("p", { class: "alert", dataset: { outOfRotation: "" } }, instance.address + ":" + instance.port +
-          " is the only instance receiving traffic: this takes " + s.name + " out of rotation."),
-        el("ul", { class: "deps" }, dependentItems(deps)),
-      ],
-    });
-  };
 
   /* Resolves true when the user confirms the bulk action BODY. */
   Mesh.confirmBulk = async function (body) {
@@ -154,6 +217,7 @@
     const inRotation = s.instances.filter(serving);
     const left = inRotation.filter(function (i) { return chosen.indexOf(i) < 0; });
     const deps = await dependents();
+    const prediction = await whatIf(instanceEdit(chosen, body.action, body.weight));
     const out = TAKES_OUT[body.action] && inRotation.length && !left.length;
     return Mesh.confirm({
       title: body.action + " " + chosen.length + " of " + s.instances.length + " instance(s)?",
@@ -165,6 +229,7 @@
         body.all ? null : chosen.map(function (i) { return el("code", { class: "dep" }, i.address + ":" + i.port); })),
         out ? el("p", { class: "alert", dataset: { outOfRotation: "" } },
           "This takes " + s.name + " out of rotation: no instance will receive new traffic.") : null,
+        chosen.length ? whatIfPanel(prediction) : null,
         TAKES_OUT[body.action] ? el("ul", { class: "deps" }, dependentItems(deps)) : null,
       ],
     });

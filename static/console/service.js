@@ -106,11 +106,18 @@
       type: "number", min: 0, max: 10000, class: "weight-input", value: i.weight,
       "aria-label": "weight of " + i.address + ":" + i.port,
       dataset: { weightFor: i.id }, disabled: pending.has(i.id),
-      onchange: function (event) {
-        const weight = parseInt(event.target.value, 10);
-        if (!isNaN(weight) && weight !== i.weight) command(i, "weight", { weight: weight });
-      },
+      // change, Enter and blur all commit (a live re-render keeps a typed value
+      // but not the browser's "changed since focus" mark); once per value.
+      onchange: commitWeight, onblur: commitWeight,
+      onkeydown: function (event) { if (event.key === "Enter") commitWeight(event); },
     });
+    function commitWeight(event) {
+      const input = event.target;
+      const weight = parseInt(input.value, 10);
+      if (isNaN(weight) || weight === i.weight || input.dataset.sent === String(weight)) return;
+      input.dataset.sent = String(weight);
+      command(i, "weight", { weight: weight });
+    }
   }
 
   function timelineRow(i) {
@@ -145,7 +152,7 @@
 
   async function command(instance, name, body) {
     const error = document.getElementById("instance-error");
-    if (!(await Mesh.confirmLastOut(instance, name))) { renderInstances(); return; }
+    if (!(await Mesh.confirmInstance(instance, name, body && body.weight))) { renderInstances(); return; }
     pending.add(instance.id);
     error.hidden = true;
     renderInstances();
@@ -200,6 +207,10 @@
 
   function renderInstances() {
     const body = document.querySelector("#instance-table tbody");
+    // A live push must not throw away a weight someone is typing.
+    const active = document.activeElement;
+    const typing = active && active.classList.contains("weight-input") && body.contains(active)
+      ? { id: active.dataset.weightFor, value: active.value } : null;
     document.getElementById("instance-count").textContent = service.instances.length;
     const rows = [];
     service.instances.forEach(function (i) {
@@ -208,6 +219,10 @@
     });
     body.replaceChildren.apply(body, rows.length ? rows : [
       el("tr", { class: "empty-row" }, el("td", { colspan: 8 }, "No instances registered."))]);
+    if (typing) {
+      const again = body.querySelector("input[data-weight-for='" + CSS.escape(typing.id) + "']");
+      if (again && !again.disabled) { again.value = typing.value; again.focus(); }
+    }
   }
 
   function instanceRow(i) {
@@ -241,8 +256,8 @@
   async function setMaintenance(instance, input) {
     const wanted = input.checked;
     const error = document.getElementById("instance-error");
-    if (wanted && !(await Mesh.confirmLastOut(instance, "maintenance"))) {
-      input.checked = false;
+    if (!(await Mesh.confirmInstance(instance, wanted ? "maintenance" : "enable"))) {
+      input.checked = !wanted;
       renderInstances();
       return;
     }

@@ -87,6 +87,13 @@ def test_service_create_edit_delete_in_the_browser(
     page.keyboard.press("Escape")
     page.wait_for_selector("dialog[open]", state="detached")
     assert console_server.api("GET", "/api/v1/services/payments/")["name"] == "payments"
+    # While web fails over to it, the delete is refused and the page says why.
+    page.allowed_statuses.add(409)
+    page.click("#delete-service")
+    page.click(CONFIRM)
+    page.wait_for_selector('#service-error:not([hidden]):has-text("web fails over to payments")')
+    assert console_server.api("GET", "/api/v1/services/payments/")["name"] == "payments"
+    console_server.api("PATCH", "/api/v1/services/web/policy/", {"failover": {"targets": []}})
     page.click("#delete-service")
     page.click(CONFIRM)
     page.wait_for_url("**/services/")
@@ -281,3 +288,53 @@ def test_bulk_confirms_and_operator_states_and_failover_are_drawn(
     page.screenshot(path="/tmp/console-failover.png", full_page=True)
     page.goto("/")
     page.wait_for_selector('#topology-services li[data-service="held"][data-state="failover"]:has-text("held-dr")')
+
+
+TRAFFIC = """
+from django.utils import timezone
+from monitoring.models import EdgeWindow
+from registry.models import Node
+Node.objects.get_or_create(name="caller-host", defaults={"zone": ""})
+for _ in range(3):
+    EdgeWindow.objects.create(window_end=timezone.now(), seconds=10, node="caller-host",
+                              source="shop", destination="predicted", requests=200)
+"""
+
+
+def test_what_if_is_shown_before_a_weight_change_is_applied(
+    page: Any, console_server: ConsoleServer
+) -> None:
+    console_server.api("POST", "/api/v1/services/", {"name": "predicted", "check": {"type": "none"}})
+    ids = [
+        console_server.api("POST", "/api/v1/services/predicted/instances/",
+                           {"address": "127.0.0.1", "port": port})["id"]
+        for port in (9401, 9402)
+    ]
+    console_server.manage("shell", "-c", TRAFFIC)  # 20 rps from shop over the last minute
+    log_in(page)
+    page.goto("/services/predicted/")
+    page.wait_for_selector("#live-state[data-state=live]")
+    weight = page.locator(f"input[data-weight-for='{ids[1]}']")
+    weight.fill("300")
+    weight.press("Enter")
+    dialog = page.locator("dialog[open]")
+    dialog.wait_for()
+    panel = dialog.locator("[data-whatif]")
+    assert "20.0 rps" in panel.inner_text()
+    assert panel.locator(f"tr[data-whatif-for='{ids[0]}'] [data-predicted]").inner_text() == "5.0"
+    assert panel.locator(f"tr[data-whatif-for='{ids[1]}'] [data-predicted]").inner_text() == "15.0"
+    assert "shop" in dialog.inner_text()  # the callers affected
+    page.keyboard.press("Escape")
+    page.wait_for_selector("dialog[open]", state="detached")
+    assert console_server.api("GET", f"/api/v1/services/predicted/instances/{ids[1]}/")["weight"] == 100
+    weight = page.locator(f"input[data-weight-for='{ids[1]}']")
+    weight.fill("300")
+    weight.press("Enter")
+    page.click(CONFIRM)
+    page.wait_for_function(
+        "() => document.querySelector(\"input[data-weight-for='" + ids[1] + "']\").value === '300'")
+    for _ in range(50):
+        if console_server.api("GET", f"/api/v1/services/predicted/instances/{ids[1]}/")["weight"] == 300:
+            break
+        page.wait_for_timeout(100)
+    assert console_server.api("GET", f"/api/v1/services/predicted/instances/{ids[1]}/")["weight"] == 300

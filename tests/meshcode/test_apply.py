@@ -216,6 +216,9 @@ def test_an_api_edit_of_a_managed_resource_warns_and_diff_shows_the_drift(
         {"field": "description", "from": "hot fix", "to": ""}
     ]
     assert changed[("TrafficPolicy", "payments")]["drift"] is True
+    # payments fails over to payments-dr: its delete is refused until that is cleared.
+    assert api.delete("/api/v1/services/payments-dr/").status_code == 409
+    api.patch("/api/v1/services/payments/policy/", {"failover": {"targets": []}}, format="json")
     assert api.delete("/api/v1/services/payments-dr/")["X-Mesh-Managed"] == "Service/payments-dr"
     [added] = diff(api, MESH)["diff"]["added"]
     assert (added["name"], added["drift"]) == ("payments-dr", True)
@@ -287,3 +290,30 @@ def test_a_misspelt_option_is_refused_not_ignored(api: APIClient) -> None:
     response = apply(api, MESH, dryrun=True)
     assert response.status_code == 400 and "dryrun" in response.json()
     assert not Service.objects.exists()
+
+
+def test_a_server_dry_run_carries_the_what_if_of_what_it_would_change(api: APIClient) -> None:
+    from django.utils import timezone
+
+    from monitoring.models import EdgeWindow
+    from registry.models import Health, Instance
+
+    assert apply(api, MESH).status_code == 200
+    for port in (81, 82, 83, 84):
+        api.post("/api/v1/services/payments/instances/", {"address": "10.0.0.1", "port": port},
+                 format="json")
+    Instance.objects.update(health=Health.PASSING)
+    Instance.objects.filter(port=84).update(health=Health.CRITICAL)
+    EdgeWindow.objects.create(window_end=timezone.now(), seconds=10, node="host-a",
+                              source="orders", destination="payments", requests=400)
+    before = state()
+    raised = [MESH[0], MESH[1], {**MESH[2], "panic_threshold_percent": 80}]
+    body = apply(api, raised, dry_run=True).json()
+    assert state() == before  # a dry run writes nothing
+    what_if = body["what_if"]["payments"]
+    assert what_if["before"]["panic"] is False and what_if["after"]["panic"] is True
+    assert {i["port"]: i["rps"] for i in what_if["after"]["instances"]} == {
+        81: 10.0, 82: 10.0, 83: 10.0, 84: 10.0}  # panic: the critical one takes its share
+    assert any("panic mode" in w for w in what_if["warnings"])
+    assert "payments-dr" not in body["what_if"]  # routing of payments-dr does not move
+    assert "what_if" not in apply(api, raised).json()  # only dry runs predict
