@@ -3,7 +3,7 @@ traffic windows and ejections (docs/agent-protocol.md, "Report")."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.core.cache import cache
@@ -14,7 +14,7 @@ from agents.models import Agent
 from agents.runtime.durations import format_duration_ms
 from journal.models import EventKind, Severity
 from journal.records import event_record
-from monitoring.models import EdgeWindow
+from monitoring.ingest import metrics_accept
 from registry import services as registry_services
 from registry.models import CheckType, Health, HealthCause, Instance, MeshRevision, Service
 from registry.revision import mesh_change
@@ -122,29 +122,6 @@ def _sync_service(agent: Agent, spec: dict[str, Any]) -> Instance | None:
     return instance
 
 
-def _store_metrics(agent: Agent, windows: list[dict[str, Any]]) -> None:
-    rows = []
-    for w in windows:
-        end = w["window_end"]
-        if not isinstance(end, datetime):
-            end = datetime.fromtimestamp(float(end), tz=UTC)
-        rows.append(
-            EdgeWindow(
-                window_end=end,
-                seconds=w["seconds"],
-                node=agent.node.name,
-                source=w["source"],
-                destination=w["destination"],
-                requests=w["requests"],
-                errors=w["errors"],
-                latency_sum_ms=w.get("latency_sum_ms", 0.0),
-                buckets=list(w.get("buckets", [])),
-            )
-        )
-    if rows:
-        EdgeWindow.objects.bulk_create(rows)
-
-
 def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
     """Take an agent's report: heartbeat, registrations, ack/nack, metrics."""
     now = timezone.now()
@@ -210,7 +187,8 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
             )
         Instance.objects.filter(pk__in=seen).update(last_heartbeat=now)
         _revive_heartbeat_instances(agent, seen)
-    _store_metrics(agent, report.get("metrics", []))
+    # Windows go onto the ingest stream (monitoring.ingest); a worker stores them in batches.
+    metrics_accept(node=agent.node.name, windows=report.get("metrics", []))
     _record_ejections(agent, report.get("ejections", []))
     return {"revision": MeshRevision.current(), "instances": instances}
 

@@ -36,8 +36,10 @@ def registry(tmp: Path, args: argparse.Namespace, report: Any) -> dict[str, Any]
             "filter by tag": "/api/v1/services/?tag=t7&page_size=100",
             "filter by health": "/api/v1/services/?health=critical&page_size=100",
         }
+        session = {"Cookie": f"sessionid={sessionid}"}
         heavy = {"topology API": ("/api/v1/topology/", token),
-                 "overview HTML": ("/", {"Cookie": f"sessionid={sessionid}"})}
+                 "overview HTML": ("/", session),
+                 "services page HTML (page of 100)": ("/services/", session)}
         # One untimed request per endpoint first: the shared topology (and any
         # first-use cost) is computed once per window, not per reader; the cold
         # figure is printed apart.

@@ -47,5 +47,12 @@ app.conf.beat_schedule = {
         "schedule": 1.0,
         "options": {"expires": 1.0},
     },
+    # Agents' traffic windows, in batches off the report's request (monitoring.ingest).
+    # Entries are claimed per consumer, so overlapping ticks never store one twice.
+    "ingest-metrics": {
+        "task": "monitoring.tasks.ingest_metrics",
+        "schedule": 1.0,
+        "options": {"expires": 1.0},
+    },
     "prune-history": {"task": "monitoring.tasks.prune_history", "schedule": 300.0},
 }

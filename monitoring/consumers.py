@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 TOPOLOGY_WINDOW_S = 60
 # Metrics move continuously: push a fresh topology this often while subscribed.
 TOPOLOGY_PERIOD_S = 2.0
-# A burst of registry changes costs at most one recompute per this interval.
-TOPOLOGY_MIN_INTERVAL_S = 0.5
+# A burst of registry changes costs each console at most one topology message
+# per this interval (issue 10: at most one a second per console).
+TOPOLOGY_MIN_INTERVAL_S = 1.0
 CLOSE_UNAUTHENTICATED = 4401
 MAX_SERVICE_SUBSCRIPTIONS = 20
 

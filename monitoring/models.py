@@ -20,6 +20,9 @@ class EdgeWindow(models.Model):
     latency_sum_ms = models.FloatField(default=0)
     # Counts per fixed log-scale bucket (see agents.runtime.histogram.BUCKETS_MS).
     buckets = models.JSONField(default=list)
+    # "<stream entry id>:<index>" when written by monitoring.ingest: a batch
+    # taken again after its worker died is not stored twice.
+    ingest_key = models.CharField(max_length=48, null=True, blank=True, unique=True)
 
     class Meta:
         ordering: ClassVar = ["-window_end"]

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from journal.models import Event
-from monitoring import checks, health
+from monitoring import checks, health, ingest
 from monitoring.models import EdgeWindow
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,12 @@ def dispatch_due_checks() -> int:
         if len(specs) < CHECK_BATCH:
             break
     return ran
+
+
+@shared_task(ignore_result=True)
+def ingest_metrics() -> int:
+    """Store the traffic windows agents reported since the last run (monitoring.ingest)."""
+    return ingest.metrics_ingest()
 
 
 @shared_task(ignore_result=True)

@@ -40,3 +40,15 @@ def _fresh_shared_topology() -> None:
 
     topology._shared.clear()
     upstreams_cache.clear()  # keyed by index, which restarts with each test database
+
+
+@pytest.fixture(autouse=True)
+def _empty_metrics_stream() -> None:
+    # Reports push traffic windows onto a Redis stream (monitoring.ingest) that
+    # outlives the test database: each test starts with none pending.
+    from monitoring import ingest
+
+    try:
+        ingest._client().delete(ingest.stream_key())
+    except Exception:  # a test that stops Redis on purpose must still start
+        pass

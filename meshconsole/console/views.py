@@ -21,9 +21,8 @@ from agents.models import Agent
 from agents.runtime.vocabulary import RETRY_CONDITIONS
 from journal.models import Event, EventKind
 from monitoring.models import EdgeWindow
-from monitoring.topology import service_state_payload, topology_nodes
+from monitoring.topology import page_states, service_state_payload
 from policies.models import BALANCER_CHOICES, HASH_CHOICES
-from registry.api.serializers import attach_health
 from registry.managed import managed_warning
 from registry.models import Service
 from registry.services import failover_referrers
@@ -60,10 +59,10 @@ def service_list(request: HttpRequest) -> HttpResponse:
         )
     page = page_of(request, services.order_by("name"))
     page.object_list = list(page.object_list)
-    attach_health(page.object_list)
+    # The label the overview draws (operator states, failover), one rule for
+    # both pages, for this page's rows only.
+    states = page_states(page.object_list)
     rows: list[dict[str, Any]] = []
-    # The label the overview draws (operator states, failover), one rule for both pages.
-    states = {node["name"]: node["state"] for node in topology_nodes()}
     for service in page.object_list:
         text = " ".join([service.name, service.description, *map(str, service.tags or [])])
         passing = int(getattr(service, "passing_instances", 0))

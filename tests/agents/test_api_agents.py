@@ -17,6 +17,7 @@ from agents.models import Agent
 from agents.runtime import histogram
 from agents.runtime.config import parse_config
 from journal.models import Event
+from monitoring import ingest
 from monitoring.models import EdgeWindow
 from registry.models import Instance, MeshRevision, Service
 
@@ -225,6 +226,8 @@ def test_report_stores_metrics_and_topology_shows_edge(api: APIClient) -> None:
               "requests": 100, "errors": 5, "latency_sum_ms": 670.0, "buckets": buckets}
     response = client.post(f"/api/v1/agents/{body['agent_id']}/report/", {"metrics": [window]}, format="json")
     assert response.status_code == 200, response.content
+    assert EdgeWindow.objects.count() == 0  # on the ingest stream, off the request path
+    assert ingest.metrics_ingest() == 1
     assert EdgeWindow.objects.count() == 1
     topology = api.get("/api/v1/topology/?window=60s").json()
     edge = topology["edges"][0]

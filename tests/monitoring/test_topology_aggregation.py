@@ -1,0 +1,83 @@
+"""The topology's edges are summed by the database; the figures must be the
+ones a plain merge of every window in the period gives (agents.runtime.histogram)."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from agents.runtime import histogram
+from monitoring.models import EdgeWindow
+from monitoring.topology import topology_snapshot
+
+pytestmark = pytest.mark.django_db
+
+NAMES = ["orders", "payments", "cart", "search", "auth"]
+
+
+def random_windows(rng: random.Random, count: int) -> list[EdgeWindow]:
+    now = timezone.now()
+    rows = []
+    for _ in range(count):
+        requests = rng.randint(0, 500)
+        buckets = [rng.choice((0, 0, rng.randint(0, 40))) for _ in range(rng.randint(0, histogram.NBUCKETS))]
+        rows.append(
+            EdgeWindow(
+                # Some windows ended before the period: they must not count.
+                window_end=now - timedelta(seconds=rng.uniform(-5, 150)),
+                seconds=10, node=f"host-{rng.randint(0, 3)}",
+                source=rng.choice(NAMES), destination=rng.choice(NAMES),
+                requests=requests, errors=rng.randint(0, requests), buckets=buckets,
+            )
+        )
+    return EdgeWindow.objects.bulk_create(rows)
+
+
+def brute_force(window_seconds: int, since_at: timezone.datetime) -> list[dict[str, object]]:
+    merged: dict[tuple[str, str], list[object]] = {}
+    for w in EdgeWindow.objects.filter(window_end__gt=since_at):
+        totals = merged.setdefault((w.source, w.destination), [0, 0, histogram.empty()])
+        totals[0] += w.requests  # type: ignore[operator]
+        totals[1] += w.errors  # type: ignore[operator]
+        histogram.merge(totals[2], w.buckets)  # type: ignore[arg-type]
+    return [
+        {
+            "source": s, "destination": d, "requests": r, "errors": e,
+            "rps": round(r / window_seconds, 3),
+            "error_rate": round(e / r, 4) if r else 0.0,
+            "p50_ms": histogram.percentile(b, 0.50),
+            "p95_ms": histogram.percentile(b, 0.95),
+            "p99_ms": histogram.percentile(b, 0.99),
+        }
+        for (s, d), (r, e, b) in sorted(merged.items())  # type: ignore[misc]
+    ]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_edges_match_a_brute_force_merge_of_random_windows(seed: int) -> None:
+    rng = random.Random(seed)
+    random_windows(rng, 300)
+    for window_seconds in (10, 60, 120):
+        topology = topology_snapshot(window_seconds)
+        since = timezone.datetime.fromisoformat(topology["generated_at"]) - timedelta(
+            seconds=window_seconds
+        )
+        expected = brute_force(window_seconds, since)
+        assert expected, "the random windows must give edges to compare"
+        assert topology["edges"] == expected
+
+
+def test_the_edges_cost_the_same_queries_at_any_number_of_windows() -> None:
+    rng = random.Random(7)
+    random_windows(rng, 20)
+    with CaptureQueriesContext(connection) as few:
+        topology_snapshot(60)
+    random_windows(rng, 400)
+    with CaptureQueriesContext(connection) as many:
+        topology_snapshot(60)
+    assert len(many.captured_queries) == len(few.captured_queries)
