@@ -55,4 +55,10 @@ app.conf.beat_schedule = {
         "options": {"expires": 1.0},
     },
     "prune-history": {"task": "monitoring.tasks.prune_history", "schedule": 300.0},
+    # Topology time travel: every minute gets a frame (twice a minute, the later wins).
+    "topology-frame": {
+        "task": "monitoring.tasks.record_topology_frame",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
 }

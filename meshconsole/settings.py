@@ -259,6 +259,10 @@ MESH_SELF_PRESERVATION_PERCENT = env_int("MESH_SELF_PRESERVATION_PERCENT", 50)
 MESH_MAX_WAIT = env_int("MESH_MAX_WAIT", 300)  # longest blocking query, seconds
 MESH_METRICS_RETENTION = env_int("MESH_METRICS_RETENTION", 3600)  # seconds
 MESH_EVENTS_RETENTION = env_int("MESH_EVENTS_RETENTION", 7 * 24 * 3600)
+# Topology time travel (monitoring.timetravel): a frame per minute for FINE
+# seconds, then one per 10 minutes, none past RETENTION.
+MESH_TIMETRAVEL_RETENTION = env_int("MESH_TIMETRAVEL_RETENTION", 24 * 3600)
+MESH_TIMETRAVEL_FINE = env_int("MESH_TIMETRAVEL_FINE", 6 * 3600)
 MESH_CHECK_ALLOW_LINK_LOCAL = env_bool("MESH_CHECK_ALLOW_LINK_LOCAL", False)
 
 LOGGING = {

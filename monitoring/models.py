@@ -30,3 +30,18 @@ class EdgeWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}->{self.destination} @{self.window_end}"
+
+
+class TopologyFrame(models.Model):
+    """The topology of one minute (monitoring.timetravel): what the overview's
+    time slider replays. 1-minute frames for MESH_TIMETRAVEL_FINE, then one per
+    10 minutes, until MESH_TIMETRAVEL_RETENTION."""
+
+    minute = models.DateTimeField(unique=True)
+    topology = models.JSONField()
+
+    class Meta:
+        ordering: ClassVar = ["minute"]
+
+    def __str__(self) -> str:
+        return f"topology at {self.minute:%Y-%m-%d %H:%M}"

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from journal.models import Event
-from monitoring import checks, health, ingest
+from monitoring import checks, health, ingest, timetravel
 from monitoring.models import EdgeWindow
 
 log = logging.getLogger(__name__)
@@ -66,4 +66,12 @@ def prune_history() -> dict[str, int]:
     results = health.check_results_prune(
         before=now - timedelta(seconds=settings.MESH_EVENTS_RETENTION)
     )
-    return {"edge_windows": windows, "events": events, "check_results": results}
+    frames = timetravel.frames_prune(now)
+    return {"edge_windows": windows, "events": events, "check_results": results,
+            "topology_frames": frames}
+
+
+@shared_task(ignore_result=True)
+def record_topology_frame() -> str:
+    """This minute's topology, for the overview's time slider (monitoring.timetravel)."""
+    return timetravel.frame_record().minute.isoformat()

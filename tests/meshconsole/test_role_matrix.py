@@ -94,6 +94,8 @@ TABLE: dict[str, tuple[str, dict[str, str]]] = {
     "service-metrics": ("/api/v1/services/{svc}/metrics/", {"GET": READ}),
     "service-what-if": ("/api/v1/services/{svc}/what-if/", {"POST": DIFF}),
     "topology": ("/api/v1/topology/", {"GET": READ}),
+    "topology-history": ("/api/v1/topology/history/", {"GET": READ}),
+    "topology-at": ("/api/v1/topology/history/at/?at=2026-01-01T00:00:00Z", {"GET": READ}),
     "events": ("/api/v1/events/", {"GET": READ}),
     "agents": ("/api/v1/agents/", {"GET": READ}),
     "agent-enroll": ("/api/v1/agents/enroll/", {"POST": OPEN}),
