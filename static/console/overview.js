@@ -462,15 +462,25 @@
         "No traffic in the last " + topology.window_seconds + " s."))]);
   }
 
-  function render(topology) {
+  // While the time slider shows the past, live pushes are kept, not drawn.
+  let replaying = false;
+  let latest = null;
+  Mesh.topology = {
+    replay: function (topology) { replaying = true; render(topology, true); },
+    live: function () { replaying = false; if (latest) render(latest); },
+  };
+
+  function render(topology, past) {
+    if (!past) latest = topology;
+    if (replaying && !past) return;
     window.meshTopology = topology;
     renderControls(topology);
     renderGraph(topology);
     renderList(topology);
     renderEdges(topology);
     const meta = document.getElementById("topology-meta");
-    meta.textContent = "Traffic over the last " + topology.window_seconds + " s · updated " +
-      Mesh.clock(topology.generated_at);
+    meta.textContent = (past ? "Replaying " : "Traffic over the last ") + topology.window_seconds + " s" +
+      (past ? " up to " : " · updated ") + Mesh.clock(topology.generated_at);
     document.dispatchEvent(new CustomEvent("mesh:topology", { detail: topology }));
   }
 
