@@ -4,7 +4,7 @@ re-fetch for agents and events)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ from monitoring.models import EdgeWindow
 from monitoring.topology import page_states, service_state_payload
 from policies.models import BALANCER_CHOICES, HASH_CHOICES
 from registry.managed import managed_warning
-from registry.models import Service
+from registry.models import Instance, Service
 from registry.services import failover_referrers
 
 EVENTS_LIMIT = 200
@@ -140,6 +140,16 @@ def service_dependents_json(request: HttpRequest, name: str) -> HttpResponse:
 class AgentRow:
     agent: Agent
     status: str  # ok | silent | nack
+    instances: list[Instance] = field(default_factory=list)  # what the host runs
+
+    @property
+    def upstreams(self) -> list[dict[str, str]]:
+        """What the host calls through its agent (as it enrolled / last reported)."""
+        return [
+            {"service": str(u.get("service", "")), "listen": str(u.get("listen", "")),
+             "protocol": str(u.get("protocol", "http"))}
+            for u in (self.agent.upstreams or []) if isinstance(u, dict)
+        ]
 
 
 def agent_status(agent: Agent, *, now: datetime, ttl: timedelta) -> str:
@@ -156,7 +166,20 @@ def agent_list(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     ttl = timedelta(seconds=settings.MESH_HEARTBEAT_TTL)
     page = page_of(request, Agent.objects.select_related("node").order_by("node__name"))
-    rows = [AgentRow(agent=a, status=agent_status(a, now=now, ttl=ttl)) for a in page]
+    agents = list(page)
+    # One query for the page's hosts: the instances each runs.
+    by_node: dict[int, list[Instance]] = {}
+    for instance in (
+        Instance.objects.filter(node_id__in=[a.node_id for a in agents])
+        .select_related("service").order_by("service__name", "port")
+    ):
+        if instance.node_id is not None:
+            by_node.setdefault(instance.node_id, []).append(instance)
+    rows = [
+        AgentRow(agent=a, status=agent_status(a, now=now, ttl=ttl),
+                 instances=by_node.get(a.node_id, []))
+        for a in agents
+    ]
     return render(request, "console/agents.html", {"rows": rows, "page": page})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -299,3 +300,24 @@ def test_service_and_policy_pages_warn_when_yaml_manages_them(
         body = logged_in.get(page).content.decode()
         assert 'id="managed-notice"' in body
         assert "managed by mesh version 4" in body
+
+
+def test_agents_page_lists_what_each_host_runs_and_calls(
+    logged_in: Client, db: None, django_assert_max_num_queries: Any
+) -> None:
+    from registry.models import Instance
+
+    orders = Service.objects.create(name="orders")
+    for n in range(3):
+        node = Node.objects.create(name=f"host-{n}")
+        Agent.objects.create(
+            node=node, token_hash=f"{n}" * 64, last_seen=timezone.now(),
+            upstreams=[{"service": "payments", "listen": f"127.0.0.1:910{n}", "protocol": "http"}],
+        )
+        Instance.objects.create(service=orders, address="10.0.0.1", port=8080 + n, node=node)
+    html = logged_in.get("/agents/").content.decode()
+    assert 'data-runs="orders:8081"' in html and 'data-calls="payments"' in html
+    assert "127.0.0.1:9102" in html
+    # The page's hosts' instances in one query, whatever the number of hosts.
+    with django_assert_max_num_queries(12):
+        logged_in.get("/agents/")
