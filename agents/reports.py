@@ -10,6 +10,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from agents.enrollment import agent_inbound_set, inbound_changed_notify
 from agents.models import Agent
 from agents.runtime.durations import format_duration_ms
 from journal.models import EventKind, Severity
@@ -160,6 +161,14 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
         fields.append("applied_revision")
     nack = report.get("nack")
     upstreams_changed = "upstreams" in report and report["upstreams"] != agent.upstreams
+    inbound_changed = agent_inbound_set(agent, report.get("inbound"))
+    if inbound_changed:
+        fields += ["inbound_address", "inbound_port"]
+    local = sorted({s["name"] for s in report.get("services", [])})
+    local_changed = "services" in report and local != sorted(agent.local_services)
+    if local_changed:
+        agent.local_services = local
+        fields.append("local_services")
     with transaction.atomic():
         if nack and (
             nack.get("revision") != agent.nack_revision or nack.get("reason") != agent.nack_reason
@@ -184,8 +193,11 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
             agent.upstreams = report["upstreams"]
             fields.append("upstreams")
         agent.save(update_fields=fields)
-        if upstreams_changed:
-            # Only this agent's snapshot changes: its own index moves, no one else wakes.
+        if inbound_changed:
+            inbound_changed_notify(agent)
+        elif upstreams_changed or local_changed:
+            # Only this agent's snapshot changes (its upstreams, or the intentions and
+            # inbound modes of its local services): its own index moves, no one else wakes.
             mesh_change(agents=[agent.pk])
         if came_back:
             event_record(

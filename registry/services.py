@@ -15,6 +15,7 @@ from django.utils import timezone
 from journal.models import EventKind, Severity
 from journal.records import Actor, AuditNote, EventNote, actor_name
 from registry.models import (
+    SECURITY_KEY,
     AdminState,
     Health,
     HealthCause,
@@ -32,6 +33,7 @@ User = Actor
 
 SERVICE_FIELDS = (
     "protocol",
+    "mtls_mode",
     "description",
     "tags",
     "check_type",
@@ -145,6 +147,8 @@ def service_update(*, user: User, service: Service, data: dict[str, Any]) -> Ser
     changed = sorted(k for k in after if after[k] != before[k])
     revision = mesh_change(
         services={service.name},
+        # The service's own agents read their inbound mode from the security section.
+        keys=[SECURITY_KEY] if "mtls_mode" in changed else [],
         events=[
             EventNote(
                 kind=EventKind.CONFIG,

@@ -10,6 +10,7 @@ from rest_framework import serializers
 from agents.enrollment import token_is_plausible
 from agents.models import Agent
 from agents.runtime import histogram
+from agents.runtime.addresses import address_error
 from agents.runtime.config import ENTRY_ID_RE, default_entry_id
 from meshconsole.api import StringListField
 from registry.api.serializers import CheckSerializer, check_to_model
@@ -25,6 +26,19 @@ class UpstreamSerializer(serializers.Serializer):
     )
 
 
+class InboundSerializer(serializers.Serializer):
+    """Where other agents reach this host's inbound (mTLS) listener."""
+
+    address = serializers.CharField(max_length=253)
+    port = serializers.IntegerField(min_value=1, max_value=65535)
+
+    def validate_address(self, value: str) -> str:
+        error = address_error(value)
+        if error:
+            raise serializers.ValidationError(error)
+        return value
+
+
 class EnrollSerializer(serializers.Serializer):
     token = serializers.CharField(max_length=200)
     node = serializers.RegexField(
@@ -33,6 +47,7 @@ class EnrollSerializer(serializers.Serializer):
     zone = serializers.CharField(max_length=63, allow_blank=True, default="")
     version = serializers.CharField(max_length=32, allow_blank=True, default="")
     upstreams = UpstreamSerializer(many=True, default=list)
+    inbound = InboundSerializer(required=False, allow_null=True)
     # Optional: the agent token the agent generated and keeps (a retried
     # enrollment with the same one returns the same answer).
     agent_token = serializers.CharField(max_length=200, required=False)
@@ -132,6 +147,8 @@ class ReportSerializer(serializers.Serializer):
     services = LocalServiceSerializer(many=True, required=False)
     metrics = MetricsWindowSerializer(many=True, required=False)
     ejections = serializers.ListField(child=EjectionSerializer(), max_length=1000, required=False)
+    # Absent (or null) = this host has no inbound listener.
+    inbound = InboundSerializer(required=False, allow_null=True)
 
     def validate_services(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Several instances of one service per agent: name+port unique; every entry

@@ -83,6 +83,7 @@ class EnrollView(APIView):
                 upstreams=[dict(u) for u in data["upstreams"]],
                 address=client_address(request),
                 proposed_token=data.get("agent_token", ""),
+                inbound=data.get("inbound"),
             )
         except EnrollmentRefused as exc:
             raise PermissionDenied(str(exc)) from None
