@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
 from rest_framework import serializers
 
 from agents.enrollment import token_is_plausible
@@ -12,6 +14,7 @@ from agents.models import Agent
 from agents.runtime import histogram
 from agents.runtime.addresses import address_error
 from agents.runtime.config import ENTRY_ID_RE, default_entry_id
+from identity.models import IssuedCertificate
 from meshconsole.api import StringListField
 from registry.api.serializers import CheckSerializer, check_to_model
 from registry.models import SERVICE_NAME_RE, Protocol
@@ -164,10 +167,32 @@ class ReportSerializer(serializers.Serializer):
         return value
 
 
+def certificate_payload(cert: IssuedCertificate, now: datetime) -> dict[str, Any]:
+    return {
+        "serial": cert.serial,
+        "service": cert.service,
+        "identity": cert.identity,
+        "not_after": cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "seconds_to_expiry": max(0, int((cert.not_after - now).total_seconds())),
+        "revoked": cert.revoked_at is not None,
+    }
+
+
+def certificates_by_agent(agent_ids: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    """Each agent's unexpired certificates, newest first (one query for a page)."""
+    now = timezone.now()
+    found: dict[str, list[dict[str, Any]]] = {str(a): [] for a in agent_ids}
+    for cert in IssuedCertificate.objects.filter(agent_id__in=agent_ids, not_after__gt=now):
+        found[str(cert.agent_id)].append(certificate_payload(cert, now))
+    return found
+
+
 class AgentSerializer(serializers.ModelSerializer):
     node = serializers.CharField(source="node.name")
     zone = serializers.CharField(source="node.zone")
     status = serializers.SerializerMethodField()
+    inbound = serializers.SerializerMethodField()
+    certificates = serializers.SerializerMethodField()
 
     class Meta:
         model = Agent
@@ -184,7 +209,22 @@ class AgentSerializer(serializers.ModelSerializer):
             "nack_revision",
             "nack_reason",
             "status",
+            "disabled",
+            "inbound",
+            "certificates",
         ]
+
+    def get_inbound(self, agent: Agent) -> dict[str, Any] | None:
+        if not agent.inbound_address or agent.inbound_port is None:
+            return None
+        return {"address": agent.inbound_address, "port": agent.inbound_port}
+
+    def get_certificates(self, agent: Agent) -> list[dict[str, Any]]:
+        """Unexpired certificates: serial, service, identity, not_after, seconds_to_expiry."""
+        page = self.context.get("certificates")
+        if page is None:
+            page = certificates_by_agent([agent.pk])
+        return list(page.get(str(agent.pk), []))
 
     def get_status(self, agent: Agent) -> str:
         if agent.silent:
