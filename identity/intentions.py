@@ -137,7 +137,7 @@ def decide(rules: list[IntentionSnapshot], default_action: str, request: Request
 
 
 def default_action() -> str:
-    return str(SecuritySettings.objects.get(pk=1).default_action)
+    return str(SecuritySettings.current().default_action)
 
 
 def intentions_for(destinations: Iterable[str]) -> list[IntentionSnapshot]:
@@ -223,7 +223,7 @@ def default_action_set(
     *, user: Actor, action: str, expected_version: int | None
 ) -> SecuritySettings:
     with transaction.atomic():
-        row = SecuritySettings.objects.select_for_update().get(pk=1)
+        row = SecuritySettings.current(lock=True)
         if expected_version is not None and expected_version != row.version:
             raise VersionConflict(row.version)
         if row.default_action == action:

@@ -30,7 +30,7 @@ class RootInUse(Exception):
 
 def _lock() -> SecuritySettings:
     """The singleton row, locked: root changes happen one at a time."""
-    return SecuritySettings.objects.select_for_update().get(pk=1)
+    return SecuritySettings.current(lock=True)
 
 
 def root_state(root: CARoot) -> dict[str, object]:

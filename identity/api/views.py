@@ -153,7 +153,7 @@ class DefaultActionView(APIView):
 
     @extend_schema(tags=TAGS, responses={200: DefaultActionSerializer})
     def get(self, request: Request) -> Response:
-        return self._answer(SecuritySettings.objects.get(pk=1))
+        return self._answer(SecuritySettings.current())
 
     @extend_schema(
         tags=TAGS, request=DefaultActionSerializer, responses={200: DefaultActionSerializer}
@@ -200,7 +200,7 @@ class IntentionCheckView(APIView):
             headers[name.strip().lower()] = value.strip()
         decision = decide(
             intentions_for([q["destination"]]),
-            SecuritySettings.objects.get(pk=1).default_action,
+            SecuritySettings.current().default_action,
             AccessRequest(
                 source=q["source"],
                 destination=q["destination"],
