@@ -90,13 +90,13 @@ class SecuritySettings(models.Model):
     def __str__(self) -> str:
         return f"default {self.default_action}"
 
-    @classmethod
-    def current(cls, *, lock: bool = False) -> SecuritySettings:
+    @staticmethod
+    def current(*, lock: bool = False) -> SecuritySettings:
         """The singleton. LOCK (inside transaction.atomic): the row, locked,
         created if missing (a flushed test database, a restored dump). Without
         LOCK nothing is written (read-only snapshot transactions): a missing row
         reads as the new-install defaults."""
         if lock:
-            cls.objects.bulk_create([cls(pk=1)], ignore_conflicts=True)
-            return cls.objects.select_for_update().get(pk=1)
-        return cls.objects.filter(pk=1).first() or cls(pk=1)
+            SecuritySettings.objects.bulk_create([SecuritySettings(pk=1)], ignore_conflicts=True)
+            return SecuritySettings.objects.select_for_update().get(pk=1)
+        return SecuritySettings.objects.filter(pk=1).first() or SecuritySettings(pk=1)

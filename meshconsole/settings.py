@@ -243,6 +243,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Intentions' allow|deny is one choice set, whatever field carries it.
+    "ENUM_NAME_OVERRIDES": {"IntentionActionEnum": "identity.models.Action"},
     # What spectacular cannot see by itself (error responses, the blocking views).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
