@@ -7,8 +7,8 @@ from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,11 +18,17 @@ from agents.api.auth import AgentTokenAuthentication
 from agents.api.views import _own_agent
 from agents.models import Agent
 from agents.snapshot import local_service_names
-from identity.ca import CSRRefused
+from identity.ca import CAFileError, CSRRefused
 from identity.services import certificate_issue
 from registry.models import SERVICE_NAME_RE
 
 MAX_CSR = 16_000
+
+
+class CAUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "the CA cannot sign (see MESH_CA_CERT_FILE / MESH_CA_KEY_FILE)"
+    default_code = "ca-unavailable"
 
 
 class CertificateRequestSerializer(serializers.Serializer):
@@ -72,6 +78,8 @@ class CertificateView(APIView):
             )
         except CSRRefused as exc:
             raise ValidationError({"csr": [str(exc)]}) from None
+        except CAFileError as exc:  # the operator's CA files: a server problem, said clearly
+            raise CAUnavailable(str(exc)) from None
         record = issued.record
         return Response(
             {

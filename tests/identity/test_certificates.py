@@ -38,7 +38,13 @@ def test_a_valid_csr_gets_a_leaf_the_root_verifies_with_only_the_service_identit
     assert response.status_code == 200, response.content
     body = response.json()
     assert set(body) == {
-        "certificate", "chain", "serial", "not_before", "not_after", "identity", "roots"
+        "certificate",
+        "chain",
+        "serial",
+        "not_before",
+        "not_after",
+        "identity",
+        "roots",
     }
     leaf = x509.load_pem_x509_certificate(body["certificate"].encode())
     assert len(body["roots"]) == 1
@@ -198,3 +204,57 @@ def test_the_agents_list_shows_certificates_with_seconds_to_expiry(api: APIClien
     assert cert["serial"] == serial
     assert cert["identity"] == "spiffe://mesh.local/ns/default/svc/payments"
     assert 86_000 < cert["seconds_to_expiry"] <= 86_400
+
+
+def _operator_ca(tmp_path: Path, *, ca: bool = True) -> tuple[str, str, x509.Certificate]:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "operator root")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "ca.pem", tmp_path / "ca.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_file), str(key_file), cert
+
+
+def test_a_root_supplied_from_files_signs_and_is_not_copied(tmp_path: Path) -> None:
+    cert_file, key_file, cert = _operator_ca(tmp_path)
+    with override_settings(MESH_CA_CERT_FILE=cert_file, MESH_CA_KEY_FILE=key_file):
+        client, agent_id = enrolled_agent(services=PAYMENTS)
+        body = ask(client, agent_id, "payments").json()
+    leaf = x509.load_pem_x509_certificate(body["certificate"].encode())
+    leaf.verify_directly_issued_by(cert)
+    root = CARoot.objects.get()
+    assert (root.supplied, root.key_file) == (True, key_file)
+
+
+def test_a_supplied_certificate_that_is_not_a_ca_is_refused(tmp_path: Path) -> None:
+    from identity.ca import CAFileError
+    from identity.services import signing_root
+
+    cert_file, key_file, _ = _operator_ca(tmp_path, ca=False)
+    with (
+        override_settings(MESH_CA_CERT_FILE=cert_file, MESH_CA_KEY_FILE=key_file),
+        pytest.raises(CAFileError, match="not a CA"),
+    ):
+        signing_root()
+    assert not CARoot.objects.exists()
