@@ -239,7 +239,7 @@ class CARootsView(APIView):
 class CARotateView(APIView):
     permission_classes = [IsAdminUser]
 
-    @extend_schema(tags=["ca"], request=None, responses=OpenApiResponse(OpenApiTypes.OBJECT))
+    @extend_schema(tags=["ca"], request=None, responses={201: OpenApiResponse(OpenApiTypes.OBJECT)})
     def post(self, request: Request) -> Response:
         """Add a new root: it signs from now on; the old ones stay trusted."""
         root = ca_rotate(user=request.user)
