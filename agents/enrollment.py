@@ -160,6 +160,8 @@ def agent_enroll(
     created = agent is None
     if agent is None:
         agent = Agent(node=node_obj)
+    else:  # a rebuilt host replaces the agent: what the old one held is revoked
+        certificates_revoke(agent_id=agent.pk, node=node, user=None, reason="agent re-enrolled")
     agent.token_hash = hash_token(agent_token)
     agent.reenroll_allowed = False
     agent.version = version

@@ -138,12 +138,42 @@ def _store_metrics(agent: Agent, windows: list[dict[str, Any]]) -> None:
                 destination=w["destination"],
                 requests=w["requests"],
                 errors=w["errors"],
+                denied=w.get("denied", 0),
                 latency_sum_ms=w.get("latency_sum_ms", 0.0),
                 buckets=list(w.get("buckets", [])),
             )
         )
     if rows:
         EdgeWindow.objects.bulk_create(rows)
+    _denial_events(agent, [r for r in rows if r.denied])
+
+
+# A denied edge is one event per this many seconds, not one per report window.
+DENIAL_EVENT_QUIET_S = 60
+
+
+def _denial_events(agent: Agent, windows: list[EdgeWindow]) -> None:
+    """Requests an intention refused at this agent's inbound listener: an event
+    per (source, destination), at most once a minute; the counts are in EdgeWindow."""
+    totals: dict[tuple[str, str], int] = {}
+    for w in windows:
+        totals[(w.source, w.destination)] = totals.get((w.source, w.destination), 0) + w.denied
+    for (source, destination), denied in sorted(totals.items()):
+        key = f"agents:denied:{agent.pk}:{source}:{destination}"
+        try:
+            fresh = cache.add(key, 1, timeout=DENIAL_EVENT_QUIET_S)
+        except Exception:  # the cache being down must not fail the report
+            fresh = True
+        if fresh:
+            event_record(
+                kind=EventKind.AGENT,
+                severity=Severity.WARNING,
+                message=f"{denied} request(s) {source} -> {destination} denied by policy "
+                f"on {agent.node.name}",
+                service=destination,
+                actor=f"agent:{agent.node.name}",
+                data={"source": source, "destination": destination, "denied": denied},
+            )
 
 
 def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:

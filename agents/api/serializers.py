@@ -96,6 +96,7 @@ class MetricsWindowSerializer(serializers.Serializer):
     seconds = serializers.FloatField(min_value=0.001, max_value=3600)
     requests = serializers.IntegerField(min_value=0, max_value=10**9)
     errors = serializers.IntegerField(min_value=0, max_value=10**9)  # type: ignore[assignment]
+    denied = serializers.IntegerField(min_value=0, max_value=10**9, default=0)
     latency_sum_ms = serializers.FloatField(min_value=0, default=0.0)
     buckets = serializers.ListField(
         child=serializers.IntegerField(min_value=0, max_value=10**12),

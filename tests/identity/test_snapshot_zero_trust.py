@@ -139,3 +139,38 @@ def test_meshcode_exports_and_applies_mtls_mode(api: APIClient) -> None:
     response = api.post("/api/v1/mesh/apply/", {"documents": [bad]}, format="json")
     assert response.status_code == 400
     assert Service.objects.get(name="payments").mtls_mode == "off"
+
+
+def test_denied_counts_are_stored_per_edge_and_become_one_event() -> None:
+    import time
+
+    from journal.models import Event
+    from monitoring.models import EdgeWindow
+
+    server, server_id = enrolled_agent(services=PAYMENTS)
+    window = {"source": "orders", "destination": "payments", "window_end": time.time(),
+              "seconds": 2.0, "requests": 5, "errors": 0, "denied": 3}
+    for _ in range(2):
+        response = server.post(f"/api/v1/agents/{server_id}/report/",
+                               {"services": PAYMENTS, "metrics": [window]}, format="json")
+        assert response.status_code == 200, response.content
+    assert list(EdgeWindow.objects.values_list("denied", flat=True)) == [3, 3]
+    events = Event.objects.filter(message__contains="denied by policy")
+    assert events.count() == 1 and events.get().data["denied"] == 3
+    bad = dict(window, denied=-1)
+    response = server.post(f"/api/v1/agents/{server_id}/report/", {"metrics": [bad]}, format="json")
+    assert response.status_code == 400
+
+
+def test_a_reenrolled_agents_old_certificates_are_revoked(api: APIClient) -> None:
+    from agents.enrollment import enrollment_token_create
+    from tests.identity.helpers import ask
+
+    client, agent_id = enrolled_agent(services=PAYMENTS)
+    serial = ask(client, agent_id, "payments").json()["serial"]
+    assert api.post(f"/api/v1/agents/{agent_id}/allow-reenroll/").status_code == 204
+    response = APIClient().post("/api/v1/agents/enroll/", {"token": enrollment_token_create(),
+                                                           "node": "host-b"}, format="json")
+    assert response.status_code == 200 or response.status_code == 201, response.content
+    snapshot = agent_snapshot(agent=Agent.objects.get(pk=response.json()["agent_id"]))
+    assert serial in snapshot["security"]["revoked_serials"]
