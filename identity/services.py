@@ -209,3 +209,16 @@ def revoked_serials(now: datetime | None = None) -> list[str]:
             revoked_at__isnull=False, not_after__gt=now or timezone.now()
         ).values_list("serial", flat=True)
     )
+
+
+# Expired records are kept this long (the console may still show a recent expiry).
+EXPIRED_KEPT = timedelta(days=1)
+
+
+def certificates_prune(now: datetime | None = None) -> int:
+    """Delete records of certificates expired for EXPIRED_KEPT. Nothing a
+    snapshot shows changes: a revoked serial leaves revoked_serials when it
+    expires, before this runs."""
+    cutoff = (now or timezone.now()) - EXPIRED_KEPT
+    deleted, _ = IssuedCertificate.objects.filter(not_after__lt=cutoff).delete()
+    return deleted

@@ -258,3 +258,18 @@ def test_a_supplied_certificate_that_is_not_a_ca_is_refused(tmp_path: Path) -> N
     ):
         signing_root()
     assert not CARoot.objects.exists()
+
+
+def test_records_expired_for_a_day_are_pruned() -> None:
+    from identity.services import certificates_prune
+
+    client, agent_id = enrolled_agent(services=PAYMENTS)
+    ask(client, agent_id, "payments")
+    ask(client, agent_id, "payments")
+    old = IssuedCertificate.objects.first()
+    assert old is not None
+    IssuedCertificate.objects.filter(pk=old.pk).update(
+        not_after=datetime.now(UTC) - timedelta(days=2)
+    )
+    assert certificates_prune() == 1
+    assert IssuedCertificate.objects.count() == 1
