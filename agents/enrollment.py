@@ -141,6 +141,7 @@ def agent_enroll(
     address: str,
     proposed_token: str = "",
     inbound: dict[str, Any] | None = None,
+    services: list[str] | None = None,
 ) -> Enrollment:
     """Exchange an enrollment token for an agent token on NODE."""
     existing = Agent.objects.select_for_update().select_related("node").filter(node__name=node)
@@ -170,6 +171,7 @@ def agent_enroll(
     agent.last_seen = timezone.now()
     agent.silent = False
     agent.disabled = False
+    agent.local_services = sorted(services or [])
     inbound_changed = agent_inbound_set(agent, inbound)
     agent.save()
     if inbound_changed:

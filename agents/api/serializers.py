@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -51,9 +52,23 @@ class EnrollSerializer(serializers.Serializer):
     version = serializers.CharField(max_length=32, allow_blank=True, default="")
     upstreams = UpstreamSerializer(many=True, default=list)
     inbound = InboundSerializer(required=False, allow_null=True)
+    # Optional: the local services (only their names are kept at enrollment: the
+    # certificates an agent may ask for before its first report).
+    services = serializers.ListField(
+        child=serializers.DictField(), max_length=1000, required=False, default=list
+    )
     # Optional: the agent token the agent generated and keeps (a retried
     # enrollment with the same one returns the same answer).
     agent_token = serializers.CharField(max_length=200, required=False)
+
+    def validate_services(self, value: list[dict[str, Any]]) -> list[str]:
+        names = []
+        for entry in value:
+            name = entry.get("name")
+            if not isinstance(name, str) or not re.match(SERVICE_NAME_RE, name):
+                raise serializers.ValidationError("each service needs a name (a DNS label)")
+            names.append(name)
+        return sorted(set(names))
 
     def validate_agent_token(self, value: str) -> str:
         if not token_is_plausible(value):

@@ -95,6 +95,7 @@ class EnrollView(APIView):
                 address=client_address(request),
                 proposed_token=data.get("agent_token", ""),
                 inbound=data.get("inbound"),
+                services=data.get("services", []),
             )
         except EnrollmentRefused as exc:
             raise PermissionDenied(str(exc)) from None

@@ -273,3 +273,16 @@ def test_records_expired_for_a_day_are_pruned() -> None:
     )
     assert certificates_prune() == 1
     assert IssuedCertificate.objects.count() == 1
+
+
+def test_services_listed_at_enrollment_get_certificates_before_the_first_report() -> None:
+    from agents.enrollment import enrollment_token_create
+
+    client = APIClient()
+    body = {"token": enrollment_token_create(), "node": "host-e", "services": [{"name": "payments", "port": 1}]}
+    answer = client.post("/api/v1/agents/enroll/", body, format="json").json()
+    client.credentials(HTTP_AUTHORIZATION=f"Agent {answer['agent_token']}")
+    assert ask(client, answer["agent_id"], "payments").status_code == 200
+    assert ask(client, answer["agent_id"], "orders").status_code == 403
+    bad = {"token": enrollment_token_create(), "node": "host-f", "services": [{"name": "Bad Name"}]}
+    assert APIClient().post("/api/v1/agents/enroll/", bad, format="json").status_code == 400
