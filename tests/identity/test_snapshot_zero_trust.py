@@ -174,3 +174,17 @@ def test_a_reenrolled_agents_old_certificates_are_revoked(api: APIClient) -> Non
     assert response.status_code == 200 or response.status_code == 201, response.content
     snapshot = agent_snapshot(agent=Agent.objects.get(pk=response.json()["agent_id"]))
     assert serial in snapshot["security"]["revoked_serials"]
+
+
+def test_inbound_given_at_enrollment_over_http_is_stored() -> None:
+    from agents.enrollment import enrollment_token_create
+
+    body = {"token": enrollment_token_create(), "node": "host-i",
+            "inbound": {"address": "10.0.0.9", "port": 15001}}
+    response = APIClient().post("/api/v1/agents/enroll/", body, format="json")
+    assert response.status_code == 201, response.content
+    agent = Agent.objects.get(pk=response.json()["agent_id"])
+    assert (agent.inbound_address, agent.inbound_port) == ("10.0.0.9", 15001)
+    bad = {"token": enrollment_token_create(), "node": "host-j", "inbound": {"address": "10.0.0.9", "port": 0}}
+    assert APIClient().post("/api/v1/agents/enroll/", bad, format="json").status_code == 400
+    assert not Agent.objects.filter(node__name="host-j").exists()
