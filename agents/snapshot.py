@@ -12,7 +12,7 @@ from django.db.models import Count
 
 from agents.models import Agent
 from identity.intentions import IntentionSnapshot, default_action, intentions_for
-from identity.services import live_roots, revoked_serials
+from identity.services import ca_ready, live_roots, revoked_serials
 from meshconsole.db import read_transaction
 from policies.models import FailoverState, TrafficPolicy
 from policies.snapshot import PolicySnapshot, policy_snapshot
@@ -269,6 +269,7 @@ def agent_snapshot(*, agent: Agent) -> AgentSnapshot:
     """The whole config an agent needs. Its `revision` is the index of the last
     change to what it shows (snapshot_keys), not the world's: a change to a
     service the agent does not consume neither wakes it nor changes its answer."""
+    ca_ready()  # before the read-only transaction: the first root is a write
     with read_transaction():  # one view of the database, without SQLite's write lock
         # The index first: the content read after it is at least as new.
         revision = snapshot_index(agent)

@@ -86,6 +86,14 @@ def signing_root() -> CARoot:
         return _root_add(new, user=None, action="create")
 
 
+def ca_ready() -> None:
+    """The trust bundle is never empty in a snapshot (agents refuse one without
+    roots): make the first root if there is none. One indexed query once it exists;
+    a write (call it outside read-only transactions)."""
+    if not CARoot.objects.filter(retired_at__isnull=True).exists():
+        signing_root()
+
+
 def ca_rotate(*, user: Actor) -> CARoot:
     """Add a new generated root: it signs from now on; the old ones stay in the
     bundle until retired, so leaves they signed keep verifying."""

@@ -188,3 +188,11 @@ def test_inbound_given_at_enrollment_over_http_is_stored() -> None:
     bad = {"token": enrollment_token_create(), "node": "host-j", "inbound": {"address": "10.0.0.9", "port": 0}}
     assert APIClient().post("/api/v1/agents/enroll/", bad, format="json").status_code == 400
     assert not Agent.objects.filter(node__name="host-j").exists()
+
+
+def test_the_first_snapshot_already_has_a_root() -> None:
+    from identity.models import CARoot
+
+    assert not CARoot.objects.exists()
+    snapshot = agent_snapshot(agent=_caller())
+    assert snapshot["security"]["roots"] == [CARoot.objects.get().certificate]
