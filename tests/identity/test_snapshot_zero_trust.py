@@ -196,3 +196,18 @@ def test_the_first_snapshot_already_has_a_root() -> None:
     assert not CARoot.objects.exists()
     snapshot = agent_snapshot(agent=_caller())
     assert snapshot["security"]["roots"] == [CARoot.objects.get().certificate]
+
+
+def test_the_topology_shows_denied_per_edge(api: APIClient) -> None:
+    import time
+
+    server, server_id = enrolled_agent(services=PAYMENTS)
+    window = {"source": "orders", "destination": "payments", "window_end": time.time(),
+              "seconds": 2.0, "requests": 0, "errors": 0, "denied": 6}
+    server.post(f"/api/v1/agents/{server_id}/report/", {"services": PAYMENTS, "metrics": [window]},
+                format="json")
+    from monitoring.topology import topology_snapshot
+
+    (edge,) = topology_snapshot(window_seconds=60)["edges"]
+    assert (edge["source"], edge["destination"], edge["denied"], edge["denied_rps"]) == (
+        "orders", "payments", 6, 0.1)
