@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TypedDict
+from typing import Generic, TypedDict, TypeVar
 
 from django.conf import settings
 from django.db.models import Count
@@ -20,6 +20,7 @@ from registry.models import SECURITY_KEY, Instance, MeshIndex, Service, agent_ke
 from registry.targets import target_refusal
 
 REPORT_INTERVAL_MS = 2000
+Part = TypeVar("Part")
 
 
 class InboundSnapshot(TypedDict):
@@ -208,8 +209,16 @@ def local_service_names(agent: Agent) -> list[str]:
 
 
 def security_snapshot(agent: Agent) -> SecuritySnapshot:
-    """Call inside one transaction (agent_snapshot's)."""
+    """Call inside one transaction (agent_snapshot's). Every input but the
+    agent's local services moves SECURITY_KEY (identity/, registry.services for
+    mTLS modes), so the section is built once per (local services, index) —
+    a fleet's snapshots after an intention change cost one build per service set."""
     local = local_service_names(agent)
+    index = MeshIndex.of([SECURITY_KEY])
+    return security_cache.get(local, index, lambda: _security_build(local))
+
+
+def _security_build(local: list[str]) -> SecuritySnapshot:
     modes = dict(Service.objects.filter(name__in=local).values_list("name", "mtls_mode"))
     default_mode = str(settings.MESH_MTLS_DEFAULT)
     return {
@@ -227,8 +236,8 @@ def snapshot_index(agent: Agent) -> int:
     return MeshIndex.of(snapshot_keys(agent))
 
 
-class _UpstreamsCache:
-    """Upstream parts of snapshots by (upstream names, index). What an agent is
+class _UpstreamsCache(Generic[Part]):
+    """Upstream (and security) parts of snapshots by (upstream names, index). What an agent is
     shown is a function of the rows behind its keys, and every change to those
     rows is a mesh_change that moves the index (registry.revision), so an entry
     never needs invalidating: a fleet consuming one service builds its part
@@ -236,14 +245,10 @@ class _UpstreamsCache:
 
     def __init__(self, size: int = 512) -> None:
         self.size = size
-        self._entries: OrderedDict[tuple[tuple[str, ...], int], dict[str, UpstreamSnapshot]] = (
-            OrderedDict()
-        )
+        self._entries: OrderedDict[tuple[tuple[str, ...], int], Part] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(
-        self, names: list[str], index: int, build: Callable[[], dict[str, UpstreamSnapshot]]
-    ) -> dict[str, UpstreamSnapshot]:
+    def get(self, names: list[str], index: int, build: Callable[[], Part]) -> Part:
         key = (tuple(names), index)
         with self._lock:
             hit = self._entries.get(key)
@@ -262,7 +267,8 @@ class _UpstreamsCache:
             self._entries.clear()
 
 
-upstreams_cache = _UpstreamsCache()
+upstreams_cache: _UpstreamsCache[dict[str, UpstreamSnapshot]] = _UpstreamsCache()
+security_cache: _UpstreamsCache[SecuritySnapshot] = _UpstreamsCache()
 
 
 def agent_snapshot(*, agent: Agent) -> AgentSnapshot:

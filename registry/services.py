@@ -107,6 +107,7 @@ def service_create(*, user: User, data: dict[str, Any]) -> Service:
     service.save()
     mesh_change(
         services={service.name},
+        keys=[SECURITY_KEY] if service.mtls_mode else [],  # its agents' inbound mode
         events=[
             EventNote(
                 kind=EventKind.REGISTRY,
@@ -200,6 +201,7 @@ def service_delete(*, user: User, service: Service, check_referrers: bool = True
     service.delete()
     mesh_change(
         services={name},
+        keys=[SECURITY_KEY] if before["mtls_mode"] else [],  # its agents' inbound mode
         events=[
             EventNote(
                 kind=EventKind.REGISTRY,

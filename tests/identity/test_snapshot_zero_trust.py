@@ -211,3 +211,18 @@ def test_the_topology_shows_denied_per_edge(api: APIClient) -> None:
     (edge,) = topology_snapshot(window_seconds=60)["edges"]
     assert (edge["source"], edge["destination"], edge["denied"], edge["denied_rps"]) == (
         "orders", "payments", 6, 0.1)
+
+
+def test_a_service_created_strict_after_its_agent_listed_it_reaches_the_cached_section(
+    api: APIClient,
+) -> None:
+    from agents.enrollment import agent_enroll, enrollment_token_create
+
+    enrollment = agent_enroll(token=enrollment_token_create(), node="host-k", zone="", version="",
+                              upstreams=[], address="127.0.0.1", services=["ledger"])
+    agent = enrollment.agent
+    assert agent_snapshot(agent=agent)["security"]["inbound"] == {"ledger": {"mtls": "permissive"}}
+    assert api.post("/api/v1/services/", {"name": "ledger", "mtls_mode": "strict"}, format="json").status_code == 201
+    assert agent_snapshot(agent=agent)["security"]["inbound"] == {"ledger": {"mtls": "strict"}}
+    assert api.delete("/api/v1/services/ledger/").status_code == 204
+    assert agent_snapshot(agent=agent)["security"]["inbound"] == {"ledger": {"mtls": "permissive"}}
