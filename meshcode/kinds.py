@@ -70,10 +70,11 @@ def service_document(service: Service) -> Document:
         "tags": list(service.tags or []),
         "check": out.get_check(service),
         "drain_timeout": out.fields["drain_timeout"].to_representation(service.drain_timeout_ms),
+        "mtls_mode": service.mtls_mode,
     }
 
 
-SERVICE_KEYS = {"name", "protocol", "description", "tags", "check", "drain_timeout"}
+SERVICE_KEYS = {"name", "protocol", "description", "tags", "check", "drain_timeout", "mtls_mode"}
 
 
 class ServiceKind(Kind):

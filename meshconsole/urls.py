@@ -16,6 +16,7 @@ from meshconsole.users import UserDetailView, UsersView
 api_v1: list[URLPattern | URLResolver] = [
     path("", include("registry.api.urls")),
     path("", include("policies.api.urls")),
+    path("", include("identity.api.urls")),
     path("", include("monitoring.api.urls")),
     path("", include("agents.api.urls")),
     path("mesh/", include("meshcode.api.urls")),

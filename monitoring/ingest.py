@@ -74,6 +74,7 @@ def window_rows(
             destination=w["destination"],
             requests=w["requests"],
             errors=w["errors"],
+            denied=w.get("denied", 0),
             latency_sum_ms=w.get("latency_sum_ms", 0.0),
             buckets=list(w.get("buckets", [])),
             ingest_key=f"{key}:{i}" if key else None,

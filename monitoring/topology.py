@@ -48,6 +48,9 @@ class TopologyEdge(TypedDict):
     errors: int
     rps: float
     error_rate: float
+    # Refused by an intention at the destination's inbound listener (zero trust).
+    denied: int
+    denied_rps: float
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
@@ -57,6 +60,7 @@ class TopologyEdge(TypedDict):
 class _EdgeTotals:
     requests: int = 0
     errors: int = 0
+    denied: int = 0
     buckets: list[int] = field(default_factory=histogram.empty)
 
 
@@ -208,18 +212,20 @@ def topology_nodes() -> list[TopologyNode]:
 
 
 def edge_totals(since: datetime) -> dict[tuple[str, str], _EdgeTotals]:
-    """Every edge's requests, errors and latency buckets summed over the windows
+    """Every edge's requests, errors, denials and latency buckets summed over the windows
     that ended after SINCE, by the database: two grouped queries, whatever the
     number of windows; Python sees one row per edge and one per non-empty bucket."""
     rows = (
         EdgeWindow.objects.filter(window_end__gt=since)
         .order_by()
         .values_list("source", "destination")
-        .annotate(requests=Sum("requests"), errors=Sum("errors"))
+        .annotate(requests=Sum("requests"), errors=Sum("errors"), denied=Sum("denied"))
     )
     merged = {
-        (str(source), str(destination)): _EdgeTotals(int(requests or 0), int(errors or 0))
-        for source, destination, requests, errors in rows
+        (str(source), str(destination)): _EdgeTotals(
+            int(requests or 0), int(errors or 0), int(denied or 0)
+        )
+        for source, destination, requests, errors, denied in rows
     }
     for source, destination, index, count in _bucket_sums(since):
         totals = merged.get((source, destination))
@@ -265,6 +271,8 @@ def topology_snapshot(window_seconds: int = 60) -> Topology:
             "errors": t.errors,
             "rps": round(t.requests / window_seconds, 3),
             "error_rate": round(t.errors / t.requests, 4) if t.requests else 0.0,
+            "denied": t.denied,
+            "denied_rps": round(t.denied / window_seconds, 3),
             "p50_ms": histogram.percentile(t.buckets, 0.50),
             "p95_ms": histogram.percentile(t.buckets, 0.95),
             "p99_ms": histogram.percentile(t.buckets, 0.99),

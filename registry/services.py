@@ -15,6 +15,7 @@ from django.utils import timezone
 from journal.models import EventKind, Severity
 from journal.records import Actor, AuditNote, EventNote, actor_name
 from registry.models import (
+    SECURITY_KEY,
     AdminState,
     Health,
     HealthCause,
@@ -32,6 +33,7 @@ User = Actor
 
 SERVICE_FIELDS = (
     "protocol",
+    "mtls_mode",
     "description",
     "tags",
     "check_type",
@@ -105,6 +107,7 @@ def service_create(*, user: User, data: dict[str, Any]) -> Service:
     service.save()
     mesh_change(
         services={service.name},
+        keys=[SECURITY_KEY] if service.mtls_mode else [],  # its agents' inbound mode
         events=[
             EventNote(
                 kind=EventKind.REGISTRY,
@@ -145,6 +148,8 @@ def service_update(*, user: User, service: Service, data: dict[str, Any]) -> Ser
     changed = sorted(k for k in after if after[k] != before[k])
     revision = mesh_change(
         services={service.name},
+        # The service's own agents read their inbound mode from the security section.
+        keys=[SECURITY_KEY] if "mtls_mode" in changed else [],
         events=[
             EventNote(
                 kind=EventKind.CONFIG,
@@ -196,6 +201,7 @@ def service_delete(*, user: User, service: Service, check_referrers: bool = True
     service.delete()
     mesh_change(
         services={name},
+        keys=[SECURITY_KEY] if before["mtls_mode"] else [],  # its agents' inbound mode
         events=[
             EventNote(
                 kind=EventKind.REGISTRY,

@@ -109,6 +109,23 @@ TABLE: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "agent-detail": ("/api/v1/agents/{agent}/", {"DELETE": GLOBAL_ADMIN}),
     "agent-allow-reenroll": ("/api/v1/agents/{agent}/allow-reenroll/", {"POST": GLOBAL_ADMIN}),
+    "agent-disable": ("/api/v1/agents/{agent}/disable/", {"POST": GLOBAL_ADMIN}),
+    "agent-enable": ("/api/v1/agents/{agent}/enable/", {"POST": GLOBAL_ADMIN}),
+    "agent-certificates": ("/api/v1/agents/{agent}/certificates/", {"POST": AGENT}),
+    # Intentions and the CA are mesh-wide: any role reads, an unscoped admin writes.
+    # (An intention / root that does not exist: an allowed caller gets a 404.)
+    "intentions": ("/api/v1/intentions/", {"GET": READ, "POST": GLOBAL_ADMIN}),
+    "intention-detail": (
+        "/api/v1/intentions/999999/",
+        {"GET": READ, "PATCH": GLOBAL_ADMIN, "DELETE": GLOBAL_ADMIN},
+    ),
+    "intentions-default": ("/api/v1/intentions/default/", {"GET": READ, "PUT": GLOBAL_ADMIN}),
+    "intentions-check": (
+        "/api/v1/intentions/check/?source=orders&destination=payments", {"GET": READ}
+    ),
+    "ca-roots": ("/api/v1/ca/roots/", {"GET": READ}),
+    "ca-rotate": ("/api/v1/ca/rotate/", {"POST": GLOBAL_ADMIN}),
+    "ca-retire": ("/api/v1/ca/roots/deadbeefdeadbeef/retire/", {"POST": GLOBAL_ADMIN}),
     "agent-config": ("/api/v1/agents/{agent}/config/", {"GET": AGENT}),
     "agent-report": ("/api/v1/agents/{agent}/report/", {"POST": AGENT}),
     "mesh-schema": ("/api/v1/mesh/schema/", {"GET": READ}),
