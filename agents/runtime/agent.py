@@ -308,6 +308,7 @@ class Agent:
             "zone": self.config.zone,
             "version": __version__,
             "upstreams": self._upstreams_payload(),
+            **self._inbound_payload(),
         })
         agent_id, token = answer.get("agent_id"), answer.get("agent_token")
         if not isinstance(agent_id, str) or not isinstance(token, str) or not agent_id or not token:
@@ -370,6 +371,7 @@ class Agent:
             "services": [s.as_report() for s in self.config.services],
             "metrics": windows,
             "ejections": ejections,
+            **self._inbound_payload(),
         }
         try:
             await self.client.report(identity.agent_id, identity.agent_token, payload)
@@ -378,6 +380,11 @@ class Agent:
             self._pending_metrics = windows[-MAX_PENDING_WINDOWS:]
             self._pending_ejections = ejections[-MAX_PENDING_WINDOWS:]
             raise
+
+    def _inbound_payload(self) -> dict[str, Any]:
+        """`inbound` (zero-trust contract): absent when this host has no inbound listener."""
+        inbound = self.config.inbound
+        return {} if inbound is None else {"inbound": inbound.as_report()}
 
     def _upstreams_payload(self) -> list[dict[str, Any]]:
         return [{"service": u.service, "protocol": u.protocol, "listen": u.bound,

@@ -19,6 +19,7 @@ import socket
 from collections.abc import Callable
 from typing import cast
 
+from agents.runtime.dial import dial
 from agents.runtime.endpoint import Endpoint
 from agents.runtime.hashing import hash64
 from agents.runtime.listener import ListenerContext
@@ -308,7 +309,6 @@ async def _connect(ctx: ListenerContext, peer: bytes,
     """Same selection as HTTP (panic, zones, balancer); only the client IP can be a hash key."""
     upstream = ctx.upstream
     state = upstream.state
-    loop = asyncio.get_running_loop()
     hash_key = hash64(peer) if state.hash_on is not None and peer else None
     tried: set[str] = set()
     while (endpoint := upstream.pick(state, tried, hash_key)) is not None:
@@ -317,8 +317,8 @@ async def _connect(ctx: ListenerContext, peer: bytes,
         tried.add(endpoint.key)
         try:
             async with asyncio.timeout(state.connect_timeout):
-                _, side = await loop.create_connection(
-                    lambda: _UpstreamSide(conn), endpoint.address, endpoint.port)
+                _, side = await dial(lambda: _UpstreamSide(conn), endpoint.address,
+                                     endpoint.port, endpoint.tls, upstream.pool.tls)
         except (OSError, TimeoutError):
             endpoint.errors += 1
             upstream.outlier.record(endpoint, CONNECT_FAILURE)
