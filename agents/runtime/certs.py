@@ -21,6 +21,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -234,7 +235,8 @@ def peer_uri(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> tuple[str, int
     cert = ssl_object.getpeercert()
     if not cert:
         return None
-    uris = [value for kind, value in cert.get("subjectAltName", ()) if kind == "URI"]
+    sans = cast(tuple[tuple[str, str], ...], cert.get("subjectAltName", ()))
+    uris = [value for kind, value in sans if kind == "URI"]
     serial = cert.get("serialNumber")
     if not uris or not isinstance(serial, str):
         return None

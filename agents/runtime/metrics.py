@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 
 
 class EdgeCounters:
-    __slots__ = ("requests", "errors", "latency_sum_ms", "buckets")
+    __slots__ = ("requests", "errors", "latency_sum_ms", "buckets", "denied")
 
     def __init__(self) -> None:
+        self.denied = 0  # requests (HTTP) or connections (TCP) refused by an intention
         self.requests = 0
         self.errors = 0
         self.latency_sum_ms = 0.0
@@ -35,6 +36,7 @@ class EdgeCounters:
 
     def add_counters(self, other: EdgeCounters) -> None:
         self.requests += other.requests
+        self.denied += other.denied
         self.errors += other.errors
         self.latency_sum_ms += other.latency_sum_ms
         self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
@@ -42,6 +44,7 @@ class EdgeCounters:
     def merge(self, window: dict[str, Any]) -> None:
         """Add a drained window (a protocol "metrics" entry) from another process."""
         self.requests += int(window["requests"])
+        self.denied += int(window.get("denied", 0))
         self.errors += int(window["errors"])
         self.latency_sum_ms += float(window["latency_sum_ms"])
         for i, count in enumerate(window["buckets"][:NBUCKETS]):
@@ -79,6 +82,13 @@ class Metrics:
             window = self._window[edge] = EdgeCounters()
         window.add(latency_ms, error)
 
+    def deny(self, edge: tuple[str, str]) -> None:
+        """An intention refused a request on EDGE (it is recorded as a request too)."""
+        window = self._window.get(edge)
+        if window is None:
+            window = self._window[edge] = EdgeCounters()
+        window.denied += 1
+
     def merge(self, windows: Iterable[dict[str, Any]]) -> None:
         """Fold in the windows drained by worker processes (--workers): per edge, summed."""
         for window in windows:
@@ -107,6 +117,7 @@ class Metrics:
                 "seconds": round(min(seconds, 3600.0), 3),
                 "requests": c.requests,
                 "errors": c.errors,
+                "denied": c.denied,
                 "latency_sum_ms": round(c.latency_sum_ms, 3),
                 "buckets": list(c.buckets),
             }

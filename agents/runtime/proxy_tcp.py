@@ -96,6 +96,8 @@ class _UpstreamSide(asyncio.Protocol):
         self.eof_out = True
         if transport.can_write_eof():
             transport.write_eof()  # after what is buffered: the endpoint may still be answering
+        else:
+            transport.close()  # TLS (the mTLS hop) has no half-close: close after the buffer
 
     def close(self) -> None:
         self.send = None
@@ -107,7 +109,7 @@ class TcpConnection(asyncio.Protocol):
     """The client's socket, and the proxied connection's lifecycle and bookkeeping."""
 
     __slots__ = ("ctx", "loop", "transport", "send", "upstream", "endpoint", "task", "early",
-                 "early_size", "paused", "eof_in", "lost", "finished", "started", "peer")
+                 "early_size", "paused", "eof_in", "lost", "finished", "started", "peer", "edge")
 
     def __init__(self, ctx: ListenerContext) -> None:
         self.ctx = ctx
@@ -125,6 +127,7 @@ class TcpConnection(asyncio.Protocol):
         self.finished = False
         self.started = 0.0
         self.peer = b""
+        self.edge = ctx.upstream.edge  # the inbound listener sets the verified source's
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -195,8 +198,11 @@ class TcpConnection(asyncio.Protocol):
     # the upstream side's events
     def upstream_eof(self) -> None:
         transport = self.transport
-        if transport is not None and not self.lost and transport.can_write_eof():
-            transport.write_eof()
+        if transport is not None and not self.lost:
+            if transport.can_write_eof():
+                transport.write_eof()
+            else:
+                transport.close()  # TLS (the inbound listener): no half-close
         self._both_ended()
 
     def upstream_lost(self) -> None:
@@ -300,8 +306,7 @@ class TcpConnection(asyncio.Protocol):
         if endpoint is not None:
             endpoint.active -= 1
             endpoint.observe(lifetime_ms, False)
-        upstream = ctx.upstream
-        ctx.metrics.record(upstream.source, upstream.service, lifetime_ms, error)
+        ctx.metrics.record_edge(self.edge, lifetime_ms, error)
 
 
 async def _connect(ctx: ListenerContext, peer: bytes,
