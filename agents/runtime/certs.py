@@ -122,6 +122,7 @@ class CertStore:
         self.revision = 0  # bumped on every leaf or bundle change: contexts are rebuilt
         self._client: dict[str, tuple[int, ssl.SSLContext]] = {}
         self._server: dict[str, tuple[int, ssl.SSLContext]] = {}
+        self._mtimes: dict[str, int] = {}  # (reload)
 
     def path_of(self, name: str) -> Path:
         return self.dir / f"{name or '_node'}.pem"
@@ -137,6 +138,22 @@ class CertStore:
             self.set_roots(_split_pem((self.dir / "roots.pem").read_text(encoding="ascii")))
         except (OSError, ValueError):
             pass
+
+    def reload(self) -> None:
+        """Read again the files another process (the supervising agent) rewrote."""
+        for name in self.names:
+            path = self.path_of(name)
+            try:
+                mtime = path.stat().st_mtime_ns
+            except OSError:
+                continue
+            if self._mtimes.get(name) == mtime:
+                continue
+            leaf = _read_leaf(name, path)
+            if leaf is not None:
+                self._mtimes[name] = mtime
+                self.leaves[name] = leaf
+                self.revision += 1
 
     def install(self, name: str, key: ec.EllipticCurvePrivateKey, certificate: str,
                 chain: Sequence[str] = ()) -> Leaf:

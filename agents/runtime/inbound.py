@@ -197,9 +197,13 @@ class InboundListener:
                                            (exchange.method, path, exchange.headers)))
         return authorize
 
-    def close(self) -> None:
+    def close_server(self) -> None:
+        """Stop accepting (the agent is stopping; open connections drain)."""
         if self.server is not None:
             self.server.close()
+
+    def close(self) -> None:
+        self.close_server()
         for transport in list(self.peers):
             with contextlib.suppress(Exception):
                 transport.close()

@@ -7,7 +7,7 @@ once an edge exists. drain() hands the window to the report and starts a new one
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from agents.runtime.endpoint import Endpoint
@@ -181,6 +181,16 @@ def render_prometheus(metrics: Metrics, revision: int | None,
     lines += ["# HELP meshagent_applied_revision Mesh revision of the applied snapshot.",
               "# TYPE meshagent_applied_revision gauge",
               f"meshagent_applied_revision {revision if revision is not None else -1}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_certificates(leaves: Mapping[str, Any], expiry: Mapping[str, float]) -> str:
+    """Seconds until each of this host's certificates expires (leaves: certs.Leaf by name)."""
+    lines = ["# HELP meshagent_certificate_expiry_seconds Seconds until the certificate expires.",
+             "# TYPE meshagent_certificate_expiry_seconds gauge"]
+    for name, leaf in sorted(leaves.items()):
+        labels = _labels(identity=leaf.identity, serial=f"{leaf.serial:x}")
+        lines.append(f"meshagent_certificate_expiry_seconds{labels} {expiry[name]:.0f}")
     return "\n".join(lines) + "\n"
 
 

@@ -64,8 +64,18 @@ class Renewer:
         if stale:
             self.renew_soon(stale)
 
-    async def run(self, agent_id: str, token: str) -> None:
+    def forget_unknown(self) -> None:
+        """After CertStore.load: renewal times of the leaves found on disk."""
+        for name, leaf in self.store.leaves.items():
+            self.due.setdefault(name, leaf.renew_at(self.rng))
+
+    async def run(self, agent_id: str, token: str,
+                  enabled: Callable[[], bool] = lambda: True) -> None:
         while True:
+            if not enabled():
+                self.wake.clear()
+                await self.wake.wait()
+                continue
             now = dt.datetime.now(dt.UTC)
             due = [n for n in self.store.names
                    if n not in self.store.leaves or self.due.get(n, now) <= now]
