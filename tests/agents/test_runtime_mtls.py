@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import uvloop
 
+from agents.runtime.certs import new_key
+from agents.runtime.security import service_identity
 from tests.agents.backends import Backend, fetch
 from tests.agents.mtls_pair import mtls_pair
 from tests.agents.test_runtime_proxy_tcp import tcp_server
+from tests.agents.testca import TD, TestCA
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.filterwarnings(
     "ignore:Overriding the \"event_loop_policy\" fixture:DeprecationWarning")]
@@ -76,7 +79,6 @@ async def test_a_plaintext_connection_to_the_inbound_port_is_refused(
 
 async def test_a_client_certificate_from_another_ca_is_refused(
         tmp_path: Path, backend: Backend) -> None:
-    from tests.agents.testca import TestCA
     async with tcp_server() as echo_port, mtls_pair(tmp_path, backend.port, echo_port,
                                                     client_ca=TestCA("rogue")) as pair:
         port = await pair.outbound("payments", "http")
@@ -192,3 +194,19 @@ async def test_mtls_off_dials_the_application_directly(tmp_path: Path, backend: 
         port = await pair.outbound("payments", "http", mtls="off")
         assert (await fetch(port, "GET", "/x")).status == 200
         assert pair.inbound.metrics.drain() == []  # it did not go through the inbound
+
+
+async def test_a_retired_root_is_no_longer_trusted(tmp_path: Path, backend: Backend) -> None:
+    async with tcp_server() as echo_port, mtls_pair(tmp_path, backend.port, echo_port) as pair:
+        port = await pair.outbound("payments", "http")
+        assert (await fetch(port, "GET", "/a")).status == 200
+        # root-2 replaces root-1, but only the server side gets a new leaf: the client's
+        # leaf (root-1's) must now be refused on new connections.
+        new = TestCA("root-2")
+        key = new_key()
+        pair.server_store.install("payments", key, new.issue(
+            key.public_key(), service_identity(TD, "payments")))
+        pair.publish(roots=[new.pem])
+        pair.sides["payments:orders"].runtime.pool.close_all()
+        assert (await fetch(port, "GET", "/b")).status == 502
+        assert [r.path for r in backend.requests] == ["/a"]

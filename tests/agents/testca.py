@@ -57,7 +57,8 @@ class TestCA:
     def sign_csr(self, csr_pem: str, uri: str, valid_s: float = 3600) -> str:
         csr = x509.load_pem_x509_csr(csr_pem.encode())
         assert csr.is_signature_valid
-        return self.issue(csr.public_key(), uri, valid_s=valid_s)
+        start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        return self.issue(csr.public_key(), uri, valid_s=valid_s, start=start)
 
 
 def store_with(data_dir: Path, names: list[str], ca: TestCA, *, roots: list[str] | None = None,
