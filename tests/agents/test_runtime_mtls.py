@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 import uvloop
 
+from agents.runtime.agent import Agent
 from agents.runtime.certs import new_key
+from agents.runtime.config import parse_config
 from agents.runtime.security import service_identity
-from tests.agents.backends import Backend, fetch
+from agents.runtime.snapshot import SNAPSHOT_FILE, write_atomic
+from tests.agents.backends import Backend, fetch, free_port
 from tests.agents.mtls_pair import mtls_pair
 from tests.agents.test_runtime_proxy_tcp import tcp_server
-from tests.agents.testca import TD, TestCA
+from tests.agents.testca import TD, TestCA, security_doc, store_with
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.filterwarnings(
     "ignore:Overriding the \"event_loop_policy\" fixture:DeprecationWarning")]
@@ -210,3 +213,43 @@ async def test_a_retired_root_is_no_longer_trusted(tmp_path: Path, backend: Back
         pair.sides["payments:orders"].runtime.pool.close_all()
         assert (await fetch(port, "GET", "/b")).status == 502
         assert [r.path for r in backend.requests] == ["/a"]
+
+
+async def test_a_restart_with_the_control_plane_down_serves_on_cached_certificates(
+        tmp_path: Path, backend: Backend) -> None:
+    """Both agents start from what an earlier run left in data_dir (snapshot.json and
+    certs/*.pem, 0600); the control plane's address answers nothing."""
+    ca = TestCA()
+    inbound_port, listen = await free_port(), await free_port()
+    doc = security_doc([ca.pem])
+    store_with(tmp_path / "b", ["payments"], ca)
+    store_with(tmp_path / "a", ["orders"], ca)
+    write_atomic(tmp_path / "b" / SNAPSHOT_FILE, {"revision": 4, "security": doc,
+                                                  "upstreams": {}})
+    write_atomic(tmp_path / "a" / SNAPSHOT_FILE, {"revision": 4, "security": doc, "upstreams": {
+        "payments": {"protocol": "http", "mtls": "strict", "endpoints": [
+            {"id": "p1", "address": "127.0.0.1", "port": backend.port,
+             "inbound": {"address": "127.0.0.1", "port": inbound_port}}]}}})
+    dead = f"http://127.0.0.1:{await free_port()}"
+    server = Agent(parse_config({
+        "control_plane": dead, "token": "t", "node": "host-b", "data_dir": str(tmp_path / "b"),
+        "admin": "127.0.0.1:0", "dns": "off",
+        "services": [{"name": "payments", "address": "127.0.0.1", "port": backend.port}],
+        "inbound": {"listen": f"127.0.0.1:{inbound_port}"}}))
+    client = Agent(parse_config({
+        "control_plane": dead, "token": "t", "node": "host-a", "data_dir": str(tmp_path / "a"),
+        "admin": "127.0.0.1:0", "dns": "off",
+        "services": [{"name": "orders", "address": "127.0.0.1", "port": 8081}],
+        "upstreams": [{"service": "payments", "listen": f"127.0.0.1:{listen}"}]}))
+    await server.start()
+    await client.start()
+    try:
+        response = await fetch(listen, "GET", "/cached")
+        assert response.status == 200 and response.json()["path"] == "/cached"
+        pem = tmp_path / "a" / "certs" / "orders.pem"
+        assert pem.stat().st_mode & 0o777 == 0o600
+        assert [c["service"] for c in client.certificates_stats()] == ["orders"]
+        assert "meshagent_certificate_expiry_seconds{identity=" in client.prometheus()
+    finally:
+        await client.stop(grace_s=0.5)
+        await server.stop(grace_s=0.5)
