@@ -17,7 +17,6 @@ from typing import Any
 from agents.runtime import __version__
 from agents.runtime.admin import start_admin
 from agents.runtime.admission import admit
-from agents.runtime.certs import NODE, CertStore
 from agents.runtime.client import (
     Backoff,
     ControlPlaneClient,
@@ -26,7 +25,6 @@ from agents.runtime.client import (
     Unauthorized,
 )
 from agents.runtime.config import AgentConfig, join_host_port
-from agents.runtime.dial import OutboundTls
 from agents.runtime.dns import DnsServer
 from agents.runtime.handover import (
     DRAIN_IDLE_S,
@@ -36,18 +34,14 @@ from agents.runtime.handover import (
     listener_key,
     take_over,
 )
-from agents.runtime.inbound import InboundListener
 from agents.runtime.listener import ListenerContext
 from agents.runtime.metrics import (
     Metrics,
-    render_certificates,
     render_prometheus,
     render_resilience,
 )
 from agents.runtime.proxy_http import start_http_listener
 from agents.runtime.proxy_tcp import start_tcp_listener
-from agents.runtime.renewal import Renewer
-from agents.runtime.security import Security
 from agents.runtime.snapshot import (
     Identity,
     Snapshot,
@@ -60,6 +54,7 @@ from agents.runtime.snapshot import (
     save_snapshot,
 )
 from agents.runtime.upstream import UpstreamRuntime
+from agents.runtime.zerotrust import ZeroTrust
 
 log = logging.getLogger("meshagent")
 
@@ -78,15 +73,6 @@ class Agent:
         self.backoff = backoff or Backoff()
         self.metrics = Metrics()
         self.upstreams = [UpstreamRuntime(u, config.zone) for u in config.upstreams]
-        # Zero-trust (docs/agent.md): one identity per local service, else the node's.
-        self.certs = CertStore(config.data_dir,
-                               sorted({s.name for s in config.services}) or [NODE])
-        for runtime in self.upstreams:
-            runtime.pool.tls = OutboundTls(self.certs, runtime.source)
-        self.inbound = (InboundListener(config.inbound, config.services, self.certs)
-                        if config.inbound is not None else None)
-        self.renewer = Renewer(self.certs, self.client, config.node, self._trust_domain,
-                               self._certificates_changed)
         self.contexts: list[ListenerContext] = []
         self.servers: list[asyncio.Server] = []
         self.admin_server: asyncio.Server | None = None
@@ -101,6 +87,9 @@ class Agent:
         self.cp_error = ""
         self.listening = False
         self._report_now = asyncio.Event()
+        # Zero trust (docs/agent.md): certificates, renewal, the inbound listener.
+        self.zt = ZeroTrust(config, self.client, self.upstreams, self._report_now.set)
+        self.certs, self.inbound = self.zt.certs, self.zt.inbound
         self._stopped = asyncio.Event()
         self._pending_metrics: list[dict[str, Any]] = []
         self._pending_ejections: list[dict[str, Any]] = []
@@ -115,8 +104,7 @@ class Agent:
     async def start(self) -> None:
         data_dir = self.config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.certs.load()  # cached certificates: mTLS serves with the control plane down
-        self.renewer.forget_unknown()
+        self.zt.load()  # cached certificates: mTLS serves with the control plane down
         stored = load_snapshot(data_dir)
         if stored is not None:
             self._apply(stored, persist=False)
@@ -303,7 +291,7 @@ class Agent:
         self._hold_timer = loop.call_later(max(0.0, until - time.monotonic()) + 0.01, again)
 
     def _apply(self, snapshot: Snapshot, *, persist: bool) -> None:
-        self._apply_security(snapshot.security)
+        self.zt.apply(snapshot.security)
         for runtime in self.upstreams:
             runtime.apply(snapshot.upstreams.get(runtime.service))
         self.snapshot = snapshot
@@ -312,35 +300,6 @@ class Agent:
                 save_snapshot(self.config.data_dir, snapshot)
             except OSError as exc:  # still applied: serving matters more than the disk copy
                 log.error("cannot persist snapshot: %s", exc)
-
-    def _apply_security(self, security: Security | None) -> None:
-        """The trust bundle, revocations and intentions, before the upstreams (whose
-        endpoints are dialled with mTLS only when there is a security section)."""
-        for runtime in self.upstreams:
-            assert runtime.pool.tls is not None
-            runtime.pool.tls.security = security
-        if security is not None:
-            before = set(self.certs.roots)
-            if self.certs.set_roots(security.roots):
-                added = bool(set(self.certs.roots) - before) and bool(before)
-                self.renewer.bundle_changed(added=added)
-                if self.inbound is not None:
-                    self.inbound.refresh()
-            self.renewer.wake.set()  # (the first snapshot with security: get certificates)
-        if self.inbound is not None:
-            self.inbound.apply(security)
-
-    def _trust_domain(self) -> str:
-        security = self.snapshot.security if self.snapshot else None
-        return security.trust_domain if security is not None else "mesh.local"
-
-    def _certificates_changed(self) -> None:
-        self._report_now.set()
-
-    def _mtls_wanted(self) -> bool:
-        """Certificates are asked for once the control plane speaks zero-trust (a snapshot
-        with `security`); an older one has no certificates endpoint."""
-        return self.snapshot is not None and self.snapshot.security is not None
 
     # control plane
     async def _control_loop(self) -> None:
@@ -375,7 +334,7 @@ class Agent:
             "zone": self.config.zone,
             "version": __version__,
             "upstreams": self._upstreams_payload(),
-            **self._inbound_payload(),
+            **self.zt.payload(),
         })
         agent_id, token = answer.get("agent_id"), answer.get("agent_token")
         if not isinstance(agent_id, str) or not isinstance(token, str) or not agent_id or not token:
@@ -392,8 +351,8 @@ class Agent:
         self.backoff.reset()
         tasks = [asyncio.create_task(self._watch(identity)),
                  asyncio.create_task(self._report_loop(identity)),
-                 asyncio.create_task(self.renewer.run(identity.agent_id, identity.agent_token,
-                                                      self._mtls_wanted))]
+                 asyncio.create_task(self.zt.renewer.run(identity.agent_id, identity.agent_token,
+                                                         self.zt.wanted))]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -428,12 +387,7 @@ class Agent:
     async def _report(self, identity: Identity) -> None:
         self._report_now.clear()
         windows = self._pending_metrics + self.metrics.drain()
-        if self.inbound is not None:
-            # The inbound side's edges, from verified identities; marked so that the control
-            # plane does not count a request twice (the client agent reports it too).
-            # A node identity ("node:<name>") is no service name the report accepts.
-            windows += [{**w, "inbound": True} for w in self.inbound.metrics.drain()
-                        if not w["source"].startswith("node:")]
+        windows += self.zt.inbound_windows()
         self._pending_metrics = []
         ejections = self._pending_ejections + [
             event for u in self.upstreams for event in u.drain_events()]
@@ -446,7 +400,7 @@ class Agent:
             "services": [s.as_report() for s in self.config.services],
             "metrics": windows,
             "ejections": ejections,
-            **self._inbound_payload(),
+            **self.zt.payload(),
         }
         try:
             await self.client.report(identity.agent_id, identity.agent_token, payload)
@@ -455,11 +409,6 @@ class Agent:
             self._pending_metrics = windows[-MAX_PENDING_WINDOWS:]
             self._pending_ejections = ejections[-MAX_PENDING_WINDOWS:]
             raise
-
-    def _inbound_payload(self) -> dict[str, Any]:
-        """`inbound` (zero-trust contract): absent when this host has no inbound listener."""
-        inbound = self.config.inbound
-        return {} if inbound is None else {"inbound": inbound.as_report()}
 
     def _upstreams_payload(self) -> list[dict[str, Any]]:
         return [{"service": u.service, "protocol": u.protocol, "listen": u.bound,
@@ -484,23 +433,15 @@ class Agent:
             "edges": self.metrics.totals_json(),
             "pending_metric_windows": len(self._pending_metrics),
             "dns": {"listen": self.dns.address if self.dns else None, "error": self.dns_error},
-            "certificates": self.certificates_stats(),
+            "certificates": self.zt.certificates(),
             "inbound": self.inbound.stats() if self.inbound is not None else None,
         }
-
-    def certificates_stats(self) -> list[dict[str, Any]]:
-        expiry = self.certs.seconds_to_expiry()
-        return [{"service": name, "identity": leaf.identity, "serial": f"{leaf.serial:x}",
-                 "not_after": leaf.not_after.isoformat().replace("+00:00", "Z"),
-                 "seconds_to_expiry": round(expiry[name], 1),
-                 "renewal_error": self.renewer.errors.get(name, "")}
-                for name, leaf in sorted(self.certs.leaves.items())]
 
     def prometheus(self) -> str:
         endpoints = [(u.service, e) for u in self.upstreams for e in u.state.endpoints]
         revision = self.snapshot.revision if self.snapshot else None
         return render_prometheus(self.metrics, revision, endpoints) + render_resilience(
-            self.upstreams) + render_certificates(self.certs.leaves, self.certs.seconds_to_expiry())
+            self.upstreams) + self.zt.prometheus()
 
     def config_json(self) -> dict[str, Any] | None:
         return self.snapshot.raw if self.snapshot else None

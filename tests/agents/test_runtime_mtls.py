@@ -248,7 +248,7 @@ async def test_a_restart_with_the_control_plane_down_serves_on_cached_certificat
         assert response.status == 200 and response.json()["path"] == "/cached"
         pem = tmp_path / "a" / "certs" / "orders.pem"
         assert pem.stat().st_mode & 0o777 == 0o600
-        assert [c["service"] for c in client.certificates_stats()] == ["orders"]
+        assert [c["service"] for c in client.zt.certificates()] == ["orders"]
         assert "meshagent_certificate_expiry_seconds{identity=" in client.prometheus()
     finally:
         await client.stop(grace_s=0.5)

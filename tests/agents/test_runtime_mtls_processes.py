@@ -144,18 +144,16 @@ async def test_two_agents_mtls_deny_renewal_and_root_rotation(tmp_path: Path) ->
             inbound = [w for r in server_cp.reports for w in r["metrics"] if w.get("inbound")]
             assert {(w["source"], w["destination"]) for w in inbound} == {("orders", "payments")}
             # Deny on the destination: 403, and the backend never sees it.
-            seen = len(backend.requests)
-            await server_cp.set_security(intentions=[
+            revision = await server_cp.set_security(intentions=[
                 {"id": "no-orders", "source": "*", "destination": "payments",
                  "action": "deny", "http": None}])
-
-            async def denied() -> bool:
-                async with HttpClient(listen) as client:
-                    response = await client.request("GET", "/after-deny")
-                return response.status == 403 and response.header(
-                    "x-mesh-error") == "denied-by-policy (no-orders)"
-
-            await until(denied, timeout=3)
+            await until(lambda: _applied(server_admin, revision), timeout=3)
+            seen = len(backend.requests)
+            async with HttpClient(listen) as client:
+                response = await client.request("GET", "/after-deny")
+            assert response.status == 403
+            assert response.header("x-mesh-error") == "denied-by-policy (no-orders)"
+            await asyncio.sleep(0.1)
             assert [r.path for r in backend.requests[seen:]] == []
     finally:
         await backend.stop()
@@ -170,3 +168,7 @@ async def _true(value: bool) -> bool:
 async def _renewed(a: int, b: int, first: set[str]) -> bool:
     now = await serials(a) | await serials(b)
     return bool(now) and not (now & first)
+
+
+async def _applied(admin: int, revision: int) -> bool:
+    return bool((await stats(admin))["applied_revision"] == revision)
