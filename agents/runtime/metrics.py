@@ -194,6 +194,20 @@ def render_certificates(leaves: Mapping[str, Any], expiry: Mapping[str, float]) 
     return "\n".join(lines) + "\n"
 
 
+def render_inbound(metrics: Metrics) -> str:
+    """The inbound listener's edges (from verified identities): requests and denials."""
+    edges = sorted(metrics.totals.items())
+    lines = ["# HELP meshagent_inbound_requests_total Requests (TCP: connections) received over "
+             "mTLS per edge.", "# TYPE meshagent_inbound_requests_total counter"]
+    lines += [f"meshagent_inbound_requests_total{_labels(source=s, destination=d)} {c.requests}"
+              for (s, d), c in edges]
+    lines += ["# HELP meshagent_inbound_denied_total Requests (TCP: connections) denied by an "
+              "intention per edge.", "# TYPE meshagent_inbound_denied_total counter"]
+    lines += [f"meshagent_inbound_denied_total{_labels(source=s, destination=d)} {c.denied}"
+              for (s, d), c in edges]
+    return "\n".join(lines) + "\n"
+
+
 def render_resilience(upstreams: Iterable[UpstreamRuntime]) -> str:
     """Per destination and per endpoint: requests, latency, retries, ejections, refusals."""
     lines = ["# HELP meshagent_upstream_rq_total Requests per destination endpoint.",

@@ -13,7 +13,7 @@ from agents.runtime.client import ControlPlaneClient
 from agents.runtime.config import AgentConfig
 from agents.runtime.dial import OutboundTls
 from agents.runtime.inbound import InboundListener
-from agents.runtime.metrics import render_certificates
+from agents.runtime.metrics import render_certificates, render_inbound
 from agents.runtime.renewal import Renewer
 from agents.runtime.security import Security
 from agents.runtime.upstream import UpstreamRuntime
@@ -90,4 +90,5 @@ class ZeroTrust:
                 for name, leaf in sorted(self.certs.leaves.items())]
 
     def prometheus(self) -> str:
-        return render_certificates(self.certs.leaves, self.certs.seconds_to_expiry())
+        text = render_certificates(self.certs.leaves, self.certs.seconds_to_expiry())
+        return text + (render_inbound(self.inbound.metrics) if self.inbound is not None else "")

@@ -14,6 +14,7 @@ import uvloop
 from agents.runtime.agent import Agent
 from agents.runtime.certs import new_key
 from agents.runtime.config import parse_config
+from agents.runtime.metrics import render_inbound
 from agents.runtime.security import service_identity
 from agents.runtime.snapshot import SNAPSHOT_FILE, write_atomic
 from tests.agents.backends import Backend, fetch, free_port
@@ -149,6 +150,8 @@ async def test_deny_is_403_and_the_backend_never_sees_the_request(
         windows = pair.inbound.metrics.drain()
         assert [(w["source"], w["destination"], w["denied"]) for w in windows] == [
             ("orders", "payments", 1)]
+        assert ('meshagent_inbound_denied_total{source="orders",destination="payments"} 1'
+                in render_inbound(pair.inbound.metrics))
 
 
 async def test_tcp_deny_closes_the_connection(tmp_path: Path, backend: Backend) -> None:
