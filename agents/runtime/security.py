@@ -161,6 +161,8 @@ def _http(value: object, path: str) -> HttpMatch | None:
         if not _HEADER.match(name):
             raise _fail(f"{path}.headers", f"{name!r} is not a header name")
         pairs.append((name.lower().encode(), _str(v, f"{path}.headers.{name}").encode()))
+    if not methods and not prefix and not pairs:
+        return None  # no condition at all: a rule for TCP and HTTP alike
     return HttpMatch(frozenset(m.encode() for m in methods), prefix.encode(), tuple(pairs))
 
 

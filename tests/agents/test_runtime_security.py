@@ -149,3 +149,11 @@ def test_peer_identities_map_to_intention_sources() -> None:
     assert source_of("mesh.local", "spiffe://other.domain/ns/default/svc/orders") is None
     assert source_of("mesh.local", "spiffe://mesh.local/ns/default/svc/Bad_Name") is None
     assert source_of("mesh.local", "spiffe://mesh.local/ns/default/svc/a/b") is None
+
+
+def test_an_http_object_without_conditions_is_no_http_rule() -> None:
+    security = parse_security(security_doc([CA.pem], default="deny", intentions=rules(
+        ("empty", "orders", "ledger", "allow", {"methods": [], "path_prefix": "", "headers": {}}),
+    )))
+    assert security is not None
+    assert security.decide("orders", "ledger") == ("allow", "empty")  # TCP too
