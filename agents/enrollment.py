@@ -25,9 +25,11 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from agents.models import Agent, EnrollmentToken, hash_token, new_secret
+from identity.services import certificates_revoke
 from journal.models import EventKind, Severity
-from journal.records import Actor, actor_name, audit_record, event_record
+from journal.records import Actor, AuditNote, EventNote, actor_name, audit_record, event_record
 from registry import services as registry_services
+from registry.revision import mesh_change
 
 TOKEN_PREFIX = "mesh-enroll-"
 
@@ -138,6 +140,8 @@ def agent_enroll(
     upstreams: list[dict[str, Any]],
     address: str,
     proposed_token: str = "",
+    inbound: dict[str, Any] | None = None,
+    services: list[str] | None = None,
 ) -> Enrollment:
     """Exchange an enrollment token for an agent token on NODE."""
     existing = Agent.objects.select_for_update().select_related("node").filter(node__name=node)
@@ -157,6 +161,8 @@ def agent_enroll(
     created = agent is None
     if agent is None:
         agent = Agent(node=node_obj)
+    else:  # a rebuilt host replaces the agent: what the old one held is revoked
+        certificates_revoke(agent_id=agent.pk, node=node, user=None, reason="agent re-enrolled")
     agent.token_hash = hash_token(agent_token)
     agent.reenroll_allowed = False
     agent.version = version
@@ -164,7 +170,12 @@ def agent_enroll(
     agent.upstreams = upstreams
     agent.last_seen = timezone.now()
     agent.silent = False
+    agent.disabled = False
+    agent.local_services = sorted(services or [])
+    inbound_changed = agent_inbound_set(agent, inbound)
     agent.save()
+    if inbound_changed:
+        inbound_changed_notify(agent)
     # Nothing another agent consumes changed: an event, not a mesh change (each
     # enrollment would otherwise wake every long-poll of the fleet).
     event_record(
@@ -197,6 +208,63 @@ def agent_reenroll_allow(*, user: Actor, agent: Agent) -> None:
         )
 
 
+def agent_inbound_set(agent: Agent, inbound: dict[str, Any] | None) -> bool:
+    """Set AGENT's inbound listener (None: none) in memory; whether it changed."""
+    address, port = (inbound["address"], inbound["port"]) if inbound else ("", None)
+    if (agent.inbound_address, agent.inbound_port) == (address, port):
+        return False
+    agent.inbound_address, agent.inbound_port = address, port
+    return True
+
+
+def inbound_changed_notify(agent: Agent) -> None:
+    """The endpoints on AGENT's node are dialled differently now: every caller
+    of the services it runs gets a new snapshot (their upstream keys move)."""
+    names = set(
+        agent.node.instances.values_list("service__name", flat=True)
+    ) | set(agent.local_services)
+    mesh_change(services=names, agents=[agent.pk])
+
+
+def agent_disable(*, user: Actor, agent: Agent, disabled: bool = True) -> None:
+    """Disable (or enable again) AGENT. Disabling revokes its unexpired
+    certificates (every agent refuses them from its next snapshot) and it gets
+    no new ones until enabled."""
+    with transaction.atomic():
+        locked = Agent.objects.select_for_update().select_related("node").get(pk=agent.pk)
+        if locked.disabled == disabled:
+            return
+        locked.disabled = disabled
+        locked.save(update_fields=["disabled"])
+        if disabled:
+            certificates_revoke(
+                agent_id=locked.pk, node=locked.node.name, user=user, reason="agent disabled"
+            )
+        mesh_change(
+            agents=[locked.pk],
+            events=[
+                EventNote(
+                    kind=EventKind.AGENT,
+                    severity=Severity.WARNING if disabled else Severity.INFO,
+                    message=f"agent {locked.node.name} {'disabled' if disabled else 'enabled'} "
+                    f"by {actor_name(user)}",
+                    actor=actor_name(user),
+                )
+            ],
+            audit=[
+                AuditNote(
+                    user,
+                    "disable" if disabled else "enable",
+                    "agent",
+                    locked.node.name,
+                    {"disabled": not disabled},
+                    {"disabled": disabled},
+                )
+            ],
+        )
+    agent.disabled = disabled
+
+
 def agent_for_token(raw: str) -> Agent | None:
     return Agent.objects.select_related("node").filter(token_hash=hash_token(raw)).first()
 
@@ -219,7 +287,11 @@ def agent_remove(*, user: Actor, agent: Agent) -> None:
                 user=user, instance=instance, actor=actor_name(user)
             )
         before = {"node": node.name, "version": agent.version, "address": agent.address}
+        certificates_revoke(agent_id=agent.pk, node=node.name, user=user, reason="agent removed")
+        had_inbound = bool(agent.inbound_address)
         agent.delete()
+        if had_inbound:  # its node's endpoints are dialled directly again
+            mesh_change(services=set(node.instances.values_list("service__name", flat=True)))
         audit_record(
             user=user,
             action="delete",

@@ -74,6 +74,13 @@ class Agent(models.Model):
     silent = models.BooleanField(default=False)
     # An operator let the next enrollment under this node replace this agent.
     reenroll_allowed = models.BooleanField(default=False)
+    # Disabled by an operator: its certificates are revoked and it gets no new ones.
+    disabled = models.BooleanField(default=False)
+    # Where other agents reach this host's inbound (mTLS) listener; "" = none.
+    inbound_address = models.CharField(max_length=253, blank=True, default="")
+    inbound_port = models.PositiveIntegerField(null=True, blank=True)
+    # Names of the local services its last report (or enrollment) listed.
+    local_services = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering: ClassVar = ["node__name"]

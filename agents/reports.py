@@ -10,6 +10,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from agents.enrollment import agent_inbound_set, inbound_changed_notify
 from agents.models import Agent
 from agents.runtime.durations import format_duration_ms
 from journal.models import EventKind, Severity
@@ -137,12 +138,42 @@ def _store_metrics(agent: Agent, windows: list[dict[str, Any]]) -> None:
                 destination=w["destination"],
                 requests=w["requests"],
                 errors=w["errors"],
+                denied=w.get("denied", 0),
                 latency_sum_ms=w.get("latency_sum_ms", 0.0),
                 buckets=list(w.get("buckets", [])),
             )
         )
     if rows:
         EdgeWindow.objects.bulk_create(rows)
+    _denial_events(agent, [r for r in rows if r.denied])
+
+
+# A denied edge is one event per this many seconds, not one per report window.
+DENIAL_EVENT_QUIET_S = 60
+
+
+def _denial_events(agent: Agent, windows: list[EdgeWindow]) -> None:
+    """Requests an intention refused at this agent's inbound listener: an event
+    per (source, destination), at most once a minute; the counts are in EdgeWindow."""
+    totals: dict[tuple[str, str], int] = {}
+    for w in windows:
+        totals[(w.source, w.destination)] = totals.get((w.source, w.destination), 0) + w.denied
+    for (source, destination), denied in sorted(totals.items()):
+        key = f"agents:denied:{agent.pk}:{source}:{destination}"
+        try:
+            fresh = cache.add(key, 1, timeout=DENIAL_EVENT_QUIET_S)
+        except Exception:  # the cache being down must not fail the report
+            fresh = True
+        if fresh:
+            event_record(
+                kind=EventKind.AGENT,
+                severity=Severity.WARNING,
+                message=f"{denied} request(s) {source} -> {destination} denied by policy "
+                f"on {agent.node.name}",
+                service=destination,
+                actor=f"agent:{agent.node.name}",
+                data={"source": source, "destination": destination, "denied": denied},
+            )
 
 
 def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
@@ -160,6 +191,14 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
         fields.append("applied_revision")
     nack = report.get("nack")
     upstreams_changed = "upstreams" in report and report["upstreams"] != agent.upstreams
+    inbound_changed = agent_inbound_set(agent, report.get("inbound"))
+    if inbound_changed:
+        fields += ["inbound_address", "inbound_port"]
+    local = sorted({s["name"] for s in report.get("services", [])})
+    local_changed = "services" in report and local != sorted(agent.local_services)
+    if local_changed:
+        agent.local_services = local
+        fields.append("local_services")
     with transaction.atomic():
         if nack and (
             nack.get("revision") != agent.nack_revision or nack.get("reason") != agent.nack_reason
@@ -184,8 +223,11 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
             agent.upstreams = report["upstreams"]
             fields.append("upstreams")
         agent.save(update_fields=fields)
-        if upstreams_changed:
-            # Only this agent's snapshot changes: its own index moves, no one else wakes.
+        if inbound_changed:
+            inbound_changed_notify(agent)
+        elif upstreams_changed or local_changed:
+            # Only this agent's snapshot changes (its upstreams, or the intentions and
+            # inbound modes of its local services): its own index moves, no one else wakes.
             mesh_change(agents=[agent.pk])
         if came_back:
             event_record(

@@ -5,19 +5,27 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TypedDict
+from typing import Generic, TypedDict, TypeVar
 
 from django.conf import settings
 from django.db.models import Count
 
 from agents.models import Agent
+from identity.intentions import IntentionSnapshot, default_action, intentions_for
+from identity.services import ca_ready, live_roots, revoked_serials
 from meshconsole.db import read_transaction
 from policies.models import FailoverState, TrafficPolicy
 from policies.snapshot import PolicySnapshot, policy_snapshot
-from registry.models import Instance, MeshIndex, Service, agent_key, service_key
+from registry.models import SECURITY_KEY, Instance, MeshIndex, Service, agent_key, service_key
 from registry.targets import target_refusal
 
 REPORT_INTERVAL_MS = 2000
+Part = TypeVar("Part")
+
+
+class InboundSnapshot(TypedDict):
+    address: str
+    port: int
 
 
 class EndpointSnapshot(TypedDict):
@@ -29,6 +37,8 @@ class EndpointSnapshot(TypedDict):
     priority: int
     status: str
     tags: list[str]
+    # The instance's host agent's inbound (mTLS) listener; None: dial it directly.
+    inbound: InboundSnapshot | None
 
 
 class FailoverSnapshot(TypedDict):
@@ -44,6 +54,22 @@ class UpstreamSnapshot(TypedDict):
     # Instances an operator took out (maintenance, drain, disabled, weight 0):
     # agents believe an empty list at once only when some were withheld.
     withheld: int
+    mtls: str  # strict | permissive | off: the destination's mode (Service.effective_mtls)
+
+
+class InboundModeSnapshot(TypedDict):
+    mtls: str
+
+
+class SecuritySnapshot(TypedDict):
+    """docs/security.md; the contract in docs/agent-protocol.md."""
+
+    trust_domain: str
+    roots: list[str]
+    revoked_serials: list[str]
+    default_action: str
+    intentions: list[IntentionSnapshot]  # sorted by precedence: the agent takes the first match
+    inbound: dict[str, InboundModeSnapshot]
 
 
 class AgentSnapshot(TypedDict):
@@ -59,6 +85,7 @@ class AgentSnapshot(TypedDict):
     # when a snapshot empties it by deregistration (MESH_PUSH_EMPTY_HOLD).
     push_empty_hold_ms: int
     upstreams: dict[str, UpstreamSnapshot]
+    security: SecuritySnapshot
 
 
 def endpoint_priority(zone: str, zone_priority: list[str]) -> int:
@@ -81,7 +108,20 @@ def _enabled_endpoints(names: set[str]) -> dict[str, list[Instance]]:
     return by_service
 
 
-def _endpoint(instance: Instance, zone_priority: list[str]) -> EndpointSnapshot:
+def _inbound_listeners(instances: list[Instance]) -> dict[int, InboundSnapshot]:
+    """node id -> the inbound listener its agent reported, for these instances' nodes."""
+    nodes = {i.node_id for i in instances if i.node_id is not None}
+    rows = Agent.objects.filter(node_id__in=nodes, inbound_port__isnull=False).exclude(
+        inbound_address=""
+    )
+    return {
+        a.node_id: {"address": a.inbound_address, "port": int(a.inbound_port or 0)} for a in rows
+    }
+
+
+def _endpoint(
+    instance: Instance, zone_priority: list[str], inbound: dict[int, InboundSnapshot]
+) -> EndpointSnapshot:
     return {
         "id": instance.id,
         "address": instance.address,
@@ -91,6 +131,7 @@ def _endpoint(instance: Instance, zone_priority: list[str]) -> EndpointSnapshot:
         "priority": endpoint_priority(instance.zone, zone_priority),
         "status": instance.status,
         "tags": list(instance.tags),
+        "inbound": inbound.get(instance.node_id) if instance.node_id is not None else None,
     }
 
 
@@ -117,6 +158,7 @@ def upstreams_snapshot(names: list[str]) -> dict[str, UpstreamSnapshot]:
         .annotate(n=Count("pk"))
         .values_list("service__name", "n")
     )
+    inbound = _inbound_listeners([i for group in endpoints.values() for i in group])
     upstreams: dict[str, UpstreamSnapshot] = {}
     for name in names:
         service, policy, failover = services.get(name), policies.get(name), failovers.get(name)
@@ -128,10 +170,13 @@ def upstreams_snapshot(names: list[str]) -> dict[str, UpstreamSnapshot]:
                 "reason": failover.reason if failover else "",
             },
             "policy": policy_snapshot(policy),
-            "endpoints": [_endpoint(i, zone_priority) for i in endpoints.get(serving[name], [])]
+            "endpoints": [
+                _endpoint(i, zone_priority, inbound) for i in endpoints.get(serving[name], [])
+            ]
             if service
             else [],
             "withheld": int(withheld.get(serving[name], 0)) if service else 0,
+            "mtls": service.effective_mtls if service else str(settings.MESH_MTLS_DEFAULT),
         }
     return upstreams
 
@@ -149,7 +194,41 @@ def snapshot_keys(agent: Agent) -> list[str]:
         .exclude(active_target="")
         .values_list("active_target", flat=True)
     )
-    return sorted({service_key(n) for n in names | targets} | {agent_key(agent.pk)})
+    return sorted(
+        {service_key(n) for n in names | targets} | {agent_key(agent.pk), SECURITY_KEY}
+    )
+
+
+def local_service_names(agent: Agent) -> list[str]:
+    """The services AGENT runs: its node's agent-managed instances and what its
+    last report listed (the rule the certificate endpoint applies too)."""
+    managed = Instance.objects.filter(node_id=agent.node_id, agent_managed=True).values_list(
+        "service__name", flat=True
+    )
+    return sorted(set(managed) | {str(n) for n in agent.local_services})
+
+
+def security_snapshot(agent: Agent) -> SecuritySnapshot:
+    """Call inside one transaction (agent_snapshot's). Every input but the
+    agent's local services moves SECURITY_KEY (identity/, registry.services for
+    mTLS modes), so the section is built once per (local services, index) —
+    a fleet's snapshots after an intention change cost one build per service set."""
+    local = local_service_names(agent)
+    index = MeshIndex.of([SECURITY_KEY])
+    return security_cache.get(local, index, lambda: _security_build(local))
+
+
+def _security_build(local: list[str]) -> SecuritySnapshot:
+    modes = dict(Service.objects.filter(name__in=local).values_list("name", "mtls_mode"))
+    default_mode = str(settings.MESH_MTLS_DEFAULT)
+    return {
+        "trust_domain": settings.MESH_TRUST_DOMAIN,
+        "roots": [r.certificate for r in live_roots()],
+        "revoked_serials": revoked_serials(),
+        "default_action": default_action(),
+        "intentions": intentions_for(local),
+        "inbound": {name: {"mtls": modes.get(name) or default_mode} for name in local},
+    }
 
 
 def snapshot_index(agent: Agent) -> int:
@@ -157,8 +236,8 @@ def snapshot_index(agent: Agent) -> int:
     return MeshIndex.of(snapshot_keys(agent))
 
 
-class _UpstreamsCache:
-    """Upstream parts of snapshots by (upstream names, index). What an agent is
+class _UpstreamsCache(Generic[Part]):
+    """Upstream (and security) parts of snapshots by (upstream names, index). What an agent is
     shown is a function of the rows behind its keys, and every change to those
     rows is a mesh_change that moves the index (registry.revision), so an entry
     never needs invalidating: a fleet consuming one service builds its part
@@ -166,14 +245,10 @@ class _UpstreamsCache:
 
     def __init__(self, size: int = 512) -> None:
         self.size = size
-        self._entries: OrderedDict[tuple[tuple[str, ...], int], dict[str, UpstreamSnapshot]] = (
-            OrderedDict()
-        )
+        self._entries: OrderedDict[tuple[tuple[str, ...], int], Part] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(
-        self, names: list[str], index: int, build: Callable[[], dict[str, UpstreamSnapshot]]
-    ) -> dict[str, UpstreamSnapshot]:
+    def get(self, names: list[str], index: int, build: Callable[[], Part]) -> Part:
         key = (tuple(names), index)
         with self._lock:
             hit = self._entries.get(key)
@@ -192,18 +267,21 @@ class _UpstreamsCache:
             self._entries.clear()
 
 
-upstreams_cache = _UpstreamsCache()
+upstreams_cache: _UpstreamsCache[dict[str, UpstreamSnapshot]] = _UpstreamsCache()
+security_cache: _UpstreamsCache[SecuritySnapshot] = _UpstreamsCache()
 
 
 def agent_snapshot(*, agent: Agent) -> AgentSnapshot:
     """The whole config an agent needs. Its `revision` is the index of the last
     change to what it shows (snapshot_keys), not the world's: a change to a
     service the agent does not consume neither wakes it nor changes its answer."""
+    ca_ready()  # before the read-only transaction: the first root is a write
     with read_transaction():  # one view of the database, without SQLite's write lock
         # The index first: the content read after it is at least as new.
         revision = snapshot_index(agent)
         names = upstream_names(agent)
         upstreams = upstreams_cache.get(names, revision, lambda: upstreams_snapshot(names))
+        security = security_snapshot(agent)
     return {
         "revision": revision,
         "agent_id": str(agent.id),
@@ -212,4 +290,5 @@ def agent_snapshot(*, agent: Agent) -> AgentSnapshot:
         "report_interval_ms": REPORT_INTERVAL_MS,
         "push_empty_hold_ms": settings.MESH_PUSH_EMPTY_HOLD * 1000,
         "upstreams": upstreams,
+        "security": security,
     }

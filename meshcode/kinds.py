@@ -70,10 +70,11 @@ def service_document(service: Service) -> Document:
         "tags": list(service.tags or []),
         "check": out.get_check(service),
         "drain_timeout": out.fields["drain_timeout"].to_representation(service.drain_timeout_ms),
+        "mtls_mode": service.mtls_mode,
     }
 
 
-SERVICE_KEYS = {"name", "protocol", "description", "tags", "check", "drain_timeout"}
+SERVICE_KEYS = {"name", "protocol", "description", "tags", "check", "drain_timeout", "mtls_mode"}
 
 
 class ServiceKind(Kind):
@@ -114,7 +115,8 @@ class ServiceKind(Kind):
     def remove(self, *, user: Actor, name: str, note: str) -> None:
         service = Service.objects.filter(name=name).first()
         if service is not None:
-            registry.service_delete(user=user, service=service)
+            # The plan already refused a prune that leaves a failover target dangling.
+            registry.service_delete(user=user, service=service, check_referrers=False)
 
 
 def traffic_policy_document(policy: TrafficPolicy) -> Document:

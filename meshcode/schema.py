@@ -17,7 +17,7 @@ from agents.runtime.vocabulary import (
     RETRY_CONDITIONS,
 )
 from policies.document import MAX_FAILOVER_TARGETS, ZONE_RE
-from registry.models import SERVICE_NAME_RE, STATUS_RANGE_RE, CheckType, Protocol
+from registry.models import SERVICE_NAME_RE, STATUS_RANGE_RE, CheckType, MtlsMode, Protocol
 
 SCHEMA_ID = "https://meshconsole.invalid/schemas/mesh-v1.schema.json"
 
@@ -84,6 +84,10 @@ def _service() -> dict[str, Any]:
             },
             "check": _check(),
             "drain_timeout": _duration(),
+            "mtls_mode": {
+                "enum": list(MtlsMode.values),
+                "description": 'inbound mTLS: strict | permissive | off; "" = the mesh default',
+            },
         },
         required=["kind", "name"],
     )

@@ -10,12 +10,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "meshconsole.settings")
 
 app = Celery("meshconsole")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["monitoring", "agents", "registry", "policies"])
+app.autodiscover_tasks(["monitoring", "agents", "registry", "policies", "identity"])
 # Back on the broker within ~2 s of Redis returning, however long it was gone.
 app.conf.worker_consumer = "meshconsole.worker_consumer:SteadyReconnectConsumer"
 
 # Beat's schedule: the one place every timer is listed. The tasks live in their
-# apps' tasks.py (monitoring, agents, registry, policies). Checks are claimed per
+# apps' tasks.py (monitoring, agents, registry, policies, identity). Checks are claimed per
 # instance when due, so the 0.25 s tick is only how often a worker looks (it
 # bounds how late a check starts); each check keeps its own interval.
 app.conf.beat_schedule = {
@@ -48,4 +48,5 @@ app.conf.beat_schedule = {
         "options": {"expires": 1.0},
     },
     "prune-history": {"task": "monitoring.tasks.prune_history", "schedule": 300.0},
+    "prune-certificates": {"task": "identity.tasks.prune_certificates", "schedule": 3600.0},
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -44,6 +45,46 @@ def env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise EnvError(f"{name}={raw!r} is not an integer") from None
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise EnvError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+    return value
+
+
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_DNS_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+
+
+def env_dns_name(name: str, default: str) -> str:
+    """A lower-case DNS name (a SPIFFE trust domain)."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if not _DNS_NAME.match(value):
+        raise EnvError(f"{name}={raw!r} is not a DNS name (lower-case labels separated by dots)")
+    return value
+
+
+def env_duration_ms(name: str, default: str, *, min_ms: int, max_ms: int) -> int:
+    """A duration string ("24h", "90m", a bare number = seconds) in milliseconds."""
+    from agents.runtime.durations import parse_duration_ms  # the agent's one duration rule
+
+    raw = os.environ.get(name)
+    text = default if raw is None or raw.strip() == "" else raw.strip()
+    try:
+        value = parse_duration_ms(text)
+    except ValueError as exc:
+        raise EnvError(f"{name}={raw!r} is not a duration: {exc}") from None
+    if not min_ms <= value <= max_ms:
+        raise EnvError(f"{name}={raw!r} must be between {min_ms} ms and {max_ms} ms")
+    return value
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:

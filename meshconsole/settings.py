@@ -10,6 +10,9 @@ import plotly
 
 from meshconsole.env import (
     env_bool,
+    env_choice,
+    env_dns_name,
+    env_duration_ms,
     env_int,
     env_list,
     env_networks,
@@ -42,6 +45,7 @@ INSTALLED_APPS = [
     "journal",
     "registry",
     "policies",
+    "identity",
     "monitoring",
     "agents",
     "meshcode",
@@ -239,6 +243,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Intentions' allow|deny is one choice set, whatever field carries it.
+    "ENUM_NAME_OVERRIDES": {"IntentionActionEnum": "identity.models.Action"},
     # What spectacular cannot see by itself (error responses, the blocking views).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -259,6 +265,15 @@ MESH_MAX_WAIT = env_int("MESH_MAX_WAIT", 300)  # longest blocking query, seconds
 MESH_METRICS_RETENTION = env_int("MESH_METRICS_RETENTION", 3600)  # seconds
 MESH_EVENTS_RETENTION = env_int("MESH_EVENTS_RETENTION", 7 * 24 * 3600)
 MESH_CHECK_ALLOW_LINK_LOCAL = env_bool("MESH_CHECK_ALLOW_LINK_LOCAL", False)
+
+# Zero trust (docs/security.md): the built-in CA, identities, mTLS modes.
+MESH_TRUST_DOMAIN = env_dns_name("MESH_TRUST_DOMAIN", "mesh.local")
+MESH_CERT_TTL_MS = env_duration_ms("MESH_CERT_TTL", "24h", min_ms=60_000, max_ms=366 * 86_400_000)
+MESH_MTLS_DEFAULT = env_choice("MESH_MTLS_DEFAULT", "permissive", ("strict", "permissive", "off"))
+# A CA supplied from files (production); unset = generated in DATA_DIR/ca at first use.
+MESH_CA_CERT_FILE = env_str("MESH_CA_CERT_FILE", "")
+MESH_CA_KEY_FILE = env_str("MESH_CA_KEY_FILE", "")
+MESH_CA_DIR = DATA_DIR / "ca"
 
 LOGGING = {
     "version": 1,

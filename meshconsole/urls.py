@@ -14,6 +14,7 @@ from meshconsole.health import healthz, readyz
 api_v1 = [
     path("", include("registry.api.urls")),
     path("", include("policies.api.urls")),
+    path("", include("identity.api.urls")),
     path("", include("monitoring.api.urls")),
     path("", include("agents.api.urls")),
     path("mesh/", include("meshcode.api.urls")),

@@ -17,6 +17,9 @@ class EdgeWindow(models.Model):
     destination = models.CharField(max_length=63)
     requests = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
+    # Refused by an intention at the destination's inbound listener (requests for
+    # HTTP, connections for TCP); counted apart from requests (zero-trust contract).
+    denied = models.PositiveIntegerField(default=0)
     latency_sum_ms = models.FloatField(default=0)
     # Counts per fixed log-scale bucket (see agents.runtime.histogram.BUCKETS_MS).
     buckets = models.JSONField(default=list)

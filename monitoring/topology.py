@@ -46,6 +46,9 @@ class TopologyEdge(TypedDict):
     errors: int
     rps: float
     error_rate: float
+    # Refused by an intention at the destination's inbound listener (zero trust).
+    denied: int
+    denied_rps: float
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
@@ -55,6 +58,7 @@ class TopologyEdge(TypedDict):
 class _EdgeTotals:
     requests: int = 0
     errors: int = 0
+    denied: int = 0
     buckets: list[int] = field(default_factory=histogram.empty)
 
 
@@ -179,12 +183,13 @@ def topology_snapshot(window_seconds: int = 60) -> Topology:
     since = now - timedelta(seconds=window_seconds)
     merged: dict[tuple[str, str], _EdgeTotals] = {}
     rows = EdgeWindow.objects.filter(window_end__gt=since).values_list(
-        "source", "destination", "requests", "errors", "buckets"
+        "source", "destination", "requests", "errors", "denied", "buckets"
     )
-    for source, destination, requests, errors, buckets in rows:
+    for source, destination, requests, errors, denied, buckets in rows:
         totals = merged.setdefault((source, destination), _EdgeTotals())
         totals.requests += requests
         totals.errors += errors
+        totals.denied += denied
         histogram.merge(totals.buckets, buckets or [])
     edges: list[TopologyEdge] = [
         {
@@ -194,6 +199,8 @@ def topology_snapshot(window_seconds: int = 60) -> Topology:
             "errors": t.errors,
             "rps": round(t.requests / window_seconds, 3),
             "error_rate": round(t.errors / t.requests, 4) if t.requests else 0.0,
+            "denied": t.denied,
+            "denied_rps": round(t.denied / window_seconds, 3),
             "p50_ms": histogram.percentile(t.buckets, 0.50),
             "p95_ms": histogram.percentile(t.buckets, 0.95),
             "p99_ms": histogram.percentile(t.buckets, 0.99),

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import NotSupportedError, models
 from django.db.models import Count, Exists, F, Max, OuterRef, Q
@@ -69,6 +70,18 @@ def service_key(name: str) -> str:
 
 def agent_key(agent_id: object) -> str:
     return f"agent:{agent_id}"
+
+
+# The mesh-wide security index key: the trust bundle, revoked serials, intentions
+# and per-service mTLS modes (identity/); every agent's snapshot depends on it.
+SECURITY_KEY = "security"
+
+
+class MtlsMode(models.TextChoices):
+    DEFAULT = "", "mesh default (MESH_MTLS_DEFAULT)"
+    STRICT = "strict", "strict"
+    PERMISSIVE = "permissive", "permissive"
+    OFF = "off", "off"
 
 
 class Protocol(models.TextChoices):
@@ -189,6 +202,10 @@ class Service(models.Model):
     drain_timeout_ms = models.PositiveIntegerField(
         default=30_000, validators=[MinValueValidator(0), MaxValueValidator(3_600_000)]
     )
+    # Inbound mTLS mode ("" = the mesh default, settings.MESH_MTLS_DEFAULT).
+    mtls_mode = models.CharField(
+        max_length=10, choices=MtlsMode.choices, blank=True, default=MtlsMode.DEFAULT
+    )
     # Whether too few of its enabled instances are healthy (registry.panic).
     in_panic = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -201,6 +218,11 @@ class Service(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def effective_mtls(self) -> str:
+        """strict | permissive | off: the service's mode, or the mesh default."""
+        return self.mtls_mode or str(settings.MESH_MTLS_DEFAULT)
 
 
 class Node(models.Model):

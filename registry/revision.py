@@ -60,14 +60,15 @@ def mesh_change(
     *,
     services: Iterable[str] = (),
     agents: Iterable[object] = (),
+    keys: Iterable[str] = (),
     events: Sequence[EventNote] = (),
     audit: Sequence[AuditNote] = (),
 ) -> int:
     """Record one change to the mesh (inside the caller's transaction) and return
     its revision. SERVICES are the names whose answers it changes (the snapshot
     of every agent consuming one, discovery, consoles); AGENTS the ids of agents
-    whose own config it changes. Each gets the revision as its index
-    (MeshIndex), so only their watchers wake."""
+    whose own config it changes; KEYS other index keys (SECURITY_KEY). Each
+    gets the revision as its index (MeshIndex), so only their watchers wake."""
     if not transaction.get_connection().in_atomic_block:
         raise NotInTransaction("mesh_change must run inside transaction.atomic()")
     shared = getattr(_open, "revision", None)
@@ -78,7 +79,8 @@ def mesh_change(
         if shared is not None:
             _open.revision = revision
     names = set(services)
-    keys = sorted({service_key(n) for n in names} | {agent_key(a) for a in agents})
+    extra = set(keys)
+    keys = sorted({service_key(n) for n in names} | {agent_key(a) for a in agents} | extra)
     if keys:
         MeshIndex.objects.bulk_create(
             [MeshIndex(key=k, revision=revision) for k in keys],

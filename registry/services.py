@@ -9,15 +9,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from journal.models import EventKind, Severity
 from journal.records import Actor, AuditNote, EventNote, actor_name
 from registry.models import (
+    SECURITY_KEY,
     AdminState,
     Health,
     HealthCause,
     Instance,
+    JSONListContains,
     Node,
     Service,
     initial_health,
@@ -30,6 +33,7 @@ User = Actor
 
 SERVICE_FIELDS = (
     "protocol",
+    "mtls_mode",
     "description",
     "tags",
     "check_type",
@@ -103,6 +107,7 @@ def service_create(*, user: User, data: dict[str, Any]) -> Service:
     service.save()
     mesh_change(
         services={service.name},
+        keys=[SECURITY_KEY] if service.mtls_mode else [],  # its agents' inbound mode
         events=[
             EventNote(
                 kind=EventKind.REGISTRY,
@@ -143,6 +148,8 @@ def service_update(*, user: User, service: Service, data: dict[str, Any]) -> Ser
     changed = sorted(k for k in after if after[k] != before[k])
     revision = mesh_change(
         services={service.name},
+        # The service's own agents read their inbound mode from the security section.
+        keys=[SECURITY_KEY] if "mtls_mode" in changed else [],
         events=[
             EventNote(
                 kind=EventKind.CONFIG,
@@ -159,14 +166,42 @@ def service_update(*, user: User, service: Service, data: dict[str, Any]) -> Ser
     return service
 
 
+class ServiceInUse(Exception):
+    """A service other services fail over to cannot be deleted (they would
+    fail over to nothing)."""
+
+    def __init__(self, name: str, referrers: list[str]) -> None:
+        super().__init__(
+            f"{', '.join(referrers)} fail{'s' if len(referrers) == 1 else ''} over to {name}: "
+            f"remove {name} from {'its' if len(referrers) == 1 else 'their'} failover targets first"
+        )
+        self.referrers = referrers
+
+
+def failover_referrers(name: str) -> list[str]:
+    """Services whose failover targets name NAME (read through the policy
+    relation: the registry does not import policies)."""
+    return sorted(
+        Service.objects.exclude(name=name)
+        .filter(JSONListContains(F("policy__failover_targets"), name))
+        .values_list("name", flat=True)
+    )
+
+
 @transaction.atomic
-def service_delete(*, user: User, service: Service) -> None:
+def service_delete(*, user: User, service: Service, check_referrers: bool = True) -> None:
+    """Delete SERVICE; refused (ServiceInUse) while another service fails over
+    to it, unless the caller checked that itself (mesh-as-code prunes the
+    referrers in the same apply)."""
+    if check_referrers and (referrers := failover_referrers(service.name)):
+        raise ServiceInUse(service.name, referrers)
     before = service_state(service)
     name = service.name
     lost = Instance.objects.filter(service=service).enabled().count()
     service.delete()
     mesh_change(
         services={name},
+        keys=[SECURITY_KEY] if before["mtls_mode"] else [],  # its agents' inbound mode
         events=[
             EventNote(
                 kind=EventKind.REGISTRY,

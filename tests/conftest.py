@@ -35,8 +35,9 @@ def anon() -> APIClient:
 def _fresh_shared_topology() -> None:
     # The shared topology is keyed by mesh revision, which restarts with each
     # test database; production revisions only grow.
-    from agents.snapshot import upstreams_cache
+    from agents.snapshot import security_cache, upstreams_cache
     from monitoring import topology
 
     topology._shared.clear()
     upstreams_cache.clear()  # keyed by index, which restarts with each test database
+    security_cache.clear()

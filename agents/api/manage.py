@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.enrollment import (
+    agent_disable,
     agent_reenroll_allow,
     agent_remove,
     enrollment_token_create,
@@ -125,4 +126,16 @@ class AgentAllowReenrollView(APIView):
         """Let the next enrollment under this agent's node replace it."""
         agent = get_object_or_404(Agent.objects.select_related("node"), pk=agent_id)
         agent_reenroll_allow(user=request.user, agent=agent)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AgentDisableView(APIView):
+    permission_classes = [IsAdminUser]
+    disabled = True
+
+    @extend_schema(tags=TAGS, request=None, responses={204: None})
+    def post(self, request: Request, agent_id: str) -> Response:
+        """Disable (revoke its certificates, issue it no more) or enable the agent."""
+        agent = get_object_or_404(Agent.objects.select_related("node"), pk=agent_id)
+        agent_disable(user=request.user, agent=agent, disabled=self.disabled)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
 from rest_framework import serializers
 
 from agents.enrollment import token_is_plausible
 from agents.models import Agent
 from agents.runtime import histogram
+from agents.runtime.addresses import address_error
 from agents.runtime.config import ENTRY_ID_RE, default_entry_id
+from identity.models import IssuedCertificate
 from meshconsole.api import StringListField
 from registry.api.serializers import CheckSerializer, check_to_model
 from registry.models import SERVICE_NAME_RE, Protocol
@@ -25,6 +30,19 @@ class UpstreamSerializer(serializers.Serializer):
     )
 
 
+class InboundSerializer(serializers.Serializer):
+    """Where other agents reach this host's inbound (mTLS) listener."""
+
+    address = serializers.CharField(max_length=253)
+    port = serializers.IntegerField(min_value=1, max_value=65535)
+
+    def validate_address(self, value: str) -> str:
+        error = address_error(value)
+        if error:
+            raise serializers.ValidationError(error)
+        return value
+
+
 class EnrollSerializer(serializers.Serializer):
     token = serializers.CharField(max_length=200)
     node = serializers.RegexField(
@@ -33,9 +51,24 @@ class EnrollSerializer(serializers.Serializer):
     zone = serializers.CharField(max_length=63, allow_blank=True, default="")
     version = serializers.CharField(max_length=32, allow_blank=True, default="")
     upstreams = UpstreamSerializer(many=True, default=list)
+    inbound = InboundSerializer(required=False, allow_null=True)
+    # Optional: the local services (only their names are kept at enrollment: the
+    # certificates an agent may ask for before its first report).
+    services = serializers.ListField(
+        child=serializers.DictField(), max_length=1000, required=False, default=list
+    )
     # Optional: the agent token the agent generated and keeps (a retried
     # enrollment with the same one returns the same answer).
     agent_token = serializers.CharField(max_length=200, required=False)
+
+    def validate_services(self, value: list[dict[str, Any]]) -> list[str]:
+        names = []
+        for entry in value:
+            name = entry.get("name")
+            if not isinstance(name, str) or not re.match(SERVICE_NAME_RE, name):
+                raise serializers.ValidationError("each service needs a name (a DNS label)")
+            names.append(name)
+        return sorted(set(names))
 
     def validate_agent_token(self, value: str) -> str:
         if not token_is_plausible(value):
@@ -78,6 +111,7 @@ class MetricsWindowSerializer(serializers.Serializer):
     seconds = serializers.FloatField(min_value=0.001, max_value=3600)
     requests = serializers.IntegerField(min_value=0, max_value=10**9)
     errors = serializers.IntegerField(min_value=0, max_value=10**9)  # type: ignore[assignment]
+    denied = serializers.IntegerField(min_value=0, max_value=10**9, default=0)
     latency_sum_ms = serializers.FloatField(min_value=0, default=0.0)
     buckets = serializers.ListField(
         child=serializers.IntegerField(min_value=0, max_value=10**12),
@@ -132,6 +166,8 @@ class ReportSerializer(serializers.Serializer):
     services = LocalServiceSerializer(many=True, required=False)
     metrics = MetricsWindowSerializer(many=True, required=False)
     ejections = serializers.ListField(child=EjectionSerializer(), max_length=1000, required=False)
+    # Absent (or null) = this host has no inbound listener.
+    inbound = InboundSerializer(required=False, allow_null=True)
 
     def validate_services(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Several instances of one service per agent: name+port unique; every entry
@@ -147,10 +183,32 @@ class ReportSerializer(serializers.Serializer):
         return value
 
 
+def certificate_payload(cert: IssuedCertificate, now: datetime) -> dict[str, Any]:
+    return {
+        "serial": cert.serial,
+        "service": cert.service,
+        "identity": cert.identity,
+        "not_after": cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "seconds_to_expiry": max(0, int((cert.not_after - now).total_seconds())),
+        "revoked": cert.revoked_at is not None,
+    }
+
+
+def certificates_by_agent(agent_ids: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    """Each agent's unexpired certificates, newest first (one query for a page)."""
+    now = timezone.now()
+    found: dict[str, list[dict[str, Any]]] = {str(a): [] for a in agent_ids}
+    for cert in IssuedCertificate.objects.filter(agent_id__in=agent_ids, not_after__gt=now):
+        found[str(cert.agent_id)].append(certificate_payload(cert, now))
+    return found
+
+
 class AgentSerializer(serializers.ModelSerializer):
     node = serializers.CharField(source="node.name")
     zone = serializers.CharField(source="node.zone")
     status = serializers.SerializerMethodField()
+    inbound = serializers.SerializerMethodField()
+    certificates = serializers.SerializerMethodField()
 
     class Meta:
         model = Agent
@@ -167,7 +225,22 @@ class AgentSerializer(serializers.ModelSerializer):
             "nack_revision",
             "nack_reason",
             "status",
+            "disabled",
+            "inbound",
+            "certificates",
         ]
+
+    def get_inbound(self, agent: Agent) -> dict[str, Any] | None:
+        if not agent.inbound_address or agent.inbound_port is None:
+            return None
+        return {"address": agent.inbound_address, "port": agent.inbound_port}
+
+    def get_certificates(self, agent: Agent) -> list[dict[str, Any]]:
+        """Unexpired certificates: serial, service, identity, not_after, seconds_to_expiry."""
+        page = self.context.get("certificates")
+        if page is None:
+            page = certificates_by_agent([agent.pk])
+        return list(page.get(str(agent.pk), []))
 
     def get_status(self, agent: Agent) -> str:
         if agent.silent:

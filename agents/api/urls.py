@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from django.urls import path
 
+from agents.api.certificates import CertificateView
 from agents.api.manage import (
     AgentAllowReenrollView,
     AgentDetailView,
+    AgentDisableView,
     EnrollmentTokenRevokeView,
     EnrollmentTokensView,
 )
@@ -27,6 +29,19 @@ urlpatterns = [
         "agents/<uuid:agent_id>/allow-reenroll/",
         AgentAllowReenrollView.as_view(),
         name="agent-allow-reenroll",
+    ),
+    path(
+        "agents/<uuid:agent_id>/disable/",
+        AgentDisableView.as_view(disabled=True),
+        name="agent-disable",
+    ),
+    path(
+        "agents/<uuid:agent_id>/enable/",
+        AgentDisableView.as_view(disabled=False),
+        name="agent-enable",
+    ),
+    path(
+        "agents/<uuid:agent_id>/certificates/", CertificateView.as_view(), name="agent-certificates"
     ),
     path("agents/<uuid:agent_id>/config/", config_view, name="agent-config"),
     path("agents/<uuid:agent_id>/report/", ReportView.as_view(), name="agent-report"),

@@ -24,6 +24,7 @@ from agents.api.serializers import (
     EnrollResponseSerializer,
     EnrollSerializer,
     ReportSerializer,
+    certificates_by_agent,
 )
 from agents.enrollment import EnrollmentRefused, NodeTaken, agent_enroll
 from agents.models import Agent
@@ -58,6 +59,16 @@ class AgentListView(generics.ListAPIView):
     serializer_class = AgentSerializer
     queryset = Agent.objects.select_related("node").all()
 
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        rows = list(page if page is not None else self.get_queryset())
+        context = {
+            **self.get_serializer_context(),
+            "certificates": certificates_by_agent([a.pk for a in rows]),
+        }
+        data = AgentSerializer(rows, many=True, context=context).data
+        return self.get_paginated_response(data) if page is not None else Response(data)
+
 
 class EnrollView(APIView):
     authentication_classes: list[Any] = []
@@ -83,6 +94,8 @@ class EnrollView(APIView):
                 upstreams=[dict(u) for u in data["upstreams"]],
                 address=client_address(request),
                 proposed_token=data.get("agent_token", ""),
+                inbound=data.get("inbound"),
+                services=data.get("services", []),
             )
         except EnrollmentRefused as exc:
             raise PermissionDenied(str(exc)) from None

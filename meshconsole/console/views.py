@@ -22,9 +22,10 @@ from agents.runtime.vocabulary import RETRY_CONDITIONS
 from journal.models import Event, EventKind
 from monitoring.models import EdgeWindow
 from monitoring.topology import service_state_payload, topology_nodes
-from policies.models import BALANCER_CHOICES, HASH_CHOICES, TrafficPolicy
+from policies.models import BALANCER_CHOICES, HASH_CHOICES
 from registry.api.serializers import attach_health
 from registry.models import Service
+from registry.services import failover_referrers
 
 EVENTS_LIMIT = 200
 PAGE_SIZE = 100  # as the API's lists (meshconsole.api.MeshPagination)
@@ -122,15 +123,7 @@ def service_dependents(name: str) -> dict[str, Any]:
             .values_list("source", flat=True)
         )
     )
-    # failover_targets is JSON: containment is not portable to SQLite; policies are few.
-    referrers = sorted(
-        str(service_name)
-        for service_name, targets in TrafficPolicy.objects.values_list(
-            "service__name", "failover_targets"
-        )
-        if name in (targets or [])
-    )
-    return {"service": name, "callers": callers, "failover_referrers": referrers}
+    return {"service": name, "callers": callers, "failover_referrers": failover_referrers(name)}
 
 
 @require_GET

@@ -18,6 +18,11 @@
     meshctl agents remove NODE
     meshctl agents allow-reenroll NODE
     meshctl tokens list | create [--ttl 24h] [--uses N] [--description D] | revoke PREFIX
+    meshctl intentions list
+    meshctl intentions add SOURCE DESTINATION allow|deny [--method M ...] [--path-prefix P]
+                           [--header 'NAME: VALUE' ...] [--description D]
+    meshctl intentions rm ID
+    meshctl intentions check SOURCE DESTINATION [--method M --path P] [--header 'N: V' ...]
     meshctl diff -f mesh.yaml [-f DIR ...] [--prune]
     meshctl apply -f mesh.yaml [--prune] [--dry-run=server] [-m MESSAGE]
     meshctl export [-o FILE]
@@ -43,7 +48,7 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
-from meshconsole.meshctl import agents, mesh
+from meshconsole.meshctl import agents, intentions, mesh
 from meshconsole.meshctl.http import DEFAULT_URL, Client, CtlError, table
 
 
@@ -232,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(
         dest="group",
         required=True,
-        metavar="{services,instances,agents,tokens,diff,apply,export,history,rollback}",
+        metavar="{services,instances,agents,tokens,intentions,diff,apply,export,history,rollback}",
     )
 
     services = groups.add_parser("services", help="services in the registry")
@@ -311,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.set_defaults(func=instances_explain)
     agents.add_parsers(groups, json_flag)
+    intentions.add_parsers(groups, json_flag)
     mesh.add_parsers(groups, json_flag)
     return parser
 

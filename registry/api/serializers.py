@@ -18,6 +18,7 @@ from registry.models import (
     AdminState,
     CheckType,
     Instance,
+    MtlsMode,
     Protocol,
     Service,
 )
@@ -118,12 +119,20 @@ class ServiceSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         source="drain_timeout_ms", min_ms=0, max_ms=3_600_000, default=30_000
     )
     in_panic = serializers.BooleanField(read_only=True)
+    mtls_mode = serializers.ChoiceField(
+        choices=MtlsMode.choices,
+        default=MtlsMode.DEFAULT,
+        help_text='inbound mTLS: strict | permissive | off; "" = the mesh default',
+    )
+    mtls = serializers.CharField(source="effective_mtls", read_only=True)
 
     class Meta:
         model = Service
         fields = [
             "name",
             "protocol",
+            "mtls_mode",
+            "mtls",
             "description",
             "tags",
             "check",

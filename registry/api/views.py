@@ -71,7 +71,10 @@ class ServiceViewSet(viewsets.ModelViewSet):
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         service = self.get_object()
-        services.service_delete(user=request.user, service=service)
+        try:
+            services.service_delete(user=request.user, service=service)
+        except services.ServiceInUse as exc:
+            raise Conflict({"detail": str(exc), "failover_referrers": exc.referrers}) from None
         response = Response(status=status.HTTP_204_NO_CONTENT)
         return warn_if_managed(response, "Service", service.name)
 

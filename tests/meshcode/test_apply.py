@@ -216,6 +216,9 @@ def test_an_api_edit_of_a_managed_resource_warns_and_diff_shows_the_drift(
         {"field": "description", "from": "hot fix", "to": ""}
     ]
     assert changed[("TrafficPolicy", "payments")]["drift"] is True
+    # payments fails over to payments-dr: its delete is refused until that is cleared.
+    assert api.delete("/api/v1/services/payments-dr/").status_code == 409
+    api.patch("/api/v1/services/payments/policy/", {"failover": {"targets": []}}, format="json")
     assert api.delete("/api/v1/services/payments-dr/")["X-Mesh-Managed"] == "Service/payments-dr"
     [added] = diff(api, MESH)["diff"]["added"]
     assert (added["name"], added["drift"]) == ("payments-dr", True)

@@ -85,6 +85,7 @@ def make_due() -> None:
 def test_beat_schedule_names_registered_tasks() -> None:
     from meshconsole.celery import app
 
+    app.loader.import_default_modules()  # what a worker does at start (autodiscovery)
     for entry in app.conf.beat_schedule.values():
         assert entry["task"] in app.tasks
 

@@ -154,3 +154,25 @@ def test_health_endpoints_need_no_credentials(anon: APIClient) -> None:
     ready = anon.get("/readyz")
     assert ready.status_code == 200, ready.content
     assert ready.json()["redis"] == "ok"
+
+
+def test_a_failover_target_cannot_be_deleted_while_referenced(api: APIClient) -> None:
+    for name in ("payments", "payments-dr", "payments-dr-2"):
+        assert api.post("/api/v1/services/", {"name": name}, format="json").status_code == 201
+    body = {"failover": {"targets": ["payments-dr-2", "payments-dr"]}}
+    assert api.patch("/api/v1/services/payments/policy/", body, format="json").status_code == 200
+    revision = MeshRevision.current()
+    answer = api.delete("/api/v1/services/payments-dr/")
+    assert answer.status_code == 409, answer.content
+    assert answer.json()["failover_referrers"] == ["payments"]
+    assert "payments fails over to payments-dr" in answer.json()["detail"]
+    assert Service.objects.filter(name="payments-dr").exists()
+    assert MeshRevision.current() == revision  # nothing changed
+    assert api.delete("/api/v1/services/payments-dr-2/").status_code == 409
+    body = {"failover": {"targets": ["payments-dr"]}}
+    assert api.patch("/api/v1/services/payments/policy/", body, format="json").status_code == 200
+    # "payments-dr" in a list is no reference to "payments-dr-2" (whole names only).
+    assert api.delete("/api/v1/services/payments-dr-2/").status_code == 204
+    assert api.patch("/api/v1/services/payments/policy/", {"failover": {"targets": []}},
+                     format="json").status_code == 200
+    assert api.delete("/api/v1/services/payments-dr/").status_code == 204

@@ -11,7 +11,7 @@ from django.db import transaction
 from journal.models import AuditEntry, Event, EventKind
 from journal.records import AuditNote, EventNote
 from registry import notify
-from registry.models import MeshIndex, MeshRevision
+from registry.models import SECURITY_KEY, MeshIndex, MeshRevision
 from registry.revision import NotInTransaction, mesh_change
 
 pytestmark = pytest.mark.django_db
@@ -88,3 +88,17 @@ def test_changes_inside_one_revision_share_it(
     # After the block, changes bump again.
     with transaction.atomic():
         assert mesh_change(services={"payments"}) == first + 1
+
+
+def test_other_index_keys_move_and_are_sent(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    sent: list[tuple[int, list[str], list[str]]] = []
+    monkeypatch.setattr(
+        notify, "_fan_out", lambda revision, names, keys: sent.append((revision, names, keys))
+    )
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        revision = mesh_change(keys=[SECURITY_KEY])
+    assert MeshIndex.of([SECURITY_KEY]) == revision
+    assert MeshIndex.of(["service:payments"]) == 0
+    assert sent == [(revision, [], [SECURITY_KEY])]

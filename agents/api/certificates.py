@@ -1,0 +1,94 @@
+"""POST agents/{id}/certificates/: an agent's CSR for one of its local services
+(docs/agent-protocol.md, "Certificates"; the CA is identity/)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.api.auth import AgentTokenAuthentication
+from agents.api.views import _own_agent
+from agents.models import Agent
+from agents.snapshot import local_service_names
+from identity.ca import CAFileError, CSRRefused
+from identity.services import certificate_issue
+from registry.models import SERVICE_NAME_RE
+
+MAX_CSR = 16_000
+
+
+class CAUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "the CA cannot sign (see MESH_CA_CERT_FILE / MESH_CA_KEY_FILE)"
+    default_code = "ca-unavailable"
+
+
+class CertificateRequestSerializer(serializers.Serializer):
+    # "" asks for the node's identity (an agent running no service).
+    service = serializers.RegexField(SERVICE_NAME_RE, max_length=63, allow_blank=True)
+    csr = serializers.CharField(max_length=MAX_CSR, trim_whitespace=False)
+
+
+def _iso(value: Any) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def may_hold(agent: Agent, service: str) -> bool:
+    """An agent gets a service's identity only if it runs that service."""
+    return service == "" or service in local_service_names(agent)
+
+
+class CertificateView(APIView):
+    authentication_classes = [AgentTokenAuthentication]
+    permission_classes = [AllowAny]  # _own_agent checks the agent credentials
+
+    @extend_schema(
+        request=CertificateRequestSerializer,
+        responses=OpenApiResponse(
+            OpenApiTypes.OBJECT,
+            description="{certificate, chain, serial, not_before, not_after, identity, roots}",
+        ),
+    )
+    def post(self, request: Request, agent_id: str) -> Response:
+        agent = _own_agent(request, agent_id)
+        if agent.disabled:
+            raise PermissionDenied("this agent is disabled: no certificates are issued to it")
+        body = CertificateRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        service = body.validated_data["service"]
+        if not may_hold(agent, service):
+            raise PermissionDenied(
+                f"node {agent.node.name} runs no instance of {service!r}: "
+                "no certificate for that identity"
+            )
+        try:
+            issued = certificate_issue(
+                agent_id=agent.pk,
+                node=agent.node.name,
+                service=service,
+                csr_pem=body.validated_data["csr"],
+            )
+        except CSRRefused as exc:
+            raise ValidationError({"csr": [str(exc)]}) from None
+        except CAFileError as exc:  # the operator's CA files: a server problem, said clearly
+            raise CAUnavailable(str(exc)) from None
+        record = issued.record
+        return Response(
+            {
+                "certificate": issued.certificate,
+                "chain": [],
+                "serial": record.serial,
+                "not_before": _iso(record.not_before),
+                "not_after": _iso(record.not_after),
+                "identity": record.identity,
+                "roots": issued.roots,
+            }
+        )
