@@ -83,9 +83,23 @@ def window_rows(
     ]
 
 
+def counted(windows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The windows that count: an inbound listener's window (`inbound: true`)
+    repeats requests the caller's agent reports, so only its denials are kept."""
+    out = []
+    for w in windows:
+        if not w.get("inbound"):
+            out.append(w)
+        elif w.get("denied"):
+            out.append({**w, "requests": 0, "errors": 0, "latency_sum_ms": 0.0, "buckets": [],
+                        "inbound": False})
+    return out
+
+
 def metrics_accept(*, node: str, windows: Sequence[dict[str, Any]]) -> None:
     """Take one report's validated windows: onto the stream, or (Redis down)
     into the database at once."""
+    windows = counted(windows)
     if not windows:
         return
     payload = {

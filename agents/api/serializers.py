@@ -112,6 +112,9 @@ class MetricsWindowSerializer(serializers.Serializer):
     requests = serializers.IntegerField(min_value=0, max_value=10**9)
     errors = serializers.IntegerField(min_value=0, max_value=10**9)  # type: ignore[assignment]
     denied = serializers.IntegerField(min_value=0, max_value=10**9, default=0)
+    # The destination agent's own view of an mTLS edge (its inbound listener):
+    # only its denials count, the caller's agent reports the requests.
+    inbound = serializers.BooleanField(default=False)
     latency_sum_ms = serializers.FloatField(min_value=0, default=0.0)
     buckets = serializers.ListField(
         child=serializers.IntegerField(min_value=0, max_value=10**12),

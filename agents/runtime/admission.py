@@ -87,6 +87,7 @@ def admit(
             endpoints=old.endpoints,
             failover_target=upstream.failover_target,
             failover_reason=upstream.failover_reason,
+            mtls=upstream.mtls,
         )
         kept = copy.deepcopy(raw_upstreams[name])
         kept["endpoints"] = copy.deepcopy((old_raw.get(name) or {}).get("endpoints", []))

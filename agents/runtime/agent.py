@@ -35,7 +35,11 @@ from agents.runtime.handover import (
     take_over,
 )
 from agents.runtime.listener import ListenerContext
-from agents.runtime.metrics import Metrics, render_prometheus, render_resilience
+from agents.runtime.metrics import (
+    Metrics,
+    render_prometheus,
+    render_resilience,
+)
 from agents.runtime.proxy_http import start_http_listener
 from agents.runtime.proxy_tcp import start_tcp_listener
 from agents.runtime.snapshot import (
@@ -50,6 +54,7 @@ from agents.runtime.snapshot import (
     save_snapshot,
 )
 from agents.runtime.upstream import UpstreamRuntime
+from agents.runtime.zerotrust import ZeroTrust
 
 log = logging.getLogger("meshagent")
 
@@ -82,6 +87,9 @@ class Agent:
         self.cp_error = ""
         self.listening = False
         self._report_now = asyncio.Event()
+        # Zero trust (docs/agent.md): certificates, renewal, the inbound listener.
+        self.zt = ZeroTrust(config, self.client, self.upstreams, self._report_now.set)
+        self.certs, self.inbound = self.zt.certs, self.zt.inbound
         self._stopped = asyncio.Event()
         self._pending_metrics: list[dict[str, Any]] = []
         self._pending_ejections: list[dict[str, Any]] = []
@@ -96,6 +104,7 @@ class Agent:
     async def start(self) -> None:
         data_dir = self.config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        self.zt.load()  # cached certificates: mTLS serves with the control plane down
         stored = load_snapshot(data_dir)
         if stored is not None:
             self._apply(stored, persist=False)
@@ -124,7 +133,21 @@ class Agent:
         """One listener per upstream in this process (a Supervisor runs workers instead)."""
         for runtime in self.upstreams:
             await self._listen(runtime)
+        await self._start_inbound()
         self.listening = True
+
+    async def _start_inbound(self) -> None:
+        inbound = self.inbound
+        if inbound is None:
+            return
+        key = listener_key("inbound", join_host_port(inbound.config.host, inbound.config.port))
+        server = await inbound.start(self._inherited_socket(key))
+        self._offer_listeners(key, server)
+        self.contexts.extend(inbound.contexts)  # drained on stop like the outbound ones
+        self.servers.append(server)
+        log.info("inbound (mTLS) listening on %s, advertised as %s:%s",
+                 _bound(server, inbound.config.host), inbound.config.advertise_host,
+                 inbound.config.advertise_port)
 
     async def _listen(self, runtime: UpstreamRuntime, *, reuse_port: bool = False) -> None:
         host, port = runtime.config.host, runtime.config.port
@@ -184,6 +207,8 @@ class Agent:
         self._stopped.set()
         self.listening = False
         self.handover.close()
+        if self.inbound is not None:
+            self.inbound.close_server()
         if self._hold_timer is not None:
             self._hold_timer.cancel()
         for server in self.servers:
@@ -266,6 +291,7 @@ class Agent:
         self._hold_timer = loop.call_later(max(0.0, until - time.monotonic()) + 0.01, again)
 
     def _apply(self, snapshot: Snapshot, *, persist: bool) -> None:
+        self.zt.apply(snapshot.security)
         for runtime in self.upstreams:
             runtime.apply(snapshot.upstreams.get(runtime.service))
         self.snapshot = snapshot
@@ -308,6 +334,7 @@ class Agent:
             "zone": self.config.zone,
             "version": __version__,
             "upstreams": self._upstreams_payload(),
+            **self.zt.payload(),
         })
         agent_id, token = answer.get("agent_id"), answer.get("agent_token")
         if not isinstance(agent_id, str) or not isinstance(token, str) or not agent_id or not token:
@@ -323,7 +350,9 @@ class Agent:
         self.cp_state, self.cp_error = "connected", ""
         self.backoff.reset()
         tasks = [asyncio.create_task(self._watch(identity)),
-                 asyncio.create_task(self._report_loop(identity))]
+                 asyncio.create_task(self._report_loop(identity)),
+                 asyncio.create_task(self.zt.renewer.run(identity.agent_id, identity.agent_token,
+                                                         self.zt.wanted))]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -358,6 +387,7 @@ class Agent:
     async def _report(self, identity: Identity) -> None:
         self._report_now.clear()
         windows = self._pending_metrics + self.metrics.drain()
+        windows += self.zt.inbound_windows()
         self._pending_metrics = []
         ejections = self._pending_ejections + [
             event for u in self.upstreams for event in u.drain_events()]
@@ -370,6 +400,7 @@ class Agent:
             "services": [s.as_report() for s in self.config.services],
             "metrics": windows,
             "ejections": ejections,
+            **self.zt.payload(),
         }
         try:
             await self.client.report(identity.agent_id, identity.agent_token, payload)
@@ -402,13 +433,15 @@ class Agent:
             "edges": self.metrics.totals_json(),
             "pending_metric_windows": len(self._pending_metrics),
             "dns": {"listen": self.dns.address if self.dns else None, "error": self.dns_error},
+            "certificates": self.zt.certificates(),
+            "inbound": self.inbound.stats() if self.inbound is not None else None,
         }
 
     def prometheus(self) -> str:
         endpoints = [(u.service, e) for u in self.upstreams for e in u.state.endpoints]
         revision = self.snapshot.revision if self.snapshot else None
         return render_prometheus(self.metrics, revision, endpoints) + render_resilience(
-            self.upstreams)
+            self.upstreams) + self.zt.prometheus()
 
     def config_json(self) -> dict[str, Any] | None:
         return self.snapshot.raw if self.snapshot else None

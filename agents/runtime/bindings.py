@@ -64,6 +64,8 @@ def check_bindings(config: AgentConfig, source: str = "agent.yaml") -> None:
     """ConfigError naming the first listen address `run` could not bind."""
     wanted = [("admin", config.admin_host, config.admin_port)] + [
         (f"upstreams[{i}].listen", u.host, u.port) for i, u in enumerate(config.upstreams)]
+    if config.inbound is not None:
+        wanted.append(("inbound.listen", config.inbound.host, config.inbound.port))
     bindings: list[Binding] = []
     for path, host, port in wanted:
         try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from agents.runtime import __version__
 from agents.runtime.bindings import check_bindings
-from agents.runtime.config import AgentConfig, ConfigError, load_config
+from agents.runtime.config import AgentConfig, ConfigError, join_host_port, load_config
 from agents.runtime.eventloop import event_loop_runner
 from agents.runtime.handover import DRAIN_TIMEOUT_S
 
@@ -40,9 +40,13 @@ def _parser() -> argparse.ArgumentParser:
 def summary(config: AgentConfig) -> str:
     upstreams = ", ".join(f"{u.service}@{u.listen}/{u.protocol}" for u in config.upstreams)
     services = ", ".join(s.name for s in config.services)
+    inbound = config.inbound
+    mtls = (f", inbound (mTLS) {join_host_port(inbound.host, inbound.port)} advertised as "
+            f"{join_host_port(inbound.advertise_host, inbound.advertise_port)}"
+            if inbound is not None else "")
     return (f"ok: node {config.node}, {len(config.services)} service(s) [{services}], "
             f"{len(config.upstreams)} upstream(s) [{upstreams}], control plane "
-            f"{config.control_plane}")
+            f"{config.control_plane}{mtls}")
 
 
 async def _run(config: AgentConfig, *, config_path: str = "", workers: int = 1,

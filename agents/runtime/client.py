@@ -166,6 +166,16 @@ class ControlPlaneClient:
             raise Unauthorized(f"report: {_detail(data)}", status)
         return _expect(status, data, (200,), "report")
 
+    async def certificate(self, agent_id: str, token: str, service: str,
+                          csr: str) -> dict[str, Any]:
+        """POST a CSR (zero-trust contract): the signed leaf, its chain and the roots."""
+        path = f"/api/v1/agents/{agent_id}/certificates/"
+        status, _, data = await self.request("POST", path, body={"service": service, "csr": csr},
+                                             token=token)
+        if status == 401:
+            raise Unauthorized(f"certificates: {_detail(data)}", status)
+        return _expect(status, data, (200, 201), "certificates")
+
 
 def _detail(data: Any) -> str:
     if isinstance(data, dict) and "detail" in data:

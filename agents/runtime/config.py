@@ -107,6 +107,20 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class Inbound:
+    """agent.yaml `inbound:`: where this host's mTLS inbound listener binds, and the
+    address other agents are told to dial (docs/agent.md)."""
+
+    host: str
+    port: int
+    advertise_host: str
+    advertise_port: int
+
+    def as_report(self) -> dict[str, Any]:
+        return {"address": self.advertise_host, "port": self.advertise_port}
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     control_plane: str
     token: str
@@ -121,6 +135,7 @@ class AgentConfig:
     # that is taken only logs a warning; one written in agent.yaml must bind.
     dns: tuple[str, int] | None = ("127.0.0.1", 8600)
     dns_explicit: bool = False
+    inbound: Inbound | None = None  # None: no inbound listener (not in the mTLS path)
 
 
 def join_host_port(host: str, port: int) -> str:
@@ -339,6 +354,21 @@ def _upstream(r: _Reader, value: object, path: str) -> Upstream:
     )
 
 
+def _inbound(r: _Reader, value: object) -> Inbound:
+    data = r.mapping(value, "inbound", {"listen", "advertise"})
+    host, port = r.address(data, "listen", "inbound")
+    if port == 0:
+        raise r.fail("inbound.listen", "needs a fixed port (other agents dial it)")
+    wildcard = host in ("0.0.0.0", "::")
+    default = join_host_port("127.0.0.1" if wildcard else host, port)
+    adv_host, adv_port = r.address(data, "advertise", "inbound", default)
+    if adv_port == 0:
+        raise r.fail("inbound.advertise", "needs a port")
+    if adv_host in ("0.0.0.0", "::"):
+        raise r.fail("inbound.advertise", f"{adv_host} cannot be dialled; give the host's address")
+    return Inbound(host, port, adv_host, adv_port)
+
+
 def _control_plane(r: _Reader, data: Mapping[str, Any]) -> str:
     url = r.string(data, "control_plane", "")
     try:
@@ -359,7 +389,7 @@ def parse_config(data: object, source: str = "agent.yaml") -> AgentConfig:
     """Validate already-parsed YAML; ConfigError names the first problem."""
     r = _Reader(source)
     top = {"control_plane", "token", "node", "zone", "data_dir", "admin", "services", "upstreams",
-           "dns"}
+           "dns", "inbound"}
     data = r.mapping(data, "", top)
     control_plane = _control_plane(r, data)
     token = r.string(data, "token", "")
@@ -389,6 +419,10 @@ def parse_config(data: object, source: str = "agent.yaml") -> AgentConfig:
         taken[key] = i
     if dns and dns[1] and dns in taken:
         raise r.fail("dns", f"{join_host_port(*dns)} is already used by an upstream or admin")
+    inbound = _inbound(r, data["inbound"]) if data.get("inbound") is not None else None
+    if inbound is not None and (inbound.host, inbound.port) in taken:
+        raise r.fail("inbound.listen", f"{join_host_port(inbound.host, inbound.port)} is already "
+                                       "used by an upstream or admin")
     return AgentConfig(
         control_plane=control_plane,
         token=token,
@@ -401,6 +435,7 @@ def parse_config(data: object, source: str = "agent.yaml") -> AgentConfig:
         upstreams=tuple(upstreams),
         dns=dns,
         dns_explicit=raw_dns is not None and dns is not None,
+        inbound=inbound,
     )
 
 

@@ -9,9 +9,17 @@ from __future__ import annotations
 import math
 import time
 
+from agents.runtime.dial import TlsRoute
 from agents.runtime.histogram import NBUCKETS, bucket_index
 
 EWMA_DECAY_S = 10.0  # Finagle's default time constant for peak EWMA
+
+
+def endpoint_key(id: str, address: str, port: int, tls: TlsRoute | None) -> str:
+    """An endpoint's identity: the TLS route is part of it, so plaintext and mTLS
+    connections are pooled apart and a mode change is a new endpoint."""
+    key = f"{id}@{address}:{port}"
+    return key if tls is None else f"{key}+mtls@{tls.host}:{tls.port}"
 
 
 class Endpoint:
@@ -20,14 +28,15 @@ class Endpoint:
     __slots__ = ("key", "id", "address", "port", "weight", "zone", "status", "priority",
                  "active", "requests", "errors", "removed", "latency_sum_ms", "buckets",
                  "ewma_ms", "ewma_at", "ejected", "times_ejected", "consecutive_5xx",
-                 "consecutive_gateway", "ejections", "return_timer", "returned_at")
+                 "consecutive_gateway", "ejections", "return_timer", "returned_at", "tls")
 
     def __init__(self, id: str, address: str, port: int, weight: int = 100, zone: str = "",
-                 status: str = "passing", priority: int = 0) -> None:
+                 status: str = "passing", priority: int = 0, tls: TlsRoute | None = None) -> None:
         self.id = id
         self.address = address
         self.port = port
-        self.key = f"{id}@{address}:{port}"
+        self.tls = tls  # dial the node agent's inbound with mTLS (agents.runtime.dial)
+        self.key = endpoint_key(id, address, port, tls)
         self.weight = weight
         self.zone = zone
         self.status = status

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Protocol
 
@@ -42,6 +43,8 @@ class ClientSide(Protocol):
     ctx: ListenerContext
     loop: asyncio.AbstractEventLoop
     peer: bytes
+    edge: tuple[str, str]
+    authorize: Callable[[Exchange], str | None] | None
 
     def write(self, data: bytes) -> None: ...
     def pause_reading(self, reason: str) -> None: ...
@@ -122,6 +125,13 @@ class Exchange:
         ctx = self.ctx
         upstream = ctx.upstream
         state = self.state = upstream.state  # this request's view, whatever snapshot follows
+        authorize = self.client.authorize
+        if authorize is not None:
+            rule = authorize(self)
+            if rule is not None:
+                self.ctx.metrics.deny(self.client.edge)
+                self.refuse(403, f"denied-by-policy ({rule})")
+                return
         bucket = state.bucket
         if bucket is not None:
             wait = bucket.take()
@@ -345,7 +355,7 @@ class Exchange:
         self.finished = True
         self._cancel_timer()
         now = monotonic()
-        self.ctx.metrics.record_edge(self.ctx.upstream.edge, (now - self.started) * 1000.0, error)
+        self.ctx.metrics.record_edge(self.client.edge, (now - self.started) * 1000.0, error)
         self._observe(error, now)
         self._resolve(DONE)
         self.client.exchange_finished(self, keep)

@@ -7,7 +7,7 @@ once an edge exists. drain() hands the window to the report and starts a new one
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from agents.runtime.endpoint import Endpoint
@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 
 
 class EdgeCounters:
-    __slots__ = ("requests", "errors", "latency_sum_ms", "buckets")
+    __slots__ = ("requests", "errors", "latency_sum_ms", "buckets", "denied")
 
     def __init__(self) -> None:
+        self.denied = 0  # requests (HTTP) or connections (TCP) refused by an intention
         self.requests = 0
         self.errors = 0
         self.latency_sum_ms = 0.0
@@ -35,6 +36,7 @@ class EdgeCounters:
 
     def add_counters(self, other: EdgeCounters) -> None:
         self.requests += other.requests
+        self.denied += other.denied
         self.errors += other.errors
         self.latency_sum_ms += other.latency_sum_ms
         self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
@@ -42,6 +44,7 @@ class EdgeCounters:
     def merge(self, window: dict[str, Any]) -> None:
         """Add a drained window (a protocol "metrics" entry) from another process."""
         self.requests += int(window["requests"])
+        self.denied += int(window.get("denied", 0))
         self.errors += int(window["errors"])
         self.latency_sum_ms += float(window["latency_sum_ms"])
         for i, count in enumerate(window["buckets"][:NBUCKETS]):
@@ -79,6 +82,13 @@ class Metrics:
             window = self._window[edge] = EdgeCounters()
         window.add(latency_ms, error)
 
+    def deny(self, edge: tuple[str, str]) -> None:
+        """An intention refused a request on EDGE (it is recorded as a request too)."""
+        window = self._window.get(edge)
+        if window is None:
+            window = self._window[edge] = EdgeCounters()
+        window.denied += 1
+
     def merge(self, windows: Iterable[dict[str, Any]]) -> None:
         """Fold in the windows drained by worker processes (--workers): per edge, summed."""
         for window in windows:
@@ -107,6 +117,7 @@ class Metrics:
                 "seconds": round(min(seconds, 3600.0), 3),
                 "requests": c.requests,
                 "errors": c.errors,
+                "denied": c.denied,
                 "latency_sum_ms": round(c.latency_sum_ms, 3),
                 "buckets": list(c.buckets),
             }
@@ -170,6 +181,30 @@ def render_prometheus(metrics: Metrics, revision: int | None,
     lines += ["# HELP meshagent_applied_revision Mesh revision of the applied snapshot.",
               "# TYPE meshagent_applied_revision gauge",
               f"meshagent_applied_revision {revision if revision is not None else -1}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_certificates(leaves: Mapping[str, Any], expiry: Mapping[str, float]) -> str:
+    """Seconds until each of this host's certificates expires (leaves: certs.Leaf by name)."""
+    lines = ["# HELP meshagent_certificate_expiry_seconds Seconds until the certificate expires.",
+             "# TYPE meshagent_certificate_expiry_seconds gauge"]
+    for name, leaf in sorted(leaves.items()):
+        labels = _labels(identity=leaf.identity, serial=f"{leaf.serial:x}")
+        lines.append(f"meshagent_certificate_expiry_seconds{labels} {expiry[name]:.0f}")
+    return "\n".join(lines) + "\n"
+
+
+def render_inbound(metrics: Metrics) -> str:
+    """The inbound listener's edges (from verified identities): requests and denials."""
+    edges = sorted(metrics.totals.items())
+    lines = ["# HELP meshagent_inbound_requests_total Requests (TCP: connections) received over "
+             "mTLS per edge.", "# TYPE meshagent_inbound_requests_total counter"]
+    lines += [f"meshagent_inbound_requests_total{_labels(source=s, destination=d)} {c.requests}"
+              for (s, d), c in edges]
+    lines += ["# HELP meshagent_inbound_denied_total Requests (TCP: connections) denied by an "
+              "intention per edge.", "# TYPE meshagent_inbound_denied_total counter"]
+    lines += [f"meshagent_inbound_denied_total{_labels(source=s, destination=d)} {c.denied}"
+              for (s, d), c in edges]
     return "\n".join(lines) + "\n"
 
 

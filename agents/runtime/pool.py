@@ -13,6 +13,7 @@ from typing import Protocol, cast
 
 import httptools
 
+from agents.runtime.dial import OutboundTls, dial
 from agents.runtime.endpoint import Endpoint
 
 WRITE_HIGH_WATER = 256 * 1024
@@ -239,6 +240,7 @@ class Pool:
         self.opened = 0
         self.open = 0  # connections open now, idle or busy (circuit breaking's max_connections)
         self._sweep: asyncio.TimerHandle | None = None
+        self.tls: OutboundTls | None = None  # set when the agent has certificates
 
     def take(self, endpoint: Endpoint) -> UpstreamConnection | None:
         idle = self._idle.get(endpoint.key)
@@ -253,11 +255,9 @@ class Pool:
         return None
 
     async def connect(self, endpoint: Endpoint, timeout: float) -> UpstreamConnection:
-        loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
-            _, conn = await loop.create_connection(
-                lambda: UpstreamConnection(endpoint, self), endpoint.address, endpoint.port
-            )
+            _, conn = await dial(lambda: UpstreamConnection(endpoint, self), endpoint.address,
+                                 endpoint.port, endpoint.tls, self.tls)
         self.opened += 1
         return conn
 

@@ -14,6 +14,7 @@ import asyncio
 import collections
 import logging
 import socket
+from collections.abc import Callable
 from typing import cast
 
 import httptools
@@ -35,7 +36,7 @@ MAX_HEADER_BYTES = 64 * 1024
 class ClientConnection(asyncio.Protocol):
     __slots__ = ("ctx", "loop", "transport", "parser", "peer", "closed", "write_paused", "active",
                  "parsing", "queue", "tunnel", "_pauses", "_url", "_headers", "_header_bytes",
-                 "_idle", "_idle_since", "_in_message", "_early")
+                 "_idle", "_idle_since", "_in_message", "_early", "edge", "authorize")
 
     def __init__(self, ctx: ListenerContext) -> None:
         self.ctx = ctx
@@ -57,6 +58,10 @@ class ClientConnection(asyncio.Protocol):
         self._in_message = False  # a request's head or body is being read
         self.tunnel: Exchange | None = None  # after a 101: bytes go to the upstream as is
         self._early: list[bytes] = []  # bytes after an Upgrade request, before the 101
+        self.edge = ctx.upstream.edge  # (source, destination) of the metrics
+        # The inbound listener's intention check (agents.runtime.inbound): the id of the
+        # rule that denies a request, or None. None here: an outbound listener.
+        self.authorize: Callable[[Exchange], str | None] | None = None
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -244,8 +249,7 @@ class ClientConnection(asyncio.Protocol):
             self.active.abort_request(status, reason)
             return
         self.queue.clear()
-        self.ctx.metrics.record(self.ctx.upstream.source, self.ctx.upstream.service, 0.0,
-                                status >= 500)
+        self.ctx.metrics.record_edge(self.edge, 0.0, status >= 500)
         if self.active is None:
             body = f"{status} {reason}\n".encode()
             self.write(simple_response(status, body, extra=[(b"x-mesh-error", reason.encode())],

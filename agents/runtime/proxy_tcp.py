@@ -19,6 +19,7 @@ import socket
 from collections.abc import Callable
 from typing import cast
 
+from agents.runtime.dial import dial
 from agents.runtime.endpoint import Endpoint
 from agents.runtime.hashing import hash64
 from agents.runtime.listener import ListenerContext
@@ -95,6 +96,8 @@ class _UpstreamSide(asyncio.Protocol):
         self.eof_out = True
         if transport.can_write_eof():
             transport.write_eof()  # after what is buffered: the endpoint may still be answering
+        else:
+            transport.close()  # TLS (the mTLS hop) has no half-close: close after the buffer
 
     def close(self) -> None:
         self.send = None
@@ -106,7 +109,7 @@ class TcpConnection(asyncio.Protocol):
     """The client's socket, and the proxied connection's lifecycle and bookkeeping."""
 
     __slots__ = ("ctx", "loop", "transport", "send", "upstream", "endpoint", "task", "early",
-                 "early_size", "paused", "eof_in", "lost", "finished", "started", "peer")
+                 "early_size", "paused", "eof_in", "lost", "finished", "started", "peer", "edge")
 
     def __init__(self, ctx: ListenerContext) -> None:
         self.ctx = ctx
@@ -124,6 +127,7 @@ class TcpConnection(asyncio.Protocol):
         self.finished = False
         self.started = 0.0
         self.peer = b""
+        self.edge = ctx.upstream.edge  # the inbound listener sets the verified source's
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -194,8 +198,11 @@ class TcpConnection(asyncio.Protocol):
     # the upstream side's events
     def upstream_eof(self) -> None:
         transport = self.transport
-        if transport is not None and not self.lost and transport.can_write_eof():
-            transport.write_eof()
+        if transport is not None and not self.lost:
+            if transport.can_write_eof():
+                transport.write_eof()
+            else:
+                transport.close()  # TLS (the inbound listener): no half-close
         self._both_ended()
 
     def upstream_lost(self) -> None:
@@ -299,8 +306,7 @@ class TcpConnection(asyncio.Protocol):
         if endpoint is not None:
             endpoint.active -= 1
             endpoint.observe(lifetime_ms, False)
-        upstream = ctx.upstream
-        ctx.metrics.record(upstream.source, upstream.service, lifetime_ms, error)
+        ctx.metrics.record_edge(self.edge, lifetime_ms, error)
 
 
 async def _connect(ctx: ListenerContext, peer: bytes,
@@ -308,7 +314,6 @@ async def _connect(ctx: ListenerContext, peer: bytes,
     """Same selection as HTTP (panic, zones, balancer); only the client IP can be a hash key."""
     upstream = ctx.upstream
     state = upstream.state
-    loop = asyncio.get_running_loop()
     hash_key = hash64(peer) if state.hash_on is not None and peer else None
     tried: set[str] = set()
     while (endpoint := upstream.pick(state, tried, hash_key)) is not None:
@@ -317,8 +322,8 @@ async def _connect(ctx: ListenerContext, peer: bytes,
         tried.add(endpoint.key)
         try:
             async with asyncio.timeout(state.connect_timeout):
-                _, side = await loop.create_connection(
-                    lambda: _UpstreamSide(conn), endpoint.address, endpoint.port)
+                _, side = await dial(lambda: _UpstreamSide(conn), endpoint.address,
+                                     endpoint.port, endpoint.tls, upstream.pool.tls)
         except (OSError, TimeoutError):
             endpoint.errors += 1
             upstream.outlier.record(endpoint, CONNECT_FAILURE)

@@ -17,6 +17,13 @@ from typing import Any
 
 from agents.runtime.addresses import address_error
 from agents.runtime.policy import Policy, PolicyError, parse_policy
+from agents.runtime.security import (
+    Security,
+    SecurityError,
+    parse_inbound,
+    parse_mtls,
+    parse_security,
+)
 
 SNAPSHOT_FILE = "snapshot.json"
 IDENTITY_FILE = "agent.json"
@@ -39,6 +46,7 @@ class EndpointSpec:
     status: str = "passing"
     priority: int = 0
     tags: tuple[str, ...] = ()  # what DNS subsets (v2.payments.service.mesh) select on
+    inbound: tuple[str, int] | None = None  # the node agent's mTLS inbound listener, if any
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class UpstreamSnapshot:
     # an empty endpoint list with none withheld is a deregistration, which
     # push-empty protection does not believe at once (agents.runtime.admission).
     withheld: int = 0
+    mtls: str = "off"  # the destination's mode ("off": an older control plane)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class Snapshot:
     upstreams: dict[str, UpstreamSnapshot]
     raw: dict[str, Any] = field(compare=False, repr=False)
     push_empty_hold_ms: int = 0
+    security: Security | None = None  # None: an older control plane, no mTLS
 
 
 def _int(value: object, path: str, low: int, high: int) -> int:
@@ -118,7 +128,20 @@ def _endpoint(value: object, path: str) -> EndpointSpec:
         status=status,
         priority=_int(data.get("priority", 0), f"{path}.priority", 0, 1000),
         tags=tuple(tags),
+        inbound=_checked(parse_inbound, data.get("inbound"), f"{path}.inbound"),
     )
+
+
+def _checked(parse: Any, value: object, path: str) -> Any:
+    try:
+        result = parse(value, path)
+    except SecurityError as exc:
+        raise SnapshotError(str(exc)) from None
+    if isinstance(result, tuple):
+        error = address_error(result[0])
+        if error:
+            raise SnapshotError(f"{path}.address: {error}")
+    return result
 
 
 def _upstream(value: object, path: str) -> UpstreamSnapshot:
@@ -142,6 +165,7 @@ def _upstream(value: object, path: str) -> UpstreamSnapshot:
         failover_target=_str(failover.get("active_target") or "", f"{path}.failover.active_target"),
         failover_reason=_str(failover.get("reason") or "", f"{path}.failover.reason"),
         withheld=_int(data.get("withheld", 0), f"{path}.withheld", 0, 10_000_000),
+        mtls=_checked(parse_mtls, data.get("mtls"), f"{path}.mtls"),
     )
 
 
@@ -175,6 +199,10 @@ def parse_snapshot(raw: object) -> Snapshot:
 
 def snapshot_of(data: dict[str, Any], parsed: dict[str, UpstreamSnapshot]) -> Snapshot:
     """The Snapshot of DATA's top-level fields (validated here) with PARSED upstreams."""
+    try:
+        security = parse_security(data.get("security"))
+    except SecurityError as exc:
+        raise SnapshotError(str(exc)) from None
     return Snapshot(
         revision=_int(data.get("revision"), "revision", 0, 2**63 - 1),
         agent_id=_str(data.get("agent_id", ""), "agent_id"),
@@ -186,6 +214,7 @@ def snapshot_of(data: dict[str, Any], parsed: dict[str, UpstreamSnapshot]) -> Sn
         raw=data,
         push_empty_hold_ms=_int(data.get("push_empty_hold_ms", 0), "push_empty_hold_ms",
                                 0, 86_400_000),
+        security=security,
     )
 
 

@@ -96,6 +96,7 @@ class Supervisor(Agent):
             runtime.bound = join_host_port(host, port)
         self._keepers = [asyncio.create_task(self._keep_running(h), name=f"worker-{h.index}")
                          for h in self.workers]
+        await self._start_inbound()  # the inbound listener runs here; workers dial out only
         self.listening = True
 
     async def _keep_running(self, handle: WorkerHandle) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 from agents.runtime.balancer import Balancer, RoundRobin
 from agents.runtime.balancers import make_balancer
 from agents.runtime.config import Upstream
-from agents.runtime.endpoint import Endpoint
+from agents.runtime.dial import TlsRoute, inbound_sni
+from agents.runtime.endpoint import Endpoint, endpoint_key
 from agents.runtime.locality import EMPTY, Plan, plan
 from agents.runtime.outlier import OutlierDetector
 from agents.runtime.policy import Policy
@@ -88,11 +89,16 @@ class UpstreamRuntime:
         policy = snapshot.policy if snapshot else Policy()
         endpoints: list[Endpoint] = []
         known: dict[str, Endpoint] = {}
+        identities = self._peer_identities(snapshot)
         for spec in snapshot.endpoints if snapshot else ():
             if spec.status not in ROUTABLE:
                 continue  # maintenance/draining: never, not even in panic
-            key = f"{spec.id}@{spec.address}:{spec.port}"
-            endpoint = self._known.get(key) or Endpoint(spec.id, spec.address, spec.port)
+            tls = None
+            if identities and spec.inbound is not None:
+                tls = TlsRoute(spec.inbound[0], spec.inbound[1],
+                               inbound_sni(spec.port, self.service), identities)
+            key = endpoint_key(spec.id, spec.address, spec.port, tls)
+            endpoint = self._known.get(key) or Endpoint(spec.id, spec.address, spec.port, tls=tls)
             # Same endpoint object across snapshots: counters, in-flight and ejection carry on.
             endpoint.weight, endpoint.zone, endpoint.status = spec.weight, spec.zone, spec.status
             endpoint.priority = spec.priority
@@ -121,6 +127,16 @@ class UpstreamRuntime:
         self.state = state
         self.pool.retain(set(known))
         self.pool.idle_timeout = state.idle_timeout
+
+    def _peer_identities(self, snapshot: UpstreamSnapshot | None) -> frozenset[str]:
+        """Whom this upstream's mTLS dials may reach (empty: dial directly): the
+        destination's identity (and an active failover target's)."""
+        tls = self.pool.tls
+        security = tls.security if tls is not None else None
+        if snapshot is None or snapshot.mtls == "off" or security is None:
+            return frozenset()
+        names = {self.service, snapshot.failover_target} - {""}
+        return frozenset(security.service_identity(n) for n in names)
 
     def _plan(self, state: RouteState) -> None:
         state.plan = plan(state.endpoints, zone=self.zone,

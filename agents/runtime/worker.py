@@ -36,6 +36,7 @@ from agents.runtime.upstream import UpstreamRuntime
 
 log = logging.getLogger("meshagent.worker")
 
+CERT_RELOAD_S = 2.0  # how soon a worker uses a certificate the parent renewed
 CHANNEL_LIMIT = 64 * 1024 * 1024  # one line carries a whole snapshot
 STATUS_INTERVAL_S = 0.5
 PR_SET_PDEATHSIG = 1
@@ -76,11 +77,19 @@ class Worker(Agent):
         self.index = index
 
     async def start(self) -> None:
+        self.certs.load()
         for runtime in self.upstreams:
             await self._listen(runtime, reuse_port=True)
         self.listening = True
+        self._reload_certs()
+
+    def _reload_certs(self) -> None:
+        """The parent renews the certificates; a worker reads the files it writes."""
+        self.certs.reload()
+        asyncio.get_running_loop().call_later(CERT_RELOAD_S, self._reload_certs)
 
     def _apply(self, snapshot: Snapshot, *, persist: bool) -> None:
+        self.certs.reload()
         super()._apply(snapshot, persist=False)  # the parent owns snapshot.json
 
     def status(self) -> dict[str, Any]:

@@ -231,3 +231,29 @@ def test_a_service_created_strict_after_its_agent_listed_it_reaches_the_cached_s
     assert agent_snapshot(agent=agent)["security"]["inbound"] == {"ledger": {"mtls": "strict"}}
     assert api.delete("/api/v1/services/ledger/").status_code == 204
     assert agent_snapshot(agent=agent)["security"]["inbound"] == {"ledger": {"mtls": "permissive"}}
+
+
+def test_an_inbound_window_counts_only_its_denials(api: APIClient) -> None:
+    """The caller's agent reports the requests of an mTLS edge; the destination's
+    inbound listener reports the same requests again (`inbound: true`): only its
+    denials are stored, so the edge's rps is not doubled."""
+    import time
+
+    from monitoring.ingest import metrics_ingest
+    from monitoring.topology import topology_snapshot
+
+    server, server_id = enrolled_agent(services=PAYMENTS)
+    now = time.time()
+    outbound = {"source": "orders", "destination": "payments", "window_end": now,
+                "seconds": 2.0, "requests": 60, "errors": 0}
+    inbound = {**outbound, "requests": 66, "denied": 6, "inbound": True}
+    quiet = {**outbound, "source": "web", "requests": 10, "inbound": True}  # nothing denied
+    answer = server.post(f"/api/v1/agents/{server_id}/report/",
+                         {"services": PAYMENTS, "metrics": [outbound, inbound, quiet]},
+                         format="json")
+    assert answer.status_code == 200, answer.content
+    metrics_ingest()
+    edges = {(e["source"], e["destination"]): e for e in topology_snapshot(60)["edges"]}
+    assert set(edges) == {("orders", "payments")}
+    edge = edges[("orders", "payments")]
+    assert (edge["requests"], edge["denied"]) == (60, 6)
