@@ -310,6 +310,9 @@ def test_what_if_is_shown_before_a_weight_change_is_applied(
                            {"address": "127.0.0.1", "port": port})["id"]
         for port in (9401, 9402)
     ]
+    # A balancer that follows weights (round_robin, the default, ignores them).
+    console_server.api("PATCH", "/api/v1/services/predicted/policy/",
+                       {"load_balancer": "weighted_round_robin"})
     console_server.manage("shell", "-c", TRAFFIC)  # 20 rps from shop over the last minute
     log_in(page)
     page.goto("/services/predicted/")

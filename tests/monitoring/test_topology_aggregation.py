@@ -33,6 +33,7 @@ def random_windows(rng: random.Random, count: int) -> list[EdgeWindow]:
                 seconds=10, node=f"host-{rng.randint(0, 3)}",
                 source=rng.choice(NAMES), destination=rng.choice(NAMES),
                 requests=requests, errors=rng.randint(0, requests), buckets=buckets,
+                denied=rng.choice((0, 0, rng.randint(0, 50))),
             )
         )
     return EdgeWindow.objects.bulk_create(rows)
@@ -41,20 +42,22 @@ def random_windows(rng: random.Random, count: int) -> list[EdgeWindow]:
 def brute_force(window_seconds: int, since_at: timezone.datetime) -> list[dict[str, object]]:
     merged: dict[tuple[str, str], list[object]] = {}
     for w in EdgeWindow.objects.filter(window_end__gt=since_at):
-        totals = merged.setdefault((w.source, w.destination), [0, 0, histogram.empty()])
+        totals = merged.setdefault((w.source, w.destination), [0, 0, 0, histogram.empty()])
         totals[0] += w.requests  # type: ignore[operator]
         totals[1] += w.errors  # type: ignore[operator]
-        histogram.merge(totals[2], w.buckets)  # type: ignore[arg-type]
+        totals[2] += w.denied  # type: ignore[operator]
+        histogram.merge(totals[3], w.buckets)  # type: ignore[arg-type]
     return [
         {
             "source": s, "destination": d, "requests": r, "errors": e,
             "rps": round(r / window_seconds, 3),
             "error_rate": round(e / r, 4) if r else 0.0,
+            "denied": n, "denied_rps": round(n / window_seconds, 3),
             "p50_ms": histogram.percentile(b, 0.50),
             "p95_ms": histogram.percentile(b, 0.95),
             "p99_ms": histogram.percentile(b, 0.99),
         }
-        for (s, d), (r, e, b) in sorted(merged.items())  # type: ignore[misc]
+        for (s, d), (r, e, n, b) in sorted(merged.items())  # type: ignore[misc]
     ]
 
 
