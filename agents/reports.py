@@ -24,15 +24,19 @@ from registry.revision import mesh_change
 DISAGREEMENT_QUIET_S = 600
 
 
+def _first_in(key: str, seconds: int) -> bool:
+    """Whether KEY was not seen in the last SECONDS (an event once in a while,
+    not per report); with the cache down, always (it must not fail the report)."""
+    try:
+        return bool(cache.add(key, 1, timeout=seconds))
+    except Exception:
+        return True
+
+
 def _disagreement(agent: Agent, service: str, what: str, message: str) -> None:
     """An agent's config disagrees with what it does not own: an event (once in
     a while, not per report), never an overwrite."""
-    key = f"agents:disagree:{agent.pk}:{service}:{what}"
-    try:
-        fresh = cache.add(key, 1, timeout=DISAGREEMENT_QUIET_S)
-    except Exception:  # the cache being down must not fail the report
-        fresh = True
-    if fresh:
+    if _first_in(f"agents:disagree:{agent.pk}:{service}:{what}", DISAGREEMENT_QUIET_S):
         event_record(
             kind=EventKind.AGENT,
             severity=Severity.WARNING,
@@ -137,12 +141,7 @@ def _denial_events(agent: Agent, windows: list[dict[str, Any]]) -> None:
             edge = (str(w["source"]), str(w["destination"]))
             totals[edge] = totals.get(edge, 0) + int(w["denied"])
     for (source, destination), denied in sorted(totals.items()):
-        key = f"agents:denied:{agent.pk}:{source}:{destination}"
-        try:
-            fresh = cache.add(key, 1, timeout=DENIAL_EVENT_QUIET_S)
-        except Exception:  # the cache being down must not fail the report
-            fresh = True
-        if fresh:
+        if _first_in(f"agents:denied:{agent.pk}:{source}:{destination}", DENIAL_EVENT_QUIET_S):
             event_record(
                 kind=EventKind.AGENT,
                 severity=Severity.WARNING,
