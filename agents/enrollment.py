@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from agents import gateways
 from agents.models import Agent, EnrollmentToken, hash_token, new_secret
 from identity.services import certificates_revoke
 from journal.models import EventKind, Severity
@@ -142,6 +143,7 @@ def agent_enroll(
     proposed_token: str = "",
     inbound: dict[str, Any] | None = None,
     services: list[str] | None = None,
+    gateway: str = "",
 ) -> Enrollment:
     """Exchange an enrollment token for an agent token on NODE."""
     existing = Agent.objects.select_for_update().select_related("node").filter(node__name=node)
@@ -173,7 +175,9 @@ def agent_enroll(
     agent.disabled = False
     agent.local_services = sorted(services or [])
     inbound_changed = agent_inbound_set(agent, inbound)
+    agent.gateway = gateway
     agent.save()
+    gateway_declared(agent)
     if inbound_changed:
         inbound_changed_notify(agent)
     # Nothing another agent consumes changed: an event, not a mesh change (each
@@ -206,6 +210,13 @@ def agent_reenroll_allow(*, user: Actor, agent: Agent) -> None:
             message=f"re-enrollment of node {agent.node.name} allowed by {actor_name(user)}",
             actor=actor_name(user),
         )
+
+
+def gateway_declared(agent: Agent) -> None:
+    """A gateway agent's gateway exists from its first word (agents.gateways)."""
+    hook = gateways.hook()
+    if agent.gateway and hook is not None:
+        hook.declared(agent.gateway)
 
 
 def agent_inbound_set(agent: Agent, inbound: dict[str, Any] | None) -> bool:

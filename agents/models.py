@@ -81,6 +81,8 @@ class Agent(models.Model):
     inbound_port = models.PositiveIntegerField(null=True, blank=True)
     # Names of the local services its last report (or enrollment) listed.
     local_services = models.JSONField(default=list, blank=True)
+    # The gateway this agent serves as (its agent.yaml `gateway.name`); "" = not a gateway.
+    gateway = models.CharField(max_length=63, blank=True, default="")
 
     class Meta:
         ordering: ClassVar = ["node__name"]

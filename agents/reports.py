@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from agents.enrollment import agent_inbound_set, inbound_changed_notify
+from agents.enrollment import agent_inbound_set, gateway_declared, inbound_changed_notify
 from agents.models import Agent
 from agents.runtime.durations import format_duration_ms
 from journal.models import EventKind, Severity
@@ -171,6 +171,11 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
     inbound_changed = agent_inbound_set(agent, report.get("inbound"))
     if inbound_changed:
         fields += ["inbound_address", "inbound_port"]
+    gateway = (report.get("gateway") or {}).get("name", "")
+    gateway_changed = gateway != agent.gateway
+    if gateway_changed:
+        agent.gateway = gateway
+        fields.append("gateway")
     local = sorted({s["name"] for s in report.get("services", [])})
     local_changed = "services" in report and local != sorted(agent.local_services)
     if local_changed:
@@ -200,9 +205,11 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
             agent.upstreams = report["upstreams"]
             fields.append("upstreams")
         agent.save(update_fields=fields)
+        if gateway_changed:
+            gateway_declared(agent)
         if inbound_changed:
             inbound_changed_notify(agent)
-        elif upstreams_changed or local_changed:
+        elif upstreams_changed or local_changed or gateway_changed:
             # Only this agent's snapshot changes (its upstreams, or the intentions and
             # inbound modes of its local services): its own index moves, no one else wakes.
             mesh_change(agents=[agent.pk])
@@ -230,10 +237,21 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
         Instance.objects.filter(pk__in=seen).update(last_heartbeat=now)
         _revive_heartbeat_instances(agent, seen)
     # Windows go onto the ingest stream (monitoring.ingest); a worker stores them in batches.
-    metrics_accept(node=agent.node.name, windows=report.get("metrics", []))
+    metrics_accept(node=agent.node.name, windows=_gateway_windows(agent, report.get("metrics", [])))
     _denial_events(agent, report.get("metrics", []))
     _record_ejections(agent, report.get("ejections", []))
     return {"revision": MeshRevision.current(), "instances": instances}
+
+
+def _gateway_windows(agent: Agent, windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A window says `gateway: true` only from a gateway agent, about its own
+    gateway: anything else would draw an entry node an agent made up."""
+    return [
+        {**w, "gateway": False}
+        if w.get("gateway") and (not agent.gateway or w["source"] != agent.gateway)
+        else w
+        for w in windows
+    ]
 
 
 def _record_ejections(agent: Agent, ejections: list[dict[str, Any]]) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Generic, TypedDict, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, NotRequired, TypedDict, TypeVar
 
 from django.conf import settings
 from django.db.models import Count
 
+from agents import gateways
 from agents.models import Agent
 from identity.intentions import IntentionSnapshot, default_action, intentions_for
 from identity.services import ca_ready, live_roots, revoked_serials
@@ -55,6 +56,8 @@ class UpstreamSnapshot(TypedDict):
     # agents believe an empty list at once only when some were withheld.
     withheld: int
     mtls: str  # strict | permissive | off: the destination's mode (Service.effective_mtls)
+    # A service only a gateway route sends to: no listener (docs/agent-protocol.md).
+    route_target: NotRequired[bool]
 
 
 class InboundModeSnapshot(TypedDict):
@@ -86,6 +89,8 @@ class AgentSnapshot(TypedDict):
     push_empty_hold_ms: int
     upstreams: dict[str, UpstreamSnapshot]
     security: SecuritySnapshot
+    # Only for a gateway agent (agents.gateways; built by gateway.snapshot).
+    gateway: NotRequired[Mapping[str, Any]]
 
 
 def _enabled_endpoints(names: set[str]) -> dict[str, list[Instance]]:
@@ -180,17 +185,29 @@ def upstream_names(agent: Agent) -> list[str]:
     return sorted({str(u.get("service")) for u in agent.upstreams if u.get("service")})
 
 
+def route_targets(agent: Agent) -> list[str]:
+    """The services a gateway agent's routes send to that it does not declare
+    as upstreams: `upstreams` entries with `route_target: true`."""
+    hook = gateways.hook()
+    if not agent.gateway or hook is None:
+        return []
+    return sorted(set(hook.targets(agent.gateway)) - set(upstream_names(agent)))
+
+
 def snapshot_keys(agent: Agent) -> list[str]:
-    """The index keys an agent's snapshot depends on: each upstream service, the
-    failover target it is served from now, and the agent's own upstream set."""
-    names = set(upstream_names(agent))
+    """The index keys an agent's snapshot depends on: each upstream service (and
+    a gateway's route targets), the failover target it is served from now, the
+    agent's own upstream set, and a gateway's own keys."""
+    names = set(upstream_names(agent)) | set(route_targets(agent))
+    hook = gateways.hook()
+    own = set(hook.keys(agent.gateway)) if agent.gateway and hook is not None else set()
     targets = set(
         FailoverState.objects.filter(service__name__in=names)
         .exclude(active_target="")
         .values_list("active_target", flat=True)
     )
     return sorted(
-        {service_key(n) for n in names | targets} | {agent_key(agent.pk), SECURITY_KEY}
+        {service_key(n) for n in names | targets} | {agent_key(agent.pk), SECURITY_KEY} | own
     )
 
 
@@ -277,7 +294,16 @@ def agent_snapshot(*, agent: Agent) -> AgentSnapshot:
         names = upstream_names(agent)
         upstreams = upstreams_cache.get(names, revision, lambda: upstreams_snapshot(names))
         security = security_snapshot(agent)
-    return {
+        hook = gateways.hook()
+        section = hook.section(agent.gateway) if agent.gateway and hook is not None else None
+        if section is not None:
+            extra = route_targets(agent)
+            targets = upstreams_cache.get(extra, revision, lambda: upstreams_snapshot(extra))
+            # Copies: the cached parts are shared with other agents' snapshots.
+            upstreams = dict(upstreams)
+            for target, part in targets.items():
+                upstreams[target] = {**part, "route_target": True}
+    snapshot: AgentSnapshot = {
         "revision": revision,
         "agent_id": str(agent.id),
         "node": agent.node.name,
@@ -287,3 +313,6 @@ def agent_snapshot(*, agent: Agent) -> AgentSnapshot:
         "upstreams": upstreams,
         "security": security,
     }
+    if section is not None:
+        snapshot["gateway"] = section
+    return snapshot

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "identity",
     "monitoring",
     "agents",
+    "gateway",
     "meshcode",
     "meshconsole",
 ]

@@ -19,6 +19,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("identity.api.urls")),
     path("", include("monitoring.api.urls")),
     path("", include("agents.api.urls")),
+    path("gateway/", include("gateway.api.urls")),
     path("mesh/", include("meshcode.api.urls")),
     path("audit/", AuditListView.as_view(), name="audit"),
     path("audit/export/", AuditExportView.as_view(), name="audit-export"),

@@ -75,6 +75,7 @@ def window_rows(
             requests=w["requests"],
             errors=w["errors"],
             denied=w.get("denied", 0),
+            gateway=bool(w.get("gateway", False)),
             latency_sum_ms=w.get("latency_sum_ms", 0.0),
             buckets=list(w.get("buckets", [])),
             ingest_key=f"{key}:{i}" if key else None,

@@ -20,6 +20,8 @@ class EdgeWindow(models.Model):
     # Refused by an intention at the destination's inbound listener (requests for
     # HTTP, connections for TCP); counted apart from requests (zero-trust contract).
     denied = models.PositiveIntegerField(default=0)
+    # Seen by a gateway agent: `source` is the gateway's name, the topology's entry node.
+    gateway = models.BooleanField(default=False)
     latency_sum_ms = models.FloatField(default=0)
     # Counts per fixed log-scale bucket (see agents.runtime.histogram.BUCKETS_MS).
     buckets = models.JSONField(default=list)

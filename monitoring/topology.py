@@ -28,6 +28,8 @@ OPERATOR_STATES = (AdminState.MAINTENANCE, AdminState.DRAINING, AdminState.DISAB
 class TopologyNode(TypedDict):
     id: str
     name: str
+    # service | gateway (an entry node: a gateway that reported traffic in the window)
+    kind: str
     protocol: str
     passing: int
     total: int
@@ -196,6 +198,7 @@ def topology_nodes() -> list[TopologyNode]:
             {
                 "id": s.name,
                 "name": s.name,
+                "kind": "service",
                 "protocol": s.protocol,
                 "passing": s.passing,
                 "total": s.total,
@@ -209,6 +212,33 @@ def topology_nodes() -> list[TopologyNode]:
             }
         )
     return nodes
+
+
+def gateway_nodes(since: datetime, services: set[str]) -> list[TopologyNode]:
+    """The gateways whose windows ended after SINCE: entry nodes, no health of
+    their own (a name a service also has stays that service's node)."""
+    names = (
+        EdgeWindow.objects.filter(window_end__gt=since, gateway=True)
+        .order_by()
+        .values_list("source", flat=True)
+        .distinct()
+    )
+    return [
+        {
+            "id": name,
+            "name": name,
+            "kind": "gateway",
+            "protocol": "http",
+            "passing": 0,
+            "total": 0,
+            "health": "empty",
+            "state": "gateway",
+            "held": {},
+            "failover": "",
+            "tags": [],
+        }
+        for name in sorted(set(names) - services)
+    ]
 
 
 def edge_totals(since: datetime) -> dict[tuple[str, str], _EdgeTotals]:
@@ -261,8 +291,10 @@ def _bucket_sums(since: datetime) -> list[tuple[str, str, int, int]]:
 
 def topology_snapshot(window_seconds: int = 60) -> Topology:
     now = timezone.now()
+    since = now - timedelta(seconds=window_seconds)
     nodes = topology_nodes()
-    merged = edge_totals(now - timedelta(seconds=window_seconds))
+    nodes += gateway_nodes(since, {n["name"] for n in nodes})
+    merged = edge_totals(since)
     edges: list[TopologyEdge] = [
         {
             "source": source,

@@ -43,6 +43,12 @@ class InboundSerializer(serializers.Serializer):
         return value
 
 
+class GatewayDeclSerializer(serializers.Serializer):
+    """`"gateway": {"name": "edge"}`: this agent serves as that gateway."""
+
+    name = serializers.RegexField(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length=63)
+
+
 class EnrollSerializer(serializers.Serializer):
     token = serializers.CharField(max_length=200)
     node = serializers.RegexField(
@@ -52,6 +58,8 @@ class EnrollSerializer(serializers.Serializer):
     version = serializers.CharField(max_length=32, allow_blank=True, default="")
     upstreams = UpstreamSerializer(many=True, default=list)
     inbound = InboundSerializer(required=False, allow_null=True)
+    # Absent (or null) = not a gateway.
+    gateway = GatewayDeclSerializer(required=False, allow_null=True)
     # Optional: the local services (only their names are kept at enrollment: the
     # certificates an agent may ask for before its first report).
     services = serializers.ListField(
@@ -115,6 +123,8 @@ class MetricsWindowSerializer(serializers.Serializer):
     # The destination agent's own view of an mTLS edge (its inbound listener):
     # only its denials count, the caller's agent reports the requests.
     inbound = serializers.BooleanField(default=False)
+    # A gateway's window: `source` is the gateway's name (the topology's entry node).
+    gateway = serializers.BooleanField(default=False)
     latency_sum_ms = serializers.FloatField(min_value=0, default=0.0)
     buckets = serializers.ListField(
         child=serializers.IntegerField(min_value=0, max_value=10**12),
@@ -171,6 +181,8 @@ class ReportSerializer(serializers.Serializer):
     ejections = serializers.ListField(child=EjectionSerializer(), max_length=1000, required=False)
     # Absent (or null) = this host has no inbound listener.
     inbound = InboundSerializer(required=False, allow_null=True)
+    # Absent (or null) = not a gateway (a gateway says so in every report).
+    gateway = GatewayDeclSerializer(required=False, allow_null=True)
 
     def validate_services(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Several instances of one service per agent: name+port unique; every entry

@@ -97,6 +97,7 @@ class EnrollView(APIView):
                 address=client_address(request),
                 proposed_token=data.get("agent_token", ""),
                 inbound=data.get("inbound"),
+                gateway=(data.get("gateway") or {}).get("name", ""),
                 services=data.get("services", []),
             )
         except EnrollmentRefused as exc:

@@ -1,0 +1,35 @@
+"""The one hook through which a gateway agent's snapshot gets its `gateway`
+section (docs/gateway.md). The gateway app sits above `agents` and registers
+itself here at startup (gateway.apps); `agents` never imports it. With nothing
+registered, a declared gateway name is still stored and the section is absent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+
+class GatewayHook(Protocol):
+    def declared(self, name: str) -> None:
+        """An agent declared gateway NAME (enroll, report): inside its transaction."""
+
+    def targets(self, name: str) -> list[str]:
+        """The services NAME's routes send to: `upstreams` entries (route_target)."""
+
+    def keys(self, name: str) -> list[str]:
+        """The index keys NAME's section depends on."""
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """The section itself (inside the snapshot's read transaction)."""
+
+
+_hook: GatewayHook | None = None
+
+
+def register(hook: GatewayHook) -> None:
+    global _hook
+    _hook = hook
+
+
+def hook() -> GatewayHook | None:
+    return _hook

@@ -1,0 +1,297 @@
+"""The gateway API under /api/v1/gateway/ (docs/api.md, docs/gateway.md):
+gateways and their ordered route tables, consumers and their keys, JWT
+providers. Any role reads (secrets are never shown); an unscoped admin writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.models import Agent
+from gateway import services
+from gateway.api.serializers import (
+    ConsumerKeyOutSerializer,
+    ConsumerOutSerializer,
+    ConsumerSerializer,
+    GatewaySerializer,
+    JWTProviderSerializer,
+    KeyCreatedSerializer,
+    KeyCreateSerializer,
+    RouteSerializer,
+    RouteTableSerializer,
+)
+from gateway.models import Consumer, Gateway, GatewayRoute, JWTProvider
+from meshconsole.api import Conflict
+from meshconsole.roles import ADMIN, READ
+
+TAGS = ["gateway"]
+READ_OR_ADMIN = {**READ, "POST": ADMIN, "PUT": ADMIN, "PATCH": ADMIN, "DELETE": ADMIN}
+
+
+def _valid(serializer: serializers.Serializer) -> dict[str, Any]:
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _body(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
+    return dict(request.data)
+
+
+def gateway_payload(gateway: Gateway) -> dict[str, Any]:
+    agents = Agent.objects.filter(gateway=gateway.name).values_list("node__name", flat=True)
+    return {
+        "name": gateway.name,
+        "description": gateway.description,
+        "version": gateway.version,
+        "routes": GatewayRoute.objects.filter(gateway=gateway).count(),
+        "agents": sorted(agents),
+        "created_at": gateway.created_at,
+    }
+
+
+def table_payload(gateway: Gateway) -> dict[str, Any]:
+    return {
+        "gateway": gateway.name,
+        "version": gateway.version,
+        "routes": services.table_of(gateway),
+    }
+
+
+def _write(request: Request, gateway: Gateway, edit: Any, version: Any = None) -> Gateway:
+    try:
+        return services.routes_write(
+            user=request.user, gateway=gateway, edit=edit, expected_version=version
+        )
+    except services.StaleVersion as exc:
+        raise Conflict(str(exc)) from exc
+    except services.InUse as exc:
+        raise Conflict(str(exc)) from exc
+    except services.NotFound as exc:
+        raise exceptions.NotFound(str(exc)) from exc
+
+
+class GatewayListView(APIView):
+    roles = READ_OR_ADMIN
+
+    @extend_schema(tags=TAGS)
+    def get(self, request: Request) -> Response:
+        return Response([gateway_payload(g) for g in Gateway.objects.order_by("name")])
+
+    @extend_schema(tags=TAGS, request=GatewaySerializer)
+    def post(self, request: Request) -> Response:
+        data = _valid(GatewaySerializer(data=request.data))
+        if Gateway.objects.filter(name=data["name"]).exists():
+            raise Conflict(f"gateway {data['name']} exists")
+        gateway = services.gateway_create(user=request.user, **data)
+        return Response(gateway_payload(gateway), status=status.HTTP_201_CREATED)
+
+
+class GatewayDetailView(APIView):
+    roles = READ_OR_ADMIN
+
+    @extend_schema(tags=TAGS)
+    def get(self, request: Request, gw: str) -> Response:
+        return Response(gateway_payload(get_object_or_404(Gateway, name=gw)))
+
+    @extend_schema(tags=TAGS)
+    def delete(self, request: Request, gw: str) -> Response:
+        services.gateway_delete(user=request.user, gateway=get_object_or_404(Gateway, name=gw))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RouteTableView(APIView):
+    """The whole ordered table: GET, PUT (with the `version` read: 409 when
+    stale), POST (append one route)."""
+
+    roles = READ_OR_ADMIN
+
+    @extend_schema(tags=TAGS)
+    def get(self, request: Request, gw: str) -> Response:
+        return Response(table_payload(get_object_or_404(Gateway, name=gw)))
+
+    @extend_schema(tags=TAGS, request=RouteTableSerializer)
+    def put(self, request: Request, gw: str) -> Response:
+        gateway = get_object_or_404(Gateway, name=gw)
+        data = _valid(RouteTableSerializer(data=request.data))
+        routes = data["routes"]
+        gateway = _write(request, gateway, lambda _: routes, data.get("version"))
+        return Response(table_payload(gateway))
+
+    @extend_schema(tags=TAGS, request=RouteSerializer)
+    def post(self, request: Request, gw: str) -> Response:
+        gateway = get_object_or_404(Gateway, name=gw)
+        route = _valid(RouteSerializer(data=request.data))
+        _write(request, gateway, services.route_appended(route))
+        return Response(route_of(gateway, route["name"]), status=status.HTTP_201_CREATED)
+
+
+def route_of(gateway: Gateway, name: str) -> dict[str, Any]:
+    for route in services.table_of(gateway):
+        if route["name"] == name:
+            return route
+    raise exceptions.NotFound(f"gateway {gateway.name} has no route {name!r}")
+
+
+class RouteDetailView(APIView):
+    roles = READ_OR_ADMIN
+
+    @extend_schema(tags=TAGS)
+    def get(self, request: Request, gw: str, route: str) -> Response:
+        return Response(route_of(get_object_or_404(Gateway, name=gw), route))
+
+    @extend_schema(tags=TAGS, request=RouteSerializer)
+    def put(self, request: Request, gw: str, route: str) -> Response:
+        gateway = get_object_or_404(Gateway, name=gw)
+        body = _body(request)
+        if body.setdefault("name", route) != route:
+            raise serializers.ValidationError(
+                {"name": ["a route is renamed by a PUT of the table"]}
+            )
+        data = _valid(RouteSerializer(data=body))
+        _write(request, gateway, services.route_replaced(route, data))
+        return Response(route_of(gateway, route))
+
+    @extend_schema(tags=TAGS)
+    def delete(self, request: Request, gw: str, route: str) -> Response:
+        _write(request, get_object_or_404(Gateway, name=gw), services.route_removed(route))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ConsumerListView(APIView):
+    roles = READ_OR_ADMIN
+
+    @extend_schema(tags=TAGS, responses=ConsumerOutSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        rows = Consumer.objects.prefetch_related("keys").order_by("name")
+        return Response(ConsumerOutSerializer(rows, many=True).data)
+
+    @extend_schema(tags=TAGS, request=ConsumerSerializer, responses=ConsumerOutSerializer)
+    def post(self, request: Request) -> Response:
+        data = _valid(ConsumerSerializer(data=request.data))
+        if Consumer.objects.filter(name=data["name"]).exists():
+            raise Conflict(f"consumer {data['name']} exists")
+        consumer = services.consumer_create(user=request.user, data=data)
+        return Response(ConsumerOutSerializer(consumer).data, status=status.HTTP_201_CREATED)
+
+
+class ConsumerDetailView(APIView):
+    roles = READ_OR_ADMIN
+
+    @extend_schema(tags=TAGS, responses=ConsumerOutSerializer)
+    def get(self, request: Request, name: str) -> Response:
+        return Response(ConsumerOutSerializer(get_object_or_404(Consumer, name=name)).data)
+
+    @extend_schema(tags=TAGS, request=ConsumerSerializer, responses=ConsumerOutSerializer)
+    def patch(self, request: Request, name: str) -> Response:
+        consumer = get_object_or_404(Consumer, name=name)
+        data = _valid(ConsumerSerializer(data=request.data, partial=True))
+        if data.get("name", name) != name:
+            raise serializers.ValidationError({"name": ["a consumer cannot be renamed"]})
+        consumer = services.consumer_update(user=request.user, consumer=consumer, data=data)
+        return Response(ConsumerOutSerializer(consumer).data)
+
+    @extend_schema(tags=TAGS)
+    def delete(self, request: Request, name: str) -> Response:
+        consumer = get_object_or_404(Consumer, name=name)
+        try:
+            services.consumer_delete(user=request.user, consumer=consumer)
+        except services.InUse as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ConsumerKeysView(APIView):
+    roles = READ_OR_ADMIN
+
+    @extend_schema(tags=TAGS, responses=ConsumerKeyOutSerializer(many=True))
+    def get(self, request: Request, name: str) -> Response:
+        consumer = get_object_or_404(Consumer, name=name)
+        return Response(ConsumerKeyOutSerializer(consumer.keys.all(), many=True).data)
+
+    @extend_schema(tags=TAGS, request=KeyCreateSerializer, responses=KeyCreatedSerializer)
+    def post(self, request: Request, name: str) -> Response:
+        """A new key: the answer is the only time the clear key is shown."""
+        consumer = get_object_or_404(Consumer, name=name)
+        data = _valid(KeyCreateSerializer(data=request.data))
+        new = services.consumer_key_create(user=request.user, consumer=consumer, **data)
+        response = Response(
+            {
+                "consumer": consumer.name,
+                "prefix": new.row.prefix,
+                "key": new.key,
+                "key_hash": new.row.key_hash,
+                "description": new.row.description,
+                "created_at": new.row.created_at,
+            },
+            status=status.HTTP_201_CREATED,
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class ConsumerKeyView(APIView):
+    roles = READ_OR_ADMIN
+
+    @extend_schema(tags=TAGS)
+    def delete(self, request: Request, name: str, prefix: str) -> Response:
+        consumer = get_object_or_404(Consumer, name=name)
+        try:
+            services.consumer_key_delete(user=request.user, consumer=consumer, prefix=prefix)
+        except services.NotFound as exc:
+            raise exceptions.NotFound(str(exc)) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProviderListView(APIView):
+    roles = READ_OR_ADMIN
+
+    @extend_schema(tags=TAGS, responses=JWTProviderSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        rows = JWTProvider.objects.order_by("name")
+        return Response(JWTProviderSerializer(rows, many=True).data)
+
+    @extend_schema(tags=TAGS, request=JWTProviderSerializer, responses=JWTProviderSerializer)
+    def post(self, request: Request) -> Response:
+        data = _valid(JWTProviderSerializer(data=request.data))
+        with transaction.atomic():
+            if JWTProvider.objects.filter(name=data["name"]).exists():
+                raise Conflict(f"JWT provider {data['name']} exists; PUT it to change it")
+            provider = services.provider_write(user=request.user, name=data["name"], data=data)
+        return Response(JWTProviderSerializer(provider).data, status=status.HTTP_201_CREATED)
+
+
+class ProviderDetailView(APIView):
+    roles = READ_OR_ADMIN
+
+    @extend_schema(tags=TAGS, responses=JWTProviderSerializer)
+    def get(self, request: Request, name: str) -> Response:
+        return Response(JWTProviderSerializer(get_object_or_404(JWTProvider, name=name)).data)
+
+    @extend_schema(tags=TAGS, request=JWTProviderSerializer, responses=JWTProviderSerializer)
+    def put(self, request: Request, name: str) -> Response:
+        """Replace the provider; a body without `secret` keeps the stored one."""
+        current = get_object_or_404(JWTProvider, name=name)
+        body = _body(request)
+        if body.setdefault("name", name) != name:
+            raise serializers.ValidationError({"name": ["a provider cannot be renamed"]})
+        data = _valid(JWTProviderSerializer(data=body, context={"current": current}))
+        provider = services.provider_write(user=request.user, name=name, data=data)
+        return Response(JWTProviderSerializer(provider).data)
+
+    @extend_schema(tags=TAGS)
+    def delete(self, request: Request, name: str) -> Response:
+        provider = get_object_or_404(JWTProvider, name=name)
+        try:
+            services.provider_delete(user=request.user, provider=provider)
+        except services.InUse as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)

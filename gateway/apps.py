@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.apps import AppConfig
+
+
+class _Hook:
+    """What agents.gateways asks of this app."""
+
+    def declared(self, name: str) -> None:
+        from gateway.services import gateway_ensure
+
+        gateway_ensure(name)
+
+    def targets(self, name: str) -> list[str]:
+        from gateway.snapshot import gateway_targets
+
+        return gateway_targets(name)
+
+    def keys(self, name: str) -> list[str]:
+        from gateway.snapshot import gateway_keys
+
+        return gateway_keys(name)
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        from gateway.snapshot import gateway_section
+
+        return gateway_section(name)
+
+
+class GatewayConfig(AppConfig):
+    name = "gateway"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from agents import gateways
+
+        gateways.register(_Hook())

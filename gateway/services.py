@@ -1,0 +1,371 @@
+"""Gateway workflows: every write is one transaction that writes its rows, an
+audit entry (secrets redacted) and a mesh change whose index key wakes exactly
+the agents that show it: `gateway:<name>` for one gateway's route table,
+`gateway-auth` (read by every gateway agent) for consumers and JWT providers."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+from gateway.documents import consumer_document, provider_document, route_document
+from gateway.models import (
+    AUTH_KEY,
+    Consumer,
+    ConsumerKey,
+    Gateway,
+    GatewayRoute,
+    JWTProvider,
+    gateway_key,
+    key_hash,
+)
+from journal.models import EventKind
+from journal.records import Actor, AuditNote, EventNote, actor_name
+from registry.revision import mesh_change
+
+KEY_PREFIX_LEN = 8
+
+Table = list[dict[str, Any]]
+
+
+class StaleVersion(Exception):
+    """The writer read a route table version that is no longer current (HTTP 409)."""
+
+    def __init__(self, *, current: int, expected: int) -> None:
+        super().__init__(f"the route table is at version {current}, not {expected}; re-read it")
+        self.current = current
+
+
+class InUse(Exception):
+    """A consumer or JWT provider still named by routes (HTTP 409)."""
+
+
+class NotFound(Exception):
+    """The route or key named does not exist (HTTP 404)."""
+
+
+def _change(
+    *, key: str, user: Actor, action: str, kind: str, name: str,
+    before: dict[str, Any] | None, after: dict[str, Any] | None, message: str,
+) -> int:  # fmt: skip
+    return mesh_change(
+        keys=[key],
+        events=[
+            EventNote(
+                kind=EventKind.CONFIG,
+                message=message,
+                actor=actor_name(user),
+                data={"object": kind, "name": name},
+            )
+        ],
+        audit=[AuditNote(user, action, kind, name, before, after)],
+    )
+
+
+def gateway_ensure(name: str) -> Gateway:
+    """The gateway an agent declares (enroll, report): created empty on first
+    sight. Inside the caller's transaction; an empty table changes no snapshot."""
+    gateway, _ = Gateway.objects.get_or_create(name=name, defaults={"created_by": "agent"})
+    return gateway
+
+
+@transaction.atomic
+def gateway_create(*, user: Actor, name: str, description: str = "") -> Gateway:
+    gateway = Gateway.objects.create(
+        name=name, description=description, created_by=actor_name(user)
+    )
+    _change(
+        key=gateway_key(name),
+        user=user,
+        action="create",
+        kind="gateway",
+        name=name,
+        before=None,
+        after={"name": name, "description": description, "routes": []},
+        message=f"gateway {name} created",
+    )
+    return gateway
+
+
+@transaction.atomic
+def gateway_delete(*, user: Actor, gateway: Gateway) -> None:
+    gateway = Gateway.objects.select_for_update().get(pk=gateway.pk)
+    before = {"name": gateway.name, "version": gateway.version, "routes": table_of(gateway)}
+    gateway.delete()
+    _change(
+        key=gateway_key(gateway.name),
+        user=user,
+        action="delete",
+        kind="gateway",
+        name=gateway.name,
+        before=before,
+        after=None,
+        message=f"gateway {gateway.name} deleted",
+    )
+
+
+def table_of(gateway: Gateway) -> Table:
+    return [
+        route_document(r) for r in GatewayRoute.objects.filter(gateway=gateway).order_by("position")
+    ]
+
+
+@transaction.atomic
+def routes_write(
+    *,
+    user: Actor,
+    gateway: Gateway,
+    edit: Callable[[Table], Table],
+    expected_version: int | None = None,
+    note: str = "",
+) -> Gateway:
+    """Replace GATEWAY's route table by EDIT(current table), read under the
+    gateway's row lock, with EXPECTED_VERSION (when given) checked under the same
+    lock: two writers that read one version cannot both write. Routes are
+    validated documents (gateway.api.serializers.RouteSerializer). A write that
+    changes nothing makes no version."""
+    locked = Gateway.objects.select_for_update().get(pk=gateway.pk)
+    if expected_version is not None and expected_version != locked.version:
+        raise StaleVersion(current=locked.version, expected=expected_version)
+    before = table_of(locked)
+    after = edit([dict(r) for r in before])
+    if after == before:
+        return locked
+    GatewayRoute.objects.filter(gateway=locked).delete()
+    GatewayRoute.objects.bulk_create(
+        [GatewayRoute(gateway=locked, position=i, **route) for i, route in enumerate(after)]
+    )
+    locked.version += 1
+    locked.save(update_fields=["version"])
+    names = [r["name"] for r in after]
+    _change(
+        key=gateway_key(locked.name),
+        user=user,
+        action="update",
+        kind="gateway-routes",
+        name=locked.name,
+        before={"version": locked.version - 1, "routes": before},
+        after={"version": locked.version, "routes": after},
+        message=(
+            f"routes of gateway {locked.name} v{locked.version}"
+            f"{f' ({note})' if note else ''}: {', '.join(names) or 'none'}"
+        ),
+    )
+    return locked
+
+
+def route_replaced(name: str, route: dict[str, Any]) -> Callable[[Table], Table]:
+    """An edit that replaces route NAME in place (NotFound if absent)."""
+
+    def edit(table: Table) -> Table:
+        at = [i for i, r in enumerate(table) if r["name"] == name]
+        if not at:
+            raise NotFound(f"no route {name!r}")
+        table[at[0]] = route
+        return table
+
+    return edit
+
+
+def route_removed(name: str) -> Callable[[Table], Table]:
+    def edit(table: Table) -> Table:
+        kept = [r for r in table if r["name"] != name]
+        if len(kept) == len(table):
+            raise NotFound(f"no route {name!r}")
+        return kept
+
+    return edit
+
+
+def route_appended(route: dict[str, Any]) -> Callable[[Table], Table]:
+    def edit(table: Table) -> Table:
+        if any(r["name"] == route["name"] for r in table):
+            raise InUse(f"a route {route['name']!r} exists; PUT it to change it")
+        return [*table, route]
+
+    return edit
+
+
+def _routes_naming(predicate: Callable[[GatewayRoute], bool]) -> list[str]:
+    return [
+        f"{r.gateway.name}/{r.name}"
+        for r in GatewayRoute.objects.select_related("gateway")
+        if predicate(r)
+    ]
+
+
+# Consumers -------------------------------------------------------------------
+
+
+def _consumer_doc(consumer: Consumer) -> dict[str, Any]:
+    return consumer_document(consumer, list(consumer.keys.values_list("prefix", flat=True)))
+
+
+@transaction.atomic
+def consumer_create(*, user: Actor, data: dict[str, Any]) -> Consumer:
+    consumer = Consumer.objects.create(**data)
+    _change(
+        key=AUTH_KEY,
+        user=user,
+        action="create",
+        kind="consumer",
+        name=consumer.name,
+        before=None,
+        after=_consumer_doc(consumer),
+        message=f"consumer {consumer.name} created",
+    )
+    return consumer
+
+
+@transaction.atomic
+def consumer_update(*, user: Actor, consumer: Consumer, data: dict[str, Any]) -> Consumer:
+    consumer = Consumer.objects.select_for_update().get(pk=consumer.pk)
+    before = _consumer_doc(consumer)
+    for field, value in data.items():
+        if field != "name":  # the name is the consumer's identity in routes
+            setattr(consumer, field, value)
+    after = _consumer_doc(consumer)
+    if after != before:
+        consumer.save()
+        _change(
+            key=AUTH_KEY,
+            user=user,
+            action="update",
+            kind="consumer",
+            name=consumer.name,
+            before=before,
+            after=after,
+            message=f"consumer {consumer.name} changed",
+        )
+    return consumer
+
+
+@transaction.atomic
+def consumer_delete(*, user: Actor, consumer: Consumer) -> None:
+    users = _routes_naming(lambda r: consumer.name in (r.auth or {}).get("consumers", []))
+    if users:
+        raise InUse(f"consumer {consumer.name} is named by routes {', '.join(users)}")
+    before = _consumer_doc(consumer)
+    consumer.delete()
+    _change(
+        key=AUTH_KEY,
+        user=user,
+        action="delete",
+        kind="consumer",
+        name=consumer.name,
+        before=before,
+        after=None,
+        message=f"consumer {consumer.name} deleted",
+    )
+
+
+@dataclass(frozen=True)
+class NewKey:
+    row: ConsumerKey
+    key: str  # the clear key: returned once, never stored
+
+
+@transaction.atomic
+def consumer_key_create(*, user: Actor, consumer: Consumer, description: str = "") -> NewKey:
+    """A new API key for CONSUMER; only its sha256 is stored."""
+    consumer = Consumer.objects.select_for_update().get(pk=consumer.pk)
+    taken = set(consumer.keys.values_list("prefix", flat=True))
+    raw = secrets.token_urlsafe(32)
+    while raw[:KEY_PREFIX_LEN] in taken or raw.startswith("-"):
+        raw = secrets.token_urlsafe(32)
+    before = _consumer_doc(consumer)
+    row = ConsumerKey.objects.create(
+        consumer=consumer,
+        key_hash=key_hash(raw),
+        prefix=raw[:KEY_PREFIX_LEN],
+        description=description,
+    )
+    _change(
+        key=AUTH_KEY,
+        user=user,
+        action="create-key",
+        kind="consumer",
+        name=consumer.name,
+        before=before,
+        after=_consumer_doc(consumer),
+        message=f"key {row.prefix}… of consumer {consumer.name} created",
+    )
+    return NewKey(row=row, key=raw)
+
+
+@transaction.atomic
+def consumer_key_delete(*, user: Actor, consumer: Consumer, prefix: str) -> None:
+    consumer = Consumer.objects.select_for_update().get(pk=consumer.pk)
+    row = consumer.keys.filter(prefix=prefix).first()
+    if row is None:
+        raise NotFound(f"consumer {consumer.name} has no key {prefix}…")
+    before = _consumer_doc(consumer)
+    row.delete()
+    _change(
+        key=AUTH_KEY,
+        user=user,
+        action="delete-key",
+        kind="consumer",
+        name=consumer.name,
+        before=before,
+        after=_consumer_doc(consumer),
+        message=f"key {prefix}… of consumer {consumer.name} revoked",
+    )
+
+
+# JWT providers -----------------------------------------------------------------
+
+
+@transaction.atomic
+def provider_write(*, user: Actor, name: str, data: dict[str, Any]) -> JWTProvider:
+    """Create or replace provider NAME with validated DATA (JWTProviderSerializer)."""
+    provider = JWTProvider.objects.select_for_update().filter(name=name).first()
+    before = provider_document(provider) if provider else None
+    old_secret = provider.secret if provider else ""
+    target = provider or JWTProvider(name=name)
+    for field, value in data.items():
+        if field != "name":
+            setattr(target, field, value)
+    after = provider_document(target)
+    secret_changed = provider is not None and target.secret != old_secret
+    if provider is not None and after == before and not secret_changed:
+        return provider
+    target.save()
+    if secret_changed and after == before:
+        after = {**after, "secret": "<redacted, changed>"}
+    _change(
+        key=AUTH_KEY,
+        user=user,
+        action="update" if provider else "create",
+        kind="jwt-provider",
+        name=name,
+        before=before,
+        after=after,
+        message=f"JWT provider {name} {'changed' if provider else 'created'}",
+    )
+    return target
+
+
+@transaction.atomic
+def provider_delete(*, user: Actor, provider: JWTProvider) -> None:
+    users = _routes_naming(
+        lambda r: ((r.auth or {}).get("jwt") or {}).get("provider") == provider.name
+    )
+    if users:
+        raise InUse(f"JWT provider {provider.name} is named by routes {', '.join(users)}")
+    before = provider_document(provider)
+    provider.delete()
+    _change(
+        key=AUTH_KEY,
+        user=user,
+        action="delete",
+        kind="jwt-provider",
+        name=provider.name,
+        before=before,
+        after=None,
+        message=f"JWT provider {provider.name} deleted",
+    )
