@@ -14,13 +14,19 @@ ROUTE_FIELDS = (
 )  # fmt: skip
 
 
+OPTIONAL_FIELDS = ("cors", "max_body_bytes", "timeout_ms")
+
+
+def route_normal(route: dict[str, Any]) -> dict[str, Any]:
+    """A route document in the contract's shape: its fields in order, the
+    optional ones absent when unset."""
+    return {
+        f: route[f] for f in ROUTE_FIELDS if not (f in OPTIONAL_FIELDS and route.get(f) is None)
+    }
+
+
 def route_document(route: GatewayRoute) -> dict[str, Any]:
-    """One route in the contract's shape (optional fields absent when unset)."""
-    doc: dict[str, Any] = {f: getattr(route, f) for f in ROUTE_FIELDS}
-    for optional in ("cors", "max_body_bytes", "timeout_ms"):
-        if doc[optional] is None:
-            del doc[optional]
-    return doc
+    return route_normal({f: getattr(route, f) for f in ROUTE_FIELDS})
 
 
 def consumer_document(consumer: Consumer, prefixes: list[str]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
-from gateway.documents import consumer_document, provider_document, route_document
+from gateway.documents import consumer_document, provider_document, route_document, route_normal
 from gateway.models import (
     AUTH_KEY,
     Consumer,
@@ -132,7 +132,7 @@ def routes_write(
     if expected_version is not None and expected_version != locked.version:
         raise StaleVersion(current=locked.version, expected=expected_version)
     before = table_of(locked)
-    after = edit([dict(r) for r in before])
+    after = [route_normal(r) for r in edit([dict(r) for r in before])]
     if after == before:
         return locked
     GatewayRoute.objects.filter(gateway=locked).delete()

@@ -415,3 +415,18 @@ class KeyCreatedSerializer(serializers.Serializer):
     key_hash = serializers.CharField()
     description = serializers.CharField()
     created_at = serializers.DateTimeField()
+
+
+class GatewayOutSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    version = serializers.IntegerField(help_text="the route table's version")
+    routes = serializers.IntegerField(help_text="how many routes")
+    agents = serializers.ListField(child=serializers.CharField(), help_text="its agents' nodes")
+    created_at = serializers.DateTimeField()
+
+
+class RouteTableOutSerializer(serializers.Serializer):
+    gateway = serializers.CharField()
+    version = serializers.IntegerField()
+    routes = RouteSerializer(many=True)

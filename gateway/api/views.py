@@ -20,11 +20,13 @@ from gateway.api.serializers import (
     ConsumerKeyOutSerializer,
     ConsumerOutSerializer,
     ConsumerSerializer,
+    GatewayOutSerializer,
     GatewaySerializer,
     JWTProviderSerializer,
     KeyCreatedSerializer,
     KeyCreateSerializer,
     RouteSerializer,
+    RouteTableOutSerializer,
     RouteTableSerializer,
 )
 from gateway.models import Consumer, Gateway, GatewayRoute, JWTProvider
@@ -82,11 +84,13 @@ def _write(request: Request, gateway: Gateway, edit: Any, version: Any = None) -
 class GatewayListView(APIView):
     roles = READ_OR_ADMIN
 
-    @extend_schema(tags=TAGS)
+    @extend_schema(
+        tags=TAGS, responses=GatewayOutSerializer(many=True), operation_id="gateway_list"
+    )
     def get(self, request: Request) -> Response:
         return Response([gateway_payload(g) for g in Gateway.objects.order_by("name")])
 
-    @extend_schema(tags=TAGS, request=GatewaySerializer)
+    @extend_schema(tags=TAGS, request=GatewaySerializer, responses={201: GatewayOutSerializer})
     def post(self, request: Request) -> Response:
         data = _valid(GatewaySerializer(data=request.data))
         if Gateway.objects.filter(name=data["name"]).exists():
@@ -98,11 +102,11 @@ class GatewayListView(APIView):
 class GatewayDetailView(APIView):
     roles = READ_OR_ADMIN
 
-    @extend_schema(tags=TAGS)
+    @extend_schema(tags=TAGS, responses=GatewayOutSerializer)
     def get(self, request: Request, gw: str) -> Response:
         return Response(gateway_payload(get_object_or_404(Gateway, name=gw)))
 
-    @extend_schema(tags=TAGS)
+    @extend_schema(tags=TAGS, responses={204: None})
     def delete(self, request: Request, gw: str) -> Response:
         services.gateway_delete(user=request.user, gateway=get_object_or_404(Gateway, name=gw))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -114,11 +118,16 @@ class RouteTableView(APIView):
 
     roles = READ_OR_ADMIN
 
-    @extend_schema(tags=TAGS)
+    @extend_schema(tags=TAGS, responses=RouteTableOutSerializer, operation_id="gateway_routes_list")
     def get(self, request: Request, gw: str) -> Response:
         return Response(table_payload(get_object_or_404(Gateway, name=gw)))
 
-    @extend_schema(tags=TAGS, request=RouteTableSerializer)
+    @extend_schema(
+        tags=TAGS,
+        request=RouteTableSerializer,
+        responses=RouteTableOutSerializer,
+        operation_id="gateway_routes_replace",
+    )
     def put(self, request: Request, gw: str) -> Response:
         gateway = get_object_or_404(Gateway, name=gw)
         data = _valid(RouteTableSerializer(data=request.data))
@@ -126,7 +135,7 @@ class RouteTableView(APIView):
         gateway = _write(request, gateway, lambda _: routes, data.get("version"))
         return Response(table_payload(gateway))
 
-    @extend_schema(tags=TAGS, request=RouteSerializer)
+    @extend_schema(tags=TAGS, request=RouteSerializer, responses={201: RouteSerializer})
     def post(self, request: Request, gw: str) -> Response:
         gateway = get_object_or_404(Gateway, name=gw)
         route = _valid(RouteSerializer(data=request.data))
@@ -144,11 +153,11 @@ def route_of(gateway: Gateway, name: str) -> dict[str, Any]:
 class RouteDetailView(APIView):
     roles = READ_OR_ADMIN
 
-    @extend_schema(tags=TAGS)
+    @extend_schema(tags=TAGS, responses=RouteSerializer)
     def get(self, request: Request, gw: str, route: str) -> Response:
         return Response(route_of(get_object_or_404(Gateway, name=gw), route))
 
-    @extend_schema(tags=TAGS, request=RouteSerializer)
+    @extend_schema(tags=TAGS, request=RouteSerializer, responses=RouteSerializer)
     def put(self, request: Request, gw: str, route: str) -> Response:
         gateway = get_object_or_404(Gateway, name=gw)
         body = _body(request)
@@ -160,7 +169,7 @@ class RouteDetailView(APIView):
         _write(request, gateway, services.route_replaced(route, data))
         return Response(route_of(gateway, route))
 
-    @extend_schema(tags=TAGS)
+    @extend_schema(tags=TAGS, responses={204: None})
     def delete(self, request: Request, gw: str, route: str) -> Response:
         _write(request, get_object_or_404(Gateway, name=gw), services.route_removed(route))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -174,7 +183,7 @@ class ConsumerListView(APIView):
         rows = Consumer.objects.prefetch_related("keys").order_by("name")
         return Response(ConsumerOutSerializer(rows, many=True).data)
 
-    @extend_schema(tags=TAGS, request=ConsumerSerializer, responses=ConsumerOutSerializer)
+    @extend_schema(tags=TAGS, request=ConsumerSerializer, responses={201: ConsumerOutSerializer})
     def post(self, request: Request) -> Response:
         data = _valid(ConsumerSerializer(data=request.data))
         if Consumer.objects.filter(name=data["name"]).exists():
@@ -199,7 +208,7 @@ class ConsumerDetailView(APIView):
         consumer = services.consumer_update(user=request.user, consumer=consumer, data=data)
         return Response(ConsumerOutSerializer(consumer).data)
 
-    @extend_schema(tags=TAGS)
+    @extend_schema(tags=TAGS, responses={204: None})
     def delete(self, request: Request, name: str) -> Response:
         consumer = get_object_or_404(Consumer, name=name)
         try:
@@ -217,7 +226,7 @@ class ConsumerKeysView(APIView):
         consumer = get_object_or_404(Consumer, name=name)
         return Response(ConsumerKeyOutSerializer(consumer.keys.all(), many=True).data)
 
-    @extend_schema(tags=TAGS, request=KeyCreateSerializer, responses=KeyCreatedSerializer)
+    @extend_schema(tags=TAGS, request=KeyCreateSerializer, responses={201: KeyCreatedSerializer})
     def post(self, request: Request, name: str) -> Response:
         """A new key: the answer is the only time the clear key is shown."""
         consumer = get_object_or_404(Consumer, name=name)
@@ -241,7 +250,7 @@ class ConsumerKeysView(APIView):
 class ConsumerKeyView(APIView):
     roles = READ_OR_ADMIN
 
-    @extend_schema(tags=TAGS)
+    @extend_schema(tags=TAGS, responses={204: None})
     def delete(self, request: Request, name: str, prefix: str) -> Response:
         consumer = get_object_or_404(Consumer, name=name)
         try:
@@ -259,7 +268,7 @@ class ProviderListView(APIView):
         rows = JWTProvider.objects.order_by("name")
         return Response(JWTProviderSerializer(rows, many=True).data)
 
-    @extend_schema(tags=TAGS, request=JWTProviderSerializer, responses=JWTProviderSerializer)
+    @extend_schema(tags=TAGS, request=JWTProviderSerializer, responses={201: JWTProviderSerializer})
     def post(self, request: Request) -> Response:
         data = _valid(JWTProviderSerializer(data=request.data))
         with transaction.atomic():
@@ -287,7 +296,7 @@ class ProviderDetailView(APIView):
         provider = services.provider_write(user=request.user, name=name, data=data)
         return Response(JWTProviderSerializer(provider).data)
 
-    @extend_schema(tags=TAGS)
+    @extend_schema(tags=TAGS, responses={204: None})
     def delete(self, request: Request, name: str) -> Response:
         provider = get_object_or_404(JWTProvider, name=name)
         try:

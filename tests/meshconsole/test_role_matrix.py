@@ -34,6 +34,8 @@ from rest_framework.test import APIClient
 
 from agents.enrollment import agent_enroll, enrollment_token_create
 from agents.models import EnrollmentToken
+from gateway import services as gateway_services
+from gateway.api.serializers import RouteSerializer
 from meshcode.models import MeshVersion
 from meshconsole.apitokens import api_token_create
 from meshconsole.models import Role
@@ -128,6 +130,39 @@ TABLE: dict[str, tuple[str, dict[str, str]]] = {
     "ca-retire": ("/api/v1/ca/roots/deadbeefdeadbeef/retire/", {"POST": GLOBAL_ADMIN}),
     "agent-config": ("/api/v1/agents/{agent}/config/", {"GET": AGENT}),
     "agent-report": ("/api/v1/agents/{agent}/report/", {"POST": AGENT}),
+    # The gateway (issue 12): any role reads (secrets are never shown), an unscoped
+    # admin writes. {key}: a key prefix of consumer alice.
+    "gateways": ("/api/v1/gateway/", {"GET": READ, "POST": GLOBAL_ADMIN}),
+    "gateway-detail": ("/api/v1/gateway/edge/", {"GET": READ, "DELETE": GLOBAL_ADMIN}),
+    "gateway-routes": (
+        "/api/v1/gateway/edge/routes/",
+        {"GET": READ, "PUT": GLOBAL_ADMIN, "POST": GLOBAL_ADMIN},
+    ),
+    "gateway-route": (
+        "/api/v1/gateway/edge/routes/orders-api/",
+        {"GET": READ, "PUT": GLOBAL_ADMIN, "DELETE": GLOBAL_ADMIN},
+    ),
+    "gateway-consumers": ("/api/v1/gateway/consumers/", {"GET": READ, "POST": GLOBAL_ADMIN}),
+    "gateway-consumer": (
+        "/api/v1/gateway/consumers/alice/",
+        {"GET": READ, "PATCH": GLOBAL_ADMIN, "DELETE": GLOBAL_ADMIN},
+    ),
+    "gateway-consumer-keys": (
+        "/api/v1/gateway/consumers/alice/keys/",
+        {"GET": READ, "POST": GLOBAL_ADMIN},
+    ),
+    "gateway-consumer-key": (
+        "/api/v1/gateway/consumers/alice/keys/{key}/",
+        {"DELETE": GLOBAL_ADMIN},
+    ),
+    "gateway-jwt-providers": (
+        "/api/v1/gateway/jwt-providers/",
+        {"GET": READ, "POST": GLOBAL_ADMIN},
+    ),
+    "gateway-jwt-provider": (
+        "/api/v1/gateway/jwt-providers/corp/",
+        {"GET": READ, "PUT": GLOBAL_ADMIN, "DELETE": GLOBAL_ADMIN},
+    ),
     "mesh-schema": ("/api/v1/mesh/schema/", {"GET": READ}),
     "mesh-diff": ("/api/v1/mesh/diff/", {"POST": DIFF}),
     "mesh-apply": ("/api/v1/mesh/apply/", {"POST": GLOBAL_ADMIN}),
@@ -204,6 +239,25 @@ def _user(name: str, role: Role | None, scope: str = "") -> User:
     return user
 
 
+def _gateway_world(admin: User) -> str:
+    """A gateway `edge` with route orders-api, consumer alice with a key (its
+    prefix returned), JWT provider corp."""
+    gateway = gateway_services.gateway_create(user=admin, name="edge")
+    consumer = gateway_services.consumer_create(user=admin, data={"name": "alice"})
+    gateway_services.provider_write(
+        user=admin,
+        name="corp",
+        data={"algorithms": ["HS256"], "issuer": "https://idp", "audience": "orders",
+              "secret": "x" * 40},
+    )
+    route = RouteSerializer(data={"name": "orders-api", "service": "orders"})
+    route.is_valid(raise_exception=True)
+    gateway_services.routes_write(
+        user=admin, gateway=gateway, edit=lambda _: [dict(route.validated_data)]
+    )
+    return gateway_services.consumer_key_create(user=admin, consumer=consumer).row.prefix
+
+
 @pytest.fixture
 def world(db: None) -> World:
     admin = User.objects.create_superuser("alice", "", None)
@@ -226,6 +280,7 @@ def world(db: None) -> World:
         address="127.0.0.1",
     )
     MeshVersion.objects.create(number=1, author="alice", message="first", managed=[])
+    key = _gateway_world(admin)
     people = {
         "viewer": _user("victor", None),
         "oper": _user("olga", Role.OPERATOR),
@@ -250,6 +305,7 @@ def world(db: None) -> World:
             "inst": str(instance[svc].pk),
             "agent": str(enrollment.agent.id),
             "prefix": prefix.prefix,
+            "key": key,
         }
     return World(clients, values)
 

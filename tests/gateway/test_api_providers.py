@@ -1,0 +1,113 @@
+"""JWT providers: an allow-list of algorithms (never `none`, never HS mixed with
+RS/ES), HS secrets of 32 bytes or more, JWKS or an https JWKS URL, bounded
+leeway; the secret is write-only (absent from GET and audit)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from gateway.models import JWTProvider
+from journal.models import AuditEntry
+from tests.gateway.helpers import HS_SECRET
+
+pytestmark = pytest.mark.django_db
+
+PROVIDERS = "/api/v1/gateway/jwt-providers/"
+RSA_JWKS = {"keys": [{"kty": "RSA", "kid": "k1", "n": "sXch", "e": "AQAB"}]}
+
+
+def hs(**extra: Any) -> dict[str, Any]:
+    return {
+        "name": "corp",
+        "algorithms": ["HS256"],
+        "issuer": "https://idp",
+        "audience": "orders",
+        "secret": HS_SECRET,
+        **extra,
+    }
+
+
+def rs(**extra: Any) -> dict[str, Any]:
+    return {
+        "name": "corp",
+        "algorithms": ["RS256"],
+        "issuer": "https://idp",
+        "audience": "orders",
+        "jwks": RSA_JWKS,
+        **extra,
+    }
+
+
+BAD = [
+    (hs(algorithms=["none"]), "algorithms"),
+    (hs(algorithms=["None"]), "algorithms"),
+    (hs(algorithms=["HS256", "RS256"]), "algorithms"),
+    (hs(algorithms=["XS256"]), "algorithms"),
+    (hs(algorithms=[]), "algorithms"),
+    (hs(secret="short"), "secret"),
+    (hs(secret="x" * 31), "secret"),
+    ({k: v for k, v in hs().items() if k != "secret"}, "secret"),
+    (hs(jwks=RSA_JWKS), "jwks"),
+    (rs(jwks=None), "jwks"),
+    (rs(jwks_url="https://idp/jwks"), "jwks"),
+    (rs(jwks={"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]}), "jwks"),
+    (rs(jwks={"keys": [{"kty": "RSA", "n": "a", "e": "AQAB", "d": "private"}]}), "jwks"),
+    (rs(jwks=[1, 2]), "jwks"),
+    (rs(secret=HS_SECRET), "secret"),
+    (rs(jwks=None, jwks_url="http://idp.example.com/jwks"), "jwks_url"),
+    (rs(jwks=None, jwks_url="ftp://idp/jwks"), "jwks_url"),
+    (hs(leeway_s=301), "leeway_s"),
+    (hs(leeway_s=-1), "leeway_s"),
+    (hs(issuer=""), "issuer"),
+    (hs(audience=""), "audience"),
+    (hs(consumer_claim="a b"), "consumer_claim"),
+    (hs(name="Corp"), "name"),
+    (hs(extra=1), "extra"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD, ids=[f for _, f in BAD])
+def test_a_bad_provider_is_a_400_naming_its_field(
+    api: APIClient, body: dict[str, Any], field: str
+) -> None:
+    response = api.post(PROVIDERS, body, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json(), response.json()
+    assert not JWTProvider.objects.exists()
+
+
+def test_good_providers_and_a_write_only_secret(api: APIClient) -> None:
+    response = api.post(PROVIDERS, hs(), format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["secret_set"] is True and "secret" not in response.json()
+    assert HS_SECRET not in api.get(PROVIDERS).content.decode()
+    assert HS_SECRET not in api.get(PROVIDERS + "corp/").content.decode()
+    # A PUT without the secret keeps it; with a new one replaces it.
+    body = {k: v for k, v in hs(leeway_s=60).items() if k != "secret"}
+    assert api.put(PROVIDERS + "corp/", body, format="json").status_code == 200
+    assert JWTProvider.objects.get().secret == HS_SECRET
+    assert api.put(PROVIDERS + "corp/", hs(secret="y" * 40), format="json").status_code == 200
+    assert JWTProvider.objects.get().secret == "y" * 40
+    audit = json.dumps(list(AuditEntry.objects.values("before", "after")))
+    assert HS_SECRET not in audit and "y" * 40 not in audit
+    assert AuditEntry.objects.filter(object_type="jwt-provider").count() == 3
+    # Moved to RS256 with a JWKS URL (a local IdP over plain http is allowed).
+    moved = rs(jwks=None, jwks_url="http://127.0.0.1:9999/jwks")
+    response = api.put(PROVIDERS + "corp/", moved, format="json")
+    assert response.status_code == 200, response.content
+    assert JWTProvider.objects.get().secret == "" and response.json()["secret_set"] is False
+    assert api.post(PROVIDERS, hs(), format="json").status_code == 409
+    assert api.put(PROVIDERS + "corp/", hs(name="other"), format="json").status_code == 400
+    assert api.delete(PROVIDERS + "corp/").status_code == 204
+    assert api.put(PROVIDERS + "corp/", hs(), format="json").status_code == 404
+
+
+def test_an_es256_provider_with_a_jwks(api: APIClient) -> None:
+    jwks = {"keys": [{"kty": "EC", "crv": "P-256", "x": "f83O", "y": "x_FE"}]}
+    response = api.post(PROVIDERS, rs(algorithms=["ES256"], jwks=jwks), format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["jwks"] == jwks
