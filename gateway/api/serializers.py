@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 
 from rest_framework import serializers
 
+from agents.models import Agent
 from gateway import vocabulary as v
-from gateway.models import Consumer, ConsumerKey, JWTProvider
+from gateway.models import Consumer, ConsumerKey, Gateway, JWTProvider
 from meshconsole.api import StrictSerializer, StringListField
 from registry.models import Service
 
@@ -417,13 +418,22 @@ class KeyCreatedSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class GatewayOutSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    description = serializers.CharField()
-    version = serializers.IntegerField(help_text="the route table's version")
-    routes = serializers.IntegerField(help_text="how many routes")
-    agents = serializers.ListField(child=serializers.CharField(), help_text="its agents' nodes")
-    created_at = serializers.DateTimeField()
+class GatewayOutSerializer(serializers.ModelSerializer):
+    """A gateway: its route table's version, how many routes, its agents' nodes."""
+
+    routes = serializers.SerializerMethodField()
+    agents = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Gateway
+        fields = ["name", "description", "version", "routes", "agents", "created_at"]
+
+    def get_routes(self, gateway: Gateway) -> int:
+        return gateway.routes.count()
+
+    def get_agents(self, gateway: Gateway) -> list[str]:
+        nodes = Agent.objects.filter(gateway=gateway.name).values_list("node__name", flat=True)
+        return sorted(nodes)
 
 
 class RouteTableOutSerializer(serializers.Serializer):

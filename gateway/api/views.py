@@ -9,12 +9,11 @@ from typing import Any
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.models import Agent
 from gateway import services
 from gateway.api.serializers import (
     ConsumerKeyOutSerializer,
@@ -29,7 +28,7 @@ from gateway.api.serializers import (
     RouteTableOutSerializer,
     RouteTableSerializer,
 )
-from gateway.models import Consumer, Gateway, GatewayRoute, JWTProvider
+from gateway.models import Consumer, ConsumerKey, Gateway, JWTProvider
 from meshconsole.api import Conflict
 from meshconsole.roles import ADMIN, READ
 
@@ -46,18 +45,6 @@ def _body(request: Request) -> dict[str, Any]:
     if not isinstance(request.data, dict):
         raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
     return dict(request.data)
-
-
-def gateway_payload(gateway: Gateway) -> dict[str, Any]:
-    agents = Agent.objects.filter(gateway=gateway.name).values_list("node__name", flat=True)
-    return {
-        "name": gateway.name,
-        "description": gateway.description,
-        "version": gateway.version,
-        "routes": GatewayRoute.objects.filter(gateway=gateway).count(),
-        "agents": sorted(agents),
-        "created_at": gateway.created_at,
-    }
 
 
 def table_payload(gateway: Gateway) -> dict[str, Any]:
@@ -81,14 +68,14 @@ def _write(request: Request, gateway: Gateway, edit: Any, version: Any = None) -
         raise exceptions.NotFound(str(exc)) from exc
 
 
-class GatewayListView(APIView):
+class GatewayListView(generics.ListAPIView):
     roles = READ_OR_ADMIN
+    serializer_class = GatewayOutSerializer
+    queryset = Gateway.objects.order_by("name")
 
-    @extend_schema(
-        tags=TAGS, responses=GatewayOutSerializer(many=True), operation_id="gateway_list"
-    )
-    def get(self, request: Request) -> Response:
-        return Response([gateway_payload(g) for g in Gateway.objects.order_by("name")])
+    @extend_schema(tags=TAGS, operation_id="gateway_list")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(tags=TAGS, request=GatewaySerializer, responses={201: GatewayOutSerializer})
     def post(self, request: Request) -> Response:
@@ -96,7 +83,7 @@ class GatewayListView(APIView):
         if Gateway.objects.filter(name=data["name"]).exists():
             raise Conflict(f"gateway {data['name']} exists")
         gateway = services.gateway_create(user=request.user, **data)
-        return Response(gateway_payload(gateway), status=status.HTTP_201_CREATED)
+        return Response(GatewayOutSerializer(gateway).data, status=status.HTTP_201_CREATED)
 
 
 class GatewayDetailView(APIView):
@@ -104,7 +91,7 @@ class GatewayDetailView(APIView):
 
     @extend_schema(tags=TAGS, responses=GatewayOutSerializer)
     def get(self, request: Request, gw: str) -> Response:
-        return Response(gateway_payload(get_object_or_404(Gateway, name=gw)))
+        return Response(GatewayOutSerializer(get_object_or_404(Gateway, name=gw)).data)
 
     @extend_schema(tags=TAGS, responses={204: None})
     def delete(self, request: Request, gw: str) -> Response:
@@ -175,13 +162,14 @@ class RouteDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ConsumerListView(APIView):
+class ConsumerListView(generics.ListAPIView):
     roles = READ_OR_ADMIN
+    serializer_class = ConsumerOutSerializer
+    queryset = Consumer.objects.prefetch_related("keys").order_by("name")
 
-    @extend_schema(tags=TAGS, responses=ConsumerOutSerializer(many=True))
-    def get(self, request: Request) -> Response:
-        rows = Consumer.objects.prefetch_related("keys").order_by("name")
-        return Response(ConsumerOutSerializer(rows, many=True).data)
+    @extend_schema(tags=TAGS)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(tags=TAGS, request=ConsumerSerializer, responses={201: ConsumerOutSerializer})
     def post(self, request: Request) -> Response:
@@ -218,13 +206,19 @@ class ConsumerDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ConsumerKeysView(APIView):
+class ConsumerKeysView(generics.ListAPIView):
     roles = READ_OR_ADMIN
+    serializer_class = ConsumerKeyOutSerializer
 
-    @extend_schema(tags=TAGS, responses=ConsumerKeyOutSerializer(many=True))
-    def get(self, request: Request, name: str) -> Response:
-        consumer = get_object_or_404(Consumer, name=name)
-        return Response(ConsumerKeyOutSerializer(consumer.keys.all(), many=True).data)
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):  # the schema generator
+            return ConsumerKey.objects.none()
+        consumer = get_object_or_404(Consumer, name=self.kwargs["name"])
+        return consumer.keys.order_by("created_at", "prefix")
+
+    @extend_schema(tags=TAGS)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(tags=TAGS, request=KeyCreateSerializer, responses={201: KeyCreatedSerializer})
     def post(self, request: Request, name: str) -> Response:
@@ -260,13 +254,14 @@ class ConsumerKeyView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ProviderListView(APIView):
+class ProviderListView(generics.ListAPIView):
     roles = READ_OR_ADMIN
+    serializer_class = JWTProviderSerializer
+    queryset = JWTProvider.objects.order_by("name")
 
-    @extend_schema(tags=TAGS, responses=JWTProviderSerializer(many=True))
-    def get(self, request: Request) -> Response:
-        rows = JWTProvider.objects.order_by("name")
-        return Response(JWTProviderSerializer(rows, many=True).data)
+    @extend_schema(tags=TAGS)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(tags=TAGS, request=JWTProviderSerializer, responses={201: JWTProviderSerializer})
     def post(self, request: Request) -> Response:

@@ -46,7 +46,9 @@ def test_keys_are_revoked_by_prefix(api: APIClient) -> None:
     assert first["key"] != second["key"]
     assert api.delete(CONSUMERS + f"alice/keys/{first['prefix']}/").status_code == 204
     assert api.delete(CONSUMERS + f"alice/keys/{first['prefix']}/").status_code == 404
-    assert [k["prefix"] for k in api.get(CONSUMERS + "alice/keys/").json()] == [second["prefix"]]
+    assert [k["prefix"] for k in api.get(CONSUMERS + "alice/keys/").json()["results"]] == [
+        second["prefix"]
+    ]
     assert api.post(CONSUMERS + "bob/keys/", {}, format="json").status_code == 404
 
 

@@ -211,7 +211,7 @@ def test_gateways_unknown_reserved_or_twice(edge: APIClient) -> None:
     assert edge.post("/api/v1/gateway/", {"name": "edge"}, format="json").status_code == 409
     assert edge.post("/api/v1/gateway/", {"name": "consumers"}, format="json").status_code == 400
     assert edge.post("/api/v1/gateway/", {"name": "Edge!"}, format="json").status_code == 400
-    listed = edge.get("/api/v1/gateway/").json()
+    listed = edge.get("/api/v1/gateway/").json()["results"]
     assert [g["name"] for g in listed] == ["edge"]
     assert edge.delete("/api/v1/gateway/edge/").status_code == 204
     assert not Gateway.objects.exists()
