@@ -23,6 +23,11 @@
                            [--header 'NAME: VALUE' ...] [--description D]
     meshctl intentions rm ID
     meshctl intentions check SOURCE DESTINATION [--method M --path P] [--header 'N: V' ...]
+    meshctl gateway list | create NAME | rm NAME
+    meshctl gateway routes list GW | set GW -f routes.yaml [--version N] | rm GW ROUTE
+    meshctl gateway consumers list | add NAME [--subject S ...] [--tag T ...] | rm NAME
+    meshctl gateway keys list CONSUMER | add CONSUMER (the key is printed once) | rm CONSUMER PREFIX
+    meshctl gateway providers list | set NAME -f provider.yaml | rm NAME
     meshctl diff -f mesh.yaml [-f DIR ...] [--prune]
     meshctl apply -f mesh.yaml [--prune] [--dry-run=server] [-m MESSAGE]
     meshctl export [-o FILE]
@@ -48,7 +53,7 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
-from meshconsole.meshctl import agents, intentions, mesh
+from meshconsole.meshctl import agents, gateway, intentions, mesh
 from meshconsole.meshctl.http import DEFAULT_URL, Client, CtlError, table
 
 
@@ -237,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(
         dest="group",
         required=True,
-        metavar="{services,instances,agents,tokens,intentions,diff,apply,export,history,rollback}",
+        metavar="{services,instances,agents,tokens,intentions,gateway,diff,apply,export,history,rollback}",
     )
 
     services = groups.add_parser("services", help="services in the registry")
@@ -317,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=instances_explain)
     agents.add_parsers(groups, json_flag)
     intentions.add_parsers(groups, json_flag)
+    gateway.add_parsers(groups, json_flag)
     mesh.add_parsers(groups, json_flag)
     return parser
 
