@@ -181,6 +181,7 @@ TABLE: dict[str, tuple[str, dict[str, str]]] = {
     "console-policy": ("/services/{svc}/policy/", {"GET": PAGE}),
     "console-dependents": ("/services/{svc}/dependents/", {"GET": PAGE}),
     "console-agents": ("/agents/", {"GET": PAGE}),
+    "console-gateway": ("/gateway/", {"GET": PAGE}),
     "console-events": ("/events/", {"GET": PAGE}),
     "console-audit": ("/audit/", {"GET": PAGE}),
     "console-mesh-version": ("/audit/versions/1/", {"GET": PAGE}),
