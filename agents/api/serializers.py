@@ -242,6 +242,7 @@ class AgentSerializer(serializers.ModelSerializer):
             "status",
             "disabled",
             "inbound",
+            "gateway",
             "certificates",
         ]
 
