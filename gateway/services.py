@@ -135,13 +135,18 @@ def routes_write(
     after = [route_normal(r) for r in edit([dict(r) for r in before])]
     if after == before:
         return locked
+    names = [r["name"] for r in after]
+    elsewhere = GatewayRoute.objects.filter(name__in=names).exclude(gateway=locked)
+    taken = sorted(f"{r.gateway.name}/{r.name}" for r in elsewhere.select_related("gateway"))
+    if taken:
+        # One name, one route across gateways (as Kong's): a mesh document names it.
+        raise InUse(f"route names are unique across gateways: {', '.join(taken)} exists")
     GatewayRoute.objects.filter(gateway=locked).delete()
     GatewayRoute.objects.bulk_create(
         [GatewayRoute(gateway=locked, position=i, **route) for i, route in enumerate(after)]
     )
     locked.version += 1
     locked.save(update_fields=["version"])
-    names = [r["name"] for r in after]
     _change(
         key=gateway_key(locked.name),
         user=user,

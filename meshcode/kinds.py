@@ -167,5 +167,13 @@ class TrafficPolicyKind(Kind):
         return ("Service", name)
 
 
+def _kinds() -> tuple[Kind, ...]:
+    # The gateway's kinds live beside it (meshcode.gateway_kinds), after the
+    # services their routes name; consumers before the routes that name them.
+    from meshcode.gateway_kinds import ConsumerKind, GatewayRouteKind
+
+    return (ServiceKind(), TrafficPolicyKind(), ConsumerKind(), GatewayRouteKind())
+
+
 # In apply order. Removal (prune) runs in the reverse order.
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (ServiceKind(), TrafficPolicyKind())}
+KINDS: dict[str, Kind] = {kind.name: kind for kind in _kinds()}

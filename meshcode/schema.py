@@ -16,6 +16,7 @@ from agents.runtime.vocabulary import (
     RATE_LIMIT_RPS,
     RETRY_CONDITIONS,
 )
+from gateway import vocabulary as gv
 from policies.document import MAX_FAILOVER_TARGETS, ZONE_RE
 from registry.models import SERVICE_NAME_RE, STATUS_RANGE_RE, CheckType, MtlsMode, Protocol
 
@@ -184,8 +185,93 @@ def _traffic_policy() -> dict[str, Any]:
     )
 
 
+def _strings(max_items: int, **item: Any) -> dict[str, Any]:
+    return {"type": "array", "maxItems": max_items, "uniqueItems": True,
+            "items": {"type": "string", **item}}  # fmt: skip
+
+
+def _consumer() -> dict[str, Any]:
+    return _object(
+        {
+            "kind": {"const": "Consumer"},
+            "name": _name("the consumer (an API client of the gateways)"),
+            "description": {"type": "string", "maxLength": 200},
+            "tags": _strings(64, maxLength=100),
+            "jwt_subjects": _strings(100, maxLength=253),
+        },
+        required=["kind", "name"],
+    )
+
+
+def _path_match() -> dict[str, Any]:
+    kinds = {k: {"type": "string", "maxLength": gv.PATH_MAX} for k in gv.PATH_KINDS}
+    return _object(kinds, minProperties=1, maxProperties=1)
+
+
+def _gateway_route() -> dict[str, Any]:
+    methods = {"type": "array", "uniqueItems": True, "items": {"enum": list(gv.HTTP_METHODS)}}
+    return _object(
+        {
+            "kind": {"const": "GatewayRoute"},
+            "name": _name("the route (unique across gateways)"),
+            "gateway": _name("the gateway whose table holds it (created when new)"),
+            "hosts": _strings(gv.HOSTS_MAX, maxLength=253),
+            "path": _path_match(),
+            "methods": methods,
+            "service": _name("the mesh service it routes to"),
+            "subset": {"type": "string", "maxLength": 63},
+            "strip_prefix": {"type": "boolean"},
+            "auth": _object(
+                {
+                    "type": {"enum": list(gv.AUTH_TYPES)},
+                    "key": _object({"header": {"type": "string"}, "query": {"type": "string"}}),
+                    "jwt": _object({"provider": _name("a JWT provider")}, required=["provider"]),
+                    "consumers": _strings(1000, pattern=SERVICE_NAME_RE),
+                }
+            ),
+            "rate_limits": {
+                "type": "array",
+                "maxItems": gv.RATE_LIMITS_MAX,
+                "items": _object(
+                    {
+                        "scope": {"enum": list(gv.RATE_SCOPES)},
+                        "mode": {"enum": list(gv.RATE_MODES)},
+                        "requests": _int(1, gv.RATE_REQUESTS_MAX),
+                        "per": {"enum": list(gv.RATE_PERIODS)},
+                        "burst": _int(0, gv.RATE_BURST_MAX),
+                    },
+                    required=["requests", "per"],
+                ),
+            },
+            "cors": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object(
+                        {
+                            "origins": _strings(100, maxLength=300),
+                            "methods": methods,
+                            "headers": _strings(100, maxLength=100),
+                            "credentials": {"type": "boolean"},
+                            "max_age_s": _int(*gv.CORS_MAX_AGE_S),
+                        },
+                        required=["origins"],
+                    ),
+                ]
+            },
+            "max_body_bytes": {"oneOf": [{"type": "null"}, _int(*gv.MAX_BODY_BYTES)]},
+            "timeout_ms": {"oneOf": [{"type": "null"}, _int(*gv.TIMEOUT_MS)]},
+        },
+        required=["kind", "name", "gateway", "service"],
+    )
+
+
 # One entry per kind (meshcode.kinds.KINDS); later kinds add theirs here.
-DEFINITIONS = {"Service": _service, "TrafficPolicy": _traffic_policy}
+DEFINITIONS = {
+    "Service": _service,
+    "TrafficPolicy": _traffic_policy,
+    "Consumer": _consumer,
+    "GatewayRoute": _gateway_route,
+}
 
 
 def mesh_schema() -> dict[str, Any]:

@@ -100,7 +100,9 @@ class PathSerializer(StrictSerializer):
 class KeyAuthSerializer(StrictSerializer):
     header = HeaderNameField(max_length=100, required=False, default=v.DEFAULT_KEY_HEADER)
     # A key in the query string ends up in access logs: off unless asked for.
-    query = serializers.RegexField(QUERY_RE, max_length=100, required=False, default="")
+    query = serializers.RegexField(
+        QUERY_RE, max_length=100, required=False, allow_blank=True, default=""
+    )
 
 
 class JWTAuthSerializer(StrictSerializer):
