@@ -28,6 +28,7 @@ urlpatterns = [
     ),
     path("", views.GatewayListView.as_view(), name="gateways"),
     path("<str:gw>/", views.GatewayDetailView.as_view(), name="gateway-detail"),
+    path("<str:gw>/metrics/", views.GatewayMetricsView.as_view(), name="gateway-metrics"),
     path("<str:gw>/routes/", views.RouteTableView.as_view(), name="gateway-routes"),
     path(
         "<str:gw>/routes/<str:route>/",

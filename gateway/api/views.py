@@ -8,7 +8,8 @@ from typing import Any
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -28,9 +29,11 @@ from gateway.api.serializers import (
     RouteTableOutSerializer,
     RouteTableSerializer,
 )
+from gateway.metrics import gateway_metrics
 from gateway.models import Consumer, ConsumerKey, Gateway, JWTProvider
 from meshconsole.api import Conflict
 from meshconsole.roles import ADMIN, READ
+from monitoring.api.views import window_seconds
 
 TAGS = ["gateway"]
 READ_OR_ADMIN = {**READ, "POST": ADMIN, "PUT": ADMIN, "PATCH": ADMIN, "DELETE": ADMIN}
@@ -97,6 +100,30 @@ class GatewayDetailView(APIView):
     def delete(self, request: Request, gw: str) -> Response:
         services.gateway_delete(user=request.user, gateway=get_object_or_404(Gateway, name=gw))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+METRICS_MAX_WINDOW_S = 3600  # windows are merged in Python: an hour at most
+
+
+class GatewayMetricsView(APIView):
+    """A gateway's traffic per service (and per route and consumer once the
+    windows carry them) over ?window= (default 60s, at most 1h)."""
+
+    roles = READ
+
+    @extend_schema(
+        tags=TAGS,
+        parameters=[OpenApiParameter("window", str, description="e.g. 60s, 15m (at most 1h)")],
+        responses=OpenApiResponse(
+            OpenApiTypes.OBJECT, description="{gateway, window_seconds, by_service, ...}"
+        ),
+    )
+    def get(self, request: Request, gw: str) -> Response:
+        gateway = get_object_or_404(Gateway, name=gw)
+        seconds = window_seconds(request)
+        if seconds > METRICS_MAX_WINDOW_S:
+            raise serializers.ValidationError({"window": ["at most 1h for a gateway"]})
+        return Response(gateway_metrics(gateway.name, seconds))
 
 
 class RouteTableView(APIView):

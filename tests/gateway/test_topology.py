@@ -73,3 +73,31 @@ def test_a_bad_gateway_flag_is_a_400() -> None:
         format="json",
     )
     assert response.status_code == 400
+
+
+def test_the_gateway_metrics_endpoint(api: APIClient) -> None:
+    from agents.runtime import histogram
+
+    service("orders")
+    service("payments")
+    client, body = enroll("gw-1", gateway="edge")
+    buckets = histogram.empty()
+    buckets[10] = 40
+    windows = [
+        _window("edge", gateway=True, buckets=buckets),
+        {**_window("edge", gateway=True), "destination": "payments", "requests": 10, "errors": 0},
+        _window("orders"),  # not the gateway's: a service's own call
+    ]
+    _report(client, body["agent_id"], {"gateway": {"name": "edge"}, "metrics": windows})
+    metrics_ingest()
+    response = api.get("/api/v1/gateway/edge/metrics/?window=60s")
+    assert response.status_code == 200, response.content
+    data = response.json()
+    by_service = {row["name"]: row for row in data["by_service"]}
+    assert set(by_service) == {"orders", "payments"}
+    assert by_service["orders"]["requests"] == 40 and by_service["orders"]["errors"] == 2
+    assert by_service["orders"]["error_rate"] == 0.05 and by_service["orders"]["p50_ms"] is not None
+    assert by_service["payments"]["requests"] == 10 and by_service["payments"]["p99_ms"] is None
+    assert api.get("/api/v1/gateway/edge/metrics/?window=2h").status_code == 400
+    assert api.get("/api/v1/gateway/edge/metrics/?window=soon").status_code == 400
+    assert api.get("/api/v1/gateway/nowhere/metrics/").status_code == 404

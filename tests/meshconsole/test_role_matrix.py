@@ -134,6 +134,7 @@ TABLE: dict[str, tuple[str, dict[str, str]]] = {
     # admin writes. {key}: a key prefix of consumer alice.
     "gateways": ("/api/v1/gateway/", {"GET": READ, "POST": GLOBAL_ADMIN}),
     "gateway-detail": ("/api/v1/gateway/edge/", {"GET": READ, "DELETE": GLOBAL_ADMIN}),
+    "gateway-metrics": ("/api/v1/gateway/edge/metrics/", {"GET": READ}),
     "gateway-routes": (
         "/api/v1/gateway/edge/routes/",
         {"GET": READ, "PUT": GLOBAL_ADMIN, "POST": GLOBAL_ADMIN},
