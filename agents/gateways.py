@@ -8,6 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+# What an agent may declare (`"gateway": {"name": …}`), the gateway API's rule too.
+GATEWAY_NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+# Names that would shadow the fixed paths under /api/v1/gateway/.
+RESERVED_GATEWAY_NAMES = frozenset({"consumers", "jwt-providers"})
+
 
 class GatewayHook(Protocol):
     def declared(self, name: str) -> None:

@@ -8,9 +8,10 @@ module lands under agents/runtime/, these names should be imported from there
 
 from __future__ import annotations
 
-NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"  # gateway, route, consumer, provider
-# Gateway names that would shadow the fixed paths under /api/v1/gateway/.
-RESERVED_GATEWAY_NAMES = frozenset({"consumers", "jwt-providers"})
+from agents.gateways import GATEWAY_NAME_RE
+from agents.gateways import RESERVED_GATEWAY_NAMES as RESERVED_GATEWAY_NAMES
+
+NAME_RE = GATEWAY_NAME_RE  # gateway, route, consumer, provider (what agents may declare)
 
 AUTH_TYPES = ("none", "key", "jwt")
 PATH_KINDS = ("exact", "prefix", "regex")

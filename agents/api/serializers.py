@@ -11,6 +11,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from agents.enrollment import token_is_plausible
+from agents.gateways import GATEWAY_NAME_RE, RESERVED_GATEWAY_NAMES
 from agents.models import Agent
 from agents.runtime import histogram
 from agents.runtime.addresses import address_error
@@ -46,7 +47,12 @@ class InboundSerializer(serializers.Serializer):
 class GatewayDeclSerializer(serializers.Serializer):
     """`"gateway": {"name": "edge"}`: this agent serves as that gateway."""
 
-    name = serializers.RegexField(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length=63)
+    name = serializers.RegexField(GATEWAY_NAME_RE, max_length=63)
+
+    def validate_name(self, value: str) -> str:
+        if value in RESERVED_GATEWAY_NAMES:
+            raise serializers.ValidationError(f"{value!r} is reserved (a path of the gateway API)")
+        return value
 
 
 class EnrollSerializer(serializers.Serializer):

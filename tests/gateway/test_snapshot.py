@@ -150,7 +150,16 @@ def test_reports_declare_and_undeclare_a_gateway(api: APIClient, mesh: dict[str,
 
 
 @pytest.mark.parametrize(
-    "gateway", [{"name": "Edge"}, {"name": ""}, "edge", {"name": "x" * 64}, {"nom": "edge"}]
+    "gateway",
+    [
+        {"name": "Edge"},
+        {"name": ""},
+        "edge",
+        {"name": "x" * 64},
+        {"nom": "edge"},
+        {"name": "consumers"},
+        {"name": "-edge"},
+    ],
 )
 def test_a_bad_gateway_declaration_is_a_400(gateway: Any) -> None:
     from agents.enrollment import enrollment_token_create
