@@ -24,12 +24,12 @@ from agents.api.serializers import (
     EnrollResponseSerializer,
     EnrollSerializer,
     ReportSerializer,
-    certificates_by_agent,
 )
 from agents.enrollment import EnrollmentRefused, NodeTaken, agent_enroll
 from agents.models import Agent
 from agents.reports import agent_report
 from agents.snapshot import agent_snapshot, snapshot_keys
+from identity.certview import certificates_by_agent
 from meshconsole.api import Conflict
 from meshconsole.clientaddr import client_address
 from meshconsole.longpoll import authenticate, blocking_params, error_response, watcher
