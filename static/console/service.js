@@ -57,6 +57,8 @@
     badge.replaceChildren(el("i", { class: "dot " + label }), stateText(service));
     renderFailover();
     document.getElementById("service-description").textContent = service.description || "";
+    const mtls = document.getElementById("service-mtls");
+    if (mtls && service.mtls) mtls.textContent = service.mtls;
     const c = service.check;
     facts(document.getElementById("service-check"), [
       ["type", c.type],
