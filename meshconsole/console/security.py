@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from identity.intentions import intention_state, precedence, sorted_rules
+from identity.intentions import intention_snapshot, intention_state, precedence, sorted_rules
 from identity.models import WILDCARD, CARoot, Intention, SecuritySettings
 from identity.services import root_live_leaves, signing_root
 from registry.managed import managed_warning
@@ -46,7 +46,8 @@ def security_page(request: HttpRequest) -> HttpResponse:
         )
     states = {str(i.pk): intention_state(i) for i in intentions}
     rules = []
-    for rank, rule in enumerate(sorted_rules(states.values()), start=1):
+    ordered = sorted_rules(intention_snapshot(i) for i in intentions)
+    for rank, rule in enumerate(ordered, start=1):
         state = states[rule["id"]]
         rules.append({
             **state,
