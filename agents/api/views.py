@@ -25,7 +25,7 @@ from agents.api.serializers import (
     EnrollSerializer,
     ReportSerializer,
 )
-from agents.enrollment import EnrollmentRefused, NodeTaken, agent_enroll
+from agents.enrollment import EnrollmentRefused, NodeTaken, ServiceNotAllowed, agent_enroll
 from agents.models import Agent
 from agents.reports import agent_report
 from agents.snapshot import agent_snapshot, snapshot_keys
@@ -103,6 +103,8 @@ class EnrollView(APIView):
             raise PermissionDenied(str(exc)) from None
         except NodeTaken as exc:
             raise Conflict(str(exc)) from None
+        except ServiceNotAllowed as exc:
+            raise PermissionDenied(str(exc)) from None
         revision = agent_snapshot(agent=enrollment.agent)["revision"]
         return Response(
             {
@@ -137,7 +139,10 @@ class ReportView(APIView):
         agent = _own_agent(request, agent_id)
         serializer = ReportSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return Response(agent_report(agent=agent, report=serializer.validated_data))
+        try:
+            return Response(agent_report(agent=agent, report=serializer.validated_data))
+        except ServiceNotAllowed as exc:
+            raise PermissionDenied(str(exc)) from None
 
 
 def _agent_from(agent_or_none: Any, agent_id: str) -> Agent:
