@@ -43,6 +43,17 @@ class NodeTaken(Exception):
     """Another agent holds this node name (HTTP 409)."""
 
 
+class ServiceNotAllowed(Exception):
+    """The agent's enrollment token does not let it run these services (HTTP 403)."""
+
+    def __init__(self, node: str, names: list[str]) -> None:
+        self.names = names
+        super().__init__(
+            f"the enrollment token of {node} does not allow it to run "
+            f"{', '.join(names)}: nothing was stored (create a token with --services)"
+        )
+
+
 @dataclass(frozen=True)
 class Enrollment:
     agent: Agent
@@ -56,9 +67,11 @@ def enrollment_token_create(
     description: str = "",
     ttl: timedelta | None = None,
     max_uses: int | None = None,
+    services: list[str] | None = None,
 ) -> str:
     """A new enrollment token; the raw value is returned once and never stored.
-    TTL None means the configured default; a zero TTL means no expiry."""
+    TTL None means the configured default; a zero TTL means no expiry. SERVICES
+    (None: any) are the only services agents enrolled with it may run."""
     secret = secrets.token_urlsafe(24)
     while not secret[0].isalnum():  # a prefix starting with "-" reads as an option on a CLI
         secret = secrets.token_urlsafe(24)
@@ -71,6 +84,7 @@ def enrollment_token_create(
         created_by=user if isinstance(user, User) else None,
         expires_at=timezone.now() + ttl if ttl.total_seconds() > 0 else None,
         max_uses=max_uses,
+        services=sorted(set(services)) if services is not None else None,
     )
     if user is not None:
         audit_record(
@@ -92,6 +106,7 @@ def enrollment_token_state(token: EnrollmentToken) -> dict[str, Any]:
         "max_uses": token.max_uses,
         "uses": token.uses,
         "revoked": token.revoked,
+        "services": token.services,
     }
 
 
@@ -117,9 +132,10 @@ def enrollment_token_revoke(*, user: Actor, prefix: str) -> int:
     return revoked
 
 
-def _claim_use(raw: str) -> None:
+def _claim_use(raw: str) -> list[str] | None:
     """Count one use of the token, if it may still be used (a conditional
-    UPDATE: two enrollments cannot both take a token's last use)."""
+    UPDATE: two enrollments cannot both take a token's last use); the services
+    it allows (None: any)."""
     now = timezone.now()
     claimed = (
         EnrollmentToken.objects.filter(token_hash=hash_token(raw), revoked=False)
@@ -129,6 +145,10 @@ def _claim_use(raw: str) -> None:
     )
     if not claimed:
         raise EnrollmentRefused("unknown, revoked, expired or used-up enrollment token")
+    allowed = EnrollmentToken.objects.filter(token_hash=hash_token(raw)).values_list(
+        "services", flat=True
+    ).first()
+    return None if allowed is None else [str(name) for name in allowed]
 
 
 @transaction.atomic
@@ -157,7 +177,10 @@ def agent_enroll(
             f"node {node!r} is enrolled by another agent; remove that agent or allow "
             "its re-enrollment (meshctl agents allow-reenroll) first"
         )
-    _claim_use(token)
+    allowed = _claim_use(token)
+    refused = [] if allowed is None else sorted(set(services or []) - set(allowed))
+    if refused:  # (the transaction rolls the claimed use back)
+        raise ServiceNotAllowed(node, refused)
     agent_token = proposed_token or new_secret()
     node_obj = registry_services.node_ensure(node, zone)
     created = agent is None
@@ -174,6 +197,7 @@ def agent_enroll(
     agent.silent = False
     agent.disabled = False
     agent.local_services = sorted(services or [])
+    agent.allowed_services = allowed
     inbound_changed = agent_inbound_set(agent, inbound)
     agent.gateway = gateway
     agent.save()

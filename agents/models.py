@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import ClassVar
 
@@ -38,6 +39,9 @@ class EnrollmentToken(models.Model):
     uses = models.PositiveIntegerField(default=0)
     expires_at = models.DateTimeField(null=True, blank=True)  # None: never
     max_uses = models.PositiveIntegerField(null=True, blank=True)  # None: unlimited
+    # The services an agent enrolled with it may run (register, report, hold the
+    # identity of); None: any service. Agents keep the list they enrolled with.
+    services = models.JSONField(null=True, blank=True, default=None)
 
     class Meta:
         ordering: ClassVar = ["-created_at"]
@@ -83,9 +87,18 @@ class Agent(models.Model):
     local_services = models.JSONField(default=list, blank=True)
     # The gateway this agent serves as (its agent.yaml `gateway.name`); "" = not a gateway.
     gateway = models.CharField(max_length=63, blank=True, default="")
+    # From its enrollment token (EnrollmentToken.services): None = any service.
+    allowed_services = models.JSONField(null=True, blank=True, default=None)
 
     class Meta:
         ordering: ClassVar = ["node__name"]
 
     def __str__(self) -> str:
         return f"agent {self.node.name}"
+
+    def refused_services(self, names: Iterable[str]) -> list[str]:
+        """The NAMES this agent may not run (its enrollment token did not allow them)."""
+        if self.allowed_services is None:
+            return []
+        allowed = set(self.allowed_services)
+        return sorted({n for n in names if n not in allowed})

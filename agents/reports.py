@@ -10,7 +10,12 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from agents.enrollment import agent_inbound_set, gateway_declared, inbound_changed_notify
+from agents.enrollment import (
+    ServiceNotAllowed,
+    agent_inbound_set,
+    gateway_declared,
+    inbound_changed_notify,
+)
 from agents.models import Agent
 from agents.runtime.durations import format_duration_ms
 from journal.models import EventKind, Severity
@@ -154,7 +159,12 @@ def _denial_events(agent: Agent, windows: list[dict[str, Any]]) -> None:
 
 
 def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
-    """Take an agent's report: heartbeat, registrations, ack/nack, metrics."""
+    """Take an agent's report: heartbeat, registrations, ack/nack, metrics.
+    ServiceNotAllowed (nothing stored) when it lists a service its enrollment
+    token does not allow."""
+    refused = agent.refused_services(s["name"] for s in report.get("services", []))
+    if refused:
+        raise ServiceNotAllowed(agent.node.name, refused)
     now = timezone.now()
     came_back = agent.silent
     fields = ["last_seen", "silent"]

@@ -10,7 +10,6 @@ apply, rolled back at the end: the what-if runs the real rules.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,11 +35,10 @@ from meshcode.plan import (
 from monitoring.whatif import State, compare, state_of
 from policies.models import TrafficPolicy
 from registry import notify
-from registry.models import SERVICE_NAME_RE, ManagedResource, MeshRevision, Service
+from registry.models import ManagedResource, MeshRevision, Service
 from registry.revision import one_revision
 
 MAX_DOCUMENTS = 5000
-NAME = re.compile(SERVICE_NAME_RE)
 Key = tuple[str, str]  # (kind, name)
 
 
@@ -89,8 +87,9 @@ def entries_of(documents: Sequence[Any]) -> list[Entry]:
             known = ", ".join(KINDS)
             error("kind", f"unknown kind {kind_name!r} (known: {known})")
             continue
-        if not isinstance(name, str) or not NAME.fullmatch(name):
-            error("name", "a name is a DNS label: 1-63 lowercase letters, digits and hyphens")
+        if not isinstance(name, str) or not kind.accepts(name):
+            what = " (or \"*\")" if kind.accepts("*") else ""
+            error("name", f"a name is a DNS label{what}: 1-63 lowercase letters, digits, hyphens")
             continue
         key = (kind.name, name)
         if key in seen:

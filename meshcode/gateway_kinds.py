@@ -15,7 +15,7 @@ from gateway.api.serializers import ConsumerSerializer, GatewaySerializer, Route
 from gateway.documents import route_document, route_normal
 from gateway.models import Consumer, Gateway, GatewayRoute
 from journal.records import Actor
-from meshcode.kinds import Document, Kind
+from meshcode.base import Document, Kind
 
 CONSUMER_KEYS = {"name", "description", "tags", "jwt_subjects"}
 

@@ -9,11 +9,14 @@ the kind's fields, spelled as in the REST API (durations "5s").
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from rest_framework import serializers
 
 from journal.records import Actor
+from meshcode.base import Document, Kind, unknown_fields
+from meshcode.gateway_kinds import ConsumerKind, GatewayRouteKind
+from meshcode.intentions import IntentionsKind
 from policies.document import (
     PolicyDocumentSerializer,
     document_merge,
@@ -25,39 +28,6 @@ from policies.services import policy_reset, policy_update
 from registry import services as registry
 from registry.api.serializers import CHECK_TO_MODEL, ServiceSerializer
 from registry.models import Service
-
-Document = dict[str, Any]
-ENVELOPE = ("kind", "name")
-
-
-def _unknown(data: dict[str, Any], allowed: set[str]) -> dict[str, list[str]]:
-    return {key: ["unknown field"] for key in sorted(set(data) - allowed)}
-
-
-class Kind:
-    """The interface every kind implements (a plain base class: few methods)."""
-
-    name: ClassVar[str]
-
-    def documents(self) -> dict[str, Document]:
-        """The current mesh as documents of this kind, by name (export order)."""
-        raise NotImplementedError
-
-    def validate(self, name: str, body: dict[str, Any]) -> tuple[Document, dict[str, Any]]:
-        """(normalized document, validated data) of BODY (the document without
-        `kind`); serializers.ValidationError with field errors otherwise. Runs
-        inside the apply's transaction, after the earlier kinds are written."""
-        raise NotImplementedError
-
-    def write(self, *, user: Actor, name: str, data: dict[str, Any], note: str) -> None:
-        raise NotImplementedError
-
-    def remove(self, *, user: Actor, name: str, note: str) -> None:
-        raise NotImplementedError
-
-    def depends_on(self, name: str) -> tuple[str, str] | None:
-        """The (kind, name) this resource cannot exist without, if any."""
-        return None
 
 
 def service_document(service: Service) -> Document:
@@ -87,10 +57,10 @@ class ServiceKind(Kind):
         return {s.name: service_document(s) for s in Service.objects.order_by("name")}
 
     def validate(self, name: str, body: dict[str, Any]) -> tuple[Document, dict[str, Any]]:
-        errors: dict[str, Any] = _unknown(body, SERVICE_KEYS)
+        errors: dict[str, Any] = unknown_fields(body, SERVICE_KEYS)
         check = body.get("check")
         if isinstance(check, dict):
-            inner = _unknown(check, set(CHECK_TO_MODEL))
+            inner = unknown_fields(check, set(CHECK_TO_MODEL))
             if inner:
                 errors["check"] = inner
         if errors:
@@ -167,13 +137,15 @@ class TrafficPolicyKind(Kind):
         return ("Service", name)
 
 
-def _kinds() -> tuple[Kind, ...]:
-    # The gateway's kinds live beside it (meshcode.gateway_kinds), after the
-    # services their routes name; consumers before the routes that name them.
-    from meshcode.gateway_kinds import ConsumerKind, GatewayRouteKind
-
-    return (ServiceKind(), TrafficPolicyKind(), ConsumerKind(), GatewayRouteKind())
-
-
-# In apply order. Removal (prune) runs in the reverse order.
-KINDS: dict[str, Kind] = {kind.name: kind for kind in _kinds()}
+# In apply order (services before what names them; consumers before the gateway
+# routes that name them). Removal (prune) runs in the reverse order.
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        ServiceKind(),
+        TrafficPolicyKind(),
+        IntentionsKind(),
+        ConsumerKind(),
+        GatewayRouteKind(),
+    )
+}

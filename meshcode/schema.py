@@ -17,6 +17,9 @@ from agents.runtime.vocabulary import (
     RETRY_CONDITIONS,
 )
 from gateway import vocabulary as gv
+from identity.api.serializers import MAX_HEADERS, NAME_OR_WILDCARD
+from identity.models import Action
+from meshcode.intentions import MAX_SOURCES
 from policies.document import MAX_FAILOVER_TARGETS, ZONE_RE
 from registry.models import SERVICE_NAME_RE, STATUS_RANGE_RE, CheckType, MtlsMode, Protocol
 
@@ -265,10 +268,63 @@ def _gateway_route() -> dict[str, Any]:
     )
 
 
+def _intentions() -> dict[str, Any]:
+    service_or_any = {"type": "string", "pattern": NAME_OR_WILDCARD, "maxLength": 63}
+    return _object(
+        {
+            "kind": {"const": "Intentions"},
+            "name": {**service_or_any, "description": 'the destination service, or "*"'},
+            "sources": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_SOURCES,
+                "items": _object(
+                    {
+                        "source": {**service_or_any, "description": 'a service, or "*"'},
+                        "action": {"enum": list(Action.values)},
+                        "http": {
+                            "oneOf": [
+                                {"type": "null"},
+                                _object(
+                                    {
+                                        "methods": {
+                                            "type": "array",
+                                            "maxItems": 16,
+                                            "items": {"type": "string", "maxLength": 32},
+                                        },
+                                        "path_prefix": {
+                                            "type": "string",
+                                            "pattern": r"^/[^\s]*$",
+                                            "maxLength": 500,
+                                        },
+                                        "headers": {
+                                            "type": "object",
+                                            "maxProperties": MAX_HEADERS,
+                                            "additionalProperties": {
+                                                "type": "string",
+                                                "maxLength": 500,
+                                            },
+                                        },
+                                    },
+                                    minProperties=1,
+                                ),
+                            ]
+                        },
+                        "description": {"type": "string", "maxLength": 500},
+                    },
+                    required=["source", "action"],
+                ),
+            },
+        },
+        required=["kind", "name", "sources"],
+    )
+
+
 # One entry per kind (meshcode.kinds.KINDS); later kinds add theirs here.
 DEFINITIONS = {
     "Service": _service,
     "TrafficPolicy": _traffic_policy,
+    "Intentions": _intentions,
     "Consumer": _consumer,
     "GatewayRoute": _gateway_route,
 }

@@ -61,5 +61,11 @@ app.conf.beat_schedule = {
         "schedule": 30.0,
         "options": {"expires": 30.0},
     },
+    # Traffic windows summed into one- and ten-minute rows (monitoring.rollups).
+    "rollup-metrics": {
+        "task": "monitoring.tasks.rollup_metrics",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
     "prune-certificates": {"task": "identity.tasks.prune_certificates", "schedule": 3600.0},
 }

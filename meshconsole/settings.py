@@ -265,6 +265,9 @@ MESH_PUSH_EMPTY_HOLD = env_int("MESH_PUSH_EMPTY_HOLD", 60)
 MESH_SELF_PRESERVATION_PERCENT = env_int("MESH_SELF_PRESERVATION_PERCENT", 50)
 MESH_MAX_WAIT = env_int("MESH_MAX_WAIT", 300)  # longest blocking query, seconds
 MESH_METRICS_RETENTION = env_int("MESH_METRICS_RETENTION", 3600)  # seconds
+# Rollups of those windows (monitoring.rollups): one-minute rows, then ten-minute rows.
+MESH_ROLLUP_1M_RETENTION = env_int("MESH_ROLLUP_1M_RETENTION", 24 * 3600)
+MESH_ROLLUP_10M_RETENTION = env_int("MESH_ROLLUP_10M_RETENTION", 7 * 24 * 3600)
 MESH_EVENTS_RETENTION = env_int("MESH_EVENTS_RETENTION", 7 * 24 * 3600)
 # Topology time travel (monitoring.timetravel): a frame per minute for FINE
 # seconds, then one per 10 minutes, none past RETENTION.

@@ -50,3 +50,34 @@ class TopologyFrame(models.Model):
 
     def __str__(self) -> str:
         return f"topology at {self.minute:%Y-%m-%d %H:%M}"
+
+
+class EdgeRollup(models.Model):
+    """The traffic of one caller->callee edge over one minute (resolution 60) or ten
+    minutes (600), summed from the agents' windows by monitoring.rollups: what charts
+    read past MESH_METRICS_RETENTION, in bounded storage."""
+
+    resolution = models.PositiveIntegerField()  # seconds: 60 or 600
+    start = models.DateTimeField()
+    source = models.CharField(max_length=63)
+    destination = models.CharField(max_length=63)
+    requests = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(default=0)
+    denied = models.PositiveBigIntegerField(default=0)
+    latency_sum_ms = models.FloatField(default=0)
+    buckets = models.JSONField(default=list)
+
+    class Meta:
+        ordering: ClassVar = ["resolution", "start"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["resolution", "start", "source", "destination"], name="one_rollup_per_edge"
+            )
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["destination", "resolution", "start"]),
+            models.Index(fields=["source", "resolution", "start"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}->{self.destination} {self.resolution}s @{self.start}"

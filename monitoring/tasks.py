@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from journal.models import Event
-from monitoring import checks, health, ingest, timetravel
+from monitoring import checks, health, ingest, rollups, timetravel
 from monitoring.models import EdgeWindow
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,16 @@ def prune_history() -> dict[str, int]:
     )
     frames = timetravel.frames_prune(now)
     return {"edge_windows": windows, "events": events, "check_results": results,
-            "topology_frames": frames}
+            "topology_frames": frames, "edge_rollups": rollups.rollups_prune(now)}
 
 
 @shared_task(ignore_result=True)
 def record_topology_frame() -> str:
     """This minute's topology, for the overview's time slider (monitoring.timetravel)."""
     return timetravel.frame_record().minute.isoformat()
+
+
+@shared_task(ignore_result=True)
+def rollup_metrics() -> dict[str, int]:
+    """Sum the traffic windows into one- and ten-minute rows (monitoring.rollups)."""
+    return rollups.rollups_record(timezone.now())

@@ -1,14 +1,22 @@
-"""Inbound traffic of one service over time, in fixed steps, for charts."""
+"""Traffic of one service over time, in fixed steps, for charts: inbound (its
+callers' requests to it) or outbound (its requests to others). Read from the raw
+report windows while the window fits in MESH_METRICS_RETENTION, else from the
+rollups (monitoring.rollups): one-minute rows up to a day, ten-minute rows past it."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import TypedDict
 
+from django.conf import settings
 from django.utils import timezone
 
 from agents.runtime import histogram
-from monitoring.models import EdgeWindow
+from monitoring.models import EdgeRollup, EdgeWindow
+from monitoring.rollups import MINUTE, TEN_MINUTES
+
+MAX_WINDOW_S = 7 * 24 * 3600
+DIRECTIONS = ("in", "out")
 
 
 class SeriesPoint(TypedDict):
@@ -22,22 +30,49 @@ class SeriesPoint(TypedDict):
 
 class ServiceSeries(TypedDict):
     service: str
+    direction: str
     window_seconds: int
     step_seconds: int
+    source: str  # "windows" | "rollups-60s" | "rollups-600s": where the points come from
     points: list[SeriesPoint]
 
 
 def choose_step(window_seconds: int) -> int:
     """About 90 points a chart, on round steps."""
-    for step in (2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600):
+    for step in (2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200):
         if window_seconds / step <= 90:
             return step
-    return 3600
+    return 7200
 
 
-def service_series(name: str, window_seconds: int, now: datetime | None = None) -> ServiceSeries:
+Row = tuple[datetime, int, int, list[int]]
+
+
+def _rows(name: str, direction: str, window_seconds: int, step: int,
+          start: datetime, end: datetime) -> tuple[str, int, list[Row]]:
+    """(source label, the step actually used, rows) for the chart."""
+    edge = {"destination": name} if direction == "in" else {"source": name}
+    fields = ("requests", "errors", "buckets")
+    if window_seconds <= settings.MESH_METRICS_RETENTION:
+        rows = EdgeWindow.objects.filter(window_end__gt=start, window_end__lte=end, **edge)
+        return "windows", step, list(rows.values_list("window_end", *fields))
+    resolution = MINUTE if window_seconds <= settings.MESH_ROLLUP_1M_RETENTION else TEN_MINUTES
+    rollups = EdgeRollup.objects.filter(
+        resolution=resolution, start__gte=start, start__lt=end, **edge
+    )
+    return f"rollups-{resolution}s", max(step, resolution), list(
+        rollups.values_list("start", *fields)
+    )
+
+
+def service_series(
+    name: str, window_seconds: int, now: datetime | None = None, direction: str = "in"
+) -> ServiceSeries:
     now = now or timezone.now()
     step = choose_step(window_seconds)
+    if window_seconds > settings.MESH_METRICS_RETENTION:
+        step = max(step, MINUTE if window_seconds <= settings.MESH_ROLLUP_1M_RETENTION
+                   else TEN_MINUTES)
     end_epoch = (int(now.timestamp()) // step + 1) * step
     start_epoch = end_epoch - (window_seconds // step) * step
     nsteps = (end_epoch - start_epoch) // step
@@ -45,11 +80,9 @@ def service_series(name: str, window_seconds: int, now: datetime | None = None) 
     errors = [0] * nsteps
     buckets = [histogram.empty() for _ in range(nsteps)]
     start = datetime.fromtimestamp(start_epoch, tz=UTC)
-    rows = EdgeWindow.objects.filter(
-        destination=name,
-        window_end__gt=start,
-        window_end__lte=start + timedelta(seconds=nsteps * step),
-    ).values_list("window_end", "requests", "errors", "buckets")
+    source, step, rows = _rows(
+        name, direction, window_seconds, step, start, start + timedelta(seconds=nsteps * step)
+    )
     for window_end, req, err, counts in rows:
         index = min(int((window_end.timestamp() - start_epoch) // step), nsteps - 1)
         requests[index] += req
@@ -70,7 +103,9 @@ def service_series(name: str, window_seconds: int, now: datetime | None = None) 
         )
     return {
         "service": name,
+        "direction": direction,
         "window_seconds": window_seconds,
         "step_seconds": step,
+        "source": source,
         "points": points,
     }

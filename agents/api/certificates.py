@@ -42,8 +42,11 @@ def _iso(value: Any) -> str:
 
 
 def may_hold(agent: Agent, service: str) -> bool:
-    """An agent gets a service's identity only if it runs that service."""
-    return service == "" or service in local_service_names(agent)
+    """An agent gets a service's identity only if it runs that service and its
+    enrollment token allows it to."""
+    if service == "":
+        return True
+    return not agent.refused_services([service]) and service in local_service_names(agent)
 
 
 class CertificateView(APIView):

@@ -23,6 +23,7 @@ from agents.enrollment import (
 from agents.models import Agent, EnrollmentToken, hash_token
 from meshconsole.api import DurationField, StrictSerializer
 from meshconsole.roles import ADMIN_ONLY
+from registry.models import SERVICE_NAME_RE
 
 TAGS = ["agents"]
 
@@ -41,6 +42,7 @@ class EnrollmentTokenSerializer(serializers.ModelSerializer):
             "max_uses",
             "revoked",
             "active",
+            "services",
         )
 
     def get_active(self, token: EnrollmentToken) -> bool:
@@ -57,6 +59,14 @@ class EnrollmentTokenCreateSerializer(StrictSerializer):
         required=False, max_ms=MAX_TOKEN_TTL_MS, help_text='e.g. "24h"; "0s" = never expires'
     )
     max_uses = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
+    services = serializers.ListField(
+        child=serializers.RegexField(SERVICE_NAME_RE, max_length=63),
+        max_length=200,
+        allow_null=True,
+        required=False,
+        default=None,
+        help_text="the only services agents enrolled with it may run; null = any",
+    )
 
 
 class EnrollmentTokenCreatedSerializer(EnrollmentTokenSerializer):
@@ -91,6 +101,7 @@ class EnrollmentTokensView(generics.ListAPIView):
             description=body.validated_data["description"],
             ttl=None if ttl_ms is None else timedelta(milliseconds=ttl_ms),
             max_uses=body.validated_data.get("max_uses"),
+            services=body.validated_data.get("services"),
         )
         token = EnrollmentToken.objects.get(token_hash=hash_token(raw))
         data = dict(EnrollmentTokenSerializer(token).data)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import datetime
 from typing import Any
 
-from django.utils import timezone
 from rest_framework import serializers
 
 from agents.enrollment import token_is_plausible
@@ -16,7 +14,7 @@ from agents.models import Agent
 from agents.runtime import histogram
 from agents.runtime.addresses import address_error
 from agents.runtime.config import ENTRY_ID_RE, default_entry_id
-from identity.models import IssuedCertificate
+from identity.certview import certificates_by_agent
 from meshconsole.api import StringListField
 from registry.api.serializers import CheckSerializer, check_to_model
 from registry.models import SERVICE_NAME_RE, Protocol
@@ -202,26 +200,6 @@ class ReportSerializer(serializers.Serializer):
         if len({s["id"] for s in value}) != len(value):
             raise serializers.ValidationError("two services have the same id")
         return value
-
-
-def certificate_payload(cert: IssuedCertificate, now: datetime) -> dict[str, Any]:
-    return {
-        "serial": cert.serial,
-        "service": cert.service,
-        "identity": cert.identity,
-        "not_after": cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "seconds_to_expiry": max(0, int((cert.not_after - now).total_seconds())),
-        "revoked": cert.revoked_at is not None,
-    }
-
-
-def certificates_by_agent(agent_ids: list[Any]) -> dict[str, list[dict[str, Any]]]:
-    """Each agent's unexpired certificates, newest first (one query for a page)."""
-    now = timezone.now()
-    found: dict[str, list[dict[str, Any]]] = {str(a): [] for a in agent_ids}
-    for cert in IssuedCertificate.objects.filter(agent_id__in=agent_ids, not_after__gt=now):
-        found[str(cert.agent_id)].append(certificate_payload(cert, now))
-    return found
 
 
 class AgentSerializer(serializers.ModelSerializer):

@@ -24,12 +24,12 @@ from agents.api.serializers import (
     EnrollResponseSerializer,
     EnrollSerializer,
     ReportSerializer,
-    certificates_by_agent,
 )
-from agents.enrollment import EnrollmentRefused, NodeTaken, agent_enroll
+from agents.enrollment import EnrollmentRefused, NodeTaken, ServiceNotAllowed, agent_enroll
 from agents.models import Agent
 from agents.reports import agent_report
 from agents.snapshot import agent_snapshot, snapshot_keys
+from identity.certview import certificates_by_agent
 from meshconsole.api import Conflict
 from meshconsole.clientaddr import client_address
 from meshconsole.longpoll import authenticate, blocking_params, error_response, watcher
@@ -104,6 +104,8 @@ class EnrollView(APIView):
             raise PermissionDenied(str(exc)) from None
         except NodeTaken as exc:
             raise Conflict(str(exc)) from None
+        except ServiceNotAllowed as exc:
+            raise PermissionDenied(str(exc)) from None
         revision = agent_snapshot(agent=enrollment.agent)["revision"]
         return Response(
             {
@@ -138,7 +140,10 @@ class ReportView(APIView):
         agent = _own_agent(request, agent_id)
         serializer = ReportSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return Response(agent_report(agent=agent, report=serializer.validated_data))
+        try:
+            return Response(agent_report(agent=agent, report=serializer.validated_data))
+        except ServiceNotAllowed as exc:
+            raise PermissionDenied(str(exc)) from None
 
 
 def _agent_from(agent_or_none: Any, agent_id: str) -> Agent:

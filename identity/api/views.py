@@ -43,6 +43,7 @@ from identity.services import (
 )
 from meshconsole.api import Conflict
 from meshconsole.roles import ADMIN, READ
+from registry.managed import warn_if_managed
 
 TAGS = ["intentions"]
 
@@ -72,6 +73,11 @@ def _with_etag(response: Response, version: int) -> Response:
     return response
 
 
+def _managed(response: Response, destination: str) -> Response:
+    """The rules into DESTINATION are one `Intentions` document of the mesh as code."""
+    return warn_if_managed(response, "Intentions", destination)
+
+
 class IntentionListView(generics.ListAPIView):
     roles = READ_OR_ADMIN
     serializer_class = IntentionSerializer
@@ -88,10 +94,8 @@ class IntentionListView(generics.ListAPIView):
         data = dict(body.validated_data)
         data.pop("version", None)
         intention = intention_create(user=request.user, data=data)
-        return _with_etag(
-            Response(IntentionSerializer(intention).data, status=status.HTTP_201_CREATED),
-            intention.version,
-        )
+        answer = Response(IntentionSerializer(intention).data, status=status.HTTP_201_CREATED)
+        return _managed(_with_etag(answer, intention.version), intention.destination)
 
 
 class IntentionDetailView(APIView):
@@ -123,7 +127,8 @@ class IntentionDetailView(APIView):
             )
         except VersionConflict as exc:
             raise Conflict(str(exc)) from None
-        return _with_etag(Response(IntentionSerializer(intention).data), intention.version)
+        answer = _with_etag(Response(IntentionSerializer(intention).data), intention.version)
+        return _managed(answer, intention.destination)
 
     @extend_schema(tags=TAGS, responses={204: None})
     def delete(self, request: Request, pk: str) -> Response:
@@ -136,7 +141,7 @@ class IntentionDetailView(APIView):
             )
         except VersionConflict as exc:
             raise Conflict(str(exc)) from None
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return _managed(Response(status=status.HTTP_204_NO_CONTENT), intention.destination)
 
 
 class DefaultActionView(APIView):

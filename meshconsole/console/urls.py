@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from meshconsole.console import audit, gateway, views
+from meshconsole.console import audit, gateway, security, views
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
@@ -22,6 +22,7 @@ urlpatterns = [
     path("agents/", views.agent_list, name="console-agents"),
     path("gateway/", gateway.gateway_page, name="console-gateway"),
     path("events/", views.event_list, name="console-events"),
+    path("security/", security.security_page, name="console-security"),
     path("audit/", audit.audit_page, name="console-audit"),
     path("audit/versions/<int:number>/", audit.mesh_version_page, name="console-mesh-version"),
 ]

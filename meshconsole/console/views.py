@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET
 
 from agents.models import Agent
 from agents.runtime.vocabulary import RETRY_CONDITIONS
+from identity.certview import current_certificates
 from journal.models import Event, EventKind
 from monitoring.models import EdgeWindow
 from monitoring.topology import page_states, service_state_payload
@@ -141,6 +142,8 @@ class AgentRow:
     agent: Agent
     status: str  # ok | silent | nack
     instances: list[Instance] = field(default_factory=list)  # what the host runs
+    # The leaf it serves per identity (identity.certview.current_certificates).
+    certificates: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def upstreams(self) -> list[dict[str, str]]:
@@ -150,6 +153,18 @@ class AgentRow:
              "protocol": str(u.get("protocol", "http"))}
             for u in (self.agent.upstreams or []) if isinstance(u, dict)
         ]
+
+
+def short_duration(seconds: int) -> str:
+    """`2d 3h`, `23h 5m`, `4m 10s`: the two largest units."""
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+        if len(parts) == 2:
+            break
+    return " ".join(parts)
 
 
 def agent_status(agent: Agent, *, now: datetime, ttl: timedelta) -> str:
@@ -175,12 +190,20 @@ def agent_list(request: HttpRequest) -> HttpResponse:
     ):
         if instance.node_id is not None:
             by_node.setdefault(instance.node_id, []).append(instance)
+    certificates = current_certificates([a.pk for a in agents])
+    for certs in certificates.values():
+        for c in certs:
+            c["expires_in"] = short_duration(c["seconds_to_expiry"])
+            c["not_after_text"] = c["not_after"].replace("T", " ").rstrip("Z")  # one date format
     rows = [
         AgentRow(agent=a, status=agent_status(a, now=now, ttl=ttl),
-                 instances=by_node.get(a.node_id, []))
+                 instances=by_node.get(a.node_id, []),
+                 certificates=certificates.get(str(a.pk), []))
         for a in agents
     ]
-    return render(request, "console/agents.html", {"rows": rows, "page": page})
+    expiring = sum(1 for r in rows for c in r.certificates if c["expiring"])
+    return render(request, "console/agents.html",
+                  {"rows": rows, "page": page, "expiring": expiring})
 
 
 @require_GET

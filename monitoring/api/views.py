@@ -20,7 +20,8 @@ from agents.runtime.durations import parse_duration_ms
 from journal.models import Event, EventKind
 from meshconsole.api import MeshPagination
 from meshconsole.roles import READ
-from monitoring.timeseries import service_series
+from monitoring.timeseries import DIRECTIONS, service_series
+from monitoring.timeseries import MAX_WINDOW_S as SERIES_MAX_WINDOW_S
 from monitoring.topology import topology_shared, topology_shared_json
 from registry.models import Service
 
@@ -103,7 +104,7 @@ class EventListView(generics.ListAPIView):
         return queryset
 
 
-def window_seconds(request: Request, default: int = 60) -> int:
+def window_seconds(request: Request, default: int = 60, maximum: int = MAX_WINDOW_S) -> int:
     raw = request.query_params.get("window")
     if not raw:
         return default
@@ -111,8 +112,9 @@ def window_seconds(request: Request, default: int = 60) -> int:
         seconds = parse_duration_ms(raw) // 1000
     except ValueError as exc:
         raise ValidationError({"window": str(exc)}) from None
-    if not 1 <= seconds <= MAX_WINDOW_S:
-        raise ValidationError({"window": "must be between 1s and 24h"})
+    if not 1 <= seconds <= maximum:
+        longest = "168h (7 days)" if maximum == SERIES_MAX_WINDOW_S else "24h"
+        raise ValidationError({"window": f"must be between 1s and {longest}"})
     return int(seconds)
 
 
@@ -136,10 +138,16 @@ class TopologyView(APIView):
 
 class ServiceMetricsView(APIView):
     roles = READ
-    """Inbound rps, error rate and latency percentiles of one service over time."""
+    """Rps, error rate and latency percentiles of one service over time, inbound
+    (its callers') or outbound (its own calls)."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("window", str, description="e.g. 15m (default)")],
+        parameters=[
+            OpenApiParameter("window", str, description="e.g. 15m (default), 24h, 168h"),
+            OpenApiParameter(
+                "direction", str, enum=list(DIRECTIONS), description="in (default) | out"
+            ),
+        ],
         responses=OpenApiResponse(
             OpenApiTypes.OBJECT, description="points over the window (monitoring.timeseries)"
         ),
@@ -147,4 +155,8 @@ class ServiceMetricsView(APIView):
     def get(self, request: Request, name: str) -> Response:
         if not Service.objects.filter(name=name).exists():
             raise NotFound(f"no service named {name!r}")
-        return Response(service_series(name, window_seconds(request, default=900)))
+        direction = request.query_params.get("direction", "in")
+        if direction not in DIRECTIONS:
+            raise ValidationError({"direction": "in or out"})
+        seconds = window_seconds(request, default=900, maximum=SERIES_MAX_WINDOW_S)
+        return Response(service_series(name, seconds, direction=direction))

@@ -11,10 +11,11 @@
     return "";
   }
 
-  /* fetch() for the REST API: session cookie, CSRF header, JSON both ways. */
+  /* fetch() for the REST API: session cookie, CSRF header, JSON both ways
+     (OPTIONS: method, body, headers). */
   async function api(path, options) {
     const opts = Object.assign({ method: "GET" }, options || {});
-    const headers = { Accept: "application/json" };
+    const headers = Object.assign({ Accept: "application/json" }, opts.headers || {});
     if (opts.body !== undefined) {
       headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(opts.body);

@@ -116,6 +116,7 @@
     form.elements.description.value = s.description || "";
     form.elements.tags.value = (s.tags || []).join(", ");
     form.elements.drain_timeout.value = s.drain_timeout || "";
+    form.elements.mtls_mode.value = s.mtls_mode || "";
   }
 
   function fillCheckForm(form) {

@@ -57,6 +57,8 @@
     badge.replaceChildren(el("i", { class: "dot " + label }), stateText(service));
     renderFailover();
     document.getElementById("service-description").textContent = service.description || "";
+    const mtls = document.getElementById("service-mtls");
+    if (mtls && service.mtls) mtls.textContent = service.mtls;
     const c = service.check;
     facts(document.getElementById("service-check"), [
       ["type", c.type],
@@ -311,7 +313,10 @@
     const note = document.getElementById("chart-note");
     let metrics;
     try {
-      metrics = await Mesh.api(base() + "metrics/?window=15m");
+      const windowSelect = document.getElementById("chart-window");
+      const direction = document.getElementById("chart-direction").value;
+      metrics = await Mesh.api(base() + "metrics/?window=" + encodeURIComponent(windowSelect.value) +
+        "&direction=" + encodeURIComponent(direction));
     } catch (e) {
       note.textContent = e.status === 404 ? "Metrics are not available for this service yet." : "Metrics unavailable: " + e.message;
       note.hidden = false;
@@ -319,7 +324,14 @@
     }
     const points = metrics.points || [];
     note.hidden = points.length > 0;
-    note.textContent = "No traffic to " + service.name + " in the last 15 minutes.";
+    const span = document.getElementById("chart-window").selectedOptions[0].textContent;
+    note.textContent = (metrics.direction === "out" ? "No traffic from " : "No traffic to ") +
+      service.name + " in the last " + span + ".";
+    const step = document.getElementById("chart-step");
+    step.textContent = "one point per " + Mesh.duration(metrics.step_seconds * 1000) +
+      (metrics.source === "windows" ? "" : " (rolled up)");
+    target.dataset.direction = metrics.direction;
+    target.dataset.window = String(metrics.window_seconds);
     const t = points.map(function (p) { return p.t; });
     const pick = function (key) { return points.map(function (p) { return p[key]; }); };
     const errorsPerSecond = points.map(function (p) { return (p.rps || 0) * (p.error_rate || 0); });
@@ -369,6 +381,9 @@
     loadEvents();
     loadMetrics();
     setInterval(function () { if (!document.hidden) loadMetrics(); }, METRICS_PERIOD_MS);
+    for (const id of ["chart-window", "chart-direction"]) {
+      document.getElementById(id).addEventListener("change", loadMetrics);
+    }
     setInterval(function () { // "x s ago"; not while someone edits a weight
       const editing = document.activeElement && document.activeElement.classList.contains("weight-input");
       if (!document.hidden && !editing) renderInstances();

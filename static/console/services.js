@@ -8,6 +8,7 @@
       protocol: form.elements.protocol.value,
       description: form.elements.description.value,
       tags: Mesh.splitList(form.elements.tags.value),
+      mtls_mode: form.elements.mtls_mode.value,
     };
     const drain = form.elements.drain_timeout.value.trim();
     if (drain) body.drain_timeout = drain;

@@ -18,7 +18,8 @@
     tr.dataset.prefix = t.prefix;
     const cells = [t.prefix, t.description || "—", state(t),
       t.max_uses ? t.uses + " / " + t.max_uses : String(t.uses),
-      t.expires_at ? Mesh.clock(t.expires_at) : "never"];
+      t.expires_at ? Mesh.clock(t.expires_at) : "never",
+      t.services ? t.services.join(", ") : "any"];
     cells.forEach(function (text, i) {
       const td = document.createElement("td");
       td.textContent = text;
@@ -52,7 +53,7 @@
     if (!tokens.length) {
       const tr = document.createElement("tr");
       tr.className = "empty-row";
-      tr.innerHTML = '<td colspan="6">No enrollment token yet. Create one above, or run <code>meshconsole enrolltoken</code>.</td>';
+      tr.innerHTML = '<td colspan="7">No enrollment token yet. Create one above, or run <code>meshconsole enrolltoken</code>.</td>';
       table.appendChild(tr);
       return;
     }
@@ -65,6 +66,8 @@
     const body = { description: form.elements.description.value };
     if (form.elements.ttl.value) body.ttl = form.elements.ttl.value;
     if (form.elements.max_uses.value) body.max_uses = Number(form.elements.max_uses.value);
+    const services = Mesh.splitList(form.elements.services.value);
+    if (services.length) body.services = services;
     try {
       const created = await Mesh.api("/api/v1/agents/enrollment-tokens/", { method: "POST", body: body });
       document.getElementById("token-value").textContent = created.token;

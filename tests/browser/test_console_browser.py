@@ -193,3 +193,25 @@ def test_service_page_explains_and_controls_instances(
     page.wait_for_selector("#bulk-result:has-text('refused')", timeout=10_000)
     page.screenshot(path="/tmp/console-service-control.png", full_page=True)
     assert page.errors == []
+
+
+def test_the_service_chart_switches_direction_and_window(page: Any) -> None:
+    """The seed has web -> orders (600 requests) and orders -> payments (240)."""
+    log_in(page)
+    page.goto("/services/orders/")
+    page.wait_for_selector("#service-chart[data-direction=in] .main-svg")
+
+    def served() -> float:
+        return float(page.evaluate(
+            "() => { const c = document.getElementById('service-chart');"
+            " return c.data[0].y.reduce((a, b) => a + (b || 0), 0); }"))
+
+    step = 10  # 15 min -> 10 s steps (monitoring.timeseries.choose_step)
+    assert served() * step == pytest.approx(600, abs=1)
+    page.select_option("#chart-direction", "out")
+    page.wait_for_selector("#service-chart[data-direction=out]")
+    assert served() * step == pytest.approx(240, abs=1)
+    page.select_option("#chart-window", "24h")
+    page.wait_for_selector("#service-chart[data-window='86400']")
+    assert "rolled up" in page.locator("#chart-step").inner_text()
+    assert page.errors == []

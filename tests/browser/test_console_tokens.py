@@ -22,6 +22,7 @@ def test_create_list_and_revoke_an_enrollment_token(
     page.fill("#token-form input[name=description]", "browser rack")
     page.fill("#token-form input[name=ttl]", "2h")
     page.fill("#token-form input[name=max_uses]", "3")
+    page.fill("#token-form input[name=services]", "orders, users")
     page.click("#token-form button[type=submit]")
     page.wait_for_selector("#token-new:not([hidden])")
     raw = page.locator("#token-value").inner_text()
@@ -29,6 +30,7 @@ def test_create_list_and_revoke_an_enrollment_token(
     row = page.locator("#token-table tr", has_text="browser rack")
     row.wait_for()
     assert "active" in row.inner_text() and "0 / 3" in row.inner_text()
+    assert "orders, users" in row.inner_text()
     assert raw not in page.locator("#token-table").inner_text()  # the secret is never listed
 
     page.once("dialog", lambda dialog: dialog.accept())
@@ -41,4 +43,5 @@ def test_create_list_and_revoke_an_enrollment_token(
     tokens = tokens["results"] if isinstance(tokens, dict) else tokens
     mine = [t for t in tokens if t["description"] == "browser rack"]
     assert len(mine) == 1 and mine[0]["revoked"]
+    assert mine[0]["services"] == ["orders", "users"]
     assert page.errors == []

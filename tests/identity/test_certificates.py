@@ -6,6 +6,7 @@ import os
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -286,3 +287,25 @@ def test_services_listed_at_enrollment_get_certificates_before_the_first_report(
     assert ask(client, answer["agent_id"], "orders").status_code == 403
     bad = {"token": enrollment_token_create(), "node": "host-f", "services": [{"name": "Bad Name"}]}
     assert APIClient().post("/api/v1/agents/enroll/", bad, format="json").status_code == 400
+
+
+def test_the_agents_page_shows_the_leaf_each_identity_serves_and_warns_when_renewal_is_overdue(
+    admin_client: Any,
+) -> None:
+    client, agent_id = enrolled_agent(services=PAYMENTS)
+    old = ask(client, agent_id, "payments").json()["serial"]
+    new = ask(client, agent_id, "payments").json()["serial"]  # a renewal: the old one stays valid
+    page = admin_client.get("/agents/").content.decode()
+    assert f'data-cert="{new}"' in page and f'data-cert="{old}"' not in page
+    assert 'id="cert-warning"' not in page and "expiring" not in page.split('data-cert="')[1][:400]
+    # The renewal has not happened and two thirds of the lifetime are gone.
+    cert = IssuedCertificate.objects.get(serial=new)
+    lifetime = cert.not_after - cert.not_before
+    IssuedCertificate.objects.filter(serial=new).update(
+        not_before=cert.not_before - lifetime * 0.7, not_after=cert.not_after - lifetime * 0.7)
+    page = admin_client.get("/agents/").content.decode()
+    assert 'id="cert-warning"' in page
+    assert "expiring" in page.split(f'data-cert="{new}"')[1][:400]
+    api_row = next(r for r in admin_client.get("/api/v1/agents/").json()["results"]
+                   if r["id"] == agent_id)
+    assert {c["serial"]: c["expiring"] for c in api_row["certificates"]} == {new: True, old: False}

@@ -62,6 +62,31 @@ def policies(draw: Any, name: str, later: list[str]) -> dict[str, Any]:
     return document
 
 
+HTTP = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {"methods": st.lists(st.sampled_from(["GET", "post", "DELETE"]), min_size=1, max_size=2)},
+        optional={"path_prefix": st.sampled_from(["/", "/refund", "/a/b"]),
+                  "headers": st.dictionaries(st.sampled_from(["x-a", "X-B"]), TEXT.map(str.strip),
+                                             max_size=2)},
+    ),
+)
+
+
+@st.composite
+def intentions(draw: Any, name: str, names: list[str]) -> dict[str, Any]:
+    sources = draw(st.lists(st.sampled_from([n for n in [*names, "*"] if n != name]),
+                            unique=True, min_size=1, max_size=3))
+    rules = []
+    for source in sources:
+        rule: dict[str, Any] = {"source": source, "action": draw(st.sampled_from(["allow", "deny"]))}
+        http = draw(HTTP)
+        if http is not None:
+            rule["http"] = http
+        rules.append(rule)
+    return {"kind": "Intentions", "name": name, "sources": rules}
+
+
 @st.composite
 def meshes(draw: Any) -> list[dict[str, Any]]:
     names = draw(st.lists(NAMES, min_size=1, max_size=5, unique=True))
@@ -69,6 +94,9 @@ def meshes(draw: Any) -> list[dict[str, Any]]:
     for i, name in enumerate(names):
         if draw(st.booleans()):
             documents.append(draw(policies(name, names[i + 1 :])))
+    for name in [*names, "*"]:
+        if draw(st.booleans()):
+            documents.append(draw(intentions(name, names)))
     return documents
 
 

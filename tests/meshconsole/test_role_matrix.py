@@ -185,6 +185,7 @@ TABLE: dict[str, tuple[str, dict[str, str]]] = {
     "console-gateway": ("/gateway/", {"GET": PAGE}),
     "console-events": ("/events/", {"GET": PAGE}),
     "console-audit": ("/audit/", {"GET": PAGE}),
+    "console-security": ("/security/", {"GET": PAGE}),
     "console-mesh-version": ("/audit/versions/1/", {"GET": PAGE}),
 }
 

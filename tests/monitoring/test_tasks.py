@@ -193,7 +193,7 @@ def test_prune_deletes_old_rows_only(settings: Any) -> None:
     Event.objects.filter(pk=new_event.pk).update(ts=now - timedelta(hours=23))
 
     assert tasks.prune_history() == {
-        "edge_windows": 1, "events": 1, "check_results": 0, "topology_frames": 0}
+        "edge_windows": 1, "events": 1, "check_results": 0, "topology_frames": 0, "edge_rollups": 0}
     assert list(EdgeWindow.objects.values_list("pk", flat=True)) == [new_window.pk]
     assert not EdgeWindow.objects.filter(pk=old_window.pk).exists()
     assert list(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from argparse import ArgumentParser
 from datetime import timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from django.utils import timezone
 from agents.enrollment import enrollment_token_create, enrollment_token_revoke
 from agents.models import EnrollmentToken
 from agents.runtime.durations import parse_duration_ms
+from registry.models import SERVICE_NAME_RE
 
 
 class Command(BaseCommand):
@@ -25,6 +27,11 @@ class Command(BaseCommand):
         parser.add_argument("--description", default="", help="a note shown with the token")
         parser.add_argument("--ttl", help='lifetime, e.g. "24h", "30m"; "0" = never expires')
         parser.add_argument("--uses", type=int, help="how many enrollments it allows")
+        parser.add_argument(
+            "--services",
+            help="comma-separated: the only services agents enrolled with it may run "
+            "(register, report, get certificates for); default: any",
+        )
         parser.add_argument("--list", action="store_true", help="list the tokens (no secrets)")
         parser.add_argument("--revoke", metavar="PREFIX", help="revoke the token with PREFIX")
 
@@ -45,17 +52,31 @@ class Command(BaseCommand):
                 raise CommandError(f"--ttl: {exc}") from None
         if options["uses"] is not None and options["uses"] < 1:
             raise CommandError("--uses must be at least 1")
+        services = None
+        if options["services"] is not None:
+            services = [n.strip() for n in options["services"].split(",") if n.strip()]
+            bad = [n for n in services if not re.fullmatch(SERVICE_NAME_RE, n)]
+            if bad or not services:
+                raise CommandError(f"--services: not service names: {', '.join(bad) or '(none)'}")
         self.stdout.write(
             enrollment_token_create(
-                description=options["description"], ttl=ttl, max_uses=options["uses"]
+                description=options["description"],
+                ttl=ttl,
+                max_uses=options["uses"],
+                services=services,
             )
         )
 
     def _list(self) -> None:
         now = timezone.now()
-        self.stdout.write("PREFIX  STATE    USES   EXPIRES                    DESCRIPTION")
+        self.stdout.write(
+            "PREFIX  STATE    USES   EXPIRES                    SERVICES     DESCRIPTION"
+        )
         for t in EnrollmentToken.objects.all():
             state = t.state(now)
             uses = f"{t.uses}/{t.max_uses}" if t.max_uses else str(t.uses)
             expires = t.expires_at.isoformat(timespec="seconds") if t.expires_at else "never"
-            self.stdout.write(f"{t.prefix:7} {state:8} {uses:6} {expires:26} {t.description}")
+            services = ",".join(t.services) if t.services is not None else "any"
+            self.stdout.write(
+                f"{t.prefix:7} {state:8} {uses:6} {expires:26} {services:12} {t.description}"
+            )

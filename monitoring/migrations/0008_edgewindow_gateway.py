@@ -6,13 +6,13 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0003_agent_disabled_agent_inbound_address_and_more'),
+        ('monitoring', '0007_edge_rollup'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='agent',
+            model_name='edgewindow',
             name='gateway',
-            field=models.CharField(blank=True, default='', max_length=63),
+            field=models.BooleanField(default=False),
         ),
     ]

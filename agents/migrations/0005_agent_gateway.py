@@ -6,13 +6,13 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0006_edgewindow_denied'),
+        ('agents', '0004_enrollment_token_services'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='edgewindow',
+            model_name='agent',
             name='gateway',
-            field=models.BooleanField(default=False),
+            field=models.CharField(blank=True, default='', max_length=63),
         ),
     ]
