@@ -54,6 +54,17 @@ class ServiceNotAllowed(Exception):
         )
 
 
+class GatewayNotAllowed(Exception):
+    """The agent's enrollment token does not let it serve as this gateway (HTTP 403)."""
+
+    def __init__(self, node: str, gateway: str) -> None:
+        self.gateway = gateway
+        super().__init__(
+            f"the enrollment token of {node} does not allow it to serve as gateway "
+            f"{gateway}: nothing was stored (create a token with --gateways {gateway})"
+        )
+
+
 @dataclass(frozen=True)
 class Enrollment:
     agent: Agent
@@ -68,6 +79,7 @@ def enrollment_token_create(
     ttl: timedelta | None = None,
     max_uses: int | None = None,
     services: list[str] | None = None,
+    gateways: list[str] | None = None,
 ) -> str:
     """A new enrollment token; the raw value is returned once and never stored.
     TTL None means the configured default; a zero TTL means no expiry. SERVICES
@@ -85,6 +97,7 @@ def enrollment_token_create(
         expires_at=timezone.now() + ttl if ttl.total_seconds() > 0 else None,
         max_uses=max_uses,
         services=sorted(set(services)) if services is not None else None,
+        gateways=sorted(set(gateways or [])),
     )
     if user is not None:
         audit_record(
@@ -107,6 +120,7 @@ def enrollment_token_state(token: EnrollmentToken) -> dict[str, Any]:
         "uses": token.uses,
         "revoked": token.revoked,
         "services": token.services,
+        "gateways": token.gateways,
     }
 
 
@@ -132,7 +146,7 @@ def enrollment_token_revoke(*, user: Actor, prefix: str) -> int:
     return revoked
 
 
-def _claim_use(raw: str) -> list[str] | None:
+def _claim_use(raw: str) -> tuple[list[str] | None, list[str]]:
     """Count one use of the token, if it may still be used (a conditional
     UPDATE: two enrollments cannot both take a token's last use); the services
     it allows (None: any)."""
@@ -145,10 +159,13 @@ def _claim_use(raw: str) -> list[str] | None:
     )
     if not claimed:
         raise EnrollmentRefused("unknown, revoked, expired or used-up enrollment token")
-    allowed = EnrollmentToken.objects.filter(token_hash=hash_token(raw)).values_list(
-        "services", flat=True
-    ).first()
-    return None if allowed is None else [str(name) for name in allowed]
+    allowed, gateways = (
+        EnrollmentToken.objects.filter(token_hash=hash_token(raw))
+        .values_list("services", "gateways")
+        .get()
+    )
+    services = None if allowed is None else [str(name) for name in allowed]
+    return services, [str(name) for name in gateways or []]
 
 
 @transaction.atomic
@@ -177,10 +194,12 @@ def agent_enroll(
             f"node {node!r} is enrolled by another agent; remove that agent or allow "
             "its re-enrollment (meshctl agents allow-reenroll) first"
         )
-    allowed = _claim_use(token)
+    allowed, allowed_gateways = _claim_use(token)
     refused = [] if allowed is None else sorted(set(services or []) - set(allowed))
     if refused:  # (the transaction rolls the claimed use back)
         raise ServiceNotAllowed(node, refused)
+    if gateway and gateway not in allowed_gateways:
+        raise GatewayNotAllowed(node, gateway)
     agent_token = proposed_token or new_secret()
     node_obj = registry_services.node_ensure(node, zone)
     created = agent is None
@@ -198,6 +217,7 @@ def agent_enroll(
     agent.disabled = False
     agent.local_services = sorted(services or [])
     agent.allowed_services = allowed
+    agent.allowed_gateways = allowed_gateways
     inbound_changed = agent_inbound_set(agent, inbound)
     agent.gateway = gateway
     agent.save()

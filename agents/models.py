@@ -42,6 +42,9 @@ class EnrollmentToken(models.Model):
     # The services an agent enrolled with it may run (register, report, hold the
     # identity of); None: any service. Agents keep the list they enrolled with.
     services = models.JSONField(null=True, blank=True, default=None)
+    # The gateways an agent enrolled with it may serve as: none unless listed (a
+    # gateway agent's snapshot holds JWT secrets and every consumer's key hashes).
+    gateways = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering: ClassVar = ["-created_at"]
@@ -89,6 +92,8 @@ class Agent(models.Model):
     gateway = models.CharField(max_length=63, blank=True, default="")
     # From its enrollment token (EnrollmentToken.services): None = any service.
     allowed_services = models.JSONField(null=True, blank=True, default=None)
+    # From its enrollment token (EnrollmentToken.gateways): the gateways it may serve as.
+    allowed_gateways = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering: ClassVar = ["node__name"]

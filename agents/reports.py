@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.enrollment import (
+    GatewayNotAllowed,
     ServiceNotAllowed,
     agent_inbound_set,
     gateway_declared,
@@ -165,6 +166,9 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
     refused = agent.refused_services(s["name"] for s in report.get("services", []))
     if refused:
         raise ServiceNotAllowed(agent.node.name, refused)
+    declared = (report.get("gateway") or {}).get("name", "")
+    if declared and declared not in agent.allowed_gateways:
+        raise GatewayNotAllowed(agent.node.name, declared)
     now = timezone.now()
     came_back = agent.silent
     fields = ["last_seen", "silent"]
@@ -181,10 +185,9 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
     inbound_changed = agent_inbound_set(agent, report.get("inbound"))
     if inbound_changed:
         fields += ["inbound_address", "inbound_port"]
-    gateway = (report.get("gateway") or {}).get("name", "")
-    gateway_changed = gateway != agent.gateway
+    gateway_changed = declared != agent.gateway
     if gateway_changed:
-        agent.gateway = gateway
+        agent.gateway = declared
         fields.append("gateway")
     local = sorted({s["name"] for s in report.get("services", [])})
     local_changed = "services" in report and local != sorted(agent.local_services)

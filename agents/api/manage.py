@@ -20,6 +20,7 @@ from agents.enrollment import (
     enrollment_token_create,
     enrollment_token_revoke,
 )
+from agents.gateways import GATEWAY_NAME_RE
 from agents.models import Agent, EnrollmentToken, hash_token
 from meshconsole.api import DurationField, StrictSerializer
 from meshconsole.roles import ADMIN_ONLY
@@ -43,6 +44,7 @@ class EnrollmentTokenSerializer(serializers.ModelSerializer):
             "revoked",
             "active",
             "services",
+            "gateways",
         )
 
     def get_active(self, token: EnrollmentToken) -> bool:
@@ -66,6 +68,13 @@ class EnrollmentTokenCreateSerializer(StrictSerializer):
         required=False,
         default=None,
         help_text="the only services agents enrolled with it may run; null = any",
+    )
+    gateways = serializers.ListField(
+        child=serializers.RegexField(GATEWAY_NAME_RE, max_length=63),
+        max_length=100,
+        required=False,
+        default=list,
+        help_text="the gateways agents enrolled with it may serve as (none unless listed)",
     )
 
 
@@ -102,6 +111,7 @@ class EnrollmentTokensView(generics.ListAPIView):
             ttl=None if ttl_ms is None else timedelta(milliseconds=ttl_ms),
             max_uses=body.validated_data.get("max_uses"),
             services=body.validated_data.get("services"),
+            gateways=body.validated_data.get("gateways"),
         )
         token = EnrollmentToken.objects.get(token_hash=hash_token(raw))
         data = dict(EnrollmentTokenSerializer(token).data)

@@ -25,7 +25,13 @@ from agents.api.serializers import (
     EnrollSerializer,
     ReportSerializer,
 )
-from agents.enrollment import EnrollmentRefused, NodeTaken, ServiceNotAllowed, agent_enroll
+from agents.enrollment import (
+    EnrollmentRefused,
+    GatewayNotAllowed,
+    NodeTaken,
+    ServiceNotAllowed,
+    agent_enroll,
+)
 from agents.models import Agent
 from agents.reports import agent_report
 from agents.snapshot import agent_snapshot, snapshot_keys
@@ -104,7 +110,7 @@ class EnrollView(APIView):
             raise PermissionDenied(str(exc)) from None
         except NodeTaken as exc:
             raise Conflict(str(exc)) from None
-        except ServiceNotAllowed as exc:
+        except (ServiceNotAllowed, GatewayNotAllowed) as exc:
             raise PermissionDenied(str(exc)) from None
         revision = agent_snapshot(agent=enrollment.agent)["revision"]
         return Response(
@@ -142,7 +148,7 @@ class ReportView(APIView):
         serializer.is_valid(raise_exception=True)
         try:
             return Response(agent_report(agent=agent, report=serializer.validated_data))
-        except ServiceNotAllowed as exc:
+        except (ServiceNotAllowed, GatewayNotAllowed) as exc:
             raise PermissionDenied(str(exc)) from None
 
 

@@ -63,6 +63,8 @@ def tokens_create(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
         body["ttl"] = args.ttl
     if args.uses is not None:
         body["max_uses"] = args.uses
+    if args.gateway:
+        body["gateways"] = args.gateway
     data = client.request("POST", "/api/v1/agents/enrollment-tokens/", body)
     return data, str(data["token"])
 
@@ -97,6 +99,9 @@ def add_parsers(groups: Any, json_flag: argparse.ArgumentParser) -> None:
     p.add_argument("--ttl", help='lifetime, e.g. "24h"; "0s" = never expires')
     p.add_argument("--uses", type=int, help="how many enrollments it allows")
     p.add_argument("--description")
+    p.add_argument(
+        "--gateway", action="append", help="a gateway its agents may serve as (repeatable)"
+    )
     p.set_defaults(func=tokens_create)
     p = sub.add_parser("revoke", parents=[json_flag], help="revoke the token with PREFIX")
     p.add_argument("prefix")

@@ -18,11 +18,18 @@ def service(name: str) -> Service:
 
 
 def enroll(
-    node: str, *, gateway: str | None = None, upstreams: list[dict[str, Any]] | None = None
+    node: str,
+    *,
+    gateway: str | None = None,
+    upstreams: list[dict[str, Any]] | None = None,
+    allow: list[str] | None = None,
 ) -> tuple[APIClient, dict[str, Any]]:
-    """An enrolled agent (a gateway agent when GATEWAY names one) and its client."""
+    """An enrolled agent (a gateway agent when GATEWAY names one) and its client;
+    its enrollment token allows the gateways ALLOW (default: GATEWAY)."""
+    if allow is None:
+        allow = [gateway] if gateway else []
     body: dict[str, Any] = {
-        "token": enrollment_token_create(),
+        "token": enrollment_token_create(gateways=allow),
         "node": node,
         "zone": "zone-1",
         "version": "0.1.0",

@@ -134,7 +134,7 @@ def test_other_agents_never_see_the_section_nor_a_secret(
 
 
 def test_reports_declare_and_undeclare_a_gateway(api: APIClient, mesh: dict[str, Any]) -> None:
-    client, body = enroll("host-a", upstreams=PAYMENTS)
+    client, body = enroll("host-a", upstreams=PAYMENTS, allow=["edge"])
     agent_id = body["agent_id"]
     before = config(client, agent_id)["revision"]
     report = f"/api/v1/agents/{agent_id}/report/"
@@ -184,3 +184,40 @@ def test_the_snapshot_function_matches_the_endpoint(api: APIClient, mesh: dict[s
     _put_routes(api, mesh["table"])
     agent = Agent.objects.select_related("node").get(pk=body["agent_id"])
     assert json.loads(json.dumps(agent_snapshot(agent=agent))) == config(client, body["agent_id"])
+
+
+def test_only_a_token_that_allows_the_gateway_makes_a_gateway_agent(
+    api: APIClient, mesh: dict[str, Any]
+) -> None:
+    """A gateway agent's snapshot holds JWT secrets: an ordinary enrollment token
+    cannot make one (403, nothing stored, no use of the token taken)."""
+    from agents.enrollment import enrollment_token_create
+    from agents.models import EnrollmentToken
+
+    token = enrollment_token_create()
+    response = APIClient().post(
+        "/api/v1/agents/enroll/",
+        {"token": token, "node": "gw-1", "gateway": {"name": "edge"}},
+        format="json",
+    )
+    assert response.status_code == 403 and "--gateways edge" in response.json()["detail"]
+    assert not Agent.objects.exists() and not Gateway.objects.exists()
+    assert EnrollmentToken.objects.get().uses == 0
+    # Allowed another gateway only: refused the same way.
+    client, body = enroll("gw-1", allow=["other"])
+    report = f"/api/v1/agents/{body['agent_id']}/report/"
+    response = client.post(report, {"gateway": {"name": "edge"}}, format="json")
+    assert response.status_code == 403
+    assert Agent.objects.get().gateway == "" and not Gateway.objects.filter(name="edge").exists()
+    assert "gateway" not in config(client, body["agent_id"])
+    assert HS_SECRET not in json.dumps(config(client, body["agent_id"]))
+    assert client.post(report, {"gateway": {"name": "other"}}, format="json").status_code == 200
+    assert config(client, body["agent_id"])["gateway"]["name"] == "other"
+
+
+def test_tokens_list_their_gateways(api: APIClient) -> None:
+    response = api.post("/api/v1/agents/enrollment-tokens/", {"gateways": ["edge"]}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["gateways"] == ["edge"]
+    bad = api.post("/api/v1/agents/enrollment-tokens/", {"gateways": ["Edge"]}, format="json")
+    assert bad.status_code == 400

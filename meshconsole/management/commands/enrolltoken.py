@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from agents.enrollment import enrollment_token_create, enrollment_token_revoke
+from agents.gateways import GATEWAY_NAME_RE
 from agents.models import EnrollmentToken
 from agents.runtime.durations import parse_duration_ms
 from registry.models import SERVICE_NAME_RE
@@ -31,6 +32,11 @@ class Command(BaseCommand):
             "--services",
             help="comma-separated: the only services agents enrolled with it may run "
             "(register, report, get certificates for); default: any",
+        )
+        parser.add_argument(
+            "--gateways",
+            help="comma-separated: the gateways agents enrolled with it may serve as "
+            "(a gateway agent gets JWT secrets and key hashes); default: none",
         )
         parser.add_argument("--list", action="store_true", help="list the tokens (no secrets)")
         parser.add_argument("--revoke", metavar="PREFIX", help="revoke the token with PREFIX")
@@ -58,12 +64,19 @@ class Command(BaseCommand):
             bad = [n for n in services if not re.fullmatch(SERVICE_NAME_RE, n)]
             if bad or not services:
                 raise CommandError(f"--services: not service names: {', '.join(bad) or '(none)'}")
+        gateways: list[str] = []
+        if options["gateways"] is not None:
+            gateways = [n.strip() for n in options["gateways"].split(",") if n.strip()]
+            bad = [n for n in gateways if not re.fullmatch(GATEWAY_NAME_RE, n)]
+            if bad or not gateways:
+                raise CommandError(f"--gateways: not gateway names: {', '.join(bad) or '(none)'}")
         self.stdout.write(
             enrollment_token_create(
                 description=options["description"],
                 ttl=ttl,
                 max_uses=options["uses"],
                 services=services,
+                gateways=gateways,
             )
         )
 
