@@ -19,7 +19,8 @@
     const cells = [t.prefix, t.description || "—", state(t),
       t.max_uses ? t.uses + " / " + t.max_uses : String(t.uses),
       t.expires_at ? Mesh.clock(t.expires_at) : "never",
-      t.services ? t.services.join(", ") : "any"];
+      t.services ? t.services.join(", ") : "any",
+      t.gateways && t.gateways.length ? t.gateways.join(", ") : "—"];
     cells.forEach(function (text, i) {
       const td = document.createElement("td");
       td.textContent = text;
@@ -53,7 +54,7 @@
     if (!tokens.length) {
       const tr = document.createElement("tr");
       tr.className = "empty-row";
-      tr.innerHTML = '<td colspan="7">No enrollment token yet. Create one above, or run <code>meshconsole enrolltoken</code>.</td>';
+      tr.innerHTML = '<td colspan="8">No enrollment token yet. Create one above, or run <code>meshconsole enrolltoken</code>.</td>';
       table.appendChild(tr);
       return;
     }
@@ -68,6 +69,8 @@
     if (form.elements.max_uses.value) body.max_uses = Number(form.elements.max_uses.value);
     const services = Mesh.splitList(form.elements.services.value);
     if (services.length) body.services = services;
+    const gateways = Mesh.splitList(form.elements.gateways.value);
+    if (gateways.length) body.gateways = gateways;
     try {
       const created = await Mesh.api("/api/v1/agents/enrollment-tokens/", { method: "POST", body: body });
       document.getElementById("token-value").textContent = created.token;
