@@ -277,3 +277,16 @@ def test_an_edit_of_a_yaml_managed_document_warns(api: APIClient, payments: None
     response = _put(api, VALID)
     assert response.status_code == 200
     assert response["X-Mesh-Managed"] == "Routes/payments"
+
+
+def test_a_service_a_split_names_cannot_be_deleted(api: APIClient, payments: None) -> None:
+    _put(api, VALID)
+    response = api.delete("/api/v1/services/payments-next/")
+    assert response.status_code == 409, response.content
+    assert response.json()["route_referrers"] == ["payments"]
+    assert "split traffic to payments-next" in response.json()["detail"]
+    from registry.models import Service
+
+    assert Service.objects.filter(name="payments-next").exists()
+    _put(api, {**VALID, "routes": VALID["routes"][1:]})
+    assert api.delete("/api/v1/services/payments-next/").status_code == 204
