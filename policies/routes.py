@@ -16,7 +16,7 @@ from typing import Any, NotRequired, TypedDict
 from rest_framework import serializers
 
 from agents.runtime.vocabulary import POLICY_BOUNDS
-from registry.models import Service
+from registry.models import Protocol, Service
 
 NAME_RE = re.compile(r"^[a-z0-9-]{1,63}$")  # subset and route names (the contract's)
 HEADER_RE = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]{1,100}$")  # an RFC 9110 token, lower-case
@@ -95,9 +95,9 @@ def split_services(document: dict[str, Any]) -> set[str]:
 class _Checker:
     """Collects every error of one document (not only the first) by path."""
 
-    def __init__(self, service: Service, known_services: set[str]) -> None:
+    def __init__(self, service: Service, known_services: dict[str, str]) -> None:
         self.service = service
-        self.known_services = known_services
+        self.known_services = known_services  # name -> protocol
         self.errors: Errors = {}
 
     def error(self, path: str, message: str) -> None:
@@ -385,6 +385,13 @@ class _Checker:
                 if not isinstance(other, str) or other not in self.known_services:
                     self.error(f"{where}.service", f"unknown service {other!r}")
                     continue
+                if self.known_services[other] != self.service.protocol:
+                    self.error(
+                        f"{where}.service",
+                        f"{other} is {self.known_services[other]}, "
+                        f"{self.service.name} is {self.service.protocol}",
+                    )
+                    continue
                 target = {"service": other}
             if weight is not None:
                 target["weight"] = weight
@@ -422,7 +429,7 @@ class _Checker:
 def routes_validate(service: Service, body: Any) -> RoutesDocument:
     """BODY (without `version`) as a normalized document of SERVICE, or
     serializers.ValidationError with every error keyed by its field path."""
-    checker = _Checker(service, set())
+    checker = _Checker(service, {})
     spec = checker.obj("", body, {"subsets", "routes"})
     if spec is None:
         raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
@@ -435,11 +442,15 @@ def routes_validate(service: Service, body: Any) -> RoutesDocument:
         for t in r["split"]
         if isinstance(t, dict) and isinstance(t.get("service"), str)
     }
-    checker.known_services = set(
-        Service.objects.filter(name__in=named).values_list("name", flat=True)
+    checker.known_services = dict(
+        Service.objects.filter(name__in=named).values_list("name", "protocol")
     )
     subsets = checker.subsets(spec.get("subsets", {}))
     checked = checker.routes(spec.get("routes", []), set(subsets))
+    if checked and service.protocol != Protocol.HTTP:
+        # Routes match and rewrite requests: HTTP only (subsets alone are harmless).
+        checker.error("routes", f"L7 routes need an http service ({service.name} is "
+                                f"{service.protocol})")
     if checker.errors:
         raise serializers.ValidationError(checker.errors)
     return {"subsets": subsets, "routes": checked}

@@ -290,3 +290,24 @@ def test_a_service_a_split_names_cannot_be_deleted(api: APIClient, payments: Non
     assert Service.objects.filter(name="payments-next").exists()
     _put(api, {**VALID, "routes": VALID["routes"][1:]})
     assert api.delete("/api/v1/services/payments-next/").status_code == 204
+
+
+def test_routes_need_an_http_service_and_split_targets_of_its_protocol(
+    api: APIClient, payments: None
+) -> None:
+    from registry import services as registry_services
+
+    registry_services.service_create(
+        user=None, data={"name": "ledger", "protocol": "tcp", "check_type": "none"}
+    )
+    response = api.put("/api/v1/services/ledger/routes/", {
+        "subsets": {"v1": {"tags": ["v1"]}},
+        "routes": [{"name": "all", "split": [{"subset": "v1", "weight": 1}]}],
+    }, format="json")
+    assert response.status_code == 400 and "routes" in response.json()
+    doc = copy.deepcopy(VALID)
+    doc["routes"][0]["split"][2]["service"] = "ledger"
+    response = _put(api, doc)
+    assert response.status_code == 400
+    assert "routes.0.split.2.service" in response.json()
+    assert not ServiceRoutes.objects.exists()
