@@ -161,3 +161,55 @@ async def test_a_change_to_a_split_target_wakes_the_agents_long_poll(
     await asyncio.sleep(0.5)  # subscribed
     revision = await sync_to_async(_change)("payments-next")
     assert await asyncio.wait_for(waiting, 2.0) == revision
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_config_long_poll_answers_within_a_second_of_a_split_target_change() -> None:
+    # The real view: an agent declaring only payments, whose routes split to
+    # payments-next, long-polls; a new payments-next instance must wake it.
+    import time
+
+    from django.db import connection
+    from django.test import AsyncClient
+
+    from tests.agents.test_api_agents import enroll
+
+    def setup() -> tuple[str, str, int]:
+        payments = service("payments")
+        service("payments-next")
+        instance(payments, 1)
+        routes_update(user=None, service=payments, document=routes_validate(payments, {
+            "subsets": {"all": {}},
+            "routes": [{"name": "r", "split": [{"subset": "all", "weight": 9},
+                                               {"service": "payments-next", "weight": 1}]}],
+        }))
+        _, body = enroll()
+        agent = Agent.objects.get(pk=body["agent_id"])
+        return body["agent_id"], body["agent_token"], snapshot_index(agent)
+
+    agent_id, token, index = await sync_to_async(setup)()
+
+    def change() -> float:
+        try:
+            nxt = Service.objects.get(name="payments-next")
+            registry_services.instance_register(
+                user=None, service=nxt, data={"address": "10.0.0.1", "port": 7, "zone": "zone-1"}
+            )
+            return time.monotonic()
+        finally:
+            connection.close()
+
+    async def change_later() -> float:
+        await asyncio.sleep(0.5)
+        return await asyncio.to_thread(change)
+
+    waiter = asyncio.ensure_future(AsyncClient().get(
+        f"/api/v1/agents/{agent_id}/config/?revision={index}&wait=20s",
+        headers={"Authorization": f"Agent {token}"},
+    ))
+    changed_at = await change_later()
+    response = await asyncio.wait_for(waiter, 10)
+    assert time.monotonic() - changed_at < 1.0
+    assert response.status_code == 200
+    upstream = response.json()["upstreams"]["payments-next"]
+    assert upstream["route_target"] is True and [e["port"] for e in upstream["endpoints"]] == [7]
