@@ -360,6 +360,7 @@ class _Checker:
         if isinstance(value, list) and not value:
             self.error(path, "a route needs a split (at least one target)")
         total = 0
+        seen: set[tuple[str, str]] = set()
         for i, body in enumerate(targets):
             where = f"{path}.{i}"
             spec = self.obj(where, body, {"subset", "service", "weight"})
@@ -393,6 +394,11 @@ class _Checker:
                     )
                     continue
                 target = {"service": other}
+            key = ("subset", target["subset"]) if "subset" in target else ("service", other)
+            if key in seen:
+                self.error(where, f"{key[0]} {key[1]} is already a target of this split")
+                continue
+            seen.add(key)
             if weight is not None:
                 target["weight"] = weight
                 out.append(target)

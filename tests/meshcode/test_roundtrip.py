@@ -75,7 +75,8 @@ def routes(draw: Any, name: str, others: list[str]) -> dict[str, Any]:
         {"name": f"r{i}",
          **({"match": {"path": {"prefix": "/api"}, "methods": ["get"]}} if draw(st.booleans()) else {}),
          "split": [{**t, "weight": draw(st.integers(1, 100))}
-                   for t in draw(st.lists(st.sampled_from(targets), min_size=1, max_size=3))]}
+                   for t in draw(st.lists(st.sampled_from(targets), min_size=1, max_size=3,
+                                          unique_by=lambda t: tuple(t.items())))]}
         for i in range(draw(st.integers(0, 3)))
     ]
     return document

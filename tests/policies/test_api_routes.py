@@ -198,6 +198,9 @@ def _invalid(name: str) -> tuple[dict[str, Any], str]:
     if name == "routes-not-a-list":
         doc["routes"] = {"a": 1}
         return doc, "routes"
+    if name == "duplicate-target":
+        r0["split"][1] = {"subset": "v1", "weight": 5}
+        return doc, "routes.0.split.1"
     if name == "metadata-not-strings":
         doc["subsets"]["v2"]["metadata"] = {"track": 1}
         return doc, "subsets.v2.metadata.track"
@@ -211,7 +214,7 @@ INVALID = [
     "too-many-routes", "too-many-targets", "bad-header-name", "two-header-kinds",
     "framing-header", "crlf-value", "unknown-field", "bad-fallback", "timeout", "retries",
     "sticky-both", "path-without-slash", "method", "query-absent", "present-false",
-    "routes-not-a-list", "metadata-not-strings",
+    "routes-not-a-list", "metadata-not-strings", "duplicate-target",
 ]
 
 
