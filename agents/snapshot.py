@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Generic, TypedDict, TypeVar
+from typing import Any, Generic, NotRequired, TypedDict, TypeVar
 
 from django.conf import settings
 from django.db.models import Count
@@ -14,7 +14,8 @@ from agents.models import Agent
 from identity.intentions import IntentionSnapshot, default_action, intentions_for
 from identity.services import ca_ready, live_roots, revoked_serials
 from meshconsole.db import read_transaction
-from policies.models import FailoverState, TrafficPolicy
+from policies.models import FailoverState, ServiceRoutes, TrafficPolicy
+from policies.routes import RouteDoc, SubsetDoc, split_services
 from policies.snapshot import PolicySnapshot, endpoint_priority, policy_snapshot
 from registry.models import SECURITY_KEY, Instance, MeshIndex, Service, agent_key, service_key
 from registry.targets import target_refusal
@@ -37,6 +38,7 @@ class EndpointSnapshot(TypedDict):
     priority: int
     status: str
     tags: list[str]
+    metadata: dict[str, str]  # what route subsets select on, with the tags
     # The instance's host agent's inbound (mTLS) listener; None: dial it directly.
     inbound: InboundSnapshot | None
 
@@ -55,6 +57,11 @@ class UpstreamSnapshot(TypedDict):
     # agents believe an empty list at once only when some were withheld.
     withheld: int
     mtls: str  # strict | permissive | off: the destination's mode (Service.effective_mtls)
+    # L7 routes of the destination (policies.routes; absent = none).
+    subsets: NotRequired[dict[str, SubsetDoc]]
+    routes: NotRequired[list[RouteDoc]]
+    # Not declared by the agent: only a target of another upstream's split (no listener).
+    route_target: NotRequired[bool]
 
 
 class InboundModeSnapshot(TypedDict):
@@ -126,12 +133,37 @@ def _endpoint(
         "priority": endpoint_priority(instance.zone, zone_priority),
         "status": instance.status,
         "tags": list(instance.tags),
+        "metadata": {str(k): str(v) for k, v in (instance.metadata or {}).items()},
         "inbound": inbound.get(instance.node_id) if instance.node_id is not None else None,
     }
 
 
+def _routes(names: list[str] | set[str]) -> dict[str, dict[str, Any]]:
+    """Service name -> its routes document, for those of NAMES that have one."""
+    rows = ServiceRoutes.objects.filter(service__name__in=names).values_list(
+        "service__name", "document"
+    )
+    return {str(name): dict(document or {}) for name, document in rows}
+
+
+def route_targets(names: list[str] | set[str]) -> set[str]:
+    """The services NAMES' routes split traffic to that are not among NAMES."""
+    targets: set[str] = set()
+    for document in _routes(names).values():
+        targets |= split_services(document)
+    return targets - set(names)
+
+
 def upstreams_snapshot(names: list[str]) -> dict[str, UpstreamSnapshot]:
-    """NAME -> {protocol, failover, policy, endpoints}; call inside one transaction."""
+    """NAME -> {protocol, failover, policy, endpoints, subsets?, routes?}, plus a
+    `route_target` entry for each service a split names that NAMES lacks; call
+    inside one transaction."""
+    declared = list(names)
+    documents = _routes(declared)
+    extra: set[str] = set()
+    for document in documents.values():
+        extra |= split_services(document)
+    names = declared + sorted(extra - set(declared))
     services = {s.name: s for s in Service.objects.filter(name__in=names)}
     policies = {
         p.service.name: p
@@ -173,6 +205,13 @@ def upstreams_snapshot(names: list[str]) -> dict[str, UpstreamSnapshot]:
             "withheld": int(withheld.get(serving[name], 0)) if service else 0,
             "mtls": service.effective_mtls if service else str(settings.MESH_MTLS_DEFAULT),
         }
+        routes = documents.get(name) or {}
+        if routes.get("subsets"):
+            upstreams[name]["subsets"] = routes["subsets"]
+        if routes.get("routes"):
+            upstreams[name]["routes"] = routes["routes"]
+        if name not in declared:
+            upstreams[name]["route_target"] = True
     return upstreams
 
 
@@ -182,8 +221,10 @@ def upstream_names(agent: Agent) -> list[str]:
 
 def snapshot_keys(agent: Agent) -> list[str]:
     """The index keys an agent's snapshot depends on: each upstream service, the
-    failover target it is served from now, and the agent's own upstream set."""
+    services its routes split to, the failover target each is served from now,
+    and the agent's own upstream set."""
     names = set(upstream_names(agent))
+    names |= route_targets(names)
     targets = set(
         FailoverState.objects.filter(service__name__in=names)
         .exclude(active_target="")

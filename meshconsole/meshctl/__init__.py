@@ -23,6 +23,7 @@
                            [--header 'NAME: VALUE' ...] [--description D]
     meshctl intentions rm ID
     meshctl intentions check SOURCE DESTINATION [--method M --path P] [--header 'N: V' ...]
+    meshctl routes get SERVICE | set -f FILE SERVICE | history SERVICE | rollback N SERVICE
     meshctl diff -f mesh.yaml [-f DIR ...] [--prune]
     meshctl apply -f mesh.yaml [--prune] [--dry-run=server] [-m MESSAGE]
     meshctl export [-o FILE]
@@ -48,7 +49,7 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
-from meshconsole.meshctl import agents, intentions, mesh
+from meshconsole.meshctl import agents, intentions, mesh, routes
 from meshconsole.meshctl.http import DEFAULT_URL, Client, CtlError, table
 
 
@@ -237,7 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(
         dest="group",
         required=True,
-        metavar="{services,instances,agents,tokens,intentions,diff,apply,export,history,rollback}",
+        metavar=(
+            "{services,instances,agents,tokens,intentions,routes,diff,apply,export,history,"
+            "rollback}"
+        ),
     )
 
     services = groups.add_parser("services", help="services in the registry")
@@ -317,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=instances_explain)
     agents.add_parsers(groups, json_flag)
     intentions.add_parsers(groups, json_flag)
+    routes.add_parsers(groups, json_flag)
     mesh.add_parsers(groups, json_flag)
     return parser
 
