@@ -20,6 +20,7 @@ disk and the one sent to workers parse strictly (parse_snapshot) as they are.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,14 +82,8 @@ def admit(
         if now >= until:
             continue  # held long enough: the empty list is believed
         assert old is not None
-        parsed[name] = UpstreamSnapshot(
-            protocol=upstream.protocol,
-            policy=upstream.policy,
-            endpoints=old.endpoints,
-            failover_target=upstream.failover_target,
-            failover_reason=upstream.failover_reason,
-            mtls=upstream.mtls,
-        )
+        # Everything new but the endpoints (routes and subsets apply at once).
+        parsed[name] = dataclasses.replace(upstream, endpoints=old.endpoints, withheld=0)
         kept = copy.deepcopy(raw_upstreams[name])
         kept["endpoints"] = copy.deepcopy((old_raw.get(name) or {}).get("endpoints", []))
         raw_upstreams[name] = kept

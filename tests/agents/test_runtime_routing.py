@@ -1,0 +1,197 @@
+"""The route matcher (routing.py) and the snapshot's routes and subsets (routes.py)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from agents.runtime.routing import (
+    MatchError,
+    MatchTable,
+    RequestView,
+    compile_match,
+)
+from agents.runtime.snapshot import SnapshotError, parse_snapshot, parse_upstreams
+
+
+def view(method: str, url: str, headers: list[tuple[str, str]] | None = None) -> RequestView:
+    return RequestView.of(method.encode(), url.encode(),
+                          [(n.encode(), v.encode()) for n, v in headers or []])
+
+
+def table(*matches: dict[str, Any]) -> MatchTable[int]:
+    return MatchTable.of((compile_match(m, f"m{i}"), i) for i, m in enumerate(matches))
+
+
+def test_the_first_matching_entry_wins_whatever_its_path_kind() -> None:
+    t = table({"path": {"regex": "/api/.*"}}, {"path": {"exact": "/api/x"}},
+              {"path": {"prefix": "/api"}})
+    assert t.first(view("GET", "/api/x")) == 0
+    assert t.first(view("GET", "/api")) == 2  # the regex wants "/api/" and more
+    t = table({"path": {"prefix": "/api"}}, {"path": {"exact": "/api/x"}})
+    assert t.first(view("GET", "/api/x")) == 0  # order, not specificity
+
+
+def test_exact_prefix_and_regex_paths() -> None:
+    t = table({"path": {"exact": "/a"}}, {"path": {"prefix": "/b/"}},
+              {"path": {"regex": "/c/[0-9]+"}})
+    assert t.first(view("GET", "/a")) == 0
+    assert t.first(view("GET", "/a/") ) is None
+    assert t.first(view("GET", "/b/1?x=1")) == 1
+    assert t.first(view("GET", "/b")) is None
+    assert t.first(view("GET", "/c/12")) == 2
+    assert t.first(view("GET", "/c/12/x")) is None  # fullmatch, not search
+
+
+def test_methods_headers_and_query_all_must_hold() -> None:
+    t = table({"path": {"prefix": "/"}, "methods": ["POST"],
+               "headers": [{"name": "x-user", "exact": "bob"},
+                           {"name": "x-trace", "present": True},
+                           {"name": "x-debug", "absent": True},
+                           {"name": "x-agent", "prefix": "curl/"},
+                           {"name": "x-id", "regex": "[a-f]{3}"}],
+               "query": [{"name": "v", "exact": "2"}, {"name": "q", "regex": "a+"},
+                         {"name": "dbg", "present": True}]},
+              {})
+    good = [("X-User", "bob"), ("X-Trace", "1"), ("x-agent", "curl/8"), ("x-id", "abc")]
+    assert t.first(view("POST", "/p?v=2&q=aaa&dbg", good)) == 0
+    assert t.first(view("GET", "/p?v=2&q=aaa&dbg", good)) == 1
+    assert t.first(view("POST", "/p?v=3&q=aaa&dbg", good)) == 1
+    assert t.first(view("POST", "/p?v=2&q=aab&dbg", good)) == 1
+    assert t.first(view("POST", "/p?v=2&q=aaa", good)) == 1
+    assert t.first(view("POST", "/p?v=2&q=aaa&dbg", [*good, ("x-debug", "1")])) == 1
+    assert t.first(view("POST", "/p?v=2&q=aaa&dbg", good[1:])) == 1
+    assert t.first(view("POST", "/p?v=2&q=aaa&dbg", [*good[:3], ("x-id", "abcd")])) == 1
+
+
+def test_the_prefix_index_checks_only_candidates() -> None:
+    # 200 prefix routes: a request is checked against the ones whose prefix it has.
+    t = table(*({"path": {"prefix": f"/svc{i}/"}} for i in range(200)))
+    assert t.candidates("/svc42/x") == [42]
+    assert t.first(view("GET", "/svc199/a")) == 199
+    assert t.first(view("GET", "/other")) is None
+
+
+@pytest.mark.parametrize("bad", [
+    {"path": {"exact": "/a", "prefix": "/a"}},
+    {"path": {"prefix": "a"}},
+    {"path": {"regex": "("}},
+    {"methods": ["get"]},
+    {"headers": [{"name": "X-User", "exact": "a"}]},
+    {"headers": [{"name": "x", "present": False}]},
+    {"query": [{"name": "x", "prefix": "a"}]},
+    {"headers": "x"},
+])
+def test_bad_match_conditions_are_refused_with_their_path(bad: dict[str, Any]) -> None:
+    with pytest.raises(MatchError, match=r"^m\."):
+        compile_match(bad, "m")
+
+
+BASE: dict[str, Any] = {
+    "revision": 3,
+    "upstreams": {
+        "payments": {
+            "protocol": "http", "policy": {},
+            "endpoints": [{"id": "a", "address": "127.0.0.1", "port": 1, "tags": ["v1"],
+                           "metadata": {"track": "stable"}},
+                          {"id": "b", "address": "127.0.0.1", "port": 2, "tags": ["v2"],
+                           "metadata": {"track": "canary"}}],
+            "subsets": {"v1": {"tags": ["v1"]},
+                        "v2": {"tags": ["v2"], "metadata": {"track": "canary"}}},
+            "routes": [{"name": "canary-api", "match": {"path": {"prefix": "/api"}},
+                        "split": [{"subset": "v1", "weight": 95},
+                                  {"subset": "v2", "weight": 5},
+                                  {"service": "payments-next", "weight": 0}],
+                        "sticky": {"header": "x-user"}, "fallback": "next",
+                        "rewrite": {"prefix": "/v2/api"},
+                        "request_headers": {"set": {"x-canary": "1"}, "remove": ["x-debug"]},
+                        "response_headers": {"set": {}, "remove": []},
+                        "timeout_ms": 2000, "retries": {"attempts": 1}}],
+        },
+        "payments-next": {"protocol": "http", "policy": {}, "route_target": True,
+                          "endpoints": [{"id": "c", "address": "127.0.0.1", "port": 3}]},
+    },
+}
+
+
+def test_the_contract_example_parses() -> None:
+    snapshot = parse_snapshot(BASE)
+    payments = snapshot.upstreams["payments"]
+    assert payments.endpoints[1].metadata == (("track", "canary"),)
+    route = payments.routes[0]
+    assert [(s.subset, s.service, s.weight) for s in route.split] == [
+        ("v1", "", 95), ("v2", "", 5), ("", "payments-next", 0)]
+    assert route.sticky is not None and route.sticky.type == "header"
+    assert route.rewrite_prefix == "/v2/api" and route.timeout_ms == 2000
+    assert route.attempts == 1
+    assert route.request_headers.set == ((b"x-canary", b"1"),)
+    assert snapshot.upstreams["payments-next"].route_target
+
+
+def _with(path: list[Any], value: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(BASE)
+    node: Any = raw["upstreams"]["payments"]
+    for key in path[:-1]:
+        node = node[key]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return raw
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [
+    (["routes", 0, "split", 0, "subset"], "v9", "routes[0].split[0].subset"),
+    (["routes", 0, "split"], [{"subset": "v1", "weight": 0}], "weights sum to 0"),
+    (["routes", 0, "split", 0, "weight"], -1, "split[0].weight"),
+    (["routes", 0, "split", 0, "weight"], True, "split[0].weight"),
+    (["routes", 0, "fallback"], "retry", "fallback"),
+    (["routes", 0, "name"], "Canary", "routes[0].name"),
+    (["routes", 0, "match", "path"], {"exact": "/api"}, "rewrite.prefix: needs"),
+    (["routes", 0, "rewrite"], {"prefix": "/a\r\nx: y"}, "rewrite.prefix"),
+    (["routes", 0, "request_headers", "set"], {"x-a": "1\r\nx-b: 2"}, "control characters"),
+    (["routes", 0, "request_headers", "set"], {"host": "evil"}, "request_headers.set.host"),
+    (["routes", 0, "response_headers", "remove"], ["content-length"], "content-length"),
+    (["routes", 0, "sticky"], {"header": "x", "cookie": "y"}, "sticky"),
+    (["routes", 0, "timeout_ms"], 0, "timeout_ms"),
+    (["routes", 0, "retries", "attempts"], 11, "retries.attempts"),
+    (["routes", 0, "match", "path"], {"regex": "[", }, "match.path.regex"),
+    (["subsets", "v1", "tags"], "v1", "subsets.v1.tags"),
+    (["endpoints", 0, "metadata"], {"track": 1}, "endpoints[0].metadata.track"),
+    (["route_target"], "yes", "route_target"),
+])
+def test_an_invalid_route_or_subset_refuses_that_upstream_alone(
+        path: list[Any], value: Any, message: str) -> None:
+    raw = _with(path, value)
+    parsed, errors = parse_upstreams(raw)
+    assert set(errors) == {"payments"} and "payments-next" in parsed
+    assert message in str(errors["payments"])
+    assert str(errors["payments"]).startswith("upstreams.payments.")
+    with pytest.raises(SnapshotError):
+        parse_snapshot(raw)
+
+
+def test_a_route_name_twice_is_refused() -> None:
+    raw = copy.deepcopy(BASE)
+    routes = raw["upstreams"]["payments"]["routes"]
+    routes.append(copy.deepcopy(routes[0]))
+    _, errors = parse_upstreams(raw)
+    assert "routes[1].name" in str(errors["payments"])
+
+
+def test_a_split_to_a_service_missing_from_upstreams_is_refused() -> None:
+    raw = copy.deepcopy(BASE)
+    del raw["upstreams"]["payments-next"]
+    parsed, errors = parse_upstreams(raw)
+    assert not parsed
+    assert "'payments-next' is not in upstreams" in str(errors["payments"])
+
+
+def test_an_older_snapshot_without_routes_still_parses() -> None:
+    raw = copy.deepcopy(BASE)
+    for key in ("subsets", "routes"):
+        del raw["upstreams"]["payments"][key]
+    upstream = parse_snapshot(raw).upstreams["payments"]
+    assert upstream.routes == () and upstream.subsets == {}
