@@ -189,8 +189,8 @@ def apply_upstreams(listeners: Sequence[UpstreamRuntime],
             runtime.apply(None)
             runtime.pool.close_all()
     by_service.update(kept)
-    for runtime in by_service.values():
-        runtime.views = []
+    for runtime in [*listeners, *kept.values()]:
+        runtime.views = []  # the tables about to be built register their targets again
     for runtime in listeners:
         runtime.state.routes = build_routes(runtime, upstreams.get(runtime.service), by_service)
     return kept

@@ -222,7 +222,22 @@ class UpstreamRuntime(Destination):
                  "errors": e.errors}
                 for e in state.endpoints
             ],
+            "routes": self._route_stats(state),
         }
+
+    @staticmethod
+    def _route_stats(state: RouteState) -> list[dict[str, Any]]:
+        table = state.routes
+        if table is None:
+            return []
+        return [
+            {"name": route.name, "fallback": route.spec.fallback,
+             "targets": [{"subset": t.subset, "service": t.service, "weight": split.weight,
+                          "healthy": t.healthy, "endpoints": len(t.state.endpoints),
+                          "active_requests": t.active}
+                         for split, t in zip(route.spec.split, route.targets, strict=True)]}
+            for _, route in table.entries
+        ]
 
 
 class Target(Destination):

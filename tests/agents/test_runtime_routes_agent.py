@@ -146,3 +146,7 @@ async def test_reports_carry_windows_per_subset_and_route(tmp_path: Path) -> Non
     assert found["payments", "", ""]["requests"] == 1
     assert len(nxt.requests) == 1 and len(v2.requests) == 2
     assert [u["service"] for u in stats["route_targets"]] == ["payments-next"]
+    api = stats["upstreams"][0]["routes"][0]
+    assert api["name"] == "api" and api["targets"] == [
+        {"subset": "v2", "service": "payments", "weight": 1, "healthy": True, "endpoints": 1,
+         "active_requests": 0}]

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from agents.runtime.routes import parse_routes, parse_subsets
 from agents.runtime.routing import (
     MatchError,
     MatchTable,
@@ -14,6 +15,7 @@ from agents.runtime.routing import (
     compile_match,
 )
 from agents.runtime.snapshot import SnapshotError, parse_snapshot, parse_upstreams
+from agents.runtime.splits import Route
 
 
 def view(method: str, url: str, headers: list[tuple[str, str]] | None = None) -> RequestView:
@@ -43,6 +45,10 @@ def test_exact_prefix_and_regex_paths() -> None:
     assert t.first(view("GET", "/b")) is None
     assert t.first(view("GET", "/c/12")) == 2
     assert t.first(view("GET", "/c/12/x")) is None  # fullmatch, not search
+    # One Match on its own (what a gateway's host table will hold per entry):
+    prefix = compile_match({"path": {"prefix": "/b/"}, "methods": ["GET"]}, "m")
+    assert prefix.holds(view("GET", "/b/x")) and not prefix.holds(view("GET", "/bx"))
+    assert not prefix.holds(view("PUT", "/b/x"))
 
 
 def test_methods_headers_and_query_all_must_hold() -> None:
@@ -195,3 +201,28 @@ def test_an_older_snapshot_without_routes_still_parses() -> None:
         del raw["upstreams"]["payments"][key]
     upstream = parse_snapshot(raw).upstreams["payments"]
     assert upstream.routes == () and upstream.subsets == {}
+
+
+@pytest.mark.parametrize(("prefix", "rewrite", "url", "expected"), [
+    ("/api", {"prefix": "/v2/api"}, "/api/x?q=1", "/v2/api/x?q=1"),
+    ("/api", {"prefix": "/"}, "/api/x", "/x"),
+    ("/api", {"prefix": "/"}, "/api", "/"),
+    ("/api/", {"prefix": "/v2/"}, "/api/x", "/v2/x"),
+    ("/api", {"path": "/exact"}, "/api/x?q=1", "/exact?q=1"),
+])
+def test_rewrites(prefix: str, rewrite: dict[str, str], url: str, expected: str) -> None:
+    subsets = parse_subsets({"v1": {"tags": []}}, "s")
+    spec, = parse_routes([{"name": "r", "match": {"path": {"prefix": prefix}},
+                           "split": [{"subset": "v1", "weight": 1}], "rewrite": rewrite}],
+                         "routes", subsets)
+    assert Route(spec, [], ("a", "b")).rewrite(url.encode()) == expected.encode()
+
+
+def test_the_draw_follows_cumulative_weights_and_skips_weight_zero() -> None:
+    subsets = parse_subsets({"a": {}, "b": {}, "c": {}}, "s")
+    spec, = parse_routes([{"name": "r", "split": [{"subset": "a", "weight": 3},
+                                                   {"subset": "b", "weight": 0},
+                                                   {"subset": "c", "weight": 1}]}],
+                         "routes", subsets)
+    route = Route(spec, [], ("a", "b"))
+    assert [route.draw(p) for p in (0.0, 0.5, 0.74, 0.75, 0.99)] == [0, 0, 0, 2, 2]
