@@ -77,7 +77,7 @@ async def test_canary_promotion_under_steady_load_fails_no_request(tmp_path: Pat
             await asyncio.sleep(0.5)
             assert len(v2.requests) > at_half  # 50 %: the canary takes traffic
             await publish_and_wait(cp, agent, weights(0, 100))
-            await asyncio.sleep(0.05)  # requests already routed by the old table finish
+            await asyncio.sleep(0.3)  # requests already routed by the old table finish
             v1_after = len(v1.requests)
             await asyncio.sleep(0.4)
             stop.set()
