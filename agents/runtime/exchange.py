@@ -149,7 +149,12 @@ class Exchange:
         target: Destination = upstream
         routes = state.routes
         if routes is not None:  # L7 routes: the matched route's target (splits.py)
-            routed = route_request(self, routes)
+            try:
+                routed = route_request(self, routes)
+            except Exception:
+                log.exception("route error")
+                self.fail(502, "proxy-error")
+                return
             if routed is None:
                 self.refuse(503, "no-healthy-subset")
                 return

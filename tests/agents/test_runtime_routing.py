@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from agents.runtime.admission import admit
 from agents.runtime.routes import parse_routes, parse_subsets
 from agents.runtime.routing import (
     MatchError,
@@ -226,3 +227,24 @@ def test_the_draw_follows_cumulative_weights_and_skips_weight_zero() -> None:
                          "routes", subsets)
     route = Route(spec, [], ("a", "b"))
     assert [route.draw(p) for p in (0.0, 0.5, 0.74, 0.75, 0.99)] == [0, 0, 0, 2, 2]
+
+
+def test_a_kept_upstream_keeps_the_split_targets_it_needs() -> None:
+    """Admission's merged snapshot parses strictly (disk, workers) even when the new one
+    drops or breaks a service a refused (kept) upstream splits to."""
+    first = admit(BASE, None, holds={}, now=0.0).snapshot
+    # payments breaks and payments-next is dropped: both keep their previous entries
+    raw = _with(["routes", 0, "fallback"], "retry")
+    del raw["upstreams"]["payments-next"]
+    admission = admit(raw, first, holds={}, now=0.0)
+    assert set(admission.refused) == {"upstreams.payments"}
+    assert set(admission.snapshot.upstreams) == {"payments", "payments-next"}
+    parse_snapshot(admission.snapshot.raw)  # strict: what goes to disk and workers
+    # a new route to a new service whose entry is refused: that upstream is refused too
+    raw = _with(["routes", 0, "split", 2, "service"], "payments-new")
+    raw["upstreams"]["payments-new"] = {"endpoints": "bad"}
+    admission = admit(raw, None, holds={}, now=0.0)
+    assert set(admission.refused) == {"upstreams.payments", "upstreams.payments-new"}
+    assert "payments-new" in admission.refused["upstreams.payments"]
+    assert set(admission.snapshot.upstreams) == {"payments-next"}
+    parse_snapshot(admission.snapshot.raw)
