@@ -223,7 +223,9 @@ def _route(value: object, path: str, subsets: Mapping[str, SubsetSpec]) -> Route
         match = compile_match(data.get("match"), f"{path}.match")
     except MatchError as exc:
         raise RouteError(str(exc)) from None
-    fallback = data.get("fallback", "next")
+    fallback = data.get("fallback")
+    if fallback is None:
+        fallback = "next"  # absent or null: the contract's default
     if fallback not in ROUTE_FALLBACKS:
         raise RouteError(f"{path}.fallback: expected one of {', '.join(ROUTE_FALLBACKS)}")
     rewrite_prefix = rewrite_path = None
@@ -245,8 +247,9 @@ def _route(value: object, path: str, subsets: Mapping[str, SubsetSpec]) -> Route
     retries = data.get("retries")
     attempts = None
     if retries is not None:
-        attempts = _bounded(_obj(retries, f"{path}.retries").get("attempts"),
-                            f"{path}.retries.attempts", "retries.attempts")
+        given = _obj(retries, f"{path}.retries").get("attempts")
+        if given is not None:
+            attempts = _bounded(given, f"{path}.retries.attempts", "retries.attempts")
     return RouteSpec(
         name=name,
         match=match,

@@ -182,7 +182,8 @@ def _upstream(value: object, path: str) -> UpstreamSnapshot:
     raw_failover = data.get("failover")
     failover = _dict({} if raw_failover is None else raw_failover, f"{path}.failover")
     subsets = _routed(parse_subsets, data.get("subsets"), f"{path}.subsets")
-    route_target = data.get("route_target", False)
+    route_target = data.get("route_target")
+    route_target = False if route_target is None else route_target
     if not isinstance(route_target, bool):
         raise SnapshotError(f"{path}.route_target: expected true or false")
     return UpstreamSnapshot(

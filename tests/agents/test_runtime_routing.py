@@ -248,3 +248,19 @@ def test_a_kept_upstream_keeps_the_split_targets_it_needs() -> None:
     assert "payments-new" in admission.refused["upstreams.payments"]
     assert set(admission.snapshot.upstreams) == {"payments-next"}
     parse_snapshot(admission.snapshot.raw)
+
+
+def test_nulls_mean_absent() -> None:
+    raw = copy.deepcopy(BASE)
+    payments = raw["upstreams"]["payments"]
+    payments["route_target"] = None
+    payments["subsets"]["v1"] = {"tags": None, "metadata": None}
+    payments["endpoints"][0]["metadata"] = None
+    route = payments["routes"][0]
+    route.update(fallback=None, sticky=None, rewrite=None, request_headers=None,
+                 response_headers=None, timeout_ms=None, retries={"attempts": None})
+    route["match"] = {"path": None, "methods": None, "headers": None, "query": None}
+    spec = parse_snapshot(raw).upstreams["payments"].routes[0]
+    assert (spec.fallback, spec.sticky, spec.timeout_ms, spec.attempts) == ("next", None, None,
+                                                                            None)
+    assert spec.match.path is None and not spec.match.methods
