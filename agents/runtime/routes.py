@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from agents.runtime.policy import HashOn
 from agents.runtime.routing import Match, MatchError, compile_match
@@ -29,8 +30,18 @@ from agents.runtime.vocabulary import (
 
 _NAME = re.compile(ROUTE_NAME)
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]{1,256}$")  # a lower-case header name
-_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]{0,8192}$")  # no CR, LF or other controls
-_URL_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,2047}$")
+_VALUE = re.compile(r"^[^\x00-\x08\x0a-\x1f\x7f]{0,8192}$")  # no CR, LF or other controls
+_URL_PATH = re.compile(r"^/[^\x00-\x20\x7f]{0,2047}$")  # no whitespace or controls
+
+
+_PATH_SAFE = "".join(chr(c) for c in range(0x21, 0x7f) if chr(c) not in "?#")
+
+
+def path_bytes(path: str) -> bytes:
+    """A rewrite's path for the request line: UTF-8, anything beyond ASCII (and "?", "#",
+    which would start a query or a fragment) percent-encoded; the check above already
+    refused spaces and controls."""
+    return quote(path, safe=_PATH_SAFE, encoding="utf-8").encode("ascii")
 
 
 class RouteError(ValueError):
@@ -163,7 +174,7 @@ def _split(value: object, path: str, subsets: Mapping[str, SubsetSpec]) -> tuple
             raise RouteError(f"{where}: subset/service must be a string")
         if "subset" in entry and subset not in subsets:
             raise RouteError(f"{where}.subset: {subset!r} is not in subsets")
-        if "service" in entry and not _NAME.match(service):
+        if "service" in entry and not _NAME.match(service):  # (and in upstreams: snapshot.py)
             raise RouteError(f"{where}.service: {service!r} is not a service name")
         if (subset, service) in seen:
             raise RouteError(f"{where}: the same target twice")
@@ -198,7 +209,7 @@ def _header_ops(value: object, path: str) -> HeaderOps:
         _header_name(name, f"{path}.set.{name}")
         if not _VALUE.match(text):
             raise RouteError(f"{path}.set.{name}: a header value without control characters")
-        pairs.append((name.encode("latin-1"), text.encode("latin-1")))
+        pairs.append((name.encode("latin-1"), text.encode("utf-8")))
     remove = _str_list(data.get("remove") or [], f"{path}.remove")
     for i, name in enumerate(remove):
         _header_name(name, f"{path}.remove[{i}]")

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import parse_qsl
 
+from agents.runtime.vocabulary import ROUTE_METHOD, ROUTE_REGEX_MAX
+
 T = TypeVar("T")
 
 
@@ -75,7 +77,8 @@ class RequestView:
     @classmethod
     def of(cls, method: bytes, url: bytes, headers: Sequence[tuple[bytes, bytes]]
            ) -> RequestView:
-        target = url.decode("latin-1")
+        # UTF-8 as routes are written; bytes that are not stay distinct (surrogateescape).
+        target = url.decode("utf-8", "surrogateescape")
         path, _, query = target.partition("?")
         return cls(method.decode("latin-1"), path, query, headers)
 
@@ -85,7 +88,7 @@ class RequestView:
             found = self._headers = {}
             for name, value in self.raw_headers:
                 found.setdefault(name.decode("latin-1").lower(), []).append(
-                    value.decode("latin-1"))
+                    value.decode("utf-8", "surrogateescape"))
         return found
 
     def query(self) -> dict[str, list[str]]:
@@ -192,11 +195,11 @@ class MatchTable(Generic[T]):
 def _regex(value: object, path: str) -> re.Pattern[str]:
     if not isinstance(value, str):
         raise MatchError(f"{path}: expected a string")
-    if len(value) > 1000:
-        raise MatchError(f"{path}: a regex of more than 1000 characters")
+    if len(value) > ROUTE_REGEX_MAX:
+        raise MatchError(f"{path}: a regex of more than {ROUTE_REGEX_MAX} characters")
     try:
         return re.compile(value)
-    except re.error as exc:
+    except (re.error, RecursionError, OverflowError) as exc:
         raise MatchError(f"{path}: not a valid regex ({exc})") from None
 
 
@@ -242,7 +245,7 @@ def compile_value(value: object, path: str, *, header: bool) -> ValueMatch:
     return ValueMatch(name, kind, text)
 
 
-_METHOD = re.compile(r"^[A-Z]{1,20}$")
+_METHOD = re.compile(ROUTE_METHOD)
 
 
 def compile_match(value: object, path: str) -> Match:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from agents.runtime.heads import request_hash_key, request_headers
-from agents.runtime.routes import NO_HEADER_OPS, HeaderOps, RouteSpec
+from agents.runtime.routes import NO_HEADER_OPS, HeaderOps, RouteSpec, path_bytes
 from agents.runtime.routing import MatchTable, RequestView
 from agents.runtime.snapshot import UpstreamSnapshot
 from agents.runtime.upstream import Destination, Target, UpstreamRuntime
@@ -36,7 +36,8 @@ class Route:
     """One compiled route: its spec, its targets (in split order) and the weights."""
 
     __slots__ = ("spec", "name", "targets", "bounds", "picks", "total", "sticky", "fail",
-                 "edge", "prefix_len", "request_ops", "response_ops", "rewrites")
+                 "edge", "prefix_len", "request_ops", "response_ops", "rewrites", "new_path",
+                 "new_prefix")
 
     def __init__(self, spec: RouteSpec, targets: Sequence[Target], edge: tuple[str, ...]
                  ) -> None:
@@ -56,12 +57,17 @@ class Route:
         self.fail = spec.fallback == "fail"
         self.edge = edge  # where a request that found no healthy target is counted
         path = spec.match.path
-        self.prefix_len = len(path.value) if path is not None and path.kind == "prefix" else 0
+        self.prefix_len = len(path.value.encode("utf-8", "surrogateescape")) if (
+            path is not None and path.kind == "prefix") else 0
         ops = spec.request_headers
         self.request_ops: HeaderOps | None = None if ops is NO_HEADER_OPS else ops
         ops = spec.response_headers
         self.response_ops: HeaderOps | None = None if ops is NO_HEADER_OPS else ops
         self.rewrites = spec.rewrite_prefix is not None or spec.rewrite_path is not None
+        # The rewrites as request-line bytes, once.
+        self.new_path = None if spec.rewrite_path is None else path_bytes(spec.rewrite_path)
+        self.new_prefix = None if spec.rewrite_prefix is None else path_bytes(
+            spec.rewrite_prefix)
 
     def draw(self, point: float) -> int:
         """The split index for POINT in [0, 1): cumulative weights, in split order, so
@@ -86,12 +92,11 @@ class Route:
 
     def rewrite(self, url: bytes) -> bytes:
         path, mark, query = url.partition(b"?")
-        spec = self.spec
-        if spec.rewrite_path is not None:
-            path = spec.rewrite_path.encode()
-        elif spec.rewrite_prefix is not None:
+        if self.new_path is not None:
+            path = self.new_path
+        elif self.new_prefix is not None:
             rest = path[self.prefix_len:]
-            new = spec.rewrite_prefix.encode()
+            new = self.new_prefix
             # "/api" → "/v2/api" keeps "/api/x" → "/v2/api/x"; → "/" gives "/x", not "//x"
             path = new[:-1] + rest if new.endswith(b"/") and rest.startswith(b"/") else (
                 new + rest)

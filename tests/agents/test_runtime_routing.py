@@ -264,3 +264,21 @@ def test_nulls_mean_absent() -> None:
     assert (spec.fallback, spec.sticky, spec.timeout_ms, spec.attempts) == ("next", None, None,
                                                                             None)
     assert spec.match.path is None and not spec.match.methods
+
+
+def test_what_the_control_plane_accepts_parses_here_too() -> None:
+    """The control plane's validation (policies/routes.py) accepts these: so must the agent,
+    or a valid document would be NACKed."""
+    raw = copy.deepcopy(BASE)
+    route = raw["upstreams"]["payments"]["routes"][0]
+    route["name"] = "-canary-"  # the contract's [a-z0-9-]{1,63}
+    route["match"]["methods"] = ["M-SEARCH", "GET"]
+    route["match"]["path"] = {"prefix": "/café"}
+    route["rewrite"] = {"prefix": "/v2/ü?"}
+    route["request_headers"] = {"set": {"x-forwarded-for": "10.0.0.1", "x-note": "naïve\tok"},
+                                "remove": ["x-request-id", "expect"]}
+    spec = parse_snapshot(raw).upstreams["payments"].routes[0]
+    assert spec.request_headers.set == ((b"x-forwarded-for", b"10.0.0.1"),
+                                        (b"x-note", "naïve\tok".encode()))
+    rewritten = Route(spec, [], ("a", "b")).rewrite("/café/x?y=1".encode())
+    assert rewritten == b"/v2/%C3%BC%3F/x?y=1"  # a rewrite never starts a query
