@@ -151,6 +151,11 @@ def build_routes(runtime: UpstreamRuntime, snapshot: UpstreamSnapshot | None,
                 labels = runtime.labels
                 endpoints = tuple(e for e in runtime.state.endpoints
                                   if subset.selects(*labels[e.key]))
+                if snapshot.failover_target:
+                    # The endpoints are the failover target's (docs/policies.md), whose
+                    # instances need not carry this service's subset labels: the whole
+                    # service has moved, so every subset is served by all of them.
+                    endpoints = runtime.state.endpoints
                 destination = runtime.service
             else:
                 found = services.get(split.service)

@@ -300,3 +300,12 @@ async def test_an_upstream_without_routes_has_no_route_table() -> None:
         assert (await fetch(proxy.port, "GET", "/")).status == 200
         windows = proxy.windows()
     assert windows["payments", "", ""]["statuses"]["2xx"] == 1
+
+
+async def test_during_failover_a_subset_is_served_by_the_targets_endpoints() -> None:
+    async with backends("v1", "dr") as (v1, dr), routed_proxy({"payments": {
+            **upstream(ep(dr, "other-tags"), subsets=SUBSETS,
+                       routes=[split_route(100, 0, fallback="fail")]),
+            "failover": {"active_target": "payments-dr", "reason": "zone down"}}}) as proxy:
+        answer = await fetch(proxy.port, "GET", "/")
+    assert answer.status == 200 and answer.json()["backend"] == "dr"
