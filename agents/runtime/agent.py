@@ -24,7 +24,7 @@ from agents.runtime.client import (
     EnrollmentRefused,
     Unauthorized,
 )
-from agents.runtime.config import AgentConfig, join_host_port
+from agents.runtime.config import AgentConfig, Upstream, join_host_port
 from agents.runtime.dns import DnsServer
 from agents.runtime.handover import (
     DRAIN_IDLE_S,
@@ -53,6 +53,7 @@ from agents.runtime.snapshot import (
     save_identity,
     save_snapshot,
 )
+from agents.runtime.splits import apply_upstreams
 from agents.runtime.upstream import UpstreamRuntime
 from agents.runtime.zerotrust import ZeroTrust
 
@@ -73,6 +74,8 @@ class Agent:
         self.backoff = backoff or Backoff()
         self.metrics = Metrics()
         self.upstreams = [UpstreamRuntime(u, config.zone) for u in config.upstreams]
+        # Services only split to by a route (`route_target`): endpoints, no listener.
+        self.route_targets: dict[str, UpstreamRuntime] = {}
         self.contexts: list[ListenerContext] = []
         self.servers: list[asyncio.Server] = []
         self.admin_server: asyncio.Server | None = None
@@ -229,7 +232,7 @@ class Agent:
         for ctx in self.contexts:
             for conn in list(ctx.connections):
                 conn.close()
-        for runtime in self.upstreams:
+        for runtime in [*self.upstreams, *self.route_targets.values()]:
             runtime.pool.close_all()
         if self.admin_server is not None:
             self.admin_server.close()
@@ -292,14 +295,25 @@ class Agent:
 
     def _apply(self, snapshot: Snapshot, *, persist: bool) -> None:
         self.zt.apply(snapshot.security)
-        for runtime in self.upstreams:
-            runtime.apply(snapshot.upstreams.get(runtime.service))
+        kept = apply_upstreams(self.upstreams, self.route_targets, snapshot.upstreams,
+                               self._route_target)
+        for service, runtime in self.route_targets.items():
+            if service not in kept:
+                self.zt.forget(runtime)
+        self.route_targets = kept
         self.snapshot = snapshot
         if persist:
             try:
                 save_snapshot(self.config.data_dir, snapshot)
             except OSError as exc:  # still applied: serving matters more than the disk copy
                 log.error("cannot persist snapshot: %s", exc)
+
+    def _route_target(self, service: str, source: str) -> UpstreamRuntime:
+        """The runtime of a service a route splits to without this host calling it
+        directly: no listener; dialled (mTLS too) as SOURCE, the routing upstream's."""
+        runtime = UpstreamRuntime(Upstream(service, "", 0, "http", source), self.config.zone)
+        self.zt.adopt(runtime)
+        return runtime
 
     # control plane
     async def _control_loop(self) -> None:
@@ -390,7 +404,7 @@ class Agent:
         windows += self.zt.inbound_windows()
         self._pending_metrics = []
         ejections = self._pending_ejections + [
-            event for u in self.upstreams for event in u.drain_events()]
+            event for u in self._runtimes() for event in u.drain_events()]
         self._pending_ejections = []
         payload = {
             "version": __version__,
@@ -409,6 +423,9 @@ class Agent:
             self._pending_metrics = windows[-MAX_PENDING_WINDOWS:]
             self._pending_ejections = ejections[-MAX_PENDING_WINDOWS:]
             raise
+
+    def _runtimes(self) -> list[UpstreamRuntime]:
+        return [*self.upstreams, *self.route_targets.values()]
 
     def _upstreams_payload(self) -> list[dict[str, Any]]:
         return [{"service": u.service, "protocol": u.protocol, "listen": u.bound,
@@ -430,6 +447,7 @@ class Agent:
                               "error": self.cp_error},
             "ready": self.ready(),
             "upstreams": [u.stats() for u in self.upstreams],
+            "route_targets": [u.stats() for u in self.route_targets.values()],
             "edges": self.metrics.totals_json(),
             "pending_metric_windows": len(self._pending_metrics),
             "dns": {"listen": self.dns.address if self.dns else None, "error": self.dns_error},
@@ -438,10 +456,11 @@ class Agent:
         }
 
     def prometheus(self) -> str:
-        endpoints = [(u.service, e) for u in self.upstreams for e in u.state.endpoints]
+        runtimes = self._runtimes()
+        endpoints = [(u.service, e) for u in runtimes for e in u.state.endpoints]
         revision = self.snapshot.revision if self.snapshot else None
         return render_prometheus(self.metrics, revision, endpoints) + render_resilience(
-            self.upstreams) + self.zt.prometheus()
+            runtimes) + self.zt.prometheus()
 
     def config_json(self) -> dict[str, Any] | None:
         return self.snapshot.raw if self.snapshot else None

@@ -249,7 +249,7 @@ class ClientConnection(asyncio.Protocol):
             self.active.abort_request(status, reason)
             return
         self.queue.clear()
-        self.ctx.metrics.record_edge(self.edge, 0.0, status >= 500)
+        self.ctx.metrics.record_edge(self.edge, 0.0, status >= 500, status)
         if self.active is None:
             body = f"{status} {reason}\n".encode()
             self.write(simple_response(status, body, extra=[(b"x-mesh-error", reason.encode())],
