@@ -30,7 +30,7 @@ from tests.agents.gateway_helpers import (
 
 pytestmark = pytest.mark.timeout(60)
 
-HS_SECRET = "a-shared-secret-of-enough-length"
+HS_SECRET = "a-shared-secret-of-enough-length-32+"
 
 
 @pytest.fixture
@@ -241,7 +241,7 @@ async def test_jwt_auth(backends: dict[str, Backend]) -> None:
                 jwt.encode(_claims(nbf=int(time.time()) + 60), HS_SECRET, algorithm="HS256"),
                 jwt.encode(_claims(aud="other-api"), HS_SECRET, algorithm="HS256"),
                 jwt.encode(_claims(iss="https://evil"), HS_SECRET, algorithm="HS256"),
-                jwt.encode(_claims(), "another-secret-of-enough-length", algorithm="HS256"),
+                jwt.encode(_claims(), "another-secret-of-enough-length-32+", algorithm="HS256"),
                 "not.a.token",
             ]
             for token in bad:

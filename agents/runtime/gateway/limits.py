@@ -99,6 +99,22 @@ class GlobalLimiter:
             self._script = client.register_script(TOKEN_BUCKET_LUA)
         return self._script
 
+    async def warm(self) -> None:
+        """Import the client, load the script and open a connection before the first request
+        (an import on the first request would stall the event loop for every client)."""
+        if not self.url:
+            return
+        try:
+            script = self._connect()
+            async with asyncio.timeout(max(self.timeout, 1.0)):
+                await script(keys=[f"{self.prefix}warm"],  # type: ignore[operator]
+                             args=["1.0", 1, 1000])
+        except Exception as exc:
+            log.warning("gateway: redis %s not reachable at start (%s); global limits fail %s "
+                        "until it is", self.url, type(exc).__name__,
+                        "open" if self.fail_open else "closed")
+            self._script = None
+
     def unavailable(self, limit: RateLimit) -> Verdict:
         """The verdict when Redis cannot be asked (on_redis_error)."""
         if self.fail_open:

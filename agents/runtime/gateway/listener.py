@@ -166,6 +166,7 @@ class Gateway:
         self._running = True
         for verifier in self.verifiers.values():
             verifier.start()
+        await self.limiter.warm()
         loop = asyncio.get_running_loop()
         for listener in self.config.listeners:
             context = tls_context(listener) if listener.tls else None

@@ -271,8 +271,9 @@ def _provider(name: str, value: object, path: str) -> Provider:
     jwks = data.get("jwks")
     jwks_url = _str(data.get("jwks_url", ""), f"{path}.jwks_url")
     if True in symmetric:
-        if len(secret) < 16:
-            raise GatewayError(f"{path}.secret: an HS* provider needs a secret of 16+ characters")
+        if len(secret.encode()) < 32:
+            raise GatewayError(f"{path}.secret: an HS* provider needs a secret of 32+ bytes "
+                               "(RFC 7518 3.2)")
     else:
         if jwks is None and not jwks_url:
             raise GatewayError(f"{path}: a public-key provider needs jwks or jwks_url")
