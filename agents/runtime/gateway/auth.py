@@ -51,11 +51,11 @@ def key_digest(key: str | bytes) -> str:
 
 class Consumers:
     def __init__(self, consumers: tuple[Consumer, ...]) -> None:
-        self.by_hash: dict[str, str] = {}
+        self.by_hash: dict[str, tuple[str, str]] = {}  # digest -> (stored digest, consumer)
         self.by_subject: dict[str, str] = {}
         for consumer in consumers:
             for digest in consumer.key_hashes:
-                self.by_hash[digest] = consumer.name
+                self.by_hash[digest] = (digest, consumer.name)
             for subject in consumer.jwt_subjects:
                 self.by_subject[subject] = consumer.name
 
@@ -64,9 +64,8 @@ class Consumers:
         found = self.by_hash.get(digest)
         if found is None:
             return None
-        # Found by the digest; the comparison that decides is constant-time on the stored one.
-        stored = next(k for k in (digest,) if k in self.by_hash)
-        return found if hmac.compare_digest(stored.encode(), digest.encode()) else None
+        stored, name = found  # found by the digest; what decides is constant-time
+        return name if hmac.compare_digest(stored, digest) else None
 
 
 class JwtVerifier:

@@ -33,7 +33,12 @@ class GatewayHeaders(RequestHeaders):
     def __init__(self, block: bytes, request_id: bytes | None, expect: bool, has_host: bool,
                  lengths: list[bytes] | None, encodings: list[bytes] | None, host: str,
                  client_ip: str, authorization: bytes, origin: bytes, preflight: bytes) -> None:
-        super().__init__(block, request_id, expect, has_host, lengths, encodings)
+        self.block = block  # (RequestHeaders' fields, set here: one call less per request)
+        self.request_id = request_id
+        self.expect = expect
+        self.has_host = has_host
+        self.lengths = lengths
+        self.encodings = encodings
         self.host = host  # lower case, without the port
         self.client_ip = client_ip
         self.authorization = authorization
@@ -64,11 +69,21 @@ def client_address(forwarded_for: bytes, peer: str, trusted: Sequence[Network]) 
     return hops[0]
 
 
+_HOST_NAMES: dict[bytes, str] = {}  # Host values seen -> the name routed on (bounded)
+
+
 def _host_name(value: bytes) -> str:
+    name = _HOST_NAMES.get(value)
+    if name is not None:
+        return name
     host = value.decode("latin-1").lower()
     if host.startswith("["):
-        return host[: host.find("]") + 1]
-    return host.rsplit(":", 1)[0] if ":" in host else host
+        name = host[: host.find("]") + 1]
+    else:
+        name = host.rsplit(":", 1)[0] if ":" in host else host
+    if len(_HOST_NAMES) < 1024:
+        _HOST_NAMES[value] = name
+    return name
 
 
 def gateway_headers(headers: list[tuple[bytes, bytes]], peer: bytes, peer_trusted: bool,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 from dataclasses import replace
 from time import monotonic
@@ -134,8 +135,11 @@ class Gateway:
             ctx = ListenerContext(runtime, Metrics())
             self.targets[key] = ctx
             self.contexts.append(ctx)
-        limits = {(r.name, i) for r in table.routes for i, _ in enumerate(r.rate_limits)}
-        self.buckets = {k: b for k, b in self.buckets.items() if k[:2] in limits}
+        # A bucket carries on while its limit is unchanged; any other one starts afresh.
+        was = {(r.name, i): li for r in self.table.routes for i, li in enumerate(r.rate_limits)}
+        now = {(r.name, i): li for r in table.routes for i, li in enumerate(r.rate_limits)}
+        self.buckets = {k: b for k, b in self.buckets.items()
+                        if k[:2] in now and was.get(k[:2]) == now[k[:2]]}
         self.consumers = Consumers(table.consumers)
         self.index = RouteIndex(table.routes)
         self.table = table
@@ -155,7 +159,7 @@ class Gateway:
     def local_bucket(self, route: Route, index: int, limit: RateLimit, who: str) -> TokenBucket:
         key = (route.name, index, who)
         bucket = self.buckets.get(key)
-        if bucket is None or bucket.rate != limit.rate or bucket.burst != limit.capacity:
+        if bucket is None:
             if len(self.buckets) >= MAX_LOCAL_BUCKETS:
                 self.buckets.clear()  # a flood of new consumers/IPs: start over, bounded
             bucket = self.buckets[key] = TokenBucket(limit.rate, limit.capacity)
@@ -362,7 +366,7 @@ class GatewayExchange(Exchange):
         verdict = self._authenticate(route, forwarded)
         if verdict is False:
             return
-        if verdict is PENDING or any(rl.mode == "global" for rl in route.rate_limits):
+        if verdict is PENDING or route.has_global:
             self.task = self.loop.create_task(self._admit_slow(verdict is PENDING))
             return
         if self._local_limits(route, forwarded):
@@ -454,8 +458,20 @@ class GatewayExchange(Exchange):
         return self.consumer or "ip:" + forwarded.client_ip  # no consumer: per client IP
 
     def _local_limits(self, route: Route, forwarded: GatewayHeaders) -> bool:
-        if not route.rate_limits:
+        limits = route.rate_limits
+        if not limits:
             return True
+        if len(limits) == 1 and limits[0].mode == "local":  # the common case, without Verdicts
+            limit = limits[0]
+            bucket = self.gw.local_bucket(route, 0, limit, self._who(limit, forwarded))
+            if bucket.take() == 0.0:
+                tokens = bucket.tokens
+                extra = self.resp_extra_headers()
+                extra += ((b"ratelimit-limit", b"%d" % limit.requests),
+                          (b"ratelimit-remaining", b"%d" % tokens),
+                          (b"ratelimit-reset", b"%d" % math.ceil(
+                              (bucket.burst - tokens) / bucket.rate)))
+                return True
         verdicts = []
         for i, limit in enumerate(route.rate_limits):
             if limit.mode == "local":

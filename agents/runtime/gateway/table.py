@@ -78,6 +78,7 @@ class Route:
     max_body_bytes: int | None
     timeout_ms: int | None
     index: int = 0  # position in the control plane's order
+    has_global: bool = False  # a global limit: the request waits for Redis (in a task)
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ def _route(value: object, path: str, index: int, providers: dict[str, Any]) -> R
         raise GatewayError(f"{path}.rate_limits: expected a list")
     body = data.get("max_body_bytes")
     timeout = data.get("timeout_ms")
+    parsed_limits = tuple(_limit(v, f"{path}.rate_limits[{i}]") for i, v in enumerate(limits))
     return Route(
         name=_str(data.get("name"), f"{path}.name", NAME_RE),
         hosts=tuple(hosts),
@@ -248,11 +250,12 @@ def _route(value: object, path: str, index: int, providers: dict[str, Any]) -> R
         subset=_str(data.get("subset") or "", f"{path}.subset"),
         strip_prefix=strip,
         auth=_auth(data.get("auth"), f"{path}.auth", providers),
-        rate_limits=tuple(_limit(v, f"{path}.rate_limits[{i}]") for i, v in enumerate(limits)),
+        rate_limits=parsed_limits,
         cors=_cors(data.get("cors"), f"{path}.cors"),
         max_body_bytes=None if body is None else _int(body, f"{path}.max_body_bytes", 0, 1 << 40),
         timeout_ms=None if timeout is None else _int(timeout, f"{path}.timeout_ms", 1, 3_600_000),
         index=index,
+        has_global=any(li.mode == "global" for li in parsed_limits),
     )
 
 
