@@ -51,16 +51,18 @@ def key_digest(key: str | bytes) -> str:
 
 class Consumers:
     def __init__(self, consumers: tuple[Consumer, ...]) -> None:
-        self.by_hash: dict[str, tuple[str, str]] = {}  # digest -> (stored digest, consumer)
+        # raw sha256 digest -> (the stored digest, consumer): hashed once per request, no hex
+        self.by_hash: dict[bytes, tuple[bytes, str]] = {}
         self.by_subject: dict[str, str] = {}
         for consumer in consumers:
             for digest in consumer.key_hashes:
-                self.by_hash[digest] = (digest, consumer.name)
+                raw = bytes.fromhex(digest.removeprefix("sha256:"))
+                self.by_hash[raw] = (raw, consumer.name)
             for subject in consumer.jwt_subjects:
                 self.by_subject[subject] = consumer.name
 
     def by_key(self, key: bytes) -> str | None:
-        digest = key_digest(key)
+        digest = hashlib.sha256(key).digest()
         found = self.by_hash.get(digest)
         if found is None:
             return None

@@ -21,6 +21,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _PLAIN_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade"})
 _HOST = re.compile(rb"(?:\[[0-9A-Za-z:.%~_-]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
+_GOOD_HOSTS: set[bytes] = set()  # Host values found valid (bounded), as heads.py keeps them
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _SPECIAL = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
                          b"x-request-id", b"x-mesh-consumer", b"host", b"expect",
@@ -95,7 +96,7 @@ def gateway_headers(headers: list[tuple[bytes, bytes]], peer: bytes, peer_truste
     expect = False
     host: bytes | None = None
     authorization = origin = preflight = b""
-    named: set[bytes] = set()
+    named: set[bytes] | None = None
     lengths: list[bytes] | None = None
     encodings: list[bytes] | None = None
     for name, value in headers:
@@ -107,7 +108,8 @@ def gateway_headers(headers: list[tuple[bytes, bytes]], peer: bytes, peer_truste
                 elif lname == b"transfer-encoding":
                     encodings = [value] if encodings is None else [*encodings, value]
                 elif lname == b"connection" and value.lower() not in _PLAIN_TOKENS:
-                    named |= {t.strip().lower() for t in value.split(b",")} - _PLAIN_TOKENS
+                    listed = {t.strip().lower() for t in value.split(b",")} - _PLAIN_TOKENS
+                    named = listed if named is None else named | listed
                 continue
             if lname == b"x-forwarded-for":
                 forwarded_for = value if not forwarded_for else forwarded_for + b", " + value
@@ -127,8 +129,11 @@ def gateway_headers(headers: list[tuple[bytes, bytes]], peer: bytes, peer_truste
             if lname == b"host":
                 if host is not None:
                     raise BadRequest("duplicate-host")
-                if _HOST.fullmatch(value) is None:
-                    raise BadRequest("bad-host")
+                if value not in _GOOD_HOSTS:
+                    if _HOST.fullmatch(value) is None:
+                        raise BadRequest("bad-host")
+                    if len(_GOOD_HOSTS) < 1024:
+                        _GOOD_HOSTS.add(value)
                 host = value
             elif lname == b"expect":
                 expect = value.lower() == b"100-continue"
