@@ -27,6 +27,7 @@ from agents.runtime.client import (
 from agents.runtime.config import AgentConfig, join_host_port
 from agents.runtime.dns import DnsServer
 from agents.runtime.gateway.listener import Gateway
+from agents.runtime.gateway.metrics import render_gateway
 from agents.runtime.handover import (
     DRAIN_IDLE_S,
     DRAIN_TIMEOUT_S,
@@ -464,8 +465,9 @@ class Agent:
     def prometheus(self) -> str:
         endpoints = [(u.service, e) for u in self.upstreams for e in u.state.endpoints]
         revision = self.snapshot.revision if self.snapshot else None
+        gateway = render_gateway(self.gateway.metrics) if self.gateway is not None else ""
         return render_prometheus(self.metrics, revision, endpoints) + render_resilience(
-            self.upstreams) + self.zt.prometheus()
+            self.upstreams) + self.zt.prometheus() + gateway
 
     def config_json(self) -> dict[str, Any] | None:
         return self.snapshot.raw if self.snapshot else None

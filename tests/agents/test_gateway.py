@@ -502,3 +502,16 @@ async def test_metrics_windows(backends: dict[str, Backend]) -> None:
     assert alice["requests"] == 4 and alice["errors"] == 1
     assert alice["statuses"] == {"2xx": 3, "3xx": 0, "4xx": 0, "5xx": 1}
     assert windows[("r", "")]["statuses"]["4xx"] == 1
+
+
+async def test_prometheus_lines(backends: dict[str, Backend]) -> None:
+    from agents.runtime.gateway.metrics import render_gateway
+
+    section = {"routes": [route("r", "svc-a", path={"prefix": "/"})]}
+    async with running_gateway(section, upstreams(backends)) as (gateway, port):
+        await call(port, "GET", "/")
+        await call(port, "GET", "/?status=404")
+        text = render_gateway(gateway.metrics)
+    assert ('meshagent_gateway_requests_total{gateway="edge",service="svc-a",route="r",'
+            'consumer="",status="2xx"} 1') in text
+    assert 'consumer="",status="4xx"} 1' in text

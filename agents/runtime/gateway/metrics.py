@@ -72,3 +72,24 @@ class GatewayMetrics:
                  "requests": v[0], "statuses": dict(zip(("2xx", "3xx", "4xx", "5xx"), v[1:],
                                                         strict=True))}
                 for k, v in sorted(rows.items())]
+
+
+def render_gateway(metrics: GatewayMetrics) -> str:
+    """Prometheus lines: requests per gateway route/consumer and status class."""
+
+    def label(value: str) -> str:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    lines = ["# HELP meshagent_gateway_requests_total Requests through the gateway per route, "
+             "consumer and status class.", "# TYPE meshagent_gateway_requests_total counter"]
+    for row in metrics.stats():
+        for klass, count in row["statuses"].items():
+            lines.append(
+                f'meshagent_gateway_requests_total{{gateway="{label(metrics.name)}",'
+                f'service="{label(row["service"])}",route="{label(row["route"])}",'
+                f'consumer="{label(row["consumer"])}",status="{klass}"}} {count}')
+    lines += ["# HELP meshagent_gateway_no_route_total Requests no gateway route matched.",
+              "# TYPE meshagent_gateway_no_route_total counter",
+              f'meshagent_gateway_no_route_total{{gateway="{label(metrics.name)}"}} '
+              f"{metrics.no_route_total}"]
+    return "\n".join(lines) + "\n"
