@@ -515,3 +515,24 @@ async def test_prometheus_lines(backends: dict[str, Backend]) -> None:
     assert ('meshagent_gateway_requests_total{gateway="edge",service="svc-a",route="r",'
             'consumer="",status="2xx"} 1') in text
     assert 'consumer="",status="4xx"} 1' in text
+
+
+async def test_route_to_a_subset_and_to_a_service_without_endpoints(
+        backends: dict[str, Backend]) -> None:
+    a, b = backends["a"], backends["b"]
+    orders = entry(a, b)
+    orders["endpoints"][0]["tags"] = ["v1"]
+    orders["endpoints"][1]["tags"] = ["v2"]
+    orders["endpoints"][1]["metadata"] = {"track": "canary"}
+    orders["subsets"] = {"v1": {"tags": ["v1"], "metadata": {}},
+                         "v2": {"tags": ["v2"], "metadata": {"track": "canary"}}}
+    section = {"routes": [route("canary", "orders", path={"prefix": "/canary"}, subset="v2"),
+                          route("stable", "orders", path={"prefix": "/stable"}, subset="v1"),
+                          route("ghost", "ghost", path={"prefix": "/ghost"})]}
+    async with running_gateway(section, {"orders": orders}) as (_, port):
+        assert {(await call(port, "GET", "/canary")).header("x-backend")
+                for _ in range(4)} == {"b"}
+        assert {(await call(port, "GET", "/stable")).header("x-backend")
+                for _ in range(4)} == {"a"}
+        ghost = await call(port, "GET", "/ghost")
+        assert ghost.status == 503 and ghost.header("x-mesh-error")

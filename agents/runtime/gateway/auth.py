@@ -35,6 +35,7 @@ MAX_JWKS_BYTES = 1024 * 1024
 UNKNOWN_KID_REFRESH_S = 10.0
 MAX_TOKEN_BYTES = 16 * 1024
 PENDING = "pending"
+_BACKGROUND: set[asyncio.Task[None]] = set()
 
 
 class AuthFailure(Exception):
@@ -143,7 +144,9 @@ class JwtVerifier:
         if (self.provider.jwks_url and self._fetch is not None
                 and time.monotonic() - self.fetched_at >= UNKNOWN_KID_REFRESH_S):
             self.fetched_at = time.monotonic()
-            asyncio.get_running_loop().create_task(self.refresh())
+            task = asyncio.get_running_loop().create_task(self.refresh())
+            _BACKGROUND.add(task)  # held until done (the loop keeps only weak references)
+            task.add_done_callback(_BACKGROUND.discard)
 
     # verification
     def verify(self, token: str) -> dict[str, Any] | str:

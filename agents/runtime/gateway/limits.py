@@ -24,6 +24,7 @@ from agents.runtime.ratelimit import TokenBucket
 log = logging.getLogger("meshagent.gateway")
 
 DOWN_S = 1.0
+_BACKGROUND: set[asyncio.Task[None]] = set()
 
 # KEYS[1]: the bucket; ARGV: rate (tokens per second), capacity, expiry (ms).
 # Returns {allowed (0/1), tokens left (floor), ms until a token, ms until full}.
@@ -141,7 +142,9 @@ class GlobalLimiter:
             self._script = None  # a new connection next time
             client, self._client = self._client, None
             if client is not None:
-                asyncio.get_running_loop().create_task(_close(client))
+                task = asyncio.get_running_loop().create_task(_close(client))
+                _BACKGROUND.add(task)  # held until done (the loop keeps only weak references)
+                task.add_done_callback(_BACKGROUND.discard)
             return self.unavailable(limit)
         return Verdict(bool(allowed), limit.requests, remaining, full_ms / 1000, wait_ms / 1000)
 
