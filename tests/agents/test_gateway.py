@@ -536,3 +536,13 @@ async def test_route_to_a_subset_and_to_a_service_without_endpoints(
                 for _ in range(4)} == {"a"}
         ghost = await call(port, "GET", "/ghost")
         assert ghost.status == 503 and ghost.header("x-mesh-error")
+
+
+async def test_route_timeout_replaces_the_policy_timeout(backends: dict[str, Backend]) -> None:
+    section = {"routes": [route("quick", "svc-a", path={"prefix": "/slow"}, timeout_ms=200),
+                          route("patient", "svc-a", path={"prefix": "/"})]}
+    async with running_gateway(section, upstreams(backends)) as (_, port):
+        started = time.monotonic()
+        answer = await call(port, "GET", "/slow?ms=1500")
+        assert answer.status == 504 and time.monotonic() - started < 1.0
+        assert (await call(port, "GET", "/x/slow?ms=300")).status == 200

@@ -463,10 +463,13 @@ class GatewayExchange(Exchange):
             return True
         if len(limits) == 1 and limits[0].mode == "local":  # the common case, without Verdicts
             limit = limits[0]
-            bucket = self.gw.local_bucket(route, 0, limit, self._who(limit, forwarded))
+            who = "" if limit.scope == "route" else self._who(limit, forwarded)
+            bucket = self.gw.buckets.get((route.name, 0, who))
+            if bucket is None:
+                bucket = self.gw.local_bucket(route, 0, limit, who)
             if bucket.take() == 0.0:
                 tokens = bucket.tokens
-                extra = self.resp_extra_headers()
+                extra = self.extra if self.extra is not None else self.resp_extra_headers()
                 extra += ((b"ratelimit-limit", b"%d" % limit.requests),
                           (b"ratelimit-remaining", b"%d" % tokens),
                           (b"ratelimit-reset", b"%d" % math.ceil(
@@ -552,15 +555,11 @@ class GatewayExchange(Exchange):
         self.resp_extra = self.extra
         if route.timeout_ms:
             self.route_timeout = route.timeout_ms / 1000
-        self.ctx = self.gw.target(route)
+            self.__class__ = TimedGatewayExchange  # the same slots: only _begin_try differs
+        self.ctx = self.gw.targets[(route.service, route.subset)]
         Exchange.start(self)
 
     # the Exchange parts the gateway changes
-    def _begin_try(self, conn: Any, endpoint: Any, state: Any, started: float = 0.0) -> None:
-        if self.route_timeout and not self.timeout_set:
-            self.timeout_set = True
-            self.deadline = self.loop.time() + self.route_timeout
-        Exchange._begin_try(self, conn, endpoint, state, started)
 
     def request_body(self, data: bytes) -> None:
         self.body_seen += len(data)
@@ -595,3 +594,15 @@ class GatewayExchange(Exchange):
 
 GatewayConnection.exchange_type = GatewayExchange
 
+
+class TimedGatewayExchange(GatewayExchange):
+    """A GatewayExchange whose route sets timeout_ms: that replaces the policy's request
+    timeout, from the first try on (GatewayExchange._forward switches the class)."""
+
+    __slots__ = ()
+
+    def _begin_try(self, conn: Any, endpoint: Any, state: Any, started: float = 0.0) -> None:
+        if not self.timeout_set:
+            self.timeout_set = True
+            self.deadline = self.loop.time() + self.route_timeout
+        Exchange._begin_try(self, conn, endpoint, state, started)
