@@ -572,11 +572,22 @@ class GatewayExchange(Exchange):
     def response_head(self, status: int, reason: bytes,
                       headers: list[tuple[bytes, bytes]]) -> None:
         extra = self.resp_extra
-        if extra and status >= 200:
+        if not extra or status < 200:
+            response.response_head(self, status, reason, headers)
+            return
+        if self.cors_origin or self.is_head:
             if self.cors_origin:
                 headers = [h for h in headers if not h[0].lower().startswith(b"access-control-")]
-            headers = [*headers, *extra]
+            response.response_head(self, status, reason, [*headers, *extra])
+            return
+        # The common case: the gateway's own lines (lower-case, valid) go into the head the
+        # proxy built, instead of through its header pass once more.
+        out = self.out
+        n = len(out)
         response.response_head(self, status, reason, headers)
+        if len(out) > n and self.response_started:
+            head = out[n]
+            out[n] = b"".join([head[:-2], *[b"%s: %s\r\n" % h for h in extra], b"\r\n"])
 
     def _complete(self, error: bool, *, keep: bool) -> None:
         self.flush()
