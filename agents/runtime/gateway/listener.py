@@ -328,6 +328,14 @@ class GatewayExchange(Exchange):
 
     # admission
     def start(self) -> None:
+        try:
+            self._admit()
+        except Exception:  # a bug must cost this request (502), never the connection's parser
+            log.exception("gateway error")
+            if not self.finished:
+                self._refuse(502, "gateway-error")
+
+    def _admit(self) -> None:
         self.started = monotonic()
         gw = self.gw
         forwarded: GatewayHeaders = self.forwarded  # type: ignore[assignment]
