@@ -120,8 +120,8 @@ class Agent:
         self._inherited = await asyncio.to_thread(take_over, data_dir)
         self._activated = activated_sockets()
         await self._start_data_plane()
-        if self.gateway is not None:
-            await self.gateway.start()
+        if self.gateway is not None:  # its sockets hand over across a restart as ours do
+            await self.gateway.start(self._inherited_socket, self._offer_listeners)
         admin_key = listener_key("admin", join_host_port(self.config.admin_host,
                                                          self.config.admin_port))
         self.admin_server = await start_admin(self, self.config.admin_host, self.config.admin_port,

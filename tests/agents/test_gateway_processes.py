@@ -163,3 +163,27 @@ def test_check_summarises_the_gateway(tmp_path: Path, capsys: pytest.CaptureFixt
     path = gateway_config(tmp_path, "a", "http://127.0.0.1:1", 0, 0)
     assert main(["check", "-c", str(path)]) == 0
     assert "gateway edge on http://127.0.0.1:0" in capsys.readouterr().out
+
+
+async def test_gateway_listener_is_handed_over_on_restart(tmp_path: Path) -> None:
+    backend = await Backend("orders").start()
+    cp = FakeControlPlane()
+    await cp.start()
+    await cp.publish(override=gateway_snapshot(backend, "lim", 1000, 1000))
+    admin, listen = await free_port(), await free_port()
+    config = gateway_config(tmp_path, "a", cp.url, admin, listen)
+    try:
+        async with gateway_process(config) as old:
+            await wait_routed(listen)
+            # The successor binds nothing itself: it takes the old one's listening socket.
+            async with gateway_process(config) as new:
+                old.terminate()
+                assert await asyncio.wait_for(old.wait(), 30) == 0
+                for _ in range(5):
+                    async with HttpClient(listen) as client:
+                        await client.send(request_bytes("GET", "/probe"))
+                        assert (await client.read_response()).status == 200
+                assert new.returncode is None
+    finally:
+        await cp.stop()
+        await backend.stop()

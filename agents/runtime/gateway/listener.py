@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import replace
 from time import monotonic
 from typing import TYPE_CHECKING, Any
@@ -38,6 +40,7 @@ from agents.runtime.gateway.table import (
     Route,
     parse_gateway_section,
 )
+from agents.runtime.handover import listener_key
 from agents.runtime.heads import RequestHeaders
 from agents.runtime.httpwire import new_request_id, reason_phrase, render_headers
 from agents.runtime.listener import ListenerContext
@@ -166,7 +169,10 @@ class Gateway:
         return bucket
 
     # listeners
-    async def start(self) -> None:
+    async def start(self, take: Callable[[str], socket.socket | None] = lambda key: None,
+                    offer: Callable[[str, asyncio.Server], None] = lambda key, s: None) -> None:
+        """Listen. TAKE gives the listening socket a predecessor (a restart) or systemd
+        handed over for a key, OFFER hands ours on to a successor (agents.runtime.handover)."""
         self._running = True
         for verifier in self.verifiers.values():
             verifier.start()
@@ -175,9 +181,18 @@ class Gateway:
         for listener in self.config.listeners:
             context = tls_context(listener) if listener.tls else None
             scheme = b"https" if context is not None else b"http"
-            server = await loop.create_server(
-                lambda s=scheme: GatewayConnection(self.listener_ctx, self, s),  # type: ignore[misc]
-                listener.host, listener.port, ssl=context, backlog=1024, reuse_address=True)
+            key = listener_key("gateway-https" if context else "gateway", listener.listen)
+            sock = take(key)
+
+            def factory(s: bytes = scheme) -> GatewayConnection:
+                return GatewayConnection(self.listener_ctx, self, s)
+
+            if sock is not None:
+                server = await loop.create_server(factory, sock=sock, ssl=context, backlog=1024)
+            else:
+                server = await loop.create_server(factory, listener.host, listener.port,
+                                                  ssl=context, backlog=1024, reuse_address=True)
+            offer(key, server)
             self.servers.append(server)
             port = server.sockets[0].getsockname()[1] if server.sockets else listener.port
             self.bound.append(f"{listener.host}:{port}")
