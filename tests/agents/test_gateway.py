@@ -546,3 +546,35 @@ async def test_route_timeout_replaces_the_policy_timeout(backends: dict[str, Bac
         answer = await call(port, "GET", "/slow?ms=1500")
         assert answer.status == 504 and time.monotonic() - started < 1.0
         assert (await call(port, "GET", "/x/slow?ms=300")).status == 200
+
+
+async def test_jwks_url_refreshed_when_a_token_names_a_new_key(
+        backends: dict[str, Backend], monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.runtime.gateway import auth as gateway_auth
+
+    monkeypatch.setattr(gateway_auth, "UNKNOWN_KID_REFRESH_S", 0.0)
+    old_key, old_jwk = _ec_jwk("old")
+    new_key, new_jwk = _ec_jwk("new")
+    served = {"keys": [old_jwk]}
+    jwks_server = HttpServer(_serve_json(served))
+    await jwks_server.start()
+    provider = {"algorithms": ["ES256"], "issuer": "https://idp", "audience": "orders-api",
+                "jwks_url": f"http://127.0.0.1:{jwks_server.port}/jwks"}
+    section = {"routes": [route("r", "svc-a", path={"prefix": "/"},
+                                auth={"type": "jwt", "jwt": {"provider": "idp"}})],
+               "consumers": [consumer("alice", subjects=["alice@corp"])],
+               "jwt_providers": {"idp": provider}}
+    try:
+        async with running_gateway(section, upstreams(backends)) as (_, port):
+            def bearer(key: Any, kid: str) -> list[tuple[str, str]]:
+                token = jwt.encode(_claims(), key, algorithm="ES256", headers={"kid": kid})
+                return [("Authorization", f"Bearer {token}")]
+
+            assert (await call(port, "GET", "/", headers=bearer(old_key, "old"))).status == 200
+            served["keys"] = [new_jwk]  # the IdP rotates
+            assert (await call(port, "GET", "/", headers=bearer(new_key, "new"))).status == 200
+            unknown_key, _ = _ec_jwk("unknown")
+            assert (await call(port, "GET", "/",
+                               headers=bearer(unknown_key, "unknown"))).status == 401
+    finally:
+        await jwks_server.stop()

@@ -84,6 +84,7 @@ class JwtVerifier:
         self.error = ""
         self._fetch: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
+        self._refreshing: asyncio.Task[None] | None = None  # a refresh for an unknown kid
         if provider.jwks is not None:
             self._install(provider.jwks)
 
@@ -132,21 +133,37 @@ class JwtVerifier:
                 self._ready.set()
 
     async def wait_loaded(self, timeout_s: float = FETCH_TIMEOUT_S) -> None:
+        """Until the first fetch (or the refresh an unknown kid started) is done, bounded."""
         if self._ready is None:
             return
         try:
             async with asyncio.timeout(timeout_s):
                 await self._ready.wait()
+                refreshing = self._refreshing
+                if refreshing is not None:
+                    await asyncio.shield(refreshing)
         except TimeoutError:
             pass
 
-    def _unknown_kid(self) -> None:
+    def _unknown_kid(self) -> bool:
+        """A token names a key id we do not have: the IdP may have rotated its keys. Fetch
+        again (at most every UNKNOWN_KID_REFRESH_S); True if the caller should wait for it."""
+        if self._refreshing is not None:
+            return True
         if (self.provider.jwks_url and self._fetch is not None
                 and time.monotonic() - self.fetched_at >= UNKNOWN_KID_REFRESH_S):
             self.fetched_at = time.monotonic()
-            task = asyncio.get_running_loop().create_task(self.refresh())
+            task = self._refreshing = asyncio.get_running_loop().create_task(self.refresh())
             _BACKGROUND.add(task)  # held until done (the loop keeps only weak references)
-            task.add_done_callback(_BACKGROUND.discard)
+
+            def done(finished: asyncio.Task[None]) -> None:
+                _BACKGROUND.discard(finished)
+                if self._refreshing is finished:
+                    self._refreshing = None
+
+            task.add_done_callback(done)
+            return True
+        return False
 
     # verification
     def verify(self, token: str) -> dict[str, Any] | str:
@@ -172,7 +189,8 @@ class JwtVerifier:
             if found is None and kid is None and len(self.keys) == 1:
                 found = next(iter(self.keys.values()))
             if found is None:
-                self._unknown_kid()
+                if self._unknown_kid():
+                    return PENDING  # the request waits for the refresh, then tries again
                 raise AuthFailure(401, "unknown-key")
             key = found.key
         options: dict[str, Any] = {"require": ["exp"], "verify_aud": bool(provider.audience),
