@@ -26,6 +26,8 @@ from agents.runtime.client import (
 )
 from agents.runtime.config import AgentConfig, Upstream, join_host_port
 from agents.runtime.dns import DnsServer
+from agents.runtime.gateway.listener import Gateway
+from agents.runtime.gateway.metrics import render_gateway
 from agents.runtime.handover import (
     DRAIN_IDLE_S,
     DRAIN_TIMEOUT_S,
@@ -102,6 +104,10 @@ class Agent:
         self.handover = HandoverServer(config.data_dir)
         self._inherited: dict[str, socket.socket] = {}  # listening sockets of our predecessor
         self._activated: dict[str, socket.socket] = {}  # ... or of systemd, by address
+        # Gateway mode (agents.runtime.gateway): public listeners routed by the snapshot.
+        self.gateway = (Gateway(config.gateway, zone=config.zone, contexts=self.contexts)
+                        if config.gateway is not None else None)
+        self._gateway_refused: str | None = None
 
     # lifecycle
     async def start(self) -> None:
@@ -117,6 +123,8 @@ class Agent:
         self._inherited = await asyncio.to_thread(take_over, data_dir)
         self._activated = activated_sockets()
         await self._start_data_plane()
+        if self.gateway is not None:  # its sockets hand over across a restart as ours do
+            await self.gateway.start(self._inherited_socket, self._offer_listeners)
         admin_key = listener_key("admin", join_host_port(self.config.admin_host,
                                                          self.config.admin_port))
         self.admin_server = await start_admin(self, self.config.admin_host, self.config.admin_port,
@@ -216,6 +224,8 @@ class Agent:
             self._hold_timer.cancel()
         for server in self.servers:
             server.close()
+        if self.gateway is not None:
+            self.gateway.close_servers()
         for ctx in self.contexts:
             ctx.draining = True
         if self._control is not None:
@@ -234,6 +244,8 @@ class Agent:
                 conn.close()
         for runtime in [*self.upstreams, *self.route_targets.values()]:
             runtime.pool.close_all()
+        if self.gateway is not None:
+            await self.gateway.close()
         if self.admin_server is not None:
             self.admin_server.close()
         if self.dns is not None:
@@ -265,6 +277,8 @@ class Agent:
                         admission.held[name] - time.monotonic())
         self._holds = admission.held
         self._apply(admission.snapshot, persist=True)
+        if self._gateway_refused:
+            admission.refused["gateway"] = self._gateway_refused
         if admission.refused:
             reason = "; ".join(admission.refused.values())
             self.nack = {"revision": revision, "reason": reason[:1000],
@@ -301,6 +315,8 @@ class Agent:
             if service not in kept:
                 self.zt.forget(runtime)
         self.route_targets = kept
+        if self.gateway is not None:  # a refused section keeps the last one (in raw too)
+            self._gateway_refused = self.gateway.offer(snapshot)
         self.snapshot = snapshot
         if persist:
             try:
@@ -348,6 +364,7 @@ class Agent:
             "zone": self.config.zone,
             "version": __version__,
             "upstreams": self._upstreams_payload(),
+            **self._gateway_payload(),
             **self.zt.payload(),
         })
         agent_id, token = answer.get("agent_id"), answer.get("agent_token")
@@ -402,6 +419,8 @@ class Agent:
         self._report_now.clear()
         windows = self._pending_metrics + self.metrics.drain()
         windows += self.zt.inbound_windows()
+        if self.gateway is not None:
+            windows += self.gateway.metrics.drain()
         self._pending_metrics = []
         ejections = self._pending_ejections + [
             event for u in self._runtimes() for event in u.drain_events()]
@@ -414,6 +433,7 @@ class Agent:
             "services": [s.as_report() for s in self.config.services],
             "metrics": windows,
             "ejections": ejections,
+            **self._gateway_payload(),
             **self.zt.payload(),
         }
         try:
@@ -426,6 +446,10 @@ class Agent:
 
     def _runtimes(self) -> list[UpstreamRuntime]:
         return [*self.upstreams, *self.route_targets.values()]
+
+    def _gateway_payload(self) -> dict[str, Any]:
+        gateway = self.config.gateway
+        return {"gateway": gateway.as_report()} if gateway is not None else {}
 
     def _upstreams_payload(self) -> list[dict[str, Any]]:
         return [{"service": u.service, "protocol": u.protocol, "listen": u.bound,
@@ -453,14 +477,16 @@ class Agent:
             "dns": {"listen": self.dns.address if self.dns else None, "error": self.dns_error},
             "certificates": self.zt.certificates(),
             "inbound": self.inbound.stats() if self.inbound is not None else None,
+            "gateway": self.gateway.stats() if self.gateway is not None else None,
         }
 
     def prometheus(self) -> str:
         runtimes = self._runtimes()
         endpoints = [(u.service, e) for u in runtimes for e in u.state.endpoints]
         revision = self.snapshot.revision if self.snapshot else None
+        gateway = render_gateway(self.gateway.metrics) if self.gateway is not None else ""
         return render_prometheus(self.metrics, revision, endpoints) + render_resilience(
-            runtimes) + self.zt.prometheus()
+            runtimes) + self.zt.prometheus() + gateway
 
     def config_json(self) -> dict[str, Any] | None:
         return self.snapshot.raw if self.snapshot else None
