@@ -15,7 +15,8 @@ from agents.models import Agent
 from identity.intentions import IntentionSnapshot, default_action, intentions_for
 from identity.services import ca_ready, live_roots, revoked_serials
 from meshconsole.db import read_transaction
-from policies.models import FailoverState, TrafficPolicy
+from policies.models import FailoverState, ServiceRoutes, TrafficPolicy
+from policies.routes import RouteDoc, SubsetDoc, split_services
 from policies.snapshot import PolicySnapshot, endpoint_priority, policy_snapshot
 from registry.models import SECURITY_KEY, Instance, MeshIndex, Service, agent_key, service_key
 from registry.targets import target_refusal
@@ -38,6 +39,7 @@ class EndpointSnapshot(TypedDict):
     priority: int
     status: str
     tags: list[str]
+    metadata: dict[str, str]  # what route subsets select on, with the tags
     # The instance's host agent's inbound (mTLS) listener; None: dial it directly.
     inbound: InboundSnapshot | None
 
@@ -56,7 +58,10 @@ class UpstreamSnapshot(TypedDict):
     # agents believe an empty list at once only when some were withheld.
     withheld: int
     mtls: str  # strict | permissive | off: the destination's mode (Service.effective_mtls)
-    # A service only a gateway route sends to: no listener (docs/agent-protocol.md).
+    # L7 routes of the destination (policies.routes; absent = none).
+    subsets: NotRequired[dict[str, SubsetDoc]]
+    routes: NotRequired[list[RouteDoc]]
+    # Not declared by the agent: only a target of another upstream's split (no listener).
     route_target: NotRequired[bool]
 
 
@@ -131,12 +136,37 @@ def _endpoint(
         "priority": endpoint_priority(instance.zone, zone_priority),
         "status": instance.status,
         "tags": list(instance.tags),
+        "metadata": {str(k): str(v) for k, v in (instance.metadata or {}).items()},
         "inbound": inbound.get(instance.node_id) if instance.node_id is not None else None,
     }
 
 
+def _routes(names: list[str] | set[str]) -> dict[str, dict[str, Any]]:
+    """Service name -> its routes document, for those of NAMES that have one."""
+    rows = ServiceRoutes.objects.filter(service__name__in=names).values_list(
+        "service__name", "document"
+    )
+    return {str(name): dict(document or {}) for name, document in rows}
+
+
+def route_targets(names: list[str] | set[str]) -> set[str]:
+    """The services NAMES' routes split traffic to that are not among NAMES."""
+    targets: set[str] = set()
+    for document in _routes(names).values():
+        targets |= split_services(document)
+    return targets - set(names)
+
+
 def upstreams_snapshot(names: list[str]) -> dict[str, UpstreamSnapshot]:
-    """NAME -> {protocol, failover, policy, endpoints}; call inside one transaction."""
+    """NAME -> {protocol, failover, policy, endpoints, subsets?, routes?}, plus a
+    `route_target` entry for each service a split names that NAMES lacks; call
+    inside one transaction."""
+    declared = list(names)
+    documents = _routes(declared)
+    extra: set[str] = set()
+    for document in documents.values():
+        extra |= split_services(document)
+    names = declared + sorted(extra - set(declared))
     services = {s.name: s for s in Service.objects.filter(name__in=names)}
     policies = {
         p.service.name: p
@@ -178,6 +208,13 @@ def upstreams_snapshot(names: list[str]) -> dict[str, UpstreamSnapshot]:
             "withheld": int(withheld.get(serving[name], 0)) if service else 0,
             "mtls": service.effective_mtls if service else str(settings.MESH_MTLS_DEFAULT),
         }
+        routes = documents.get(name) or {}
+        if routes.get("subsets"):
+            upstreams[name]["subsets"] = routes["subsets"]
+        if routes.get("routes"):
+            upstreams[name]["routes"] = routes["routes"]
+        if name not in declared:
+            upstreams[name]["route_target"] = True
     return upstreams
 
 
@@ -185,9 +222,9 @@ def upstream_names(agent: Agent) -> list[str]:
     return sorted({str(u.get("service")) for u in agent.upstreams if u.get("service")})
 
 
-def route_targets(agent: Agent) -> list[str]:
-    """The services a gateway agent's routes send to that it does not declare
-    as upstreams: `upstreams` entries with `route_target: true`."""
+def gateway_route_targets(agent: Agent) -> list[str]:
+    """The services a gateway agent's gateway routes send to that it does not
+    declare as upstreams: `upstreams` entries with `route_target: true`."""
     hook = gateways.hook()
     if not agent.gateway or hook is None:
         return []
@@ -196,9 +233,11 @@ def route_targets(agent: Agent) -> list[str]:
 
 def snapshot_keys(agent: Agent) -> list[str]:
     """The index keys an agent's snapshot depends on: each upstream service (and
-    a gateway's route targets), the failover target it is served from now, the
-    agent's own upstream set, and a gateway's own keys."""
-    names = set(upstream_names(agent)) | set(route_targets(agent))
+    a gateway's route targets), the services their routes split to, the failover
+    target each is served from now, the agent's own upstream set, and a
+    gateway's own keys (agents.gateways)."""
+    names = set(upstream_names(agent)) | set(gateway_route_targets(agent))
+    names |= route_targets(names)
     hook = gateways.hook()
     own = set(hook.keys(agent.gateway)) if agent.gateway and hook is not None else set()
     targets = set(
@@ -297,12 +336,13 @@ def agent_snapshot(*, agent: Agent) -> AgentSnapshot:
         hook = gateways.hook()
         section = hook.section(agent.gateway) if agent.gateway and hook is not None else None
         if section is not None:
-            extra = route_targets(agent)
+            extra = gateway_route_targets(agent)
             targets = upstreams_cache.get(extra, revision, lambda: upstreams_snapshot(extra))
             # Copies: the cached parts are shared with other agents' snapshots.
             upstreams = dict(upstreams)
             for target, part in targets.items():
-                upstreams[target] = {**part, "route_target": True}
+                if target not in upstreams:
+                    upstreams[target] = {**part, "route_target": True}
     snapshot: AgentSnapshot = {
         "revision": revision,
         "agent_id": str(agent.id),

@@ -33,7 +33,8 @@ from meshcode.plan import (
     field_errors,
 )
 from monitoring.whatif import State, compare, state_of
-from policies.models import TrafficPolicy
+from policies.models import ServiceRoutes, TrafficPolicy
+from policies.routes import split_services
 from registry import notify
 from registry.models import ManagedResource, MeshRevision, Service
 from registry.revision import one_revision
@@ -198,7 +199,8 @@ class _Run:
                 self.plan.deleted.append({"kind": key[0], "name": key[1]})
 
     def check_dangling(self, entries: list[Entry]) -> None:
-        """A policy left failing over to a pruned service is an error."""
+        """A policy left failing over to a pruned service, or routes left
+        splitting to one, is an error."""
         gone = {name for kind, name in self.plan_deleted_keys() if kind == "Service"}
         if not gone:
             return
@@ -213,6 +215,18 @@ class _Run:
                         f"{key[0]}/{key[1]}",
                         "failover.targets",
                         f"fails over to {', '.join(lost)}, which prune deletes",
+                    )
+                )
+        for routes in ServiceRoutes.objects.select_related("service"):
+            lost = sorted(gone & split_services(routes.document))
+            if lost:
+                key = ("Routes", routes.service.name)
+                self.errors.append(
+                    DocumentError(
+                        index.get(key),
+                        f"{key[0]}/{key[1]}",
+                        "routes",
+                        f"splits traffic to {', '.join(lost)}, which prune deletes",
                     )
                 )
 

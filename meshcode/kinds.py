@@ -23,8 +23,9 @@ from policies.document import (
     policy_defaults,
     policy_document,
 )
-from policies.models import TrafficPolicy
-from policies.services import policy_reset, policy_update
+from policies.models import ServiceRoutes, TrafficPolicy
+from policies.routes import routes_validate
+from policies.services import policy_reset, policy_update, routes_reset, routes_update
 from registry import services as registry
 from registry.api.serializers import CHECK_TO_MODEL, ServiceSerializer
 from registry.models import Service
@@ -137,13 +138,54 @@ class TrafficPolicyKind(Kind):
         return ("Service", name)
 
 
-# In apply order (services before what names them; consumers before the gateway
-# routes that name them). Removal (prune) runs in the reverse order.
+class RoutesKind(Kind):
+    """The subsets and ordered L7 routes of the service NAME (docs/policies.md
+    "Routes and subsets"), the document of PUT services/NAME/routes/ without
+    its version. Applied after the services: a split may name a service the
+    same apply creates."""
+
+    name = "Routes"
+
+    def documents(self) -> dict[str, Document]:
+        rows = ServiceRoutes.objects.select_related("service").order_by("service__name")
+        return {
+            r.service.name: {"kind": "Routes", "name": r.service.name, **r.document} for r in rows
+        }
+
+    def validate(self, name: str, body: dict[str, Any]) -> tuple[Document, dict[str, Any]]:
+        service = Service.objects.filter(name=name).first()
+        if service is None:
+            raise serializers.ValidationError(
+                {"name": [f"no service {name} (in the mesh or in these documents)"]}
+            )
+        document = routes_validate(service, {k: v for k, v in body.items() if k != "name"})
+        return {"kind": "Routes", "name": name, **document}, dict(document)
+
+    def write(self, *, user: Actor, name: str, data: dict[str, Any], note: str) -> None:
+        routes_update(
+            user=user,
+            service=Service.objects.get(name=name),
+            document={"subsets": data["subsets"], "routes": data["routes"]},
+            note=note,
+        )
+
+    def remove(self, *, user: Actor, name: str, note: str) -> None:
+        service = Service.objects.filter(name=name).first()
+        if service is not None:
+            routes_reset(user=user, service=service, note=note)
+
+    def depends_on(self, name: str) -> tuple[str, str] | None:
+        return ("Service", name)
+
+
+# In apply order (services before what names them). Removal (prune) runs in the
+# reverse order.
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
         ServiceKind(),
         TrafficPolicyKind(),
+        RoutesKind(),
         IntentionsKind(),
         ConsumerKind(),
         GatewayRouteKind(),

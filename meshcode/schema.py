@@ -20,6 +20,7 @@ from gateway import vocabulary as gv
 from identity.api.serializers import MAX_HEADERS, NAME_OR_WILDCARD
 from identity.models import Action
 from meshcode.intentions import MAX_SOURCES
+from policies import routes as r
 from policies.document import MAX_FAILOVER_TARGETS, ZONE_RE
 from registry.models import SERVICE_NAME_RE, STATUS_RANGE_RE, CheckType, MtlsMode, Protocol
 
@@ -188,6 +189,113 @@ def _traffic_policy() -> dict[str, Any]:
     )
 
 
+def _text(limit: int = r.MAX_VALUE) -> dict[str, Any]:
+    return {"type": "string", "maxLength": limit}
+
+
+def _exactly_one(properties: dict[str, Any]) -> dict[str, Any]:
+    return _object(properties, minProperties=1, maxProperties=1)
+
+
+def _header_edits() -> dict[str, Any]:
+    header = {"type": "string", "pattern": r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$"}
+    return _object(
+        {
+            "set": {
+                "type": "object",
+                "maxProperties": r.MAX_HEADER_EDITS,
+                "propertyNames": header,
+                "additionalProperties": _text(),
+            },
+            "remove": {"type": "array", "maxItems": r.MAX_HEADER_EDITS, "items": header},
+        }
+    )
+
+
+def _conditions(kinds: dict[str, Any]) -> dict[str, Any]:
+    condition = _object(
+        {"name": {"type": "string", "minLength": 1, "maxLength": 200}, **kinds},
+        required=["name"],
+        minProperties=2,
+        maxProperties=2,
+    )
+    return {"type": "array", "maxItems": r.MAX_MATCHES, "items": condition}
+
+
+def _routes() -> dict[str, Any]:
+    name = {"type": "string", "pattern": r.NAME_RE.pattern}
+    path = {"type": "string", "pattern": r"^/\S*$", "maxLength": r.MAX_PATH}
+    regex = _text(r.MAX_REGEX)
+    true = {"const": True}
+    subset = _object(
+        {
+            "tags": {"type": "array", "maxItems": r.MAX_SELECTORS, "items": _text(200)},
+            "metadata": {
+                "type": "object",
+                "maxProperties": r.MAX_SELECTORS,
+                "additionalProperties": _text(500),
+            },
+        }
+    )
+    target = _object(
+        {
+            "subset": name,
+            "service": _name("another service (its whole endpoint set)"),
+            "weight": _int(0, r.MAX_WEIGHT),
+        },
+        required=["weight"],
+        minProperties=2,
+        maxProperties=2,
+    )
+    timeout = POLICY_BOUNDS["request_timeout_ms"]
+    route = _object(
+        {
+            "name": name,
+            "match": _object(
+                {
+                    "path": _exactly_one({"exact": path, "prefix": path, "regex": regex}),
+                    "methods": {
+                        "type": "array",
+                        "maxItems": r.MAX_METHODS,
+                        "items": {"type": "string", "pattern": r"^[A-Za-z][A-Za-z-]{0,19}$"},
+                    },
+                    "headers": _conditions(
+                        {"exact": _text(), "prefix": _text(), "regex": regex,
+                         "present": true, "absent": true}
+                    ),
+                    "query": _conditions({"exact": _text(), "regex": regex, "present": true}),
+                }
+            ),
+            "split": {"type": "array", "minItems": 1, "maxItems": r.MAX_SPLIT, "items": target},
+            "sticky": _exactly_one(
+                {"header": {"type": "string", "maxLength": 100},
+                 "cookie": {"type": "string", "maxLength": 100}}
+            ),
+            "fallback": {"enum": list(r.FALLBACKS)},
+            "rewrite": _exactly_one({"prefix": path, "path": path}),
+            "request_headers": _header_edits(),
+            "response_headers": _header_edits(),
+            "timeout_ms": _int(max(timeout.low, 1), timeout.high),
+            "retries": _object({"attempts": _bounded("retries.attempts")}, required=["attempts"]),
+        },
+        required=["name", "split"],
+    )
+    return _object(
+        {
+            "kind": {"const": "Routes"},
+            "name": _name("the destination service these routes belong to"),
+            "subsets": {
+                "type": "object",
+                "maxProperties": r.MAX_SUBSETS,
+                "propertyNames": name,
+                "additionalProperties": subset,
+            },
+            "routes": {"type": "array", "maxItems": r.MAX_ROUTES, "items": route},
+        },
+        required=["kind", "name"],
+    )
+
+
 def _strings(max_items: int, **item: Any) -> dict[str, Any]:
     return {"type": "array", "maxItems": max_items, "uniqueItems": True,
             "items": {"type": "string", **item}}  # fmt: skip
@@ -324,6 +432,7 @@ def _intentions() -> dict[str, Any]:
 DEFINITIONS = {
     "Service": _service,
     "TrafficPolicy": _traffic_policy,
+    "Routes": _routes,
     "Intentions": _intentions,
     "Consumer": _consumer,
     "GatewayRoute": _gateway_route,

@@ -78,6 +78,10 @@ def window_rows(
             gateway=bool(w.get("gateway", False)),
             latency_sum_ms=w.get("latency_sum_ms", 0.0),
             buckets=list(w.get("buckets", [])),
+            subset=w.get("subset", ""),
+            route=w.get("route", ""),
+            consumer=w.get("consumer", ""),
+            statuses=w.get("statuses"),
             ingest_key=f"{key}:{i}" if key else None,
         )
         for i, w in enumerate(windows)

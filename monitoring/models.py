@@ -25,6 +25,13 @@ class EdgeWindow(models.Model):
     latency_sum_ms = models.FloatField(default=0)
     # Counts per fixed log-scale bucket (see agents.runtime.histogram.BUCKETS_MS).
     buckets = models.JSONField(default=list)
+    # L7 routes (docs/agent-protocol.md "Routes, subsets and the gateway"): the
+    # subset and route that carried the traffic ("" = none), the gateway's
+    # consumer ("" = none) and status classes ({"2xx": n, ...}; null = not sent).
+    subset = models.CharField(max_length=63, blank=True, default="")
+    route = models.CharField(max_length=63, blank=True, default="")
+    consumer = models.CharField(max_length=63, blank=True, default="")
+    statuses = models.JSONField(null=True, blank=True)
     # "<stream entry id>:<index>" when written by monitoring.ingest: a batch
     # taken again after its worker died is not stored twice.
     ingest_key = models.CharField(max_length=48, null=True, blank=True, unique=True)

@@ -43,9 +43,7 @@ class TopologyNode(TypedDict):
     tags: list[str]  # the console groups by a tag key (team=...)
 
 
-class TopologyEdge(TypedDict):
-    source: str
-    destination: str
+class EdgeFigures(TypedDict):
     requests: int
     errors: int
     rps: float
@@ -58,12 +56,27 @@ class TopologyEdge(TypedDict):
     p99_ms: float | None
 
 
+class TopologyEdge(EdgeFigures):
+    source: str
+    destination: str
+    # The same figures per route subset the traffic went to (windows with a
+    # `subset`; issue 12), so a canary's v2 can be read against v1. The edge's
+    # own figures are the totals over every subset and none.
+    subsets: dict[str, EdgeFigures]
+
+
 @dataclass
 class _EdgeTotals:
     requests: int = 0
     errors: int = 0
     denied: int = 0
     buckets: list[int] = field(default_factory=histogram.empty)
+    subsets: dict[str, _EdgeTotals] = field(default_factory=dict)
+
+    def add(self, requests: int, errors: int, denied: int) -> None:
+        self.requests += requests
+        self.errors += errors
+        self.denied += denied
 
 
 class Topology(TypedDict):
@@ -244,28 +257,33 @@ def gateway_nodes(since: datetime, services: set[str]) -> list[TopologyNode]:
 def edge_totals(since: datetime) -> dict[tuple[str, str], _EdgeTotals]:
     """Every edge's requests, errors, denials and latency buckets summed over the windows
     that ended after SINCE, by the database: two grouped queries, whatever the
-    number of windows; Python sees one row per edge and one per non-empty bucket."""
+    number of windows; Python sees one row per edge and subset and one per
+    non-empty bucket. Each edge's `subsets` holds the same per named subset."""
     rows = (
         EdgeWindow.objects.filter(window_end__gt=since)
         .order_by()
-        .values_list("source", "destination")
+        .values_list("source", "destination", "subset")
         .annotate(requests=Sum("requests"), errors=Sum("errors"), denied=Sum("denied"))
     )
-    merged = {
-        (str(source), str(destination)): _EdgeTotals(
-            int(requests or 0), int(errors or 0), int(denied or 0)
-        )
-        for source, destination, requests, errors, denied in rows
-    }
-    for source, destination, index, count in _bucket_sums(since):
-        totals = merged.get((source, destination))
-        if totals is not None and 0 <= index < histogram.NBUCKETS:
-            totals.buckets[index] += int(count)
+    merged: dict[tuple[str, str], _EdgeTotals] = {}
+    for source, destination, subset, requests, errors, denied in rows:
+        figures = (int(requests or 0), int(errors or 0), int(denied or 0))
+        totals = merged.setdefault((str(source), str(destination)), _EdgeTotals())
+        totals.add(*figures)
+        if subset:
+            totals.subsets.setdefault(str(subset), _EdgeTotals()).add(*figures)
+    for source, destination, subset, index, count in _bucket_sums(since):
+        edge = merged.get((source, destination))
+        if edge is None or not 0 <= index < histogram.NBUCKETS:
+            continue
+        edge.buckets[index] += count
+        if subset and subset in edge.subsets:
+            edge.subsets[subset].buckets[index] += count
     return merged
 
 
-def _bucket_sums(since: datetime) -> list[tuple[str, str, int, int]]:
-    """(source, destination, bucket index, summed count) over the windows ended
+def _bucket_sums(since: datetime) -> list[tuple[str, str, str, int, int]]:
+    """(source, destination, subset, bucket index, summed count) over the windows ended
     after SINCE: the JSON arrays unnested in SQL (json_each on SQLite,
     jsonb_array_elements_text on PostgreSQL) and grouped per edge and index."""
     table = connection.ops.quote_name(EdgeWindow._meta.db_table)
@@ -279,14 +297,31 @@ def _bucket_sums(since: datetime) -> list[tuple[str, str, int, int]]:
         unnest = f"{table} AS e, json_each(e.buckets) AS j"
         index, value = "j.key", "j.value"
     sql = (
-        f"SELECT e.source, e.destination, {index} AS idx, SUM({value}) "
+        f"SELECT e.source, e.destination, e.subset, {index} AS idx, SUM({value}) "
         # Agents send every bucket, mostly zeros: only the counted ones come back.
         f"FROM {unnest} WHERE e.window_end > %s AND {value} <> 0 "
-        "GROUP BY e.source, e.destination, idx"
+        "GROUP BY e.source, e.destination, e.subset, idx"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [connection.ops.adapt_datetimefield_value(since)])
-        return [(str(s), str(d), int(i), int(c or 0)) for s, d, i, c in cursor.fetchall()]
+        return [
+            (str(s), str(d), str(u or ""), int(i), int(c or 0))
+            for s, d, u, i, c in cursor.fetchall()
+        ]
+
+
+def _figures(t: _EdgeTotals, window_seconds: int) -> EdgeFigures:
+    return {
+        "requests": t.requests,
+        "errors": t.errors,
+        "rps": round(t.requests / window_seconds, 3),
+        "error_rate": round(t.errors / t.requests, 4) if t.requests else 0.0,
+        "denied": t.denied,
+        "denied_rps": round(t.denied / window_seconds, 3),
+        "p50_ms": histogram.percentile(t.buckets, 0.50),
+        "p95_ms": histogram.percentile(t.buckets, 0.95),
+        "p99_ms": histogram.percentile(t.buckets, 0.99),
+    }
 
 
 def topology_snapshot(window_seconds: int = 60) -> Topology:
@@ -299,15 +334,10 @@ def topology_snapshot(window_seconds: int = 60) -> Topology:
         {
             "source": source,
             "destination": destination,
-            "requests": t.requests,
-            "errors": t.errors,
-            "rps": round(t.requests / window_seconds, 3),
-            "error_rate": round(t.errors / t.requests, 4) if t.requests else 0.0,
-            "denied": t.denied,
-            "denied_rps": round(t.denied / window_seconds, 3),
-            "p50_ms": histogram.percentile(t.buckets, 0.50),
-            "p95_ms": histogram.percentile(t.buckets, 0.95),
-            "p99_ms": histogram.percentile(t.buckets, 0.99),
+            **_figures(t, window_seconds),
+            "subsets": {
+                name: _figures(sub, window_seconds) for name, sub in sorted(t.subsets.items())
+            },
         }
         for (source, destination), t in sorted(merged.items())
     ]

@@ -5,7 +5,13 @@ and call policies.services.policy_update."""
 from django.contrib import admin
 
 from journal.admin import ReadOnlyAdmin
-from policies.models import FailoverState, PolicyVersion, TrafficPolicy
+from policies.models import (
+    FailoverState,
+    PolicyVersion,
+    RoutesVersion,
+    ServiceRoutes,
+    TrafficPolicy,
+)
 
 
 @admin.register(TrafficPolicy)
@@ -32,3 +38,15 @@ class PolicyVersionAdmin(ReadOnlyAdmin):
 class FailoverStateAdmin(ReadOnlyAdmin):
     list_display = ("service", "active_target", "activated_at", "healthy_since", "reason")
     search_fields = ("service__name", "active_target")
+
+
+@admin.register(ServiceRoutes)
+class ServiceRoutesAdmin(ReadOnlyAdmin):
+    list_display = ("service", "version", "updated_at", "updated_by")
+    search_fields = ("service__name",)
+
+
+@admin.register(RoutesVersion)
+class RoutesVersionAdmin(ReadOnlyAdmin):
+    list_display = ("service_name", "version", "created_at", "created_by")
+    search_fields = ("service_name",)

@@ -138,3 +138,41 @@ class FailoverState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.service.name} -> {self.active_target or '(itself)'}"
+
+
+class ServiceRoutes(models.Model):
+    """The subsets and ordered L7 routes of one destination service: one versioned
+    document (policies.routes validates it; docs/policies.md "Routes and subsets").
+    `document` is {"subsets": {...}, "routes": [...]} in the snapshot's shape."""
+
+    service = models.OneToOneField(Service, on_delete=models.CASCADE, related_name="routes")
+    version = models.PositiveIntegerField(default=1)
+    document = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+
+    def __str__(self) -> str:
+        return f"routes v{self.version} for {self.service.name}"
+
+
+class RoutesVersion(models.Model):
+    """Every saved version of a service's routes document, for history and rollback."""
+
+    service_name = models.CharField(max_length=63, db_index=True)
+    version = models.PositiveIntegerField()
+    document = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering: ClassVar = ["service_name", "-version"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["service_name", "version"], name="unique_routes_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service_name} routes v{self.version}"

@@ -13,7 +13,8 @@ from django.db.models import Max
 from journal.models import EventKind
 from journal.records import Actor, AuditNote, EventNote, actor_name
 from policies.document import policy_defaults, policy_document
-from policies.models import PolicyVersion, TrafficPolicy
+from policies.models import PolicyVersion, RoutesVersion, ServiceRoutes, TrafficPolicy
+from policies.routes import RoutesDocument, empty_document
 from registry.models import Service
 from registry.panic import service_panic_refresh
 from registry.revision import mesh_change
@@ -22,8 +23,8 @@ from registry.revision import mesh_change
 class StaleVersion(Exception):
     """The writer named a version that is no longer the current one (HTTP 409)."""
 
-    def __init__(self, *, current: int, expected: int) -> None:
-        super().__init__(f"the policy is at version {current}, not {expected}; re-read it")
+    def __init__(self, *, current: int, expected: int, what: str = "policy") -> None:
+        super().__init__(f"the {what} is at version {current}, not {expected}; re-read it")
         self.current = current
         self.expected = expected
 
@@ -135,4 +136,94 @@ def policy_reset(*, user: Actor, service: Service, note: str = "") -> bool:
         audit=[AuditNote(user, "delete", "policy", service.name, before, None)],
     )
     service_panic_refresh(service=service, actor=who, revision=revision)
+    return True
+
+
+def routes_of(service: Service) -> ServiceRoutes:
+    """The saved routes of SERVICE, or an unsaved empty document at version 0."""
+    row = ServiceRoutes.objects.select_related("service").filter(service=service).first()
+    return row or ServiceRoutes(service=service, version=0, document=empty_document())
+
+
+def _routes_summary(before: dict[str, Any], after: dict[str, Any]) -> str:
+    return (
+        f"{len(after.get('subsets', {}))} subsets, {len(after.get('routes', []))} routes"
+        f" (was {len(before.get('subsets', {}))}, {len(before.get('routes', []))})"
+    )
+
+
+@transaction.atomic
+def routes_update(
+    *,
+    user: Actor,
+    service: Service,
+    document: RoutesDocument,
+    expected_version: int | None = None,
+    note: str = "",
+) -> ServiceRoutes:
+    """Store DOCUMENT (validated by policies.routes.routes_validate) as SERVICE's
+    routes. EXPECTED_VERSION, when given, must be the current version, checked
+    under the row lock (else StaleVersion, nothing written). A write that changes
+    nothing creates no version; any other is a version row, an audit entry, a
+    config event and one mesh revision."""
+    row = ServiceRoutes.objects.select_for_update().filter(service=service).first()
+    current = row.version if row else 0
+    if expected_version is not None and expected_version != current:
+        raise StaleVersion(current=current, expected=expected_version, what="routes document")
+    before: dict[str, Any] = dict(row.document) if row else dict(empty_document())
+    after: dict[str, Any] = dict(document)
+    if row is not None and after == before:
+        return row
+    last = RoutesVersion.objects.filter(service_name=service.name).aggregate(v=Max("version"))
+    target = row or ServiceRoutes(service=service)
+    target.version = max(current, last["v"] or 0) + 1
+    target.document = after
+    target.updated_by = user if isinstance(user, User) else None
+    target.save()
+    who = actor_name(user)
+    RoutesVersion.objects.create(
+        service_name=service.name, version=target.version, document=after, created_by=who
+    )
+    mesh_change(
+        services={service.name},
+        events=[
+            EventNote(
+                kind=EventKind.CONFIG,
+                message=(
+                    f"routes of {service.name} v{target.version}"
+                    f"{f' ({note})' if note else ''}: {_routes_summary(before, after)}"
+                ),
+                service=service.name,
+                actor=who,
+                data={"version": target.version, "before": before, "after": after},
+            )
+        ],
+        audit=[AuditNote(user, "update", "routes", service.name, before, after)],
+    )
+    return target
+
+
+@transaction.atomic
+def routes_reset(*, user: Actor, service: Service, note: str = "") -> bool:
+    """Delete SERVICE's routes (a mesh apply's prune of its Routes document): the
+    service gets no subsets and no routes. Returns whether a row went."""
+    row = ServiceRoutes.objects.select_for_update().filter(service=service).first()
+    if row is None:
+        return False
+    before = dict(row.document)
+    row.delete()
+    who = actor_name(user)
+    mesh_change(
+        services={service.name},
+        events=[
+            EventNote(
+                kind=EventKind.CONFIG,
+                message=f"routes of {service.name} removed{f' ({note})' if note else ''}",
+                service=service.name,
+                actor=who,
+                data={"before": before, "after": None},
+            )
+        ],
+        audit=[AuditNote(user, "delete", "routes", service.name, before, None)],
+    )
     return True

@@ -170,12 +170,21 @@ class ServiceInUse(Exception):
     """A service other services fail over to cannot be deleted (they would
     fail over to nothing)."""
 
-    def __init__(self, name: str, referrers: list[str]) -> None:
-        super().__init__(
-            f"{', '.join(referrers)} fail{'s' if len(referrers) == 1 else ''} over to {name}: "
-            f"remove {name} from {'its' if len(referrers) == 1 else 'their'} failover targets first"
-        )
+    def __init__(self, name: str, referrers: list[str], kind: str = "failover") -> None:
+        one = len(referrers) == 1
+        if kind == "route":
+            text = (
+                f"the routes of {', '.join(referrers)} split traffic to {name}: "
+                f"remove {name} from {'its' if one else 'their'} splits first"
+            )
+        else:
+            text = (
+                f"{', '.join(referrers)} fail{'s' if one else ''} over to {name}: "
+                f"remove {name} from {'its' if one else 'their'} failover targets first"
+            )
+        super().__init__(text)
         self.referrers = referrers
+        self.kind = kind  # failover | route
 
 
 def failover_referrers(name: str) -> list[str]:
@@ -188,13 +197,34 @@ def failover_referrers(name: str) -> list[str]:
     )
 
 
+def route_referrers(name: str) -> list[str]:
+    """Services whose routes split traffic to NAME (read through the routes
+    relation, policies.models.ServiceRoutes: the registry does not import policies)."""
+    rows = (
+        Service.objects.exclude(name=name)
+        .filter(routes__isnull=False)
+        .values_list("name", "routes__document")
+    )
+    return sorted(
+        str(service)
+        for service, document in rows
+        if any(
+            target.get("service") == name
+            for route in (document or {}).get("routes", [])
+            for target in route.get("split", [])
+        )
+    )
+
+
 @transaction.atomic
 def service_delete(*, user: User, service: Service, check_referrers: bool = True) -> None:
     """Delete SERVICE; refused (ServiceInUse) while another service fails over
-    to it, unless the caller checked that itself (mesh-as-code prunes the
-    referrers in the same apply)."""
+    to it or its routes split traffic to it, unless the caller checked that
+    itself (mesh-as-code prunes the referrers in the same apply)."""
     if check_referrers and (referrers := failover_referrers(service.name)):
         raise ServiceInUse(service.name, referrers)
+    if check_referrers and (splitters := route_referrers(service.name)):
+        raise ServiceInUse(service.name, splitters, kind="route")
     before = service_state(service)
     name = service.name
     lost = Instance.objects.filter(service=service).enabled().count()

@@ -114,6 +114,22 @@ class LocalServiceSerializer(serializers.Serializer):
         return attrs
 
 
+OPTIONAL_NAME_RE = r"^[a-z0-9-]{0,63}$"  # a subset, route or consumer name, or "" (none)
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+class WindowNameField(serializers.RegexField):
+    """A subset, route or consumer name of a window, or "": a string, not a number made one."""
+
+    def __init__(self) -> None:
+        super().__init__(OPTIONAL_NAME_RE, max_length=63, allow_blank=True, default="")
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("expected a string")
+        return str(super().to_internal_value(data))
+
+
 class MetricsWindowSerializer(serializers.Serializer):
     source = serializers.RegexField(  # type: ignore[assignment]
         r"^[a-z0-9-]{1,63}$", max_length=63
@@ -135,6 +151,26 @@ class MetricsWindowSerializer(serializers.Serializer):
         max_length=histogram.NBUCKETS,
         default=list,
     )
+    # L7 routes (docs/agent-protocol.md "Routes, subsets and the gateway"): "" = none.
+    subset = WindowNameField()
+    route = WindowNameField()
+    consumer = WindowNameField()
+    statuses = serializers.DictField(
+        child=serializers.IntegerField(min_value=0, max_value=10**9),
+        required=False,
+        allow_null=True,
+        default=None,
+    )
+
+    def validate_statuses(self, value: dict[str, int] | None) -> dict[str, int] | None:
+        if value is None:
+            return None
+        unknown = sorted(set(value) - set(STATUS_CLASSES))
+        if unknown:
+            raise serializers.ValidationError(
+                f"unknown status classes {unknown}; expected {', '.join(STATUS_CLASSES)}"
+            )
+        return {k: value[k] for k in STATUS_CLASSES if k in value}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["errors"] > attrs["requests"]:

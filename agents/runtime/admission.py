@@ -20,6 +20,8 @@ disk and the one sent to workers parse strictly (parse_snapshot) as they are.
 from __future__ import annotations
 
 import copy
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +48,42 @@ def _is_push_empty(new: UpstreamSnapshot, old: UpstreamSnapshot | None) -> bool:
     return bool(old is not None and old.endpoints and not new.endpoints and not new.withheld)
 
 
+def _keep_split_targets(parsed: dict[str, UpstreamSnapshot], raw_upstreams: dict[str, Any],
+                        refused: dict[str, str], old_upstreams: Mapping[str, UpstreamSnapshot],
+                        old_raw: Mapping[str, Any]) -> None:
+    """Every route's `service` target must be in what is applied (so the merged snapshot
+    parses strictly on disk and in workers). A kept (refused) upstream may split to a
+    service the new snapshot dropped or refused: that service keeps its previous entry
+    too. An upstream whose target is nowhere to be had is refused (its previous entry
+    kept if that one is whole, else left out)."""
+    dropped: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for name, upstream in list(parsed.items()):
+            missing = sorted({s for r in upstream.routes for s in r.services}
+                             - raw_upstreams.keys())
+            if not missing:
+                continue
+            changed = True
+            restorable = [m for m in missing if m in old_upstreams and m in old_raw]
+            for service in restorable:
+                parsed[service] = old_upstreams[service]
+                raw_upstreams[service] = copy.deepcopy(old_raw[service])
+            if len(restorable) == len(missing):
+                continue
+            gone = sorted(set(missing) - set(restorable))[0]
+            refused.setdefault(f"upstreams.{name}",
+                               f"upstreams.{name}.routes: split target {gone!r} is refused or "
+                               "absent")
+            del parsed[name]
+            raw_upstreams.pop(name, None)
+            if name not in dropped and name in old_upstreams and name in old_raw:
+                parsed[name] = old_upstreams[name]
+                raw_upstreams[name] = copy.deepcopy(old_raw[name])
+            dropped.add(name)
+
+
 def admit(
     raw: object,
     previous: Snapshot | None,
@@ -70,6 +108,7 @@ def admit(
         if name in old_upstreams and name in old_raw:
             parsed[name] = old_upstreams[name]
             raw_upstreams[name] = copy.deepcopy(old_raw[name])
+    _keep_split_targets(parsed, raw_upstreams, refused, old_upstreams, old_raw)
     snapshot = snapshot_of(raw, parsed)  # top-level errors raise here
     held: dict[str, float] = {}
     hold_s = snapshot.push_empty_hold_ms / 1000
@@ -81,14 +120,8 @@ def admit(
         if now >= until:
             continue  # held long enough: the empty list is believed
         assert old is not None
-        parsed[name] = UpstreamSnapshot(
-            protocol=upstream.protocol,
-            policy=upstream.policy,
-            endpoints=old.endpoints,
-            failover_target=upstream.failover_target,
-            failover_reason=upstream.failover_reason,
-            mtls=upstream.mtls,
-        )
+        # Everything new but the endpoints (routes and subsets apply at once).
+        parsed[name] = dataclasses.replace(upstream, endpoints=old.endpoints, withheld=0)
         kept = copy.deepcopy(raw_upstreams[name])
         kept["endpoints"] = copy.deepcopy((old_raw.get(name) or {}).get("endpoints", []))
         raw_upstreams[name] = kept

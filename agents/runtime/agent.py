@@ -24,8 +24,10 @@ from agents.runtime.client import (
     EnrollmentRefused,
     Unauthorized,
 )
-from agents.runtime.config import AgentConfig, join_host_port
+from agents.runtime.config import AgentConfig, Upstream, join_host_port
 from agents.runtime.dns import DnsServer
+from agents.runtime.gateway.listener import Gateway
+from agents.runtime.gateway.metrics import render_gateway
 from agents.runtime.handover import (
     DRAIN_IDLE_S,
     DRAIN_TIMEOUT_S,
@@ -53,6 +55,7 @@ from agents.runtime.snapshot import (
     save_identity,
     save_snapshot,
 )
+from agents.runtime.splits import apply_upstreams
 from agents.runtime.upstream import UpstreamRuntime
 from agents.runtime.zerotrust import ZeroTrust
 
@@ -73,6 +76,8 @@ class Agent:
         self.backoff = backoff or Backoff()
         self.metrics = Metrics()
         self.upstreams = [UpstreamRuntime(u, config.zone) for u in config.upstreams]
+        # Services only split to by a route (`route_target`): endpoints, no listener.
+        self.route_targets: dict[str, UpstreamRuntime] = {}
         self.contexts: list[ListenerContext] = []
         self.servers: list[asyncio.Server] = []
         self.admin_server: asyncio.Server | None = None
@@ -99,6 +104,10 @@ class Agent:
         self.handover = HandoverServer(config.data_dir)
         self._inherited: dict[str, socket.socket] = {}  # listening sockets of our predecessor
         self._activated: dict[str, socket.socket] = {}  # ... or of systemd, by address
+        # Gateway mode (agents.runtime.gateway): public listeners routed by the snapshot.
+        self.gateway = (Gateway(config.gateway, zone=config.zone, contexts=self.contexts)
+                        if config.gateway is not None else None)
+        self._gateway_refused: str | None = None
 
     # lifecycle
     async def start(self) -> None:
@@ -114,6 +123,8 @@ class Agent:
         self._inherited = await asyncio.to_thread(take_over, data_dir)
         self._activated = activated_sockets()
         await self._start_data_plane()
+        if self.gateway is not None:  # its sockets hand over across a restart as ours do
+            await self.gateway.start(self._inherited_socket, self._offer_listeners)
         admin_key = listener_key("admin", join_host_port(self.config.admin_host,
                                                          self.config.admin_port))
         self.admin_server = await start_admin(self, self.config.admin_host, self.config.admin_port,
@@ -213,6 +224,8 @@ class Agent:
             self._hold_timer.cancel()
         for server in self.servers:
             server.close()
+        if self.gateway is not None:
+            self.gateway.close_servers()
         for ctx in self.contexts:
             ctx.draining = True
         if self._control is not None:
@@ -229,8 +242,10 @@ class Agent:
         for ctx in self.contexts:
             for conn in list(ctx.connections):
                 conn.close()
-        for runtime in self.upstreams:
+        for runtime in [*self.upstreams, *self.route_targets.values()]:
             runtime.pool.close_all()
+        if self.gateway is not None:
+            await self.gateway.close()
         if self.admin_server is not None:
             self.admin_server.close()
         if self.dns is not None:
@@ -262,6 +277,8 @@ class Agent:
                         admission.held[name] - time.monotonic())
         self._holds = admission.held
         self._apply(admission.snapshot, persist=True)
+        if self._gateway_refused:
+            admission.refused["gateway"] = self._gateway_refused
         if admission.refused:
             reason = "; ".join(admission.refused.values())
             self.nack = {"revision": revision, "reason": reason[:1000],
@@ -292,14 +309,27 @@ class Agent:
 
     def _apply(self, snapshot: Snapshot, *, persist: bool) -> None:
         self.zt.apply(snapshot.security)
-        for runtime in self.upstreams:
-            runtime.apply(snapshot.upstreams.get(runtime.service))
+        kept = apply_upstreams(self.upstreams, self.route_targets, snapshot.upstreams,
+                               self._route_target)
+        for service, runtime in self.route_targets.items():
+            if service not in kept:
+                self.zt.forget(runtime)
+        self.route_targets = kept
+        if self.gateway is not None:  # a refused section keeps the last one (in raw too)
+            self._gateway_refused = self.gateway.offer(snapshot)
         self.snapshot = snapshot
         if persist:
             try:
                 save_snapshot(self.config.data_dir, snapshot)
             except OSError as exc:  # still applied: serving matters more than the disk copy
                 log.error("cannot persist snapshot: %s", exc)
+
+    def _route_target(self, service: str, source: str) -> UpstreamRuntime:
+        """The runtime of a service a route splits to without this host calling it
+        directly: no listener; dialled (mTLS too) as SOURCE, the routing upstream's."""
+        runtime = UpstreamRuntime(Upstream(service, "", 0, "http", source), self.config.zone)
+        self.zt.adopt(runtime)
+        return runtime
 
     # control plane
     async def _control_loop(self) -> None:
@@ -334,6 +364,7 @@ class Agent:
             "zone": self.config.zone,
             "version": __version__,
             "upstreams": self._upstreams_payload(),
+            **self._gateway_payload(),
             **self.zt.payload(),
         })
         agent_id, token = answer.get("agent_id"), answer.get("agent_token")
@@ -388,9 +419,11 @@ class Agent:
         self._report_now.clear()
         windows = self._pending_metrics + self.metrics.drain()
         windows += self.zt.inbound_windows()
+        if self.gateway is not None:
+            windows += self.gateway.metrics.drain()
         self._pending_metrics = []
         ejections = self._pending_ejections + [
-            event for u in self.upstreams for event in u.drain_events()]
+            event for u in self._runtimes() for event in u.drain_events()]
         self._pending_ejections = []
         payload = {
             "version": __version__,
@@ -400,6 +433,7 @@ class Agent:
             "services": [s.as_report() for s in self.config.services],
             "metrics": windows,
             "ejections": ejections,
+            **self._gateway_payload(),
             **self.zt.payload(),
         }
         try:
@@ -409,6 +443,13 @@ class Agent:
             self._pending_metrics = windows[-MAX_PENDING_WINDOWS:]
             self._pending_ejections = ejections[-MAX_PENDING_WINDOWS:]
             raise
+
+    def _runtimes(self) -> list[UpstreamRuntime]:
+        return [*self.upstreams, *self.route_targets.values()]
+
+    def _gateway_payload(self) -> dict[str, Any]:
+        gateway = self.config.gateway
+        return {"gateway": gateway.as_report()} if gateway is not None else {}
 
     def _upstreams_payload(self) -> list[dict[str, Any]]:
         return [{"service": u.service, "protocol": u.protocol, "listen": u.bound,
@@ -430,18 +471,22 @@ class Agent:
                               "error": self.cp_error},
             "ready": self.ready(),
             "upstreams": [u.stats() for u in self.upstreams],
+            "route_targets": [u.stats() for u in self.route_targets.values()],
             "edges": self.metrics.totals_json(),
             "pending_metric_windows": len(self._pending_metrics),
             "dns": {"listen": self.dns.address if self.dns else None, "error": self.dns_error},
             "certificates": self.zt.certificates(),
             "inbound": self.inbound.stats() if self.inbound is not None else None,
+            "gateway": self.gateway.stats() if self.gateway is not None else None,
         }
 
     def prometheus(self) -> str:
-        endpoints = [(u.service, e) for u in self.upstreams for e in u.state.endpoints]
+        runtimes = self._runtimes()
+        endpoints = [(u.service, e) for u in runtimes for e in u.state.endpoints]
         revision = self.snapshot.revision if self.snapshot else None
+        gateway = render_gateway(self.gateway.metrics) if self.gateway is not None else ""
         return render_prometheus(self.metrics, revision, endpoints) + render_resilience(
-            self.upstreams) + self.zt.prometheus()
+            runtimes) + self.zt.prometheus() + gateway
 
     def config_json(self) -> dict[str, Any] | None:
         return self.snapshot.raw if self.snapshot else None

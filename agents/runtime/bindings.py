@@ -66,6 +66,9 @@ def check_bindings(config: AgentConfig, source: str = "agent.yaml") -> None:
         (f"upstreams[{i}].listen", u.host, u.port) for i, u in enumerate(config.upstreams)]
     if config.inbound is not None:
         wanted.append(("inbound.listen", config.inbound.host, config.inbound.port))
+    if config.gateway is not None:
+        wanted += [(f"gateway.listeners[{i}].listen", g.host, g.port)
+                   for i, g in enumerate(config.gateway.listeners)]
     bindings: list[Binding] = []
     for path, host, port in wanted:
         try:

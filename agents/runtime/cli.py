@@ -1,4 +1,5 @@
-"""`meshagent run -c agent.yaml` and `meshagent check -c agent.yaml`."""
+"""`meshagent run -c agent.yaml`, `meshagent gateway -c gateway.yaml` (run, for a config
+with a `gateway:` section) and `meshagent check -c agent.yaml`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"meshagent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent")
+    gateway = sub.add_parser("gateway", help="run the agent in gateway mode (the config must "
+                                             "have a gateway: section)")
+    for command in (run, gateway):
+        _run_options(command)
+    check = sub.add_parser("check", help="validate agent.yaml and exit")
+    check.add_argument("-c", "--config", required=True, help="path to agent.yaml")
+    return parser
+
+
+def _run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("-c", "--config", required=True, help="path to agent.yaml")
     run.add_argument("--workers", type=int, default=1,
                      help="proxy worker processes sharing the listeners (SO_REUSEPORT); "
@@ -32,9 +43,6 @@ def _parser() -> argparse.ArgumentParser:
                      help="on SIGTERM, how long requests in flight and keep-alive connections "
                           f"get to finish (default {DRAIN_TIMEOUT_S:g})")
     run.add_argument("--log-level", default="INFO")
-    check = sub.add_parser("check", help="validate agent.yaml and exit")
-    check.add_argument("-c", "--config", required=True, help="path to agent.yaml")
-    return parser
 
 
 def summary(config: AgentConfig) -> str:
@@ -44,9 +52,13 @@ def summary(config: AgentConfig) -> str:
     mtls = (f", inbound (mTLS) {join_host_port(inbound.host, inbound.port)} advertised as "
             f"{join_host_port(inbound.advertise_host, inbound.advertise_port)}"
             if inbound is not None else "")
+    gateway = config.gateway
+    edge = (f", gateway {gateway.name} on " + ", ".join(
+        f"{'https' if li.tls else 'http'}://{li.listen}" for li in gateway.listeners)
+        if gateway is not None else "")
     return (f"ok: node {config.node}, {len(config.services)} service(s) [{services}], "
             f"{len(config.upstreams)} upstream(s) [{upstreams}], control plane "
-            f"{config.control_plane}{mtls}")
+            f"{config.control_plane}{mtls}{edge}")
 
 
 async def _run(config: AgentConfig, *, config_path: str = "", workers: int = 1,
@@ -83,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_bindings(config, str(args.config))  # what run would fail to bind, said first
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "gateway" and config.gateway is None:
+        print(f"{args.config}: gateway: required by `meshagent gateway` (or use `meshagent run`)",
+              file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check":
         print(summary(config))

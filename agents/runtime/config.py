@@ -11,12 +11,15 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from agents.runtime.addresses import address_error
 from agents.runtime.durations import format_duration_ms, parse_duration_ms
 from agents.runtime.yamlfile import load_yaml
+
+if TYPE_CHECKING:
+    from agents.runtime.gateway.config import GatewayConfig
 
 # Same rule as the registry (a DNS label), so the control plane never refuses a name we accept.
 SERVICE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -136,6 +139,7 @@ class AgentConfig:
     dns: tuple[str, int] | None = ("127.0.0.1", 8600)
     dns_explicit: bool = False
     inbound: Inbound | None = None  # None: no inbound listener (not in the mTLS path)
+    gateway: GatewayConfig | None = None  # `gateway:` (agents.runtime.gateway); None: not one
 
 
 def join_host_port(host: str, port: int) -> str:
@@ -389,7 +393,7 @@ def parse_config(data: object, source: str = "agent.yaml") -> AgentConfig:
     """Validate already-parsed YAML; ConfigError names the first problem."""
     r = _Reader(source)
     top = {"control_plane", "token", "node", "zone", "data_dir", "admin", "services", "upstreams",
-           "dns", "inbound"}
+           "dns", "inbound", "gateway"}
     data = r.mapping(data, "", top)
     control_plane = _control_plane(r, data)
     token = r.string(data, "token", "")
@@ -423,6 +427,17 @@ def parse_config(data: object, source: str = "agent.yaml") -> AgentConfig:
     if inbound is not None and (inbound.host, inbound.port) in taken:
         raise r.fail("inbound.listen", f"{join_host_port(inbound.host, inbound.port)} is already "
                                        "used by an upstream or admin")
+    gateway = None
+    if data.get("gateway") is not None:
+        from agents.runtime.gateway.config import parse_gateway
+
+        gateway = parse_gateway(r, data["gateway"])
+        for i, listener in enumerate(gateway.listeners):
+            key = (listener.host, listener.port)
+            used = key in taken or (inbound is not None and key == (inbound.host, inbound.port))
+            if listener.port and used:
+                raise r.fail(f"gateway.listeners[{i}].listen",
+                             f"{listener.listen} is already used by an upstream, admin or inbound")
     return AgentConfig(
         control_plane=control_plane,
         token=token,
@@ -436,6 +451,7 @@ def parse_config(data: object, source: str = "agent.yaml") -> AgentConfig:
         dns=dns,
         dns_explicit=raw_dns is not None and dns is not None,
         inbound=inbound,
+        gateway=gateway,
     )
 
 

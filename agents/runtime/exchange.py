@@ -27,10 +27,12 @@ from agents.runtime.httpwire import (
 from agents.runtime.pool import UpstreamConnection
 from agents.runtime.ratelimit import retry_after
 from agents.runtime.retrying import DONE, REPLAY_LIMIT, RetryState, attempts, may_retry
-from agents.runtime.upstream import IDEMPOTENT, RouteState
+from agents.runtime.splits import route_request
+from agents.runtime.upstream import IDEMPOTENT, Destination, RouteState
 
 if TYPE_CHECKING:
     from agents.runtime.listener import ListenerContext
+    from agents.runtime.splits import Route
 
 log = logging.getLogger("meshagent.proxy")
 
@@ -43,7 +45,7 @@ class ClientSide(Protocol):
     ctx: ListenerContext
     loop: asyncio.AbstractEventLoop
     peer: bytes
-    edge: tuple[str, str]
+    edge: tuple[str, ...]
     authorize: Callable[[Exchange], str | None] | None
 
     def write(self, data: bytes) -> None: ...
@@ -64,7 +66,7 @@ class Exchange:
         "endpoint", "head_sent", "response_started", "status", "mode", "until_close",
         "finished", "request_id", "done", "task", "tunnel", "replay_size", "deadline",
         "started", "per_try", "try_started", "trying", "sync", "tried", "hash_key",
-        "continue_sent", "extra", "head", "retry",
+        "continue_sent", "extra", "head", "retry", "target", "route", "edge",
     )
 
     def __init__(self, client: ClientSide, method: bytes, url: bytes,
@@ -115,6 +117,11 @@ class Exchange:
         self.continue_sent: bool = False
         self.extra: list[tuple[bytes, bytes]] | None = None
         self.head: bytes | None = None  # request line + headers for upstreams, less Host
+        # Where it goes (the listener's upstream, or a route's target: splits.py), the route
+        # it matched, and the metrics key it is counted under.
+        self.target: Destination = client.ctx.upstream
+        self.route: Route | None = None
+        self.edge: tuple[str, ...] = client.edge
 
     # lifecycle
     def start(self) -> None:
@@ -139,11 +146,25 @@ class Exchange:
                 upstream.rate_limited_total += 1
                 self.refuse(429, "rate-limited", [(b"retry-after", retry_after(wait))])
                 return
-        if state.max_requests and upstream.active >= state.max_requests:
+        target: Destination = upstream
+        routes = state.routes
+        if routes is not None:  # L7 routes: the matched route's target (splits.py)
+            try:
+                routed = route_request(self, routes)
+            except Exception:
+                log.exception("route error")
+                self.fail(502, "proxy-error")
+                return
+            if routed is None:
+                self.refuse(503, "no-healthy-subset")
+                return
+            target = self.target = routed
+            state = self.state = routed.state
+        if state.max_requests and target.active >= state.max_requests:
             self.refuse(503, "circuit-open (max_requests)")
             return
         ctx.inflight += 1
-        upstream.active += 1
+        target.active += 1
         try:
             self.deadline = loop.time() + state.request_timeout
             if state.hashing:
@@ -151,8 +172,8 @@ class Exchange:
                 self.hash_key = request_hash_key(state.hash_on, self.client.peer, self.headers)
             # The common case, a warm pooled connection to the chosen endpoint, is forwarded
             # right here, without a task; anything else (connecting, retrying) runs in one.
-            endpoint = upstream.pick(state, (), self.hash_key)
-            conn = upstream.pool.take(endpoint) if endpoint is not None else None
+            endpoint = target.pick(state, (), self.hash_key)
+            conn = target.pool.take(endpoint) if endpoint is not None else None
             if conn is None or endpoint is None:
                 self.task = loop.create_task(self._route(picked=endpoint))
                 return
@@ -167,7 +188,7 @@ class Exchange:
                extra: list[tuple[bytes, bytes]] | None = None) -> None:
         """Answer locally without touching an upstream (rate limit, circuit breaker)."""
         if reason.startswith("circuit-open"):
-            self.ctx.upstream.circuit_open(reason[14:-1])
+            self.target.circuit_open(reason[14:-1])
         self.extra = extra
         self.fail(status, reason)
 
@@ -185,7 +206,7 @@ class Exchange:
 
     def _route_finished(self) -> None:
         self.ctx.inflight -= 1
-        self.ctx.upstream.active -= 1
+        self.target.active -= 1
         if self.retry is not None:
             self.retry.release()
 
@@ -325,7 +346,7 @@ class Exchange:
         conn, self.conn = self.conn, None
         if conn is not None:
             if self.request_complete and self.head_sent:
-                self.ctx.upstream.pool.give(conn)
+                self.target.pool.give(conn)
             else:
                 conn.close()  # the upstream did not read our whole request: unusable
         self._complete(self.status >= 500, keep=self.keep_alive and self.request_complete)
@@ -355,7 +376,8 @@ class Exchange:
         self.finished = True
         self._cancel_timer()
         now = monotonic()
-        self.ctx.metrics.record_edge(self.client.edge, (now - self.started) * 1000.0, error)
+        self.ctx.metrics.record_edge(self.edge, (now - self.started) * 1000.0, error,
+                                     self.status)
         self._observe(error, now)
         self._resolve(DONE)
         self.client.exchange_finished(self, keep)
@@ -380,7 +402,7 @@ class Exchange:
         if self.per_try and self.loop.time() < self.deadline:
             self._close_conn()
             if self.endpoint is not None:
-                self.ctx.upstream.outlier.record(self.endpoint, 504)
+                self.target.outlier.record(self.endpoint, 504)
                 self._observe(True)
             # (a client told 100 Continue has sent its body to this try: not replayable)
             if not self.continue_sent and may_retry(self, "gateway-error"):

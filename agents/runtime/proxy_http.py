@@ -15,12 +15,12 @@ import collections
 import logging
 import socket
 from collections.abc import Callable
-from typing import cast
+from typing import ClassVar, cast
 
 import httptools
 
 from agents.runtime.exchange import Exchange
-from agents.runtime.heads import BadRequest, request_headers
+from agents.runtime.heads import BadRequest, RequestHeaders, request_headers
 from agents.runtime.httpwire import simple_response
 from agents.runtime.listener import ListenerContext
 
@@ -37,6 +37,9 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = ("ctx", "loop", "transport", "parser", "peer", "closed", "write_paused", "active",
                  "parsing", "queue", "tunnel", "_pauses", "_url", "_headers", "_header_bytes",
                  "_idle", "_idle_since", "_in_message", "_early", "edge", "authorize")
+    # What a request becomes, and how its head is read: the gateway's connection
+    # (agents.runtime.gateway.listener) sets its own; the framing checks stay here.
+    exchange_type: ClassVar[type[Exchange]] = Exchange
 
     def __init__(self, ctx: ListenerContext) -> None:
         self.ctx = ctx
@@ -133,7 +136,7 @@ class ClientConnection(asyncio.Protocol):
         self._headers, self._url, self._header_bytes = [], b"", 0
         # Names and values were checked by llhttp (see heads.py); the framing is checked
         # again below, as the one thing a smuggled request needs.
-        forwarded = request_headers(headers, self.peer)
+        forwarded = self.read_headers(headers)
         lengths, encodings = forwarded.lengths, forwarded.encodings
         # llhttp already refuses these; checked again because a smuggled request
         # must never reach an upstream, whatever the parser's leniency.
@@ -154,7 +157,7 @@ class ClientConnection(asyncio.Protocol):
         upgrade = parser.should_upgrade()
         if upgrade and (self.queue or self.active is not None):
             raise BadRequest("upgrade-while-pipelining")
-        exchange = Exchange(self, parser.get_method(), url, headers, forwarded,
+        exchange = self.exchange_type(self, parser.get_method(), url, headers, forwarded,
                             http11, parser.should_keep_alive(),
                             int(lengths[0]) if lengths is not None else None, upgrade)
         self.parsing = exchange
@@ -165,6 +168,9 @@ class ClientConnection(asyncio.Protocol):
             self.queue.append(exchange)
             if len(self.queue) >= MAX_PIPELINED:
                 self.pause_reading("pipeline")
+
+    def read_headers(self, headers: list[tuple[bytes, bytes]]) -> RequestHeaders:
+        return request_headers(headers, self.peer)
 
     def on_body(self, body: bytes) -> None:
         if self.parsing is not None:
@@ -249,7 +255,7 @@ class ClientConnection(asyncio.Protocol):
             self.active.abort_request(status, reason)
             return
         self.queue.clear()
-        self.ctx.metrics.record_edge(self.edge, 0.0, status >= 500)
+        self.ctx.metrics.record_edge(self.edge, 0.0, status >= 500, status)
         if self.active is None:
             body = f"{status} {reason}\n".encode()
             self.write(simple_response(status, body, extra=[(b"x-mesh-error", reason.encode())],

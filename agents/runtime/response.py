@@ -49,7 +49,7 @@ def response_head(self: Exchange, status: int, reason: bytes,
     # The detector needs failures, and successes only to end a streak.
     if endpoint is not None and (
             status >= 500 or endpoint.consecutive_5xx or endpoint.consecutive_gateway):
-        self.ctx.upstream.outlier.record(endpoint, status)
+        self.target.outlier.record(endpoint, status)
     if status >= 500 and not self.continue_sent:
         kind = "5xx" if self.state.retry_5xx else "gateway-error"
         if (kind == "5xx" or status in (502, 503, 504)) and may_retry(self, kind):
@@ -58,6 +58,9 @@ def response_head(self: Exchange, status: int, reason: bytes,
             self._resolve((status, f"upstream-{status}"))
             return
     self.status = status
+    route = self.route
+    if route is not None and route.response_ops is not None:
+        headers = route.response_ops.apply(headers)
     block, length, chunked = response_headers(headers)
     self.until_close = length is None and not chunked
     if self.is_head or status in (204, 304):
@@ -132,7 +135,7 @@ def upstream_lost(self: Exchange, error: str) -> None:
     elif not self.response_started:
         self._cancel_timer()
         if self.endpoint is not None:
-            self.ctx.upstream.outlier.record(self.endpoint, RESET)
+            self.target.outlier.record(self.endpoint, RESET)
             self._observe(True)
         retry = not self.continue_sent and may_retry(self, "reset")
         if retry:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from agents.runtime.endpoint import Endpoint
     from agents.runtime.listener import ListenerContext
     from agents.runtime.pool import UpstreamConnection
-    from agents.runtime.upstream import RouteState, UpstreamRuntime
+    from agents.runtime.upstream import Destination, RouteState
 
 # A request body is kept for a retry only up to this size; a bigger one, once
 # streamed to an upstream, cannot be sent again, so such a request is not retried.
@@ -33,7 +33,7 @@ class RetryState:
 
     __slots__ = ("upstream", "tries", "reserved")
 
-    def __init__(self, upstream: UpstreamRuntime) -> None:
+    def __init__(self, upstream: Destination) -> None:
         self.upstream = upstream
         self.tries = 0  # retries made
         self.reserved = False  # holds a slot of the upstream's retry budget
@@ -70,6 +70,7 @@ class Routed(Protocol):
     ctx: ListenerContext
     loop: asyncio.AbstractEventLoop
     state: RouteState
+    target: Destination  # the upstream, or the route target, the request goes to
     finished: bool
     tried: set[str] | None
     hash_key: int | None
@@ -103,10 +104,10 @@ def may_retry(ex: Routed, kind: str) -> bool:
     if ex.loop.time() >= ex.deadline:
         return False
     if retry is None:
-        retry = ex.retry = RetryState(ex.ctx.upstream)
+        retry = ex.retry = RetryState(ex.target)
     if not retry.reserve(state):
         return False
-    ex.ctx.upstream.retries_total += 1
+    ex.target.retries_total += 1
     return True
 
 
@@ -116,7 +117,7 @@ async def attempts(ex: Routed, outcome: object = None, picked: Endpoint | None =
     outcome: that of a try already made (the task-less first one), to carry on from;
     picked: the endpoint start() chose already (a balancer is asked once per try).
     """
-    upstream = ex.ctx.upstream
+    upstream = ex.target
     state = ex.state
     tried = ex.tried if ex.tried is not None else set()
     status, reason = 503, "no-healthy-endpoints"

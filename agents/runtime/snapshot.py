@@ -17,6 +17,14 @@ from typing import Any
 
 from agents.runtime.addresses import address_error
 from agents.runtime.policy import Policy, PolicyError, parse_policy
+from agents.runtime.routes import (
+    RouteError,
+    RouteSpec,
+    SubsetSpec,
+    parse_metadata,
+    parse_routes,
+    parse_subsets,
+)
 from agents.runtime.security import (
     Security,
     SecurityError,
@@ -47,6 +55,7 @@ class EndpointSpec:
     priority: int = 0
     tags: tuple[str, ...] = ()  # what DNS subsets (v2.payments.service.mesh) select on
     inbound: tuple[str, int] | None = None  # the node agent's mTLS inbound listener, if any
+    metadata: tuple[tuple[str, str], ...] = ()  # the instance's, sorted: what subsets select on
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,10 @@ class UpstreamSnapshot:
     # push-empty protection does not believe at once (agents.runtime.admission).
     withheld: int = 0
     mtls: str = "off"  # the destination's mode ("off": an older control plane)
+    # L7 routes (routes.py): none for an older control plane or a service without any.
+    subsets: dict[str, SubsetSpec] = field(default_factory=dict)
+    routes: tuple[RouteSpec, ...] = ()
+    route_target: bool = False  # only a split's target: no listener of its own
 
 
 @dataclass(frozen=True)
@@ -129,7 +142,15 @@ def _endpoint(value: object, path: str) -> EndpointSpec:
         priority=_int(data.get("priority", 0), f"{path}.priority", 0, 1000),
         tags=tuple(tags),
         inbound=_checked(parse_inbound, data.get("inbound"), f"{path}.inbound"),
+        metadata=_routed(parse_metadata, data.get("metadata"), f"{path}.metadata"),
     )
+
+
+def _routed(parse: Any, value: object, path: str, *args: Any) -> Any:
+    try:
+        return parse(value, path, *args)
+    except RouteError as exc:
+        raise SnapshotError(str(exc)) from None
 
 
 def _checked(parse: Any, value: object, path: str) -> Any:
@@ -160,12 +181,20 @@ def _upstream(value: object, path: str) -> UpstreamSnapshot:
         seen.add((spec.address, spec.port))
     raw_failover = data.get("failover")
     failover = _dict({} if raw_failover is None else raw_failover, f"{path}.failover")
+    subsets = _routed(parse_subsets, data.get("subsets"), f"{path}.subsets")
+    route_target = data.get("route_target")
+    route_target = False if route_target is None else route_target
+    if not isinstance(route_target, bool):
+        raise SnapshotError(f"{path}.route_target: expected true or false")
     return UpstreamSnapshot(
         protocol, _policy(data.get("policy", {}), f"{path}.policy"), specs,
         failover_target=_str(failover.get("active_target") or "", f"{path}.failover.active_target"),
         failover_reason=_str(failover.get("reason") or "", f"{path}.failover.reason"),
         withheld=_int(data.get("withheld", 0), f"{path}.withheld", 0, 10_000_000),
         mtls=_checked(parse_mtls, data.get("mtls"), f"{path}.mtls"),
+        subsets=subsets,
+        routes=_routed(parse_routes, data.get("routes"), f"{path}.routes", subsets),
+        route_target=route_target,
     )
 
 
@@ -185,6 +214,16 @@ def parse_upstreams(
             parsed[name] = _upstream(value, f"upstreams.{name}")
         except SnapshotError as exc:
             errors[name] = exc
+    for name, upstream in list(parsed.items()):
+        # A split to another service needs that service's endpoints in this snapshot.
+        for index, route in enumerate(upstream.routes):
+            missing = sorted(s for s in route.services if s not in upstreams)
+            if missing:
+                del parsed[name]
+                errors[name] = SnapshotError(
+                    f"upstreams.{name}.routes[{index}].split: service {missing[0]!r} is not "
+                    "in upstreams (a split target needs its route_target entry)")
+                break
     return parsed, errors
 
 

@@ -10,8 +10,8 @@ time, so the hot path does no parsing and no policy lookups.
 from __future__ import annotations
 
 import random
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
 
 from agents.runtime.balancer import Balancer, RoundRobin
 from agents.runtime.balancers import make_balancer
@@ -24,6 +24,10 @@ from agents.runtime.policy import Policy
 from agents.runtime.pool import Pool
 from agents.runtime.ratelimit import TokenBucket
 from agents.runtime.snapshot import UpstreamSnapshot
+
+if TYPE_CHECKING:
+    from agents.runtime.routing import MatchTable
+    from agents.runtime.splits import Route
 
 ROUTABLE = ("passing", "warning", "critical")  # critical ones only receive traffic in panic
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
@@ -60,9 +64,53 @@ class RouteState:
         self.max_requests = breaker.max_requests
         self.hash_on = policy.hash_on
         self.hashing = policy.hash_on is not None and balancer.consistent_hash
+        # The upstream's L7 routes (splits.py); None: no routes, nothing to match.
+        self.routes: MatchTable[Route] | None = None
 
 
-class UpstreamRuntime:
+class Destination:
+    """Where a proxied request goes: an upstream's whole endpoint set, or one route
+    target (a subset of it, or another service's). The counters circuit breaking and the
+    retry budget read are per destination; pool and outlier detector are the owning
+    upstream's (an endpoint's ejection holds in every view of it)."""
+
+    state: RouteState
+    pool: Pool
+    outlier: OutlierDetector
+    rng: random.Random
+    service: str
+    edge: tuple[str, ...]  # the metrics key of its traffic
+
+    def _counters(self) -> None:
+        self.active = 0
+        self.pending = 0
+        self.retries_inflight = 0
+        self.retries_peak = 0
+        self.retries_total = 0
+        self.rate_limited_total = 0
+        self.circuit_open_total: dict[str, int] = {}
+
+    def pick(self, state: RouteState, tried: Collection[str],
+             hash_key: int | None = None) -> Endpoint | None:
+        plan = state.plan
+        endpoint = state.balancer.pick(plan.choose(self.rng), tried, hash_key)
+        if endpoint is None and tried:
+            # That share is used up for this request: anywhere routable, then anything at all.
+            endpoint = state.balancer.pick(plan.fallback, tried, hash_key)
+            if endpoint is None:
+                endpoint = state.balancer.pick(plan.choose(self.rng), (), hash_key)
+        return endpoint
+
+    def retry_allowed(self, state: RouteState) -> bool:
+        """The retry budget: retries in flight ≤ max(min, budget % of active requests)."""
+        limit = max(state.min_retries, state.budget_percent * self.active / 100)
+        return self.retries_inflight < limit
+
+    def circuit_open(self, which: str) -> None:
+        self.circuit_open_total[which] = self.circuit_open_total.get(which, 0) + 1
+
+
+class UpstreamRuntime(Destination):
     def __init__(self, config: Upstream, zone: str = "") -> None:
         self.config = config
         self.service = config.service
@@ -76,19 +124,17 @@ class UpstreamRuntime:
         self.outlier = OutlierDetector(config.service, self.rebuild)
         self.rng = random.Random()
         self._known: dict[str, Endpoint] = {}
-        # live counters (circuit breaking, retry budget) and totals for /metrics
-        self.active = 0
-        self.pending = 0
-        self.retries_inflight = 0
-        self.retries_peak = 0
-        self.retries_total = 0
-        self.rate_limited_total = 0
-        self.circuit_open_total: dict[str, int] = {}
+        # What subsets select on, per endpoint key: (tags, metadata).
+        self.labels: dict[str, tuple[tuple[str, ...], Mapping[str, str]]] = {}
+        # Route targets viewing this upstream's endpoints, replanned when one is ejected.
+        self.views: list[Target] = []
+        self._counters()
 
     def apply(self, snapshot: UpstreamSnapshot | None) -> None:
         policy = snapshot.policy if snapshot else Policy()
         endpoints: list[Endpoint] = []
         known: dict[str, Endpoint] = {}
+        labels: dict[str, tuple[tuple[str, ...], Mapping[str, str]]] = {}
         identities = self._peer_identities(snapshot)
         for spec in snapshot.endpoints if snapshot else ():
             if spec.status not in ROUTABLE:
@@ -105,6 +151,7 @@ class UpstreamRuntime:
             endpoint.removed = False
             endpoints.append(endpoint)
             known[key] = endpoint
+            labels[key] = (spec.tags, dict(spec.metadata))
         for key, endpoint in self._known.items():
             if key not in known:
                 endpoint.removed = True
@@ -122,6 +169,7 @@ class UpstreamRuntime:
         failover = (snapshot.failover_target, snapshot.failover_reason) if snapshot else ("", "")
         state = RouteState(tuple(endpoints), balancer, policy, bucket, failover)
         self._known = known
+        self.labels = labels
         self.outlier.configure(policy.outlier, state.endpoints)
         self._plan(state)
         self.state = state
@@ -146,25 +194,8 @@ class UpstreamRuntime:
     def rebuild(self) -> None:
         """An endpoint was ejected or came back: recompute where traffic goes."""
         self._plan(self.state)
-
-    def pick(self, state: RouteState, tried: Collection[str],
-             hash_key: int | None = None) -> Endpoint | None:
-        plan = state.plan
-        endpoint = state.balancer.pick(plan.choose(self.rng), tried, hash_key)
-        if endpoint is None and tried:
-            # That share is used up for this request: anywhere routable, then anything at all.
-            endpoint = state.balancer.pick(plan.fallback, tried, hash_key)
-            if endpoint is None:
-                endpoint = state.balancer.pick(plan.choose(self.rng), (), hash_key)
-        return endpoint
-
-    def retry_allowed(self, state: RouteState) -> bool:
-        """The retry budget: retries in flight ≤ max(min, budget % of active requests)."""
-        limit = max(state.min_retries, state.budget_percent * self.active / 100)
-        return self.retries_inflight < limit
-
-    def circuit_open(self, which: str) -> None:
-        self.circuit_open_total[which] = self.circuit_open_total.get(which, 0) + 1
+        for view in self.views:
+            view.replan()
 
     def drain_events(self) -> list[dict[str, Any]]:
         return self.outlier.drain()
@@ -191,4 +222,55 @@ class UpstreamRuntime:
                  "errors": e.errors}
                 for e in state.endpoints
             ],
+            "routes": self._route_stats(state),
         }
+
+    @staticmethod
+    def _route_stats(state: RouteState) -> list[dict[str, Any]]:
+        table = state.routes
+        if table is None:
+            return []
+        return [
+            {"name": route.name, "fallback": route.spec.fallback,
+             "targets": [{"subset": t.subset, "service": t.service, "weight": split.weight,
+                          "healthy": t.healthy, "endpoints": len(t.state.endpoints),
+                          "active_requests": t.active}
+                         for split, t in zip(route.spec.split, route.targets, strict=True)]}
+            for _, route in table.entries
+        ]
+
+
+class Target(Destination):
+    """One target of a route's split: a subset of OWNER's endpoints (filtered by the
+    subset's tags and metadata), or OWNER's whole set when it is another service. Its
+    own balancer, plan and breaker counters; OWNER's policy, pool and outlier detector.
+    A route's timeout and retry attempts override the policy's here."""
+
+    def __init__(self, owner: UpstreamRuntime, endpoints: tuple[Endpoint, ...], *,
+                 subset: str, edge: tuple[str, ...], timeout_ms: int | None = None,
+                 attempts: int | None = None) -> None:
+        self.owner = owner
+        self.service = owner.service
+        self.subset = subset
+        self.edge = edge
+        self.pool, self.outlier, self.rng = owner.pool, owner.outlier, owner.rng
+        old = owner.state
+        policy = old.policy
+        state = RouteState(endpoints, make_balancer(policy.load_balancer), policy, None,
+                           (old.failover_target, old.failover_reason))
+        if timeout_ms is not None:
+            state.request_timeout = timeout_ms / 1000
+        if attempts is not None:
+            state.attempts = attempts
+        self.state = state
+        self.healthy = False
+        self._counters()
+        self.replan()
+
+    def replan(self) -> None:
+        state = self.state
+        state.plan = plan(state.endpoints, zone=self.owner.zone,
+                          panic_threshold_percent=state.policy.panic_threshold_percent,
+                          locality=state.policy.locality_enabled)
+        # What fallback asks: has this target an endpoint that may get traffic now?
+        self.healthy = any(e.healthy and e.weight > 0 for e in state.endpoints)

@@ -59,3 +59,23 @@ LOCALITY_ENABLED = True
 def default_burst(rps: float) -> int:
     """A bucket without an explicit burst holds one second of tokens (at least one)."""
     return max(1, math.ceil(rps))
+
+# Routes and subsets (docs/agent-protocol.md, "Routes, subsets and the gateway"); the
+# agent's parser is agents.runtime.routes, which the control plane may call to validate.
+ROUTE_NAME = r"^[a-z0-9-]{1,63}$"  # also a subset's name (the contract's pattern)
+ROUTE_METHOD = r"^[A-Z][A-Z-]{0,19}$"
+ROUTE_REGEX_MAX = 1024  # characters of a path, header or query regex
+ROUTE_FALLBACKS = ("next", "fail")
+ROUTE_STICKY_TYPES = ("header", "cookie")
+ROUTE_PATH_KINDS = ("exact", "prefix", "regex")
+ROUTE_HEADER_KINDS = ("exact", "prefix", "regex", "present", "absent")
+ROUTE_QUERY_KINDS = ("exact", "regex", "present")
+ROUTES_MAX = 200  # per service
+ROUTE_SPLIT_MAX = 20
+ROUTE_WEIGHT_MAX = 1_000_000
+# Headers a route may not set or remove: framing and hop-by-hop ones are the proxy's (a
+# route changing them could desynchronize the two sides of a connection: smuggling).
+ROUTE_FORBIDDEN_HEADERS = frozenset({
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
+    "transfer-encoding", "content-length", "host",
+})

@@ -107,10 +107,11 @@ class Worker(Agent):
 
 
 def with_listen(config: AgentConfig, listen: Sequence[Sequence[Any]]) -> AgentConfig:
-    """The config with each upstream's port replaced by the one the parent reserved."""
+    """The config with each upstream's port replaced by the one the parent reserved (and
+    no gateway: its listeners run in the parent, agents.runtime.gateway)."""
     upstreams = tuple(dataclasses.replace(u, host=str(host), port=int(port))
                       for u, (host, port) in zip(config.upstreams, listen, strict=True))
-    return dataclasses.replace(config, upstreams=upstreams)
+    return dataclasses.replace(config, upstreams=upstreams, gateway=None)
 
 
 async def _read_parent(worker: Worker, reader: asyncio.StreamReader,

@@ -36,6 +36,16 @@ class ZeroTrust:
         self.security: Security | None = None
         self.renewer = Renewer(self.certs, client, config.node, self.trust_domain, on_change)
 
+    def adopt(self, runtime: UpstreamRuntime) -> None:
+        """An upstream made after start (a route's split target): dialled like the others."""
+        runtime.pool.tls = OutboundTls(self.certs, runtime.source)
+        runtime.pool.tls.security = self.security
+        self.upstreams.append(runtime)
+
+    def forget(self, runtime: UpstreamRuntime) -> None:
+        if runtime in self.upstreams:
+            self.upstreams.remove(runtime)
+
     def load(self) -> None:
         """The certificates an earlier run left: mTLS serves with the control plane down."""
         self.certs.load()

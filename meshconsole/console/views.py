@@ -21,6 +21,7 @@ from agents.models import Agent
 from agents.runtime.vocabulary import RETRY_CONDITIONS
 from identity.certview import current_certificates
 from journal.models import Event, EventKind
+from meshconsole.console.routes import routes_panel
 from monitoring.models import EdgeWindow
 from monitoring.topology import page_states, service_state_payload
 from policies.models import BALANCER_CHOICES, HASH_CHOICES
@@ -89,7 +90,13 @@ def service_detail(request: HttpRequest, name: str) -> HttpResponse:
     data = service_state_payload(name)
     if data is None:
         return not_found(request, f"There is no service named “{name}”.")
-    context = {"name": name, "service": data, "managed": managed_warning("Service", name)}
+    service = Service.objects.get(name=name)
+    context = {
+        "name": name,
+        "service": data,
+        "managed": managed_warning("Service", name),
+        "routes": routes_panel(service),
+    }
     return render(request, "console/service.html", context)
 
 

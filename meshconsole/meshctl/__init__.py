@@ -23,6 +23,7 @@
                            [--header 'NAME: VALUE' ...] [--description D]
     meshctl intentions rm ID
     meshctl intentions check SOURCE DESTINATION [--method M --path P] [--header 'N: V' ...]
+    meshctl routes get SERVICE | set -f FILE SERVICE | history SERVICE | rollback N SERVICE
     meshctl gateway list | create NAME | rm NAME
     meshctl gateway routes list GW | set GW -f routes.yaml [--version N] | rm GW ROUTE
     meshctl gateway consumers list | add NAME [--subject S ...] [--tag T ...] | rm NAME
@@ -53,7 +54,7 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
-from meshconsole.meshctl import agents, gateway, intentions, mesh
+from meshconsole.meshctl import agents, gateway, intentions, mesh, routes
 from meshconsole.meshctl.http import DEFAULT_URL, Client, CtlError, table
 
 
@@ -242,7 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(
         dest="group",
         required=True,
-        metavar="{services,instances,agents,tokens,intentions,gateway,diff,apply,export,history,rollback}",
+        metavar=(
+            "{services,instances,agents,tokens,intentions,routes,gateway,diff,apply,export,"
+            "history,rollback}"
+        ),
     )
 
     services = groups.add_parser("services", help="services in the registry")
@@ -322,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=instances_explain)
     agents.add_parsers(groups, json_flag)
     intentions.add_parsers(groups, json_flag)
+    routes.add_parsers(groups, json_flag)
     gateway.add_parsers(groups, json_flag)
     mesh.add_parsers(groups, json_flag)
     return parser

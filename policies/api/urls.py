@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from policies.api.routes import RoutesRollbackView, RoutesVersionsView, RoutesView
 from policies.api.views import PolicyRollbackView, PolicyVersionsView, PolicyView
 
 urlpatterns = [
@@ -17,5 +18,16 @@ urlpatterns = [
         "services/<str:name>/policy/rollback/",
         PolicyRollbackView.as_view(),
         name="service-policy-rollback",
+    ),
+    path("services/<str:name>/routes/", RoutesView.as_view(), name="service-routes"),
+    path(
+        "services/<str:name>/routes/versions/",
+        RoutesVersionsView.as_view(),
+        name="service-routes-versions",
+    ),
+    path(
+        "services/<str:name>/routes/versions/<int:version>/rollback/",
+        RoutesRollbackView.as_view(),
+        name="service-routes-rollback",
     ),
 ]

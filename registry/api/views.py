@@ -78,7 +78,7 @@ class ServiceViewSet(ServiceScoped, viewsets.ModelViewSet):
         try:
             services.service_delete(user=request.user, service=service)
         except services.ServiceInUse as exc:
-            raise Conflict({"detail": str(exc), "failover_referrers": exc.referrers}) from None
+            raise Conflict({"detail": str(exc), f"{exc.kind}_referrers": exc.referrers}) from None
         response = Response(status=status.HTTP_204_NO_CONTENT)
         return warn_if_managed(response, "Service", service.name)
 

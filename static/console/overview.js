@@ -448,14 +448,23 @@
 
   function renderEdges(topology) {
     const body = document.querySelector("#edge-table tbody");
-    const rows = topology.edges.map(function (e) {
-      return el("tr", { dataset: { source: e.source, destination: e.destination } },
-        el("td", null, e.source), el("td", null, e.destination),
-        el("td", { class: "num" }, e.rps.toFixed(2)),
-        el("td", { class: "num" + (e.error_rate >= 0.01 ? " bad" : "") }, Mesh.percent(e.error_rate)),
-        el("td", { class: "num" }, Mesh.ms(e.p50_ms)),
-        el("td", { class: "num" }, Mesh.ms(e.p95_ms)),
-        el("td", { class: "num" }, Mesh.ms(e.p99_ms)));
+    function figures(f) {
+      return [
+        el("td", { class: "num" }, f.rps.toFixed(2)),
+        el("td", { class: "num" + (f.error_rate >= 0.01 ? " bad" : "") }, Mesh.percent(f.error_rate)),
+        el("td", { class: "num" }, Mesh.ms(f.p50_ms)),
+        el("td", { class: "num" }, Mesh.ms(f.p95_ms)),
+        el("td", { class: "num" }, Mesh.ms(f.p99_ms))];
+    }
+    const rows = [];
+    topology.edges.forEach(function (e) {
+      rows.push(el("tr", { dataset: { source: e.source, destination: e.destination } },
+        el("td", null, e.source), el("td", null, e.destination), figures(e)));
+      // Route subsets (a canary's v2 against v1): one muted row each under the edge.
+      Object.keys(e.subsets || {}).forEach(function (name) {
+        rows.push(el("tr", { class: "subset-row muted", dataset: { edge: e.source + ">" + e.destination, subset: name } },
+          el("td", null, ""), el("td", null, "↳ subset " + name), figures(e.subsets[name])));
+      });
     });
     body.replaceChildren.apply(body, rows.length ? rows : [
       el("tr", { class: "empty-row" }, el("td", { colspan: 7 },

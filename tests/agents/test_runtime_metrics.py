@@ -26,7 +26,9 @@ def test_drain_returns_protocol_windows_and_starts_a_new_one() -> None:
     assert [w["destination"] for w in windows] == ["billing", "payments"]
     payments = windows[1]
     assert set(payments) == {"source", "destination", "window_end", "seconds", "requests",
-                             "errors", "denied", "latency_sum_ms", "buckets"}
+                             "errors", "denied", "latency_sum_ms", "buckets", "subset", "route",
+                             "statuses"}
+    assert (payments["subset"], payments["route"]) == ("", "")  # no route: no subset
     assert payments["window_end"] == 1764086400.5 and payments["seconds"] == 2.0
     assert (payments["requests"], payments["errors"], payments["latency_sum_ms"]) == (2, 1, 43.0)
     assert len(payments["buckets"]) == NBUCKETS

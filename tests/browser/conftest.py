@@ -44,7 +44,8 @@ for source, destination, requests, errors in (("web", "orders", 600, 3), ("order
     for age in (5, 15):
         EdgeWindow.objects.create(window_end=now - timedelta(seconds=age), seconds=10, node="host-a",
                                   source=source, destination=destination, requests=requests // 2,
-                                  errors=errors // 2, buckets=buckets)
+                                  errors=errors // 2, buckets=buckets,
+                                  subset=("v1" if age == 5 else "v2") if destination == "payments" else "")
 print(api_token_create(user=user))
 """
 

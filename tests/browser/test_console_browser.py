@@ -42,6 +42,11 @@ def test_new_service_appears_on_overview_without_reload(
     # Drawn: nodes and the seeded edges, with their rates in the table.
     page.wait_for_selector("#topology-graph .main-svg")
     assert page.locator('#edge-table tr[data-source="web"][data-destination="orders"]').count() == 1
+    # The seeded orders -> payments windows went to route subsets v1 and v2: a row each.
+    subsets = page.locator('#edge-table tr.subset-row[data-edge="orders>payments"]')
+    assert subsets.count() == 2
+    assert "subset v1" in subsets.nth(0).inner_text() and "subset v2" in subsets.nth(1).inner_text()
+    assert page.locator('#edge-table tr.subset-row[data-edge="web>orders"]').count() == 0
     page.evaluate("window.__sameDocument = true")
 
     console_server.api("POST", "/api/v1/services/", {"name": "browser-svc"})

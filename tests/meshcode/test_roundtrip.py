@@ -88,12 +88,36 @@ def intentions(draw: Any, name: str, names: list[str]) -> dict[str, Any]:
 
 
 @st.composite
+def routes(draw: Any, name: str, others: list[str]) -> dict[str, Any]:
+    subsets = draw(st.lists(st.sampled_from(["v1", "v2", "canary"]), min_size=1, unique=True))
+    document: dict[str, Any] = {
+        "kind": "Routes", "name": name,
+        "subsets": {s: {"tags": [s], **({"metadata": {"track": s}} if draw(st.booleans()) else {})}
+                    for s in subsets},
+    }
+    targets = [{"subset": s} for s in subsets] + [{"service": o} for o in others]
+    document["routes"] = [
+        {"name": f"r{i}",
+         **({"match": {"path": {"prefix": "/api"}, "methods": ["get"]}} if draw(st.booleans()) else {}),
+         "split": [{**t, "weight": draw(st.integers(1, 100))}
+                   for t in draw(st.lists(st.sampled_from(targets), min_size=1, max_size=3,
+                                          unique_by=lambda t: tuple(t.items())))]}
+        for i in range(draw(st.integers(0, 3)))
+    ]
+    return document
+
+
+@st.composite
 def meshes(draw: Any) -> list[dict[str, Any]]:
     names = draw(st.lists(NAMES, min_size=1, max_size=5, unique=True))
     documents = [draw(services(name)) for name in names]
     for i, name in enumerate(names):
         if draw(st.booleans()):
             documents.append(draw(policies(name, names[i + 1 :])))
+    http = [d["name"] for d in documents[: len(names)] if d.get("protocol", "http") == "http"]
+    for name in http:
+        if draw(st.booleans()):
+            documents.append(draw(routes(name, [o for o in http if o != name])))
     for name in [*names, "*"]:
         if draw(st.booleans()):
             documents.append(draw(intentions(name, names)))

@@ -93,6 +93,12 @@ TABLE: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "service-policy-versions": ("/api/v1/services/{svc}/policy/versions/", {"GET": READ}),
     "service-policy-rollback": ("/api/v1/services/{svc}/policy/rollback/", {"POST": ADMIN}),
+    "service-routes": ("/api/v1/services/{svc}/routes/", {"GET": READ, "PUT": ADMIN}),
+    "service-routes-versions": ("/api/v1/services/{svc}/routes/versions/", {"GET": READ}),
+    "service-routes-rollback": (
+        "/api/v1/services/{svc}/routes/versions/1/rollback/",
+        {"POST": ADMIN},
+    ),
     "service-metrics": ("/api/v1/services/{svc}/metrics/", {"GET": READ}),
     "service-what-if": ("/api/v1/services/{svc}/what-if/", {"POST": DIFF}),
     "topology": ("/api/v1/topology/", {"GET": READ}),

@@ -34,30 +34,45 @@ def random_windows(rng: random.Random, count: int) -> list[EdgeWindow]:
                 source=rng.choice(NAMES), destination=rng.choice(NAMES),
                 requests=requests, errors=rng.randint(0, requests), buckets=buckets,
                 denied=rng.choice((0, 0, rng.randint(0, 50))),
+                subset=rng.choice(("", "", "v1", "v2")),
             )
         )
     return EdgeWindow.objects.bulk_create(rows)
 
 
+def _figures(totals: list[object], window_seconds: int) -> dict[str, object]:
+    r, e, n, b = totals
+    return {
+        "requests": r, "errors": e,
+        "rps": round(r / window_seconds, 3),  # type: ignore[operator]
+        "error_rate": round(e / r, 4) if r else 0.0,  # type: ignore[operator]
+        "denied": n, "denied_rps": round(n / window_seconds, 3),  # type: ignore[operator]
+        "p50_ms": histogram.percentile(b, 0.50),  # type: ignore[arg-type]
+        "p95_ms": histogram.percentile(b, 0.95),  # type: ignore[arg-type]
+        "p99_ms": histogram.percentile(b, 0.99),  # type: ignore[arg-type]
+    }
+
+
 def brute_force(window_seconds: int, since_at: timezone.datetime) -> list[dict[str, object]]:
-    merged: dict[tuple[str, str], list[object]] = {}
+    # (source, destination, subset): "" is the edge's total over every window.
+    merged: dict[tuple[str, str, str], list[object]] = {}
     for w in EdgeWindow.objects.filter(window_end__gt=since_at):
-        totals = merged.setdefault((w.source, w.destination), [0, 0, 0, histogram.empty()])
-        totals[0] += w.requests  # type: ignore[operator]
-        totals[1] += w.errors  # type: ignore[operator]
-        totals[2] += w.denied  # type: ignore[operator]
-        histogram.merge(totals[3], w.buckets)  # type: ignore[arg-type]
+        for subset in {"", w.subset}:
+            totals = merged.setdefault((w.source, w.destination, subset), [0, 0, 0, histogram.empty()])
+            totals[0] += w.requests  # type: ignore[operator]
+            totals[1] += w.errors  # type: ignore[operator]
+            totals[2] += w.denied  # type: ignore[operator]
+            histogram.merge(totals[3], w.buckets)  # type: ignore[arg-type]
     return [
         {
-            "source": s, "destination": d, "requests": r, "errors": e,
-            "rps": round(r / window_seconds, 3),
-            "error_rate": round(e / r, 4) if r else 0.0,
-            "denied": n, "denied_rps": round(n / window_seconds, 3),
-            "p50_ms": histogram.percentile(b, 0.50),
-            "p95_ms": histogram.percentile(b, 0.95),
-            "p99_ms": histogram.percentile(b, 0.99),
+            "source": s, "destination": d, **_figures(totals, window_seconds),
+            "subsets": {
+                u: _figures(t, window_seconds)
+                for (s2, d2, u), t in sorted(merged.items()) if (s2, d2) == (s, d) and u
+            },
         }
-        for (s, d), (r, e, n, b) in sorted(merged.items())  # type: ignore[misc]
+        for (s, d, subset), totals in sorted(merged.items())
+        if not subset
     ]
 
 
@@ -72,6 +87,7 @@ def test_edges_match_a_brute_force_merge_of_random_windows(seed: int) -> None:
         )
         expected = brute_force(window_seconds, since)
         assert expected, "the random windows must give edges to compare"
+        assert any(e["subsets"] for e in expected), "and edges split by subset"
         assert topology["edges"] == expected
 
 

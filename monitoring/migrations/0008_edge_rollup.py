@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0006_edgewindow_denied'),
+        ('monitoring', '0007_routes'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0007_edge_rollup'),
+        ('monitoring', '0008_edge_rollup'),
     ]
 
     operations = [
