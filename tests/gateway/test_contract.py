@@ -93,3 +93,80 @@ def test_the_section_has_the_contracts_shape(api: APIClient) -> None:
     assert {k: v for k, v in got_provider.items() if k != "jwks"} == {
         k: v for k, v in provider.items() if k != "jwks"
     }
+
+
+def test_the_agents_own_parser_takes_the_section(api: APIClient) -> None:
+    """Producer fed to consumer: the section the control plane builds, through
+    the gateway's parser (agents/runtime/gateway/table.py), values intact."""
+    from agents.runtime.gateway.table import parse_gateway_section
+    from agents.runtime.snapshot import parse_snapshot
+    from tests.gateway.helpers import HS_SECRET
+
+    service("orders")
+    api.post(
+        "/api/v1/gateway/consumers/", {"name": "alice", "jwt_subjects": ["a@corp"]}, format="json"
+    )
+    key = api.post("/api/v1/gateway/consumers/alice/keys/", {}, format="json").json()
+    hs = {
+        "name": "corp",
+        "algorithms": ["HS256"],
+        "issuer": "https://idp",
+        "audience": "orders",
+        "secret": HS_SECRET,
+        "leeway_s": 10,
+    }
+    assert api.post("/api/v1/gateway/jwt-providers/", hs, format="json").status_code == 201
+    url = {
+        "name": "idp",
+        "algorithms": ["RS256"],
+        "issuer": "https://idp2",
+        "audience": "orders",
+        "jwks_url": "https://idp2.example.com/jwks",
+    }
+    assert api.post("/api/v1/gateway/jwt-providers/", url, format="json").status_code == 201
+    table = [
+        {"name": "any", "path": {"regex": "/v[0-9]+/.*"}, "service": "orders"},
+        {
+            "name": "keyed",
+            "hosts": ["api.example.com"],
+            "path": {"prefix": "/orders"},
+            "service": "orders",
+            "strip_prefix": True,
+            "methods": ["GET", "POST"],
+            "auth": {
+                "type": "key",
+                "key": {"header": "x-api-key", "query": "apikey"},
+                "consumers": ["alice"],
+            },
+            "rate_limits": [
+                {"scope": "consumer", "mode": "global", "requests": 5, "per": "minute", "burst": 2},
+                {"requests": 100, "per": "second"},
+            ],
+            "cors": {"origins": ["https://app.example.com"], "credentials": True},
+            "max_body_bytes": 2048,
+            "timeout_ms": 1500,
+        },
+        {
+            "name": "jwt",
+            "hosts": ["*.example.org"],
+            "path": {"exact": "/me"},
+            "service": "orders",
+            "auth": {"type": "jwt", "jwt": {"provider": "corp"}},
+        },
+    ]
+    response = api.put("/api/v1/gateway/edge/routes/", {"routes": table}, format="json")
+    assert response.status_code == 404  # no gateway yet: an agent's enrollment makes it
+    client, agent = enroll("gw-1", gateway="edge")
+    response = api.put("/api/v1/gateway/edge/routes/", {"routes": table}, format="json")
+    assert response.status_code == 200, response.content
+    snapshot = config(client, agent["agent_id"])
+    parse_snapshot(snapshot)
+    parsed = parse_gateway_section(snapshot["gateway"])
+    assert [r.name for r in parsed.routes] == ["keyed", "jwt", "any"]
+    assert parsed.providers["corp"] is not None and "idp" in parsed.providers
+    assert [c.name for c in parsed.consumers] == ["alice"]
+    assert parsed.consumers[0].key_hashes == (key["key_hash"],)
+    keyed = parsed.routes[0]
+    assert [
+        (lim.scope, lim.mode, lim.requests, lim.per, lim.burst) for lim in keyed.rate_limits
+    ] == [("consumer", "global", 5, "minute", 2), ("route", "local", 100, "second", 0)]
