@@ -240,12 +240,6 @@ class RouteSerializer(StrictSerializer):
         attrs.setdefault("timeout_ms", None)
         if attrs["strip_prefix"] and "prefix" not in attrs["path"]:
             raise serializers.ValidationError({"strip_prefix": ["only with path.prefix"]})
-        if attrs["auth"]["type"] == "none" and any(
-            r["scope"] == "consumer" for r in attrs["rate_limits"]
-        ):
-            raise serializers.ValidationError(
-                {"rate_limits": ["scope consumer needs auth (key or jwt)"]}
-            )
         return attrs
 
 

@@ -85,13 +85,6 @@ BAD_ROUTES: list[tuple[dict[str, Any], list[str]]] = [
     ({"auth": {"type": "key", "consumers": ["ghost"]}}, ["auth", "consumers"]),
     ({"auth": {"type": "jwt"}}, ["auth", "jwt"]),
     ({"auth": {"type": "jwt", "jwt": {"provider": "ghost"}}}, ["auth", "jwt", "provider"]),
-    (
-        {
-            "auth": {"type": "none", "consumers": []},
-            "rate_limits": [{"scope": "consumer", "requests": 5, "per": "second"}],
-        },
-        ["rate_limits"],
-    ),
     ({"rate_limits": [{"requests": 0, "per": "second"}]}, ["rate_limits", "0", "requests"]),
     ({"rate_limits": [{"requests": 5, "per": "hour"}]}, ["rate_limits", "0", "per"]),
     (
