@@ -36,5 +36,9 @@ class GatewayConfig(AppConfig):
 
     def ready(self) -> None:
         from agents import gateways
+        from gateway.services import service_referrers
+        from registry import services
 
         gateways.register(_Hook())
+        # A service a gateway route sends to is not deleted from under it (409).
+        services.referrer_hooks["gateway"] = service_referrers

@@ -195,6 +195,12 @@ def route_appended(route: dict[str, Any]) -> Callable[[Table], Table]:
     return edit
 
 
+def service_referrers(name: str) -> list[str]:
+    """The gateway routes (`<gateway>/<route>`) that send traffic to service NAME."""
+    rows = GatewayRoute.objects.filter(service=name).values_list("gateway__name", "name")
+    return sorted(f"{gateway}/{route}" for gateway, route in rows)
+
+
 def _routes_naming(predicate: Callable[[GatewayRoute], bool]) -> list[str]:
     return [
         f"{r.gateway.name}/{r.name}"

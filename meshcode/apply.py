@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from rest_framework import serializers
 
+from gateway.models import GatewayRoute
 from journal.models import EventKind
 from journal.records import Actor, AuditNote, EventNote, actor_name, audits_record, events_record
 from meshcode.kinds import KINDS, Document, Kind
@@ -217,6 +218,16 @@ class _Run:
                         f"fails over to {', '.join(lost)}, which prune deletes",
                     )
                 )
+        for route in GatewayRoute.objects.filter(service__in=gone):
+            key = ("GatewayRoute", route.name)
+            self.errors.append(
+                DocumentError(
+                    index.get(key),
+                    f"{key[0]}/{key[1]}",
+                    "service",
+                    f"sends traffic to {route.service}, which prune deletes",
+                )
+            )
         for routes in ServiceRoutes.objects.select_related("service"):
             lost = sorted(gone & split_services(routes.document))
             if lost:

@@ -4,6 +4,7 @@ fan-out) inside one transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -177,6 +178,12 @@ class ServiceInUse(Exception):
                 f"the routes of {', '.join(referrers)} split traffic to {name}: "
                 f"remove {name} from {'its' if one else 'their'} splits first"
             )
+        elif kind == "gateway":
+            text = (
+                f"gateway route{'' if one else 's'} {', '.join(referrers)} "
+                f"send{'s' if one else ''} traffic to {name}: change or remove "
+                f"{'it' if one else 'them'} first"
+            )
         else:
             text = (
                 f"{', '.join(referrers)} fail{'s' if one else ''} over to {name}: "
@@ -184,7 +191,13 @@ class ServiceInUse(Exception):
             )
         super().__init__(text)
         self.referrers = referrers
-        self.kind = kind  # failover | route
+        self.kind = kind  # failover | route | gateway
+
+
+# Apps above the registry that name services (the gateway's routes) register a
+# function NAME -> who names it here at startup (gateway.apps); the registry
+# imports none of them.
+referrer_hooks: dict[str, Callable[[str], list[str]]] = {}
 
 
 def failover_referrers(name: str) -> list[str]:
@@ -225,6 +238,9 @@ def service_delete(*, user: User, service: Service, check_referrers: bool = True
         raise ServiceInUse(service.name, referrers)
     if check_referrers and (splitters := route_referrers(service.name)):
         raise ServiceInUse(service.name, splitters, kind="route")
+    for kind, referrers_of in referrer_hooks.items() if check_referrers else ():
+        if referrers := referrers_of(service.name):
+            raise ServiceInUse(service.name, referrers, kind=kind)
     before = service_state(service)
     name = service.name
     lost = Instance.objects.filter(service=service).enabled().count()

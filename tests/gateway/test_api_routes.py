@@ -212,3 +212,12 @@ def test_gateways_unknown_reserved_or_twice(edge: APIClient) -> None:
     assert [g["name"] for g in listed] == ["edge"]
     assert edge.delete("/api/v1/gateway/edge/").status_code == 204
     assert not Gateway.objects.exists()
+
+
+def test_a_service_a_gateway_route_sends_to_is_not_deleted(edge: APIClient) -> None:
+    assert _put(edge, [route("a")]).status_code == 200
+    response = edge.delete("/api/v1/services/orders/")
+    assert response.status_code == 409
+    assert response.json()["gateway_referrers"] == ["edge/a"]
+    assert _put(edge, []).status_code == 200
+    assert edge.delete("/api/v1/services/orders/").status_code == 204

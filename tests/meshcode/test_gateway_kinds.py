@@ -98,3 +98,16 @@ def test_route_names_are_unique_across_gateways(api: APIClient) -> None:
     assert api.post("/api/v1/gateway/edge/routes/", route, format="json").status_code == 201
     response = api.post("/api/v1/gateway/edge-2/routes/", route, format="json")
     assert response.status_code == 409 and "edge/orders-api" in response.json()["detail"]
+
+
+def test_prune_keeps_no_gateway_route_without_its_service(api: APIClient) -> None:
+    assert apply(api, DOCS).status_code == 200
+    # The service pruned, its route kept: refused, nothing changed.
+    response = apply(api, [DOCS[1], DOCS[2]], prune=True)
+    assert response.status_code == 400, response.content
+    assert "GatewayRoute/orders-api" in str(response.json())
+    assert GatewayRoute.objects.exists()
+    # Both pruned: fine.
+    other = {"kind": "Service", "name": "other", "check": {"type": "none"}}
+    assert apply(api, [other], prune=True).status_code == 200
+    assert not GatewayRoute.objects.exists()
