@@ -71,7 +71,7 @@ ASGI_APPLICATION = "meshconsole.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [BASE_DIR / "meshconsole" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -179,7 +179,7 @@ STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise serves from finders; it warns if this is missing
 STATICFILES_DIRS = [
-    BASE_DIR / "static",
+    BASE_DIR / "meshconsole" / "static",
     # plotly.js ships inside the plotly wheel: serve it from there, never a CDN.
     ("plotly", os.path.join(os.path.dirname(plotly.__file__), "package_data")),
 ]

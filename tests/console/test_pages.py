@@ -106,7 +106,7 @@ def test_pages_reference_no_external_asset(
 
 
 def test_console_static_files_reference_nothing_external() -> None:
-    root = Path(settings.BASE_DIR) / "static" / "console"
+    root = Path(settings.BASE_DIR) / "meshconsole" / "static" / "console"
     files = [p for p in root.iterdir() if p.suffix in {".js", ".css"}]
     assert files
     for path in files:
@@ -129,7 +129,7 @@ def test_overview_loads_the_topology_after_the_page(logged_in: Client, payments:
     # a 10,000-service mesh must not make the page itself megabytes.
     assert 'id="topology-data"' not in html and "payments" not in html
     assert '<script src="/static/plotly/plotly.min.js">' in html
-    script = (Path(settings.BASE_DIR) / "static" / "console" / "overview.js").read_text()
+    script = (Path(settings.BASE_DIR) / "meshconsole" / "static" / "console" / "overview.js").read_text()
     assert 'Mesh.api("/api/v1/topology/' in script
 
 
