@@ -41,6 +41,7 @@ import os
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -93,6 +94,9 @@ def parse_args() -> argparse.Namespace:
                    help="web processes of the registry scenario (`up` runs 2)")
     p.add_argument("--requests", type=int, default=80, help="requests per registry endpoint")
     p.add_argument("--json", action="store_true", help="also write bench/results/*.json")
+    p.add_argument("--profile", metavar="FILE", help="py-spy record the web process from the "
+                   "steady phase to the end of the propagation phase into FILE (collapsed "
+                   "stacks, `--format raw`; py-spy must be on PATH or beside the interpreter)")
     return p.parse_args()
 
 
@@ -169,6 +173,7 @@ async def fleet(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, 
                       f"{args.enroll_timeout:.0f} s", (all_in and took <= 60) if n >= 2000 else None)
         # Steady state: let the first reports and their registrations settle for a moment.
         await asyncio.sleep(3)
+        spy = start_profile(args.profile, web_pid)
         cpu.start()
         s0 = time.monotonic()
         ok0, err0 = len(stats.reports_ok), len(stats.report_errors)
@@ -212,6 +217,7 @@ async def fleet(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, 
             print(f"  write {k + 1}: revision {revision}, {len(got)}/{len(active)} agents, "
                   f"max {max(got) * 1000 if got else float('nan'):.0f} ms")
             await asyncio.sleep(1.0)
+        stop_profile(spy)
         out["propagation"] = {**summary_ms(latencies), "missing": incomplete,
                               "write_errors": write_errors,
                               "web_cpu_percent": cpu.percent()}
@@ -252,6 +258,26 @@ async def fleet(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, 
                       f"processes = {limit}", f"max {sampler.max_connections} seen",
                       None if limit is None else sampler.max_connections <= limit)
     return out
+
+
+def start_profile(path: str | None, pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy on the web process (sampling: it does not slow the process it reads)."""
+    if not path:
+        return None
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "50",
+                             "--nonblocking", "-o", path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profile(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is None:
+        return
+    spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        spy.kill()
 
 
 async def write(cp: Any, instance: str, weight: int, errors: list[str]) -> bool:

@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import random
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -144,6 +145,9 @@ class SimAgent:
         self.backoff = Backoff()
         self.agent_id = ""
         self.token = ""
+        # As agents/runtime/snapshot.py pending_agent_token: one proposal kept for every
+        # retry, so a retried enrollment gets the same agent back (200), not a 409.
+        self.proposed_token = secrets.token_urlsafe(32)
         self.applied: int | None = None
         self.report_interval = 2.0
         self.local_port = 0
@@ -170,7 +174,8 @@ class SimAgent:
             server.close()
 
     async def _enroll(self) -> None:
-        body = {"token": self.enroll_token, "node": self.node, "zone": "zone-1",
+        body = {"token": self.enroll_token, "agent_token": self.proposed_token,
+                "node": self.node, "zone": "zone-1",
                 "version": __version__, "upstreams": self._upstreams()}
         try:
             status, data = await call(self.host, self.port, "POST", "/api/v1/agents/enroll/",
