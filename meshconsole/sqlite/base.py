@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.backends.sqlite3 import base
 
 from meshconsole.db import deferred_begin
@@ -38,8 +39,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _close(self) -> None:
         conn = self.connection
         # Inside atomic() Django keeps the wrapper's reference: never share that one.
-        if conn is not None and self._reusable() and not self.in_atomic_block and IDLE.give(
-            str(self.settings_dict["NAME"]), conn
+        if (
+            conn is not None
+            and self._reusable()
+            and not self.in_atomic_block
+            and IDLE.give(
+                str(self.settings_dict["NAME"]), conn, limit=settings.MESH_SQLITE_IDLE_MAX
+            )
         ):
             return
         super()._close()  # type: ignore[misc]

@@ -22,7 +22,8 @@ import os
 import sqlite3
 import threading
 
-# Idle connections kept per database file and process; more are closed.
+# Idle connections kept per database file and process by default; more are
+# closed (settings.MESH_SQLITE_IDLE_MAX).
 IDLE_MAX = 8
 
 FileId = tuple[int, int]
@@ -57,8 +58,9 @@ class IdleConnections:
                 return conn
             conn.close()  # the file was replaced: that connection reads the old one
 
-    def give(self, name: str, conn: sqlite3.Connection) -> bool:
-        """Keep CONN for the next taker; False when it must be closed instead."""
+    def give(self, name: str, conn: sqlite3.Connection, *, limit: int | None = None) -> bool:
+        """Keep CONN for the next taker (at most LIMIT idle ones, default the
+        list's own); False when it must be closed instead."""
         if conn.in_transaction:
             return False
         file_id = _file_id(name)
@@ -66,7 +68,7 @@ class IdleConnections:
             return False
         with self._lock:
             stack = self._idle.setdefault(name, [])
-            if len(stack) >= self.limit:
+            if len(stack) >= (self.limit if limit is None else limit):
                 return False
             stack.append((conn, file_id))
         return True

@@ -146,3 +146,12 @@ def test_a_forked_child_never_uses_its_parents_connections(tmp_path: Path) -> No
     assert answer == b"1"
     assert IDLE.take(name) is conn  # the parent still has it
     conn.close()
+
+
+@sqlite_only
+def test_none_are_kept_when_switched_off(file_db: tuple[str, str],
+                                         settings: Any) -> None:
+    alias, name = file_db
+    settings.MESH_SQLITE_IDLE_MAX = 0
+    _in_thread(alias)
+    assert IDLE.idle_count(name) == 0
