@@ -64,7 +64,30 @@ def _sync_service(agent: Agent, spec: dict[str, Any]) -> Instance | None:
     run keeps its check; both are reported as an event instead."""
     check = spec.get("check") or {}
     endpoint = f"{spec['address']}:{spec['port']}"
-    service = Service.objects.filter(name=spec["name"]).first()
+    # The steady case, one query: this node's own instance, nothing to change.
+    known = (
+        Instance.objects.filter(
+            service__name=spec["name"], address=spec["address"], port=spec["port"]
+        )
+        .select_related("service", "node")
+        .first()
+    )
+    wanted = {
+        "zone": agent.node.zone,
+        "tags": spec.get("tags", []),
+        "metadata": spec.get("metadata", {}),
+    }
+    if (
+        known is not None
+        and known.node_id == agent.node_id
+        and known.agent_managed
+        and not any(getattr(known.service, k) != v for k, v in check.items())
+        and not any(getattr(known, k) != v for k, v in wanted.items())
+    ):
+        return known
+    service = known.service if known is not None else (
+        Service.objects.filter(name=spec["name"]).first()
+    )
     if service is None:
         service = registry_services.service_create(
             user=None,
@@ -86,11 +109,6 @@ def _sync_service(agent: Agent, spec: dict[str, Any]) -> Instance | None:
         .select_related("node")
         .first()
     )
-    wanted = {
-        "zone": agent.node.zone,
-        "tags": spec.get("tags", []),
-        "metadata": spec.get("metadata", {}),
-    }
     if instance is None:
         return registry_services.instance_register(
             user=None,
@@ -176,6 +194,28 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
     if local_changed:
         agent.local_services = local
         fields.append("local_services")
+
+    # Registrations first (reads only, in the steady state); then one write
+    # transaction for the agent row and the heartbeats: SQLite has one write
+    # lock, and a report used to take it twice.
+    instances: dict[str, str] = {}
+    seen: set[str] = set()
+    own: list[Instance] = []
+    if "services" in report:
+        for spec in report["services"]:
+            instance = _sync_service(agent, spec)
+            if instance is None:
+                continue
+            seen.add(instance.id)
+            instances[spec["id"]] = instance.id  # the entry's id: one service may run twice
+        own = list(
+            Instance.objects.filter(node=agent.node, agent_managed=True).select_related("service")
+        )
+        for instance in own:
+            if instance.id not in seen:
+                registry_services.instance_deregister(
+                    user=None, instance=instance, actor=f"agent:{agent.node.name}"
+                )
     with transaction.atomic():
         if nack and (
             nack.get("revision") != agent.nack_revision or nack.get("reason") != agent.nack_reason
@@ -212,23 +252,12 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
                 message=f"agent {agent.node.name} is reporting again",
                 actor=f"agent:{agent.node.name}",
             )
-
-    instances: dict[str, str] = {}
+        if seen:
+            Instance.objects.filter(pk__in=seen).update(last_heartbeat=now)
     if "services" in report:
-        seen: set[str] = set()
-        for spec in report["services"]:
-            instance = _sync_service(agent, spec)
-            if instance is None:
-                continue
-            seen.add(instance.id)
-            instances[spec["id"]] = instance.id  # the entry's id: one service may run twice
-        stale = Instance.objects.filter(node=agent.node, agent_managed=True).exclude(pk__in=seen)
-        for instance in stale.select_related("service"):
-            registry_services.instance_deregister(
-                user=None, instance=instance, actor=f"agent:{agent.node.name}"
-            )
-        Instance.objects.filter(pk__in=seen).update(last_heartbeat=now)
-        _revive_heartbeat_instances(agent, seen)
+        _revive_heartbeat_instances(
+            agent, [i for i in own if i.id in seen and i.health == Health.CRITICAL]
+        )
     # Windows go onto the ingest stream (monitoring.ingest); a worker stores them in batches.
     metrics_accept(node=agent.node.name, windows=report.get("metrics", []))
     _denial_events(agent, report.get("metrics", []))
@@ -271,11 +300,9 @@ def _record_ejections(agent: Agent, ejections: list[dict[str, Any]]) -> None:
         )
 
 
-def _revive_heartbeat_instances(agent: Agent, ids: set[str]) -> None:
-    """Instances whose health rests on this agent's heartbeat come back with it."""
-    candidates = Instance.objects.filter(pk__in=ids, health=Health.CRITICAL).select_related(
-        "service"
-    )
+def _revive_heartbeat_instances(agent: Agent, candidates: list[Instance]) -> None:
+    """Instances whose health rests on this agent's heartbeat come back with it
+    (CANDIDATES: the agent's reported instances that were critical)."""
     for instance in candidates:
         heartbeat_based = instance.service.check_type in (CheckType.TTL, CheckType.NONE)
         if heartbeat_based or instance.health_cause == HealthCause.AGENT:
