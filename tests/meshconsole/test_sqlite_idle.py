@@ -155,3 +155,68 @@ def test_none_are_kept_when_switched_off(file_db: tuple[str, str],
     settings.MESH_SQLITE_IDLE_MAX = 0
     _in_thread(alias)
     assert IDLE.idle_count(name) == 0
+
+
+@sqlite_only
+def test_writers_of_one_process_queue_on_the_lock_not_the_busy_handler(
+    file_db: tuple[str, str],
+) -> None:
+    """A second writer with no busy timeout at all still gets in right after
+    the first commits: it waited on the process's lock, not in SQLite."""
+    alias, _ = file_db
+    holding, release, done = threading.Event(), threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+                cursor.execute("INSERT INTO item VALUES (1)")
+                holding.set()
+                release.wait(10)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections[alias].close()
+
+    def second() -> None:
+        try:
+            with connections[alias].cursor() as cursor:
+                cursor.execute("PRAGMA busy_timeout = 0")
+            with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+                cursor.execute("INSERT INTO item VALUES (2)")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            done.set()
+            connections[alias].close()
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert holding.wait(10)
+    two = threading.Thread(target=second)
+    two.start()
+    assert not done.wait(0.3)  # queued behind the first writer
+    release.set()
+    one.join(10)
+    two.join(10)
+    assert not errors, errors
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT n FROM item ORDER BY n")
+        assert [r[0] for r in cursor.fetchall()] == [1, 2]
+
+
+@sqlite_only
+def test_the_writer_lock_is_released_by_rollback_and_close(file_db: tuple[str, str]) -> None:
+    from meshconsole.sqlite.writers import write_lock
+
+    alias, name = file_db
+    with pytest.raises(ZeroDivisionError), transaction.atomic(using=alias):
+        assert write_lock(name).locked()
+        1 / 0  # noqa: B018
+    assert not write_lock(name).locked()
+    with transaction.atomic(using=alias):
+        connections[alias].close()  # closing mid-transaction ends it
+        assert not write_lock(name).locked()
+    with transaction.atomic(using=alias):
+        pass
+    assert not write_lock(name).locked()
