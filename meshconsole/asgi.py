@@ -11,16 +11,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.conf import settings  # noqa: E402
 
-from meshconsole.lanes import AgentLanes  # noqa: E402
 from meshconsole.routing import websocket_urlpatterns  # noqa: E402
 from meshconsole.wsorigin import OriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # Agent reports run on a few long-lived threads (meshconsole.lanes).
-        "http": AgentLanes(django_asgi_app, lanes=settings.MESH_AGENT_LANES),
+        "http": django_asgi_app,
         # The whole Origin must be allowed: a page elsewhere (another port or
         # scheme included) cannot ride the session (meshconsole.wsorigin).
         "websocket": OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),

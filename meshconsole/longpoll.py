@@ -24,7 +24,6 @@ from rest_framework.exceptions import APIException, AuthenticationFailed, NotAut
 from rest_framework.request import Request
 
 from agents.runtime.durations import parse_duration_ms
-from meshconsole import lanes
 from meshconsole.db import release_connections
 from registry.notify import REVISION_CHANNEL
 
@@ -72,9 +71,8 @@ async def release_for_wait() -> None:
     await sync_to_async(release_connections)()
     context = SyncToAsync.thread_sensitive_context.get(None)
     if context is not None:
-        executor = SyncToAsync.context_to_thread_executor.get(context)
-        if executor is not None and not lanes.owned(executor):  # a lane's thread stays
-            del SyncToAsync.context_to_thread_executor[context]
+        executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+        if executor is not None:
             executor.shutdown(wait=False)  # its thread is idle: it exits at once
 
 

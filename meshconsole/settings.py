@@ -263,8 +263,6 @@ MESH_PUSH_EMPTY_HOLD = env_int("MESH_PUSH_EMPTY_HOLD", 60)
 # control-plane network problem: their instances are not marked critical.
 MESH_SELF_PRESERVATION_PERCENT = env_int("MESH_SELF_PRESERVATION_PERCENT", 50)
 MESH_MAX_WAIT = env_int("MESH_MAX_WAIT", 300)  # longest blocking query, seconds
-# Long-lived threads for agent reports and enrollment (meshconsole.lanes; 0: none).
-MESH_AGENT_LANES = env_int("MESH_AGENT_LANES", 8)
 # SQLite: closed connections kept open per process for the next request (0: none).
 MESH_SQLITE_IDLE_MAX = env_int("MESH_SQLITE_IDLE_MAX", 8)
 MESH_METRICS_RETENTION = env_int("MESH_METRICS_RETENTION", 3600)  # seconds
