@@ -4,8 +4,9 @@ busy handler.
 SQLite has one write lock per database; a writer that finds it taken sleeps in
 the busy handler (1, 2, 5, 10 ... 100 ms) and tries again, so the lock sits
 idle between the holder's commit and the waiter's next try, and the fewer the
-waiters, the longer it idles. Measured at 200 agents with eight report threads
-(meshconsole.lanes): 19 reports a second instead of 66. Writers of one process
+waiters, the longer it idles (at 200 agents with reports bounded to eight
+threads, an experiment since reverted: 19 reports a second where unbounded
+threads managed 66). Writers of one process
 now wait for each other on a threading.Lock, which hands over at the commit;
 only writers of other processes (the Celery worker, beat) still meet in the
 busy handler.
