@@ -14,6 +14,7 @@ the writers of one process queue on a lock, not in SQLite's busy handler
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from django.conf import settings
@@ -22,11 +23,11 @@ from django.db.backends.sqlite3 import base
 
 from meshconsole.db import deferred_begin
 from meshconsole.sqlite.idle import IDLE
-from meshconsole.sqlite.writers import FairLock, write_lock
+from meshconsole.sqlite.writers import write_lock
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
-    _holding: FairLock | None = None
+    _holding: threading.Lock | None = None
 
     def _reusable(self) -> bool:
         return not self.is_in_memory_db()

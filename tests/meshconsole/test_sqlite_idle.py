@@ -221,35 +221,3 @@ def test_the_writer_lock_is_released_by_rollback_and_close(file_db: tuple[str, s
         pass
     assert not write_lock(name).locked()
 
-
-def test_the_writer_lock_is_handed_over_in_arrival_order() -> None:
-    from meshconsole.sqlite.writers import FairLock
-
-    lock = FairLock()
-    assert lock.acquire(timeout=1)
-    order: list[int] = []
-
-    def writer(n: int, queued: threading.Event) -> None:
-        queued.set()
-        assert lock.acquire(timeout=10)
-        order.append(n)
-        lock.release()
-
-    threads = []
-    for n in range(5):
-        queued = threading.Event()
-        thread = threading.Thread(target=writer, args=(n, queued))
-        thread.start()
-        assert queued.wait(5)
-        # Until it is queued (its baton appended), the next one must not start.
-        for _ in range(200):
-            if len(lock._waiters) == n + 1:
-                break
-            threading.Event().wait(0.005)
-        threads.append(thread)
-    assert not lock.acquire(timeout=0.05)  # held, five waiting: a timeout, not a hang
-    lock.release()
-    for thread in threads:
-        thread.join(10)
-    assert order == [0, 1, 2, 3, 4]
-    assert not lock.locked()
