@@ -7,28 +7,21 @@ read-only transaction (the agent snapshot build) must not queue behind every
 writer for a lock it never needs. In WAL mode a DEFERRED reader sees the last
 commit and blocks nobody.
 
-Closed connections are kept open for the next request (meshconsole.sqlite.idle);
-the writers of one process queue on a lock, not in SQLite's busy handler
-(meshconsole.sqlite.writers).
+Closed connections are kept open for the next request (meshconsole.sqlite.idle).
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from django.conf import settings
-from django.db import OperationalError
 from django.db.backends.sqlite3 import base
 
 from meshconsole.db import deferred_begin
 from meshconsole.sqlite.idle import IDLE
-from meshconsole.sqlite.writers import write_lock
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
-    _holding: threading.Lock | None = None
-
     def _reusable(self) -> bool:
         return not self.is_in_memory_db()
 
@@ -55,40 +48,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
             )
         ):
             return
-        try:
-            super()._close()  # type: ignore[misc]
-        finally:
-            self._release_writer()  # closing ends (rolls back) any transaction
+        super()._close()  # type: ignore[misc]
 
     def _start_transaction_under_autocommit(self) -> None:
         if deferred_begin.get():
             self.cursor().execute("BEGIN DEFERRED")
-            return
-        if self._reusable():
-            lock = write_lock(str(self.settings_dict["NAME"]))
-            timeout = float(self.settings_dict["OPTIONS"].get("timeout", 5))
-            if not lock.acquire(timeout=timeout):
-                raise OperationalError("database is locked (by another writer of this process)")
-            self._holding = lock
-        try:
+        else:
             super()._start_transaction_under_autocommit()  # type: ignore[misc]
-        except BaseException:
-            self._release_writer()
-            raise
-
-    def _release_writer(self) -> None:
-        lock, self._holding = self._holding, None
-        if lock is not None:
-            lock.release()
-
-    def _commit(self) -> None:
-        try:
-            super()._commit()  # type: ignore[misc]
-        finally:
-            self._release_writer()
-
-    def _rollback(self) -> None:
-        try:
-            super()._rollback()  # type: ignore[misc]
-        finally:
-            self._release_writer()

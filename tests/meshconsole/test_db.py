@@ -62,13 +62,7 @@ def _with_a_writer(alias: str, body: Any) -> Any:
         assert not errors, errors
         with connections[alias].cursor() as cursor:
             cursor.execute("PRAGMA busy_timeout = 0")
-        # ... and its wait for this process's writer lock (meshconsole.sqlite.writers).
-        options = connections[alias].settings_dict["OPTIONS"]
-        connections[alias].settings_dict["OPTIONS"] = {**options, "timeout": 0.05}
-        try:
-            return body()
-        finally:
-            connections[alias].settings_dict["OPTIONS"] = options
+        return body()
     finally:
         release.set()
         writer.join(30)
