@@ -110,7 +110,7 @@ def test_an_open_transaction_is_never_kept(tmp_path: Path) -> None:
 
 def test_a_replaced_file_gets_new_connections(tmp_path: Path) -> None:
     name = str(tmp_path / "r.sqlite3")
-    idle = IdleConnections()
+    idle = IdleConnections(recheck_s=0)
     conn = sqlite3.connect(name, check_same_thread=False)
     conn.execute("CREATE TABLE t (n integer)")
     assert idle.give(name, conn)
@@ -156,3 +156,15 @@ def test_none_are_kept_when_switched_off(file_db: tuple[str, str],
     _in_thread(alias)
     assert IDLE.idle_count(name) == 0
 
+
+
+def test_the_file_is_looked_at_again_after_the_recheck_interval(tmp_path: Path) -> None:
+    name = str(tmp_path / "s.sqlite3")
+    idle = IdleConnections(recheck_s=0.2)
+    conn = sqlite3.connect(name, check_same_thread=False)
+    conn.execute("CREATE TABLE t (n integer)")
+    assert idle.give(name, conn)
+    os.unlink(name)
+    sqlite3.connect(name).close()
+    threading.Event().wait(0.25)
+    assert idle.take(name) is None
