@@ -205,7 +205,11 @@ async def fleet(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, 
                 continue
             t_write = time.monotonic()
             # The revision after the write (a later one, if something else bumped it too).
-            revision = int(await asyncio.to_thread(cp_index, cp))
+            try:
+                revision = int(await asyncio.to_thread(cp_index, cp))
+            except OSError as exc:  # an overloaded control plane: counted, not fatal
+                write_errors.append(f"index read: {type(exc).__name__}")
+                continue
             active = [a.index for a in agents if a.token]
             done = await wait_for(lambda r=revision, a=active: all(
                 stats.first_held(i, r) is not None for i in a), args.sync_timeout)
