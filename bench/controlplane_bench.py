@@ -91,7 +91,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--instances", type=int, default=100_000)
     p.add_argument("--edges", type=int, default=2_000, help="caller->callee edges seeded")
     p.add_argument("--web-workers", type=int, default=1,
-                   help="web processes of the registry scenario (`up` runs 2)")
+                   help="web processes (`meshconsole web --workers N`; `up` runs 2)")
     p.add_argument("--requests", type=int, default=80, help="requests per registry endpoint")
     p.add_argument("--json", action="store_true", help="also write bench/results/*.json")
     p.add_argument("--profile", metavar="FILE", help="py-spy record the web process from the "
@@ -270,7 +270,7 @@ def start_profile(path: str | None, pid: int) -> subprocess.Popen[bytes] | None:
         return None
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     return subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "50",
-                             "--nonblocking", "-o", path],
+                             "--nonblocking", "--subprocesses", "-o", path],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -440,14 +440,14 @@ def main() -> int:
 
     report = Report()
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "pg": args.pg,
-                               "agents": args.agents, "web_processes": 1,
+                               "agents": args.agents, "web_processes": args.web_workers,
                                "load_avg_at_start": os.getloadavg()}
     config = "PostgreSQL + Redis" if args.pg else "embedded defaults (SQLite + embedded redis)"
-    print(f"configuration: {config}, 1 web process (registry: {args.web_workers}), "
+    print(f"configuration: {config}, {args.web_workers} web process(es), "
           f"load average {os.getloadavg()}", flush=True)
     try:
         if {"fleet", "consoles"} & set(args.scenarios):
-            with control_plane(tmp) as cp:
+            with control_plane(tmp, web_workers=args.web_workers) as cp:
                 results.update(asyncio.run(live(cp, tmp, args, report)))
         if "etcd" in args.scenarios:
             fleet_p99 = results.get("fleet", {}).get("propagation", {}).get("p99_ms")

@@ -282,11 +282,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 def threads(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    return 0
+    """Threads of PID and its live descendants (the worker processes of `--workers N`)."""
+    from bench.benchlib import descendants
+
+    total = 0
+    for p in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("Threads:"):
+                    total += int(line.split()[1])
+    return total
 
 
 class CpuMeter:
