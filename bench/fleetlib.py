@@ -249,15 +249,17 @@ class SimAgent:
         }
         path = f"/api/v1/agents/{self.agent_id}/report/"
         try:
-            status, _ = await call(self.host, self.port, "POST", path, body=payload,
-                                   token=self.token, local_addr=self.address)
+            status, answer = await call(self.host, self.port, "POST", path, body=payload,
+                                        token=self.token, local_addr=self.address)
         except (OSError, TimeoutError) as exc:
             self.stats.report_errors.append((time.monotonic(), type(exc).__name__))
             raise
         if status == 200:
             self.stats.reports_ok.append((time.monotonic(), self.index))
             return
-        self.stats.report_errors.append((time.monotonic(), f"HTTP {status}"))
+        # A 400 names its field (a control-plane bug or a bench bug: either way, say which).
+        detail = f" {json.dumps(answer)[:160]}" if status == 400 else ""
+        self.stats.report_errors.append((time.monotonic(), f"HTTP {status}{detail}"))
         if status in (401, 403):
             raise PermissionError(status)
         raise RuntimeError(f"report: HTTP {status}")
