@@ -7,7 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db import transaction
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents.enrollment import agent_inbound_set, inbound_changed_notify
@@ -57,6 +58,23 @@ def _runs_alone(agent: Agent, service: Service) -> bool:
     )
 
 
+def _service_create_or_get(spec: dict[str, Any], check: dict[str, Any]) -> Service:
+    """Register the service a first report names. The agents of a new service
+    report it at about the same time: the one that loses the race to create it
+    (the unique name: a ValidationError from full_clean, or an IntegrityError at
+    the insert) takes the winner's row instead of answering 400/409."""
+    try:
+        return registry_services.service_create(
+            user=None,
+            data={"name": spec["name"], "protocol": spec.get("protocol", "http"), **check},
+        )
+    except (IntegrityError, DjangoValidationError):
+        existing = Service.objects.filter(name=spec["name"]).first()
+        if existing is None:
+            raise  # not the race: the definition itself was refused
+        return existing
+
+
 def _sync_service(agent: Agent, spec: dict[str, Any]) -> Instance | None:
     """Register (or refresh) one local service the agent runs. An agent changes
     only what its node owns: an instance registered by an operator (or by
@@ -89,10 +107,7 @@ def _sync_service(agent: Agent, spec: dict[str, Any]) -> Instance | None:
         Service.objects.filter(name=spec["name"]).first()
     )
     if service is None:
-        service = registry_services.service_create(
-            user=None,
-            data={"name": spec["name"], "protocol": spec.get("protocol", "http"), **check},
-        )
+        service = _service_create_or_get(spec, check)
     elif check and any(getattr(service, k) != v for k, v in check.items()):
         if _runs_alone(agent, service):
             service = registry_services.service_update(user=None, service=service, data=check)

@@ -86,3 +86,33 @@ def test_an_instance_another_node_holds_is_not_taken_by_the_fast_path() -> None:
     assert response.status_code == 200
     assert response.json()["instances"] == {}
     assert Instance.objects.get().node.name == "host-a"
+
+
+def test_the_agent_that_loses_the_race_to_create_its_service_still_registers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two first reports of one new service at once: the second sees no service,
+    then fails to create it (the first just did); it takes the existing row."""
+    from agents import reports
+
+    client_a, body_a = enroll("host-a")
+    client_a.post(f"/api/v1/agents/{body_a['agent_id']}/report/", {"services": SERVICES},
+                  format="json")
+    real_filter = Service.objects.filter
+    calls = {"n": 0}
+
+    def filter_missing_once(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:  # the lookup before the creation: as if not yet committed
+            return Service.objects.none()
+        return real_filter(*args, **kwargs)
+
+    monkeypatch.setattr(reports.Service.objects, "filter", filter_missing_once)
+    client_b, body_b = enroll("host-b")
+    other = copy.deepcopy(SERVICES)
+    other[0]["address"] = "127.0.0.2"
+    response = client_b.post(f"/api/v1/agents/{body_b['agent_id']}/report/",
+                             {"services": other}, format="json")
+    assert response.status_code == 200, response.content
+    assert Instance.objects.filter(service__name="orders").count() == 2
+    assert Service.objects.count() == 1
