@@ -7,7 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db import transaction
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents.enrollment import (
@@ -63,6 +64,23 @@ def _runs_alone(agent: Agent, service: Service) -> bool:
     )
 
 
+def _service_create_or_get(spec: dict[str, Any], check: dict[str, Any]) -> Service:
+    """Register the service a first report names. The agents of a new service
+    report it at about the same time: the one that loses the race to create it
+    (the unique name: a ValidationError from full_clean, or an IntegrityError at
+    the insert) takes the winner's row instead of answering 400/409."""
+    try:
+        return registry_services.service_create(
+            user=None,
+            data={"name": spec["name"], "protocol": spec.get("protocol", "http"), **check},
+        )
+    except (IntegrityError, DjangoValidationError):
+        existing = Service.objects.filter(name=spec["name"]).first()
+        if existing is None:
+            raise  # not the race: the definition itself was refused
+        return existing
+
+
 def _sync_service(agent: Agent, spec: dict[str, Any]) -> Instance | None:
     """Register (or refresh) one local service the agent runs. An agent changes
     only what its node owns: an instance registered by an operator (or by
@@ -70,12 +88,32 @@ def _sync_service(agent: Agent, spec: dict[str, Any]) -> Instance | None:
     run keeps its check; both are reported as an event instead."""
     check = spec.get("check") or {}
     endpoint = f"{spec['address']}:{spec['port']}"
-    service = Service.objects.filter(name=spec["name"]).first()
-    if service is None:
-        service = registry_services.service_create(
-            user=None,
-            data={"name": spec["name"], "protocol": spec.get("protocol", "http"), **check},
+    # The steady case, one query: this node's own instance, nothing to change.
+    known = (
+        Instance.objects.filter(
+            service__name=spec["name"], address=spec["address"], port=spec["port"]
         )
+        .select_related("service", "node")
+        .first()
+    )
+    wanted = {
+        "zone": agent.node.zone,
+        "tags": spec.get("tags", []),
+        "metadata": spec.get("metadata", {}),
+    }
+    if (
+        known is not None
+        and known.node_id == agent.node_id
+        and known.agent_managed
+        and not any(getattr(known.service, k) != v for k, v in check.items())
+        and not any(getattr(known, k) != v for k, v in wanted.items())
+    ):
+        return known
+    service = known.service if known is not None else (
+        Service.objects.filter(name=spec["name"]).first()
+    )
+    if service is None:
+        service = _service_create_or_get(spec, check)
     elif check and any(getattr(service, k) != v for k, v in check.items()):
         if _runs_alone(agent, service):
             service = registry_services.service_update(user=None, service=service, data=check)
@@ -92,11 +130,6 @@ def _sync_service(agent: Agent, spec: dict[str, Any]) -> Instance | None:
         .select_related("node")
         .first()
     )
-    wanted = {
-        "zone": agent.node.zone,
-        "tags": spec.get("tags", []),
-        "metadata": spec.get("metadata", {}),
-    }
     if instance is None:
         return registry_services.instance_register(
             user=None,
@@ -194,6 +227,28 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
     if local_changed:
         agent.local_services = local
         fields.append("local_services")
+
+    # Registrations first (reads only, in the steady state); then one write
+    # transaction for the agent row and the heartbeats: SQLite has one write
+    # lock, and a report used to take it twice.
+    instances: dict[str, str] = {}
+    seen: set[str] = set()
+    own: list[Instance] = []
+    if "services" in report:
+        for spec in report["services"]:
+            instance = _sync_service(agent, spec)
+            if instance is None:
+                continue
+            seen.add(instance.id)
+            instances[spec["id"]] = instance.id  # the entry's id: one service may run twice
+        own = list(
+            Instance.objects.filter(node=agent.node, agent_managed=True).select_related("service")
+        )
+        for instance in own:
+            if instance.id not in seen:
+                registry_services.instance_deregister(
+                    user=None, instance=instance, actor=f"agent:{agent.node.name}"
+                )
     with transaction.atomic():
         if nack and (
             nack.get("revision") != agent.nack_revision or nack.get("reason") != agent.nack_reason
@@ -232,23 +287,12 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
                 message=f"agent {agent.node.name} is reporting again",
                 actor=f"agent:{agent.node.name}",
             )
-
-    instances: dict[str, str] = {}
+        if seen:
+            Instance.objects.filter(pk__in=seen).update(last_heartbeat=now)
     if "services" in report:
-        seen: set[str] = set()
-        for spec in report["services"]:
-            instance = _sync_service(agent, spec)
-            if instance is None:
-                continue
-            seen.add(instance.id)
-            instances[spec["id"]] = instance.id  # the entry's id: one service may run twice
-        stale = Instance.objects.filter(node=agent.node, agent_managed=True).exclude(pk__in=seen)
-        for instance in stale.select_related("service"):
-            registry_services.instance_deregister(
-                user=None, instance=instance, actor=f"agent:{agent.node.name}"
-            )
-        Instance.objects.filter(pk__in=seen).update(last_heartbeat=now)
-        _revive_heartbeat_instances(agent, seen)
+        _revive_heartbeat_instances(
+            agent, [i for i in own if i.id in seen and i.health == Health.CRITICAL]
+        )
     # Windows go onto the ingest stream (monitoring.ingest); a worker stores them in batches.
     metrics_accept(node=agent.node.name, windows=_gateway_windows(agent, report.get("metrics", [])))
     _denial_events(agent, report.get("metrics", []))
@@ -302,11 +346,9 @@ def _record_ejections(agent: Agent, ejections: list[dict[str, Any]]) -> None:
         )
 
 
-def _revive_heartbeat_instances(agent: Agent, ids: set[str]) -> None:
-    """Instances whose health rests on this agent's heartbeat come back with it."""
-    candidates = Instance.objects.filter(pk__in=ids, health=Health.CRITICAL).select_related(
-        "service"
-    )
+def _revive_heartbeat_instances(agent: Agent, candidates: list[Instance]) -> None:
+    """Instances whose health rests on this agent's heartbeat come back with it
+    (CANDIDATES: the agent's reported instances that were critical)."""
     for instance in candidates:
         heartbeat_based = instance.service.check_type in (CheckType.TTL, CheckType.NONE)
         if heartbeat_based or instance.health_cause == HealthCause.AGENT:

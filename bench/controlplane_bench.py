@@ -41,6 +41,7 @@ import os
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -90,9 +91,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--instances", type=int, default=100_000)
     p.add_argument("--edges", type=int, default=2_000, help="caller->callee edges seeded")
     p.add_argument("--web-workers", type=int, default=1,
-                   help="web processes of the registry scenario (`up` runs 2)")
+                   help="web processes (`meshconsole web --workers N`; `up` runs 2)")
     p.add_argument("--requests", type=int, default=80, help="requests per registry endpoint")
     p.add_argument("--json", action="store_true", help="also write bench/results/*.json")
+    p.add_argument("--profile", metavar="FILE", help="py-spy record the web process from the "
+                   "steady phase to the end of the propagation phase into FILE (collapsed "
+                   "stacks, `--format raw`; py-spy must be on PATH or beside the interpreter)")
     return p.parse_args()
 
 
@@ -169,6 +173,7 @@ async def fleet(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, 
                       f"{args.enroll_timeout:.0f} s", (all_in and took <= 60) if n >= 2000 else None)
         # Steady state: let the first reports and their registrations settle for a moment.
         await asyncio.sleep(3)
+        spy = start_profile(args.profile, web_pid)
         cpu.start()
         s0 = time.monotonic()
         ok0, err0 = len(stats.reports_ok), len(stats.report_errors)
@@ -200,7 +205,11 @@ async def fleet(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, 
                 continue
             t_write = time.monotonic()
             # The revision after the write (a later one, if something else bumped it too).
-            revision = int(await asyncio.to_thread(cp_index, cp))
+            try:
+                revision = int(await asyncio.to_thread(cp_index, cp))
+            except OSError as exc:  # an overloaded control plane: counted, not fatal
+                write_errors.append(f"index read: {type(exc).__name__}")
+                continue
             active = [a.index for a in agents if a.token]
             done = await wait_for(lambda r=revision, a=active: all(
                 stats.first_held(i, r) is not None for i in a), args.sync_timeout)
@@ -212,6 +221,7 @@ async def fleet(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, 
             print(f"  write {k + 1}: revision {revision}, {len(got)}/{len(active)} agents, "
                   f"max {max(got) * 1000 if got else float('nan'):.0f} ms")
             await asyncio.sleep(1.0)
+        stop_profile(spy)
         out["propagation"] = {**summary_ms(latencies), "missing": incomplete,
                               "write_errors": write_errors,
                               "web_cpu_percent": cpu.percent()}
@@ -252,6 +262,26 @@ async def fleet(cp: Any, args: argparse.Namespace, report: Report) -> dict[str, 
                       f"processes = {limit}", f"max {sampler.max_connections} seen",
                       None if limit is None else sampler.max_connections <= limit)
     return out
+
+
+def start_profile(path: str | None, pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy on the web process (sampling: it does not slow the process it reads)."""
+    if not path:
+        return None
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "50",
+                             "--nonblocking", "--subprocesses", "-o", path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profile(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is None:
+        return
+    spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        spy.kill()
 
 
 async def write(cp: Any, instance: str, weight: int, errors: list[str]) -> bool:
@@ -410,14 +440,14 @@ def main() -> int:
 
     report = Report()
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "pg": args.pg,
-                               "agents": args.agents, "web_processes": 1,
+                               "agents": args.agents, "web_processes": args.web_workers,
                                "load_avg_at_start": os.getloadavg()}
     config = "PostgreSQL + Redis" if args.pg else "embedded defaults (SQLite + embedded redis)"
-    print(f"configuration: {config}, 1 web process (registry: {args.web_workers}), "
+    print(f"configuration: {config}, {args.web_workers} web process(es), "
           f"load average {os.getloadavg()}", flush=True)
     try:
         if {"fleet", "consoles"} & set(args.scenarios):
-            with control_plane(tmp) as cp:
+            with control_plane(tmp, web_workers=args.web_workers) as cp:
                 results.update(asyncio.run(live(cp, tmp, args, report)))
         if "etcd" in args.scenarios:
             fleet_p99 = results.get("fleet", {}).get("propagation", {}).get("p99_ms")

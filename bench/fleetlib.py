@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import random
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -144,6 +145,9 @@ class SimAgent:
         self.backoff = Backoff()
         self.agent_id = ""
         self.token = ""
+        # As agents/runtime/snapshot.py pending_agent_token: one proposal kept for every
+        # retry, so a retried enrollment gets the same agent back (200), not a 409.
+        self.proposed_token = secrets.token_urlsafe(32)
         self.applied: int | None = None
         self.report_interval = 2.0
         self.local_port = 0
@@ -170,7 +174,8 @@ class SimAgent:
             server.close()
 
     async def _enroll(self) -> None:
-        body = {"token": self.enroll_token, "node": self.node, "zone": "zone-1",
+        body = {"token": self.enroll_token, "agent_token": self.proposed_token,
+                "node": self.node, "zone": "zone-1",
                 "version": __version__, "upstreams": self._upstreams()}
         try:
             status, data = await call(self.host, self.port, "POST", "/api/v1/agents/enroll/",
@@ -244,15 +249,17 @@ class SimAgent:
         }
         path = f"/api/v1/agents/{self.agent_id}/report/"
         try:
-            status, _ = await call(self.host, self.port, "POST", path, body=payload,
-                                   token=self.token, local_addr=self.address)
+            status, answer = await call(self.host, self.port, "POST", path, body=payload,
+                                        token=self.token, local_addr=self.address)
         except (OSError, TimeoutError) as exc:
             self.stats.report_errors.append((time.monotonic(), type(exc).__name__))
             raise
         if status == 200:
             self.stats.reports_ok.append((time.monotonic(), self.index))
             return
-        self.stats.report_errors.append((time.monotonic(), f"HTTP {status}"))
+        # A 400 names its field (a control-plane bug or a bench bug: either way, say which).
+        detail = f" {json.dumps(answer)[:160]}" if status == 400 else ""
+        self.stats.report_errors.append((time.monotonic(), f"HTTP {status}{detail}"))
         if status in (401, 403):
             raise PermissionError(status)
         raise RuntimeError(f"report: HTTP {status}")
@@ -277,11 +284,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 def threads(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    return 0
+    """Threads of PID and its live descendants (the worker processes of `--workers N`)."""
+    from bench.benchlib import descendants
+
+    total = 0
+    for p in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("Threads:"):
+                    total += int(line.split()[1])
+    return total
 
 
 class CpuMeter:

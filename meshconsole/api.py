@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, OperationalError
 from django.http import Http404
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers, status
@@ -25,8 +25,36 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+class DatabaseBusy(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The database is busy; retry shortly."
+    default_code = "busy"
+
+
+def database_busy(exc: BaseException) -> DatabaseBusy | None:
+    """A 503 for the database being busy rather than broken: no pooled PostgreSQL
+    connection came free in MESH_DB_POOL_TIMEOUT, or SQLite's write lock did not
+    within its busy timeout. Under a fleet's load that is back-pressure (the
+    agents retry with backoff), not a server error."""
+    if not isinstance(exc, OperationalError):
+        return None
+    cause = exc.__cause__
+    pool_timeout = type(cause).__name__ == "PoolTimeout"  # psycopg_pool, when installed
+    if pool_timeout or "database is locked" in str(exc):
+        log.warning("database busy: %s", exc)
+        return DatabaseBusy()
+    return None
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus: IntegrityError -> 409, Django ValidationError -> 400."""
+    """DRF's handler, plus: IntegrityError -> 409, Django ValidationError -> 400,
+    a busy database -> 503 with Retry-After."""
+    busy = database_busy(exc)
+    if busy is not None:
+        response = drf_exception_handler(busy, context)
+        if response is not None:
+            response["Retry-After"] = "1"
+        return response
     if isinstance(exc, IntegrityError):
         log.info("conflict: %s", exc)
         exc = Conflict()

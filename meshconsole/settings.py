@@ -264,6 +264,8 @@ MESH_PUSH_EMPTY_HOLD = env_int("MESH_PUSH_EMPTY_HOLD", 60)
 # control-plane network problem: their instances are not marked critical.
 MESH_SELF_PRESERVATION_PERCENT = env_int("MESH_SELF_PRESERVATION_PERCENT", 50)
 MESH_MAX_WAIT = env_int("MESH_MAX_WAIT", 300)  # longest blocking query, seconds
+# SQLite: closed connections kept open per process for the next request (0: none).
+MESH_SQLITE_IDLE_MAX = env_int("MESH_SQLITE_IDLE_MAX", 8)
 MESH_METRICS_RETENTION = env_int("MESH_METRICS_RETENTION", 3600)  # seconds
 # Rollups of those windows (monitoring.rollups): one-minute rows, then ten-minute rows.
 MESH_ROLLUP_1M_RETENTION = env_int("MESH_ROLLUP_1M_RETENTION", 24 * 3600)

@@ -6,6 +6,7 @@ from typing import Any
 
 import redis
 from asgiref.sync import sync_to_async
+from django.db import OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
@@ -36,7 +37,7 @@ from agents.models import Agent
 from agents.reports import agent_report
 from agents.snapshot import agent_snapshot, snapshot_keys
 from identity.certview import certificates_by_agent
-from meshconsole.api import Conflict
+from meshconsole.api import Conflict, database_busy
 from meshconsole.clientaddr import client_address
 from meshconsole.longpoll import authenticate, blocking_params, error_response, watcher
 from meshconsole.roles import READ
@@ -175,6 +176,13 @@ async def config_view(request: HttpRequest, agent_id: str) -> JsonResponse:
         snapshot = await sync_to_async(agent_snapshot)(agent=agent)
     except APIException as exc:
         return error_response(exc)
+    except OperationalError as exc:
+        busy = database_busy(exc)
+        if busy is None:
+            raise
+        response = error_response(busy)
+        response["Retry-After"] = "1"
+        return response
     response = JsonResponse(snapshot)
     response["X-Mesh-Index"] = str(snapshot["revision"])
     return response
