@@ -29,6 +29,23 @@ RESULTS = ROOT / "bench" / "results"
 PYTHON = sys.executable
 
 
+def haproxy_common(global_extra: str = "") -> str:
+    """The `global` and `defaults` sections every bench's HAProxy runs with: one
+    thread (as each proxy compared gets one core), HTTP mode, connection reuse."""
+    return f"""
+global
+    nbthread 1
+    maxconn 8000
+{global_extra}
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    http-reuse always
+"""
+
+
 def closed_port() -> int:
     """A port nothing listens on (bound then released)."""
     return free_port()

@@ -44,6 +44,7 @@ from bench.benchlib import (  # noqa: E402
     agent_ready,
     closed_port,
     free_port,
+    haproxy_common,
     parse_wrk,
     policy,
     save_results,
@@ -80,18 +81,7 @@ def cpu_seconds(pid: int) -> float:
 
 def start_haproxy(procs: Procs, workdir: Path, port: int, backend: int) -> None:
     conf = workdir / "haproxy.cfg"
-    conf.write_text(f"""
-global
-    nbthread 1
-    maxconn 8000
-
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    http-reuse always
-
+    conf.write_text(haproxy_common() + f"""
 frontend fe_http
     bind 127.0.0.1:{port}
     acl has_key req.hdr(apikey) -m str {API_KEY}

@@ -43,6 +43,7 @@ from bench.benchlib import (  # noqa: E402
     agent_ready,
     closed_port,
     free_port,
+    haproxy_common,
     policy,
     rss_mb,
     run_wrk,
@@ -157,18 +158,7 @@ def haproxy_tls(procs: Procs, workdir: Path, backend: int, ca: TestCA) -> tuple[
     ca_file.write_text(ca.pem)
     front, middle = free_port(), free_port()
     server_pem, client_pem = pem("web"), pem("bench")
-    common = """
-global
-    nbthread 1
-    maxconn 8000
-    ssl-default-bind-options ssl-min-ver TLSv1.2
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    http-reuse always
-"""
+    common = haproxy_common("    ssl-default-bind-options ssl-min-ver TLSv1.2")
     b = workdir / "haproxy-b.cfg"
     b.write_text(common + f"""
 frontend fe

@@ -37,6 +37,7 @@ from bench.benchlib import (  # noqa: E402
     WrkResult,
     agent_ready,
     free_port,
+    haproxy_common,
     policy,
     rss_mb,
     run_wrk,
@@ -89,18 +90,7 @@ def start_nginx(procs: Procs, workdir: Path, name: str, body: str, port: int, cp
 def start_haproxy(procs: Procs, workdir: Path, http_port: int, tcp_port: int,
                   backend: int) -> None:
     conf = workdir / "haproxy.cfg"
-    conf.write_text(f"""
-global
-    nbthread 1
-    maxconn 8000
-
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    http-reuse always
-
+    conf.write_text(haproxy_common() + f"""
 frontend fe_http
     bind 127.0.0.1:{http_port}
     default_backend be_http
