@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from asgiref.sync import sync_to_async
 from django.db import OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -35,11 +34,17 @@ from agents.enrollment import (
 )
 from agents.models import Agent
 from agents.reports import agent_report
-from agents.snapshot import agent_snapshot, snapshot_keys
+from agents.snapshot import AgentSnapshot, agent_snapshot, snapshot_keys
 from identity.certview import certificates_by_agent
 from meshconsole.api import Conflict, database_busy
 from meshconsole.clientaddr import client_address
-from meshconsole.longpoll import authenticate, blocking_params, error_response, watcher
+from meshconsole.longpoll import (
+    authenticate,
+    blocking_params,
+    db_step,
+    error_response,
+    watcher,
+)
 from meshconsole.roles import READ
 from meshconsole.throttling import ClientAddressAnonThrottle
 from registry.models import MeshIndex
@@ -161,6 +166,11 @@ def _agent_from(agent_or_none: Any, agent_id: str) -> Agent:
     return agent_or_none
 
 
+def _fresh_snapshot(agent: Agent) -> AgentSnapshot:
+    agent.refresh_from_db()
+    return agent_snapshot(agent=agent)
+
+
 @csrf_exempt
 @require_GET
 async def config_view(request: HttpRequest, agent_id: str) -> JsonResponse:
@@ -170,10 +180,9 @@ async def config_view(request: HttpRequest, agent_id: str) -> JsonResponse:
         agent = _agent_from(auth, agent_id)
         index, wait = blocking_params(request)
         if index is not None:
-            keys = await sync_to_async(snapshot_keys)(agent)
+            keys = await db_step(lambda: snapshot_keys(agent))
             await watcher().wait_for(index, wait, keys=keys, read=lambda: MeshIndex.of(keys))
-        await sync_to_async(agent.refresh_from_db)()
-        snapshot = await sync_to_async(agent_snapshot)(agent=agent)
+        snapshot = await db_step(lambda: _fresh_snapshot(agent))
     except APIException as exc:
         return error_response(exc)
     except OperationalError as exc:

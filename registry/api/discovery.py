@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException, NotAuthenticated, NotFound
 
 from meshconsole.apitokens import ApiTokenAuthentication
-from meshconsole.longpoll import authenticate, blocking_params, error_response, watcher
+from meshconsole.longpoll import (
+    authenticate,
+    blocking_params,
+    db_step,
+    error_response,
+    watcher,
+)
 from registry.models import Instance, MeshIndex, Service, service_key
 
 
@@ -51,7 +56,7 @@ async def discovery_view(request: HttpRequest, name: str) -> JsonResponse:
         if index is not None:
             keys = [service_key(name)]
             await watcher().wait_for(index, wait, keys=keys, read=lambda: MeshIndex.of(keys))
-        payload = await sync_to_async(discovery_payload)(name)
+        payload = await db_step(lambda: discovery_payload(name))
     except APIException as exc:
         return error_response(exc)
     response = JsonResponse(payload)
