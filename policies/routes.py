@@ -15,31 +15,38 @@ from typing import Any, NotRequired, TypedDict
 
 from rest_framework import serializers
 
-from agents.runtime.vocabulary import POLICY_BOUNDS
+from agents.runtime.vocabulary import (
+    POLICY_BOUNDS,
+    ROUTE_FALLBACKS,
+    ROUTE_FORBIDDEN_HEADERS,
+    ROUTE_METHOD,
+    ROUTE_NAME,
+    ROUTE_REGEX_MAX,
+    ROUTE_SPLIT_MAX,
+    ROUTE_WEIGHT_MAX,
+    ROUTES_MAX,
+)
 from registry.models import Protocol, Service
 
-NAME_RE = re.compile(r"^[a-z0-9-]{1,63}$")  # subset and route names (the contract's)
+# The agent's bounds (agents.runtime.vocabulary) are the contract's: what the
+# control plane accepts, every agent parses.
+NAME_RE = re.compile(ROUTE_NAME)  # subset and route names
 HEADER_RE = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]{1,100}$")  # an RFC 9110 token, lower-case
 COOKIE_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
-METHOD_RE = re.compile(r"^[A-Z][A-Z-]{0,19}$")
-# Framing and hop-by-hop headers are the proxy's: a route that set or removed
-# them could desynchronize the two sides of a connection (request smuggling).
-RESERVED_HEADERS = frozenset(
-    {"connection", "content-length", "transfer-encoding", "host", "keep-alive", "te",
-     "trailer", "upgrade", "proxy-connection"}
-)
-FALLBACKS = ("next", "fail")
-MAX_ROUTES = 100
-MAX_SPLIT = 20
+METHOD_RE = re.compile(ROUTE_METHOD)
+RESERVED_HEADERS = ROUTE_FORBIDDEN_HEADERS  # framing and hop-by-hop: the proxy's
+FALLBACKS = ROUTE_FALLBACKS
+MAX_ROUTES = min(100, ROUTES_MAX)  # stricter than the agent's parser
+MAX_SPLIT = ROUTE_SPLIT_MAX
 MAX_SUBSETS = 64
 MAX_MATCHES = 16  # header or query conditions per route
 MAX_METHODS = 16
 MAX_SELECTORS = 32  # tags or metadata pairs per subset
 MAX_HEADER_EDITS = 32
 MAX_PATH = 1024
-MAX_REGEX = 1024
+MAX_REGEX = ROUTE_REGEX_MAX
 MAX_VALUE = 1024
-MAX_WEIGHT = 1_000_000
+MAX_WEIGHT = ROUTE_WEIGHT_MAX
 
 Errors = dict[str, list[str]]
 

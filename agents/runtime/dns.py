@@ -82,10 +82,16 @@ class Resolver:
         return weighted_shuffle(group, self.rng)
 
     def _tagged(self, service: str, tag: str) -> set[str]:
+        """Keys of SERVICE's endpoints in its subset named TAG if it defines one,
+        else of those carrying the tag TAG."""
         snapshot = self.source.snapshot
         upstream = snapshot.upstreams.get(service) if snapshot else None
         if upstream is None:
             return set()
+        subset = upstream.subsets.get(tag)
+        if subset is not None:  # a named subset of the service's routes (docs/policies.md)
+            return {f"{s.id}@{s.address}:{s.port}" for s in upstream.endpoints
+                    if subset.selects(s.tags, dict(s.metadata))}
         return {f"{s.id}@{s.address}:{s.port}" for s in upstream.endpoints if tag in s.tags}
 
     def answer(self, query: dns.message.Message) -> dns.message.Message:

@@ -273,3 +273,25 @@ async def test_a_large_answer_is_truncated_over_udp_and_whole_over_tcp(tmp_path:
                                        "payments.service.mesh")) == 80
     finally:
         await cp.stop()
+
+
+async def test_a_named_subset_of_the_routes_resolves_by_its_selector(tmp_path: Path) -> None:
+    # `canary` is a subset the service's routes define by metadata (no instance
+    # carries a `canary` tag); `v1` is a plain tag.
+    canary = {**endpoint("127.0.0.3", 8083, tags=["v1"]), "metadata": {"track": "canary"}}
+    upstreams = payments(endpoint("127.0.0.1", 8081, tags=["v1"]), canary)
+    upstreams["payments"]["subsets"] = {"canary": {"tags": [], "metadata": {"track": "canary"}}}
+    cp = await FakeControlPlane().start()
+    try:
+        await cp.publish(upstreams)
+        async with running_agent(dns_config(cp, tmp_path)) as agent:
+            await eventually(agent.ready)
+            assert agent.dns is not None
+            resolver = resolver_for(agent.dns.address)
+            assert await a_records(resolver, "canary.payments.service.mesh") == {"127.0.0.3"}
+            assert await a_records(resolver, "v1.payments.service.mesh") == {
+                "127.0.0.1", "127.0.0.3"}
+            with pytest.raises(dns.resolver.NoAnswer):
+                await resolver.resolve("v9.payments.service.mesh", "A")
+    finally:
+        await cp.stop()
