@@ -36,9 +36,12 @@ class GatewayConfig(AppConfig):
 
     def ready(self) -> None:
         from agents import gateways
-        from gateway.services import service_referrers
+        from gateway.services import service_referrers, subset_referrers
+        from policies import services as policies
         from registry import services
 
         gateways.register(_Hook())
-        # A service a gateway route sends to is not deleted from under it (409).
+        # A service (or a subset of one) a gateway route sends to is not deleted
+        # or renamed from under it (409).
         services.referrer_hooks["gateway"] = service_referrers
+        policies.subset_referrer_hooks["gateway"] = subset_referrers

@@ -25,6 +25,7 @@ from gateway.models import (
 )
 from journal.models import EventKind
 from journal.records import Actor, AuditNote, EventNote, actor_name
+from policies.services import subsets_of
 from registry.revision import mesh_change
 
 KEY_PREFIX_LEN = 8
@@ -136,6 +137,7 @@ def routes_write(
     if after == before:
         return locked
     names = [r["name"] for r in after]
+    _check_subsets([r for r in after if r not in before])
     elsewhere = GatewayRoute.objects.filter(name__in=names).exclude(gateway=locked)
     taken = sorted(f"{r.gateway.name}/{r.name}" for r in elsewhere.select_related("gateway"))
     if taken:
@@ -161,6 +163,16 @@ def routes_write(
         ),
     )
     return locked
+
+
+def _check_subsets(routes: Table) -> None:
+    """The subsets ROUTES send to, checked again under their routes documents' row
+    locks (the serializer checked them before the transaction): a concurrent
+    policies.services.routes_update cannot drop one between the check and the commit."""
+    for route in routes:
+        subset, service = route.get("subset"), route["service"]
+        if subset and subset not in subsets_of(service, lock=True):
+            raise InUse(f"route {route['name']}: service {service} has no subset {subset!r} now")
 
 
 def route_replaced(name: str, route: dict[str, Any]) -> Callable[[Table], Table]:
@@ -199,6 +211,19 @@ def service_referrers(name: str) -> list[str]:
     """The gateway routes (`<gateway>/<route>`) that send traffic to service NAME."""
     rows = GatewayRoute.objects.filter(service=name).values_list("gateway__name", "name")
     return sorted(f"{gateway}/{route}" for gateway, route in rows)
+
+
+def subset_referrers(service: str) -> dict[str, list[str]]:
+    """The gateway routes (`<gateway>/<route>`) that send to a subset of SERVICE, by subset."""
+    rows = (
+        GatewayRoute.objects.filter(service=service)
+        .exclude(subset="")
+        .values_list("subset", "gateway__name", "name")
+    )
+    out: dict[str, list[str]] = {}
+    for subset, gateway, route in rows:
+        out.setdefault(subset, []).append(f"{gateway}/{route}")
+    return {subset: sorted(names) for subset, names in out.items()}
 
 
 def _routes_naming(predicate: Callable[[GatewayRoute], bool]) -> list[str]:

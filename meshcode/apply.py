@@ -36,6 +36,7 @@ from meshcode.plan import (
 from monitoring.whatif import State, compare, state_of
 from policies.models import ServiceRoutes, TrafficPolicy
 from policies.routes import split_services
+from policies.services import subsets_in_use, subsets_of
 from registry import notify
 from registry.models import ManagedResource, MeshRevision, Service
 from registry.revision import one_revision
@@ -241,6 +242,19 @@ class _Run:
                     )
                 )
 
+    def check_subsets(self) -> None:
+        """Routes documents written or pruned by this apply must keep every subset a
+        gateway route still sends to once all documents are in (a route moved off a
+        subset in the same apply is fine): policies.services.subsets_in_use."""
+        touched = {name for kind, name in self.applied if kind == "Routes"}
+        touched |= {name for kind, name in self.plan_deleted_keys() if kind == "Routes"}
+        for name in sorted(touched):
+            if in_use := subsets_in_use(name, subsets_of(name)):
+                key = ("Routes", name)
+                self.errors.append(
+                    DocumentError(self.index.get(key), f"{key[0]}/{key[1]}", "subsets", str(in_use))
+                )
+
     def plan_deleted_keys(self) -> list[Key]:
         return [(d["kind"], d["name"]) for d in self.plan.deleted]
 
@@ -289,6 +303,7 @@ def mesh_apply(
         if prune and not run.errors:
             run.prune()
             run.check_dangling(entries)
+        run.check_subsets()
         if run.errors:
             errors = sorted(run.errors, key=lambda e: (e.index is None, e.index or 0))
             raise InvalidDocuments(errors)

@@ -167,12 +167,13 @@ class RoutesKind(Kind):
             service=Service.objects.get(name=name),
             document={"subsets": data["subsets"], "routes": data["routes"]},
             note=note,
+            check_referrers=False,  # the apply checks subsets in use once all is written
         )
 
     def remove(self, *, user: Actor, name: str, note: str) -> None:
         service = Service.objects.filter(name=name).first()
         if service is not None:
-            routes_reset(user=user, service=service, note=note)
+            routes_reset(user=user, service=service, note=note, check_referrers=False)
 
     def depends_on(self, name: str) -> tuple[str, str] | None:
         return ("Service", name)

@@ -3,7 +3,7 @@ entry, config event and mesh revision (docs/policies.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -139,6 +139,46 @@ def policy_reset(*, user: Actor, service: Service, note: str = "") -> bool:
     return True
 
 
+class SubsetInUse(Exception):
+    """A subset that something above policies (a gateway route) sends to cannot be
+    removed or renamed from under it (HTTP 409 with `<kind>_referrers`)."""
+
+    def __init__(self, service: str, lost: dict[str, list[str]], kind: str) -> None:
+        self.referrers = sorted({r for names in lost.values() for r in names})
+        self.kind = kind  # gateway
+        uses = "; ".join(f"{subset}: {', '.join(names)}" for subset, names in sorted(lost.items()))
+        super().__init__(
+            f"{kind} routes send traffic to subsets of {service} this change removes ({uses}): "
+            "change or remove them first"
+        )
+        self.subsets = sorted(lost)
+
+
+# Apps above policies that name a service's subsets (the gateway's routes) register
+# a function SERVICE -> {subset: [who names it]} here at startup (gateway.apps), as
+# registry.services.referrer_hooks does for whole services; policies imports none.
+subset_referrer_hooks: dict[str, Callable[[str], dict[str, list[str]]]] = {}
+
+
+def subsets_in_use(service: str, kept: Collection[str]) -> SubsetInUse | None:
+    """What refuses a routes document of SERVICE that keeps only the subsets KEPT."""
+    for kind, referrers_of in subset_referrer_hooks.items():
+        lost = {s: names for s, names in referrers_of(service).items() if s not in kept}
+        if lost:
+            return SubsetInUse(service, lost, kind)
+    return None
+
+
+def subsets_of(service: str, *, lock: bool = False) -> set[str]:
+    """The subset names SERVICE's saved routes document defines (under its row lock
+    with LOCK, so that routes_update cannot drop one until the caller commits)."""
+    rows = ServiceRoutes.objects.filter(service__name=service)
+    if lock:
+        rows = rows.select_for_update()
+    document = rows.values_list("document", flat=True).first()
+    return set((document or {}).get("subsets", {}))
+
+
 def routes_of(service: Service) -> ServiceRoutes:
     """The saved routes of SERVICE, or an unsaved empty document at version 0."""
     row = ServiceRoutes.objects.select_related("service").filter(service=service).first()
@@ -160,16 +200,21 @@ def routes_update(
     document: RoutesDocument,
     expected_version: int | None = None,
     note: str = "",
+    check_referrers: bool = True,
 ) -> ServiceRoutes:
     """Store DOCUMENT (validated by policies.routes.routes_validate) as SERVICE's
     routes. EXPECTED_VERSION, when given, must be the current version, checked
-    under the row lock (else StaleVersion, nothing written). A write that changes
-    nothing creates no version; any other is a version row, an audit entry, a
-    config event and one mesh revision."""
+    under the row lock (else StaleVersion, nothing written). A document that drops
+    a subset a gateway route sends to is refused (SubsetInUse), unless the caller
+    checks that itself (a mesh apply, once every document is written). A write that
+    changes nothing creates no version; any other is a version row, an audit
+    entry, a config event and one mesh revision."""
     row = ServiceRoutes.objects.select_for_update().filter(service=service).first()
     current = row.version if row else 0
     if expected_version is not None and expected_version != current:
         raise StaleVersion(current=current, expected=expected_version, what="routes document")
+    if check_referrers and (in_use := subsets_in_use(service.name, document["subsets"])):
+        raise in_use
     before: dict[str, Any] = dict(row.document) if row else dict(empty_document())
     after: dict[str, Any] = dict(document)
     if row is not None and after == before:
@@ -204,12 +249,17 @@ def routes_update(
 
 
 @transaction.atomic
-def routes_reset(*, user: Actor, service: Service, note: str = "") -> bool:
+def routes_reset(
+    *, user: Actor, service: Service, note: str = "", check_referrers: bool = True
+) -> bool:
     """Delete SERVICE's routes (a mesh apply's prune of its Routes document): the
-    service gets no subsets and no routes. Returns whether a row went."""
+    service gets no subsets and no routes (SubsetInUse while a gateway route sends
+    to one, unless the caller checks that itself). Returns whether a row went."""
     row = ServiceRoutes.objects.select_for_update().filter(service=service).first()
     if row is None:
         return False
+    if check_referrers and (in_use := subsets_in_use(service.name, ())):
+        raise in_use
     before = dict(row.document)
     row.delete()
     who = actor_name(user)

@@ -13,6 +13,7 @@ from agents.models import Agent
 from gateway import vocabulary as v
 from gateway.models import Consumer, ConsumerKey, Gateway, JWTProvider
 from meshconsole.api import StrictSerializer, StringListField
+from policies.services import subsets_of
 from registry.models import Service
 
 HOST_RE = re.compile(
@@ -240,6 +241,12 @@ class RouteSerializer(StrictSerializer):
         attrs.setdefault("timeout_ms", None)
         if attrs["strip_prefix"] and "prefix" not in attrs["path"]:
             raise serializers.ValidationError({"strip_prefix": ["only with path.prefix"]})
+        if attrs["subset"] and attrs["subset"] not in (known := subsets_of(attrs["service"])):
+            defined = ", ".join(sorted(known)) or "none"
+            raise serializers.ValidationError(
+                {"subset": [f"service {attrs['service']} has no subset {attrs['subset']!r} "
+                            f"(its subsets: {defined})"]}
+            )
         return attrs
 
 

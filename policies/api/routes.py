@@ -19,7 +19,7 @@ from meshconsole.api import Conflict
 from meshconsole.roles import ADMIN, READ
 from policies.models import RoutesVersion, ServiceRoutes
 from policies.routes import routes_validate
-from policies.services import StaleVersion, routes_of, routes_update
+from policies.services import StaleVersion, SubsetInUse, routes_of, routes_update
 from registry.api.scoping import ServiceScoped
 from registry.managed import warn_if_managed
 from registry.models import Service
@@ -55,6 +55,14 @@ def _expected_version(body: dict[str, Any]) -> int | None:
     return version
 
 
+def _in_use(exc: SubsetInUse) -> Conflict:
+    """The 409 of a subset a gateway route still sends to, naming the referrers as a
+    service's deletion does (`gateway_referrers`)."""
+    return Conflict(
+        {"detail": str(exc), f"{exc.kind}_referrers": exc.referrers, "subsets": exc.subsets}
+    )
+
+
 def _written(service: Service) -> Response:
     return warn_if_managed(Response(routes_payload(routes_of(service))), KIND, service.name)
 
@@ -85,6 +93,8 @@ class RoutesView(ServiceScoped, APIView):
             )
         except StaleVersion as exc:
             raise Conflict(str(exc)) from exc
+        except SubsetInUse as exc:
+            raise _in_use(exc) from exc
         return _written(service)
 
 
@@ -111,8 +121,11 @@ class RoutesRollbackView(ServiceScoped, APIView):
             raise Http404(f"no routes version {version} of {service.name}")
         with transaction.atomic():
             document = routes_validate(service, old.document)
-            routes_update(
-                user=request.user, service=service, document=document,
-                note=f"rollback to v{version}",
-            )
+            try:
+                routes_update(
+                    user=request.user, service=service, document=document,
+                    note=f"rollback to v{version}",
+                )
+            except SubsetInUse as exc:
+                raise _in_use(exc) from exc
         return _written(service)

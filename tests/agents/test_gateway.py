@@ -538,6 +538,21 @@ async def test_route_to_a_subset_and_to_a_service_without_endpoints(
         assert ghost.status == 503 and ghost.header("x-mesh-error")
 
 
+async def test_a_subset_of_a_failed_over_service_is_every_endpoint_of_the_target(
+        backends: dict[str, Backend]) -> None:
+    """As the mesh's splits (splits.build_routes): the failover target's instances need
+    not carry the service's subset labels; the whole service moved, so does each subset."""
+    a, b = backends["a"], backends["b"]
+    orders = entry(a, b)  # the failover target's endpoints: no v2 tag, no metadata
+    orders["subsets"] = {"v2": {"tags": ["v2"], "metadata": {"track": "canary"}}}
+    orders["failover"] = {"active_target": "orders-dr", "reason": "no healthy instance"}
+    section = {"routes": [route("canary", "orders", path={"prefix": "/"}, subset="v2")]}
+    async with running_gateway(section, {"orders": orders}) as (_, port):
+        answers = [await call(port, "GET", "/") for _ in range(6)]
+    assert {r.status for r in answers} == {200}
+    assert {r.header("x-backend") for r in answers} == {"a", "b"}
+
+
 async def test_route_timeout_replaces_the_policy_timeout(backends: dict[str, Backend]) -> None:
     section = {"routes": [route("quick", "svc-a", path={"prefix": "/slow"}, timeout_ms=200),
                           route("patient", "svc-a", path={"prefix": "/"})]}

@@ -148,11 +148,10 @@ class Gateway:
         self.table = table
 
     def _apply_targets(self, snapshot: Snapshot) -> None:
-        raw_upstreams = snapshot.raw.get("upstreams") or {}
         for (service, subset), ctx in self.targets.items():
             upstream = snapshot.upstreams.get(service)
             if upstream is not None and subset:
-                upstream = _subset(upstream, raw_upstreams.get(service) or {}, subset)
+                upstream = _subset(upstream, subset)
             ctx.upstream.apply(upstream)
 
     def target(self, route: Route) -> ListenerContext:
@@ -224,21 +223,18 @@ class Gateway:
         }
 
 
-def _subset(upstream: UpstreamSnapshot, raw: dict[str, Any], subset: str) -> UpstreamSnapshot:
-    """UPSTREAM's endpoints that carry every tag and metadata pair of SUBSET (none if the
-    subset is not declared)."""
-    spec = (raw.get("subsets") or {}).get(subset)
-    raw_endpoints = raw.get("endpoints") or []
-    if not isinstance(spec, dict) or len(raw_endpoints) != len(upstream.endpoints):
+def _subset(upstream: UpstreamSnapshot, subset: str) -> UpstreamSnapshot:
+    """UPSTREAM's endpoints SUBSET selects (none if the service does not define it), by
+    the mesh's own rule (routes.SubsetSpec.selects over the parsed tags and metadata,
+    as splits.build_routes): while the service has failed over, its endpoints are the
+    target's, which need not carry its labels, so every subset is all of them."""
+    spec = upstream.subsets.get(subset)
+    if spec is None:
         return replace(upstream, endpoints=())
-    tags = set(spec.get("tags") or [])
-    metadata = dict(spec.get("metadata") or {})
-    kept = []
-    for endpoint, raw_endpoint in zip(upstream.endpoints, raw_endpoints, strict=True):
-        meta = raw_endpoint.get("metadata") or {} if isinstance(raw_endpoint, dict) else {}
-        if tags <= set(endpoint.tags) and all(meta.get(k) == v for k, v in metadata.items()):
-            kept.append(endpoint)
-    return replace(upstream, endpoints=tuple(kept))
+    if upstream.failover_target:
+        return upstream
+    return replace(upstream, endpoints=tuple(
+        e for e in upstream.endpoints if spec.selects(e.tags, dict(e.metadata))))
 
 
 def certificate_names(path: str) -> list[str]:
