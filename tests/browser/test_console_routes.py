@@ -1,12 +1,13 @@
 """The routes and subsets editor on the service page, in a real browser: an
-admin changes a split's weights (diff, save, the API carries them and the
-read-only panel follows), a bad route gets its error at the route and changes
+admin changes a split's weights (diff, save; the API and an agent's snapshot
+carry them, the read-only panel follows), a bad route gets its error at the route and changes
 nothing, a stale edit gets the 409 explained and is kept, a version is rolled
 back in one click; a viewer gets the read-only panel and a forged write is 403."""
 
 from __future__ import annotations
 
 import json
+import urllib.request
 from typing import Any
 
 import pytest
@@ -35,6 +36,29 @@ def routed(console_server: ConsoleServer) -> dict[str, Any]:
     return dict(console_server.api("PUT", URL, DOCUMENT))
 
 
+@pytest.fixture(scope="module")
+def agent(console_server: ConsoleServer, routed: dict[str, Any]) -> tuple[str, str]:
+    """An agent calling the service: (its id, its token)."""
+    token = console_server.api("POST", "/api/v1/agents/enrollment-tokens/", {})["token"]
+    body = {"token": token, "node": "routes-host", "zone": "zone-1", "version": "0.1.0",
+            "upstreams": [{"service": SERVICE}]}
+    request = urllib.request.Request(
+        console_server.url + "/api/v1/agents/enroll/", data=json.dumps(body).encode(),
+        method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer = json.loads(response.read())
+    return answer["agent_id"], answer["agent_token"]
+
+
+def snapshot_weights(server: ConsoleServer, agent: tuple[str, str]) -> list[int]:
+    request = urllib.request.Request(
+        f"{server.url}/api/v1/agents/{agent[0]}/config/",
+        headers={"Authorization": f"Agent {agent[1]}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        snapshot = json.loads(response.read())
+    return [t["weight"] for t in snapshot["upstreams"][SERVICE]["routes"][0]["split"]]
+
+
 def weights(server: ConsoleServer) -> list[int]:
     doc = server.api("GET", URL)
     return [t["weight"] for t in doc["routes"][0]["split"]]
@@ -53,8 +77,9 @@ def save(page: Any) -> None:
 
 
 def test_an_admin_edits_a_split_and_saves(
-    page: Any, console_server: ConsoleServer, routed: dict[str, Any]
+    page: Any, console_server: ConsoleServer, routed: dict[str, Any], agent: tuple[str, str]
 ) -> None:
+    assert snapshot_weights(console_server, agent) == [90, 10]
     log_in(page)
     open_editor(page)
     version = console_server.api("GET", URL)["version"]
@@ -69,6 +94,7 @@ def test_an_admin_edits_a_split_and_saves(
     page.click(CONFIRM)
     page.wait_for_selector(f'#routes-version:has-text("v{version + 1}")')
     assert weights(console_server) == [50, 50]
+    assert snapshot_weights(console_server, agent) == [50, 50]
     # The read-only panel above follows, and the version is in the history.
     page.wait_for_selector('#route-table:has-text("v1 50% · v2 50%")')
     page.wait_for_selector(f'#routes-versions tr[data-version="{version + 1}"]')
