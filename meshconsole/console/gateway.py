@@ -1,6 +1,8 @@
-"""The gateway page (read-only): each gateway with its route table in match
-order, the consumers with their key prefixes, the JWT providers without their
-secrets. Changes go through the API or `meshctl gateway`."""
+"""The gateway page: each gateway with its route table in match order, the
+consumers with their key prefixes, the JWT providers without their secrets.
+An unscoped admin also gets the editors (static/console/gateway.js: routes,
+gateways, consumers and their keys), which write through the gateway API; the
+page embeds the documents they start from (`gateway-data`), never a key."""
 
 from __future__ import annotations
 
@@ -13,8 +15,11 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from agents.models import Agent
+from gateway.documents import route_document
 from gateway.models import Consumer, Gateway, GatewayRoute, JWTProvider
 from gateway.snapshot import match_order
+from meshconsole.roles import ADMIN, grant_of
+from registry.models import Service
 
 
 def _path_text(path: dict[str, str]) -> str:
@@ -42,6 +47,36 @@ def _route_row(route: GatewayRoute) -> dict[str, Any]:
     }
 
 
+def _editor_data(
+    gateways: list[Gateway], consumers: list[Consumer], providers: list[JWTProvider]
+) -> dict[str, Any]:
+    """What the editors start from: each table as the API shows it (in table
+    order, with its version), the consumers with key prefixes only."""
+    return {
+        "gateways": {
+            g.name: {
+                "version": g.version,
+                "routes": [
+                    route_document(r) for r in sorted(g.routes.all(), key=lambda r: r.position)
+                ],
+            }
+            for g in gateways
+        },
+        "consumers": {
+            c.name: {
+                "name": c.name,
+                "description": c.description,
+                "tags": list(c.tags),
+                "jwt_subjects": list(c.jwt_subjects),
+                "keys": [k.prefix for k in c.keys.all()],
+            }
+            for c in consumers
+        },
+        "providers": [p.name for p in providers],
+        "services": list(Service.objects.order_by("name").values_list("name", flat=True)),
+    }
+
+
 @require_GET
 @login_required
 def gateway_page(request: HttpRequest) -> HttpResponse:
@@ -51,6 +86,8 @@ def gateway_page(request: HttpRequest) -> HttpResponse:
     nodes: dict[str, list[str]] = {}
     for name, node in Agent.objects.exclude(gateway="").values_list("gateway", "node__name"):
         nodes.setdefault(name, []).append(node)
+    consumers = list(Consumer.objects.prefetch_related("keys").order_by("name"))
+    providers = list(JWTProvider.objects.order_by("name"))
     context = {
         "gateways": [
             {
@@ -60,7 +97,10 @@ def gateway_page(request: HttpRequest) -> HttpResponse:
             }
             for g in gateways
         ],
-        "consumers": Consumer.objects.prefetch_related("keys").order_by("name"),
-        "providers": JWTProvider.objects.order_by("name"),
+        "consumers": consumers,
+        "providers": providers,
     }
+    grant = grant_of(request.user)
+    if grant is not None and grant.allows(ADMIN):  # the API's rule: an unscoped admin
+        context["editor_data"] = _editor_data(list(gateways), consumers, providers)
     return render(request, "console/gateways.html", context)

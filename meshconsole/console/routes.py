@@ -1,5 +1,6 @@
 """The service page's read-only picture of a service's subsets and routes
-(the editor is the console issue's; the API and meshctl write them)."""
+(everyone sees it; admins of the service also get the editor,
+static/console/routes-editor.js, which writes through the routes API)."""
 
 from __future__ import annotations
 

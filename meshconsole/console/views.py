@@ -96,6 +96,7 @@ def service_detail(request: HttpRequest, name: str) -> HttpResponse:
         "service": data,
         "managed": managed_warning("Service", name),
         "routes": routes_panel(service),
+        "routes_managed": managed_warning("Routes", name),
     }
     return render(request, "console/service.html", context)
 

@@ -8,6 +8,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
+from meshconsole.models import Role
+from meshconsole.roles import user_role_set
 from tests.gateway.helpers import HS_SECRET, enroll, route, service
 
 pytestmark = pytest.mark.django_db
@@ -46,3 +48,52 @@ def test_the_page_lists_gateways_routes_consumers_without_secrets(
     for secret in (key["key"], key["key_hash"], HS_SECRET):
         assert secret not in html
     assert Client().get("/gateway/").status_code == 302  # the login page
+
+
+EDITORS = ('id="route-dialog"', 'id="new-consumer"', 'id="new-gateway"', "data-new-route=",
+           "data-edit-route=", "data-delete-route=", "data-new-key=", "data-revoke-key=",
+           'id="gateway-data"', "console/gateway.js")
+
+
+def _world(api: APIClient) -> None:
+    service("orders")
+    api.post("/api/v1/gateway/", {"name": "edge"}, format="json")
+    api.post("/api/v1/gateway/consumers/", {"name": "alice"}, format="json")
+    api.post("/api/v1/gateway/consumers/alice/keys/", {}, format="json")
+    api.post("/api/v1/gateway/edge/routes/", route("orders-api"), format="json")
+
+
+def test_an_admin_gets_the_editors_and_the_documents_without_a_key(
+    api: APIClient, admin_user: User
+) -> None:
+    _world(api)
+    client = Client()
+    client.force_login(admin_user)
+    html = client.get("/gateway/").content.decode()
+    for control in EDITORS:
+        assert control in html
+    assert 'id="gateway-read-only"' not in html
+    data = html.split('id="gateway-data" type="application/json">', 1)[1].split("</script>", 1)[0]
+    assert '"orders-api"' in data and '"version": 1' in data
+    assert "key_hash" not in data and "sha256:" not in data
+
+
+@pytest.mark.parametrize("role, scope", [("viewer", ""), ("operator", ""), ("admin", "team=a")])
+def test_others_get_no_editor_and_their_writes_are_refused(
+    api: APIClient, viewer: User, role: str, scope: str
+) -> None:
+    _world(api)
+    user_role_set(user=viewer, role=Role(role), scope=scope)
+    client = Client()
+    client.force_login(viewer)
+    html = client.get("/gateway/").content.decode()
+    assert 'id="gateway-read-only"' in html and 'data-route="orders-api"' in html
+    for control in EDITORS:
+        assert control not in html
+    for method, path, body in (
+        ("post", "/api/v1/gateway/edge/routes/", route("other")),
+        ("delete", "/api/v1/gateway/edge/routes/orders-api/", None),
+        ("post", "/api/v1/gateway/consumers/alice/keys/", {}),
+    ):
+        answer = getattr(client, method)(path, body, content_type="application/json")
+        assert answer.status_code == 403, (method, path)

@@ -388,7 +388,8 @@
       const editing = document.activeElement && document.activeElement.classList.contains("weight-input");
       if (!document.hidden && !editing) renderInstances();
     }, 5000);
-    Mesh.live()
+    // Shared with the routes editor (routes-editor.js): one socket per page.
+    Mesh.serviceLive = Mesh.live()
       .on("service", function (message) {
         if (message.data.name !== service.name) return;
         apply(message.data);
