@@ -140,8 +140,10 @@ def test_a_stale_edit_gets_the_409_explained_and_is_kept(
     mine_first = opened["routes"][0]["split"][0]["weight"]
     theirs = {"subsets": opened["subsets"], "routes": [
         {**opened["routes"][0], "split": [{"subset": "v1", "weight": 70}, {"subset": "v2", "weight": 30}]}]}
-    console_server.api("PUT", URL, theirs)  # someone else saves meanwhile
+    # The user starts editing, and someone else saves meanwhile (had they saved
+    # first, the page would follow their save live: nothing to refuse).
     page.fill('input[name="routes.0.split.1.weight"]', "99")
+    console_server.api("PUT", URL, theirs)
     page.allowed_statuses.add(409)
     save(page)
     page.wait_for_selector("#routes-conflict:not([hidden])")
