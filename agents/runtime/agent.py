@@ -12,7 +12,7 @@ import contextlib
 import logging
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.runtime import __version__
 from agents.runtime.admin import start_admin
@@ -26,8 +26,6 @@ from agents.runtime.client import (
 )
 from agents.runtime.config import AgentConfig, Upstream, join_host_port
 from agents.runtime.dns import DnsServer
-from agents.runtime.gateway.listener import Gateway
-from agents.runtime.gateway.metrics import render_gateway
 from agents.runtime.handover import (
     DRAIN_IDLE_S,
     DRAIN_TIMEOUT_S,
@@ -58,6 +56,9 @@ from agents.runtime.snapshot import (
 from agents.runtime.splits import apply_upstreams
 from agents.runtime.upstream import UpstreamRuntime
 from agents.runtime.zerotrust import ZeroTrust
+
+if TYPE_CHECKING:  # gateway mode is imported only by the agents that run it (~2 MB)
+    from agents.runtime.gateway.listener import Gateway
 
 log = logging.getLogger("meshagent")
 
@@ -105,8 +106,11 @@ class Agent:
         self._inherited: dict[str, socket.socket] = {}  # listening sockets of our predecessor
         self._activated: dict[str, socket.socket] = {}  # ... or of systemd, by address
         # Gateway mode (agents.runtime.gateway): public listeners routed by the snapshot.
-        self.gateway = (Gateway(config.gateway, zone=config.zone, contexts=self.contexts)
-                        if config.gateway is not None else None)
+        self.gateway: Gateway | None = None
+        if config.gateway is not None:
+            from agents.runtime.gateway.listener import Gateway
+
+            self.gateway = Gateway(config.gateway, zone=config.zone, contexts=self.contexts)
         self._gateway_refused: str | None = None
 
     # lifecycle
@@ -484,7 +488,11 @@ class Agent:
         runtimes = self._runtimes()
         endpoints = [(u.service, e) for u in runtimes for e in u.state.endpoints]
         revision = self.snapshot.revision if self.snapshot else None
-        gateway = render_gateway(self.gateway.metrics) if self.gateway is not None else ""
+        gateway = ""
+        if self.gateway is not None:
+            from agents.runtime.gateway.metrics import render_gateway
+
+            gateway = render_gateway(self.gateway.metrics)
         return render_prometheus(self.metrics, revision, endpoints) + render_resilience(
             runtimes) + self.zt.prometheus() + gateway
 
