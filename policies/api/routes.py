@@ -20,7 +20,7 @@ from meshconsole.roles import ADMIN, READ
 from policies.models import RoutesVersion, ServiceRoutes
 from policies.routes import routes_validate
 from policies.services import StaleVersion, SubsetInUse, routes_of, routes_update
-from registry.api.scoping import ServiceScoped
+from registry.api.scoping import ServiceScoped, refuse_out_of_scope, split_services
 from registry.managed import warn_if_managed
 from registry.models import Service
 
@@ -63,6 +63,11 @@ def _in_use(exc: SubsetInUse) -> Conflict:
     )
 
 
+def _in_scope(request: Request, service: Service, document: dict[str, Any]) -> None:
+    already = split_services(routes_of(service).document)
+    refuse_out_of_scope(request, "routes", split_services(document), already)
+
+
 def _written(service: Service) -> Response:
     return warn_if_managed(Response(routes_payload(routes_of(service))), KIND, service.name)
 
@@ -87,6 +92,7 @@ class RoutesView(ServiceScoped, APIView):
         for key in ("version", "service", "updated_at", "updated_by"):
             body.pop(key, None)  # read-only: what a GET answered may be PUT back
         document = routes_validate(service, body)
+        _in_scope(request, service, dict(document))
         try:
             routes_update(
                 user=request.user, service=service, document=document, expected_version=expected
@@ -121,6 +127,7 @@ class RoutesRollbackView(ServiceScoped, APIView):
             raise Http404(f"no routes version {version} of {service.name}")
         with transaction.atomic():
             document = routes_validate(service, old.document)
+            _in_scope(request, service, dict(document))
             try:
                 routes_update(
                     user=request.user, service=service, document=document,

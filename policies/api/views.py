@@ -23,7 +23,7 @@ from policies.document import (
 )
 from policies.models import PolicyVersion, TrafficPolicy
 from policies.services import StaleVersion, policy_for, policy_update
-from registry.api.scoping import ServiceScoped
+from registry.api.scoping import ServiceScoped, refuse_out_of_scope
 from registry.managed import warn_if_managed
 from registry.models import Service
 
@@ -56,7 +56,21 @@ def _expected_version(body: dict[str, Any]) -> int | None:
     return version
 
 
+def _in_scope(request: Request, data: dict[str, Any], current: TrafficPolicy) -> dict[str, Any]:
+    refuse_out_of_scope(
+        request, "failover", set(data.get("failover_targets", [])), current.failover_targets
+    )
+    return data
+
+
 def _update(request: Request, service: Service, body: dict[str, Any], data: Any) -> None:
+    if callable(data):
+        compute = data
+
+        def data(current: TrafficPolicy) -> dict[str, Any]:
+            return _in_scope(request, compute(current), current)
+    else:
+        _in_scope(request, data, policy_for(service))
     try:
         policy_update(
             user=request.user,
@@ -139,6 +153,7 @@ class PolicyRollbackView(ServiceScoped, APIView):
             data = _validated(
                 service, document_merge(policy_document(policy_defaults()), old.document)
             )
+            _in_scope(request, data, policy_for(service))
             policy_update(
                 user=request.user, service=service, data=data, note=f"rollback to v{number}"
             )

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 
+from meshconsole.roles import grant_of
 from registry.models import Service
 
 
@@ -35,3 +38,37 @@ class ServiceScoped:
             # tag has to be on the service both before and after.
             return [t for t in tags if t in {str(n) for n in new}]
         return tags
+
+
+def split_services(document: dict[str, Any]) -> set[str]:
+    """The other services a routes document sends traffic to (split targets)."""
+    return {
+        str(target["service"])
+        for route in document.get("routes", [])
+        for target in route.get("split", [])
+        if isinstance(target, dict) and target.get("service")
+    }
+
+
+def refuse_out_of_scope(
+    request: Request, field: str, names: set[str], already: Iterable[str] = ()
+) -> None:
+    """A role scoped to a tag may send its service's traffic elsewhere (failover
+    targets, split services) only to services in its scope: 403 naming the others.
+    ALREADY (what the stored document names) stays allowed, so another field of a
+    document an unscoped admin pointed out of scope can still be edited."""
+    grant = grant_of(request.user, request.auth)
+    added = names - set(already)
+    if grant is None or not grant.scope or not added:
+        return
+    tagged = {
+        name for name, tags in Service.objects.filter(name__in=added).values_list("name", "tags")
+        if grant.scope in (tags or [])
+    }
+    outside = sorted(added - tagged)
+    if outside:
+        raise PermissionDenied({
+            field: [f"outside your scope ({grant.scope}): {', '.join(outside)}"],
+            "detail": f"your role is scoped to {grant.scope}: it may not send traffic to "
+                      f"{', '.join(outside)}",
+        })
