@@ -189,6 +189,8 @@ class Exchange:
         """Answer locally without touching an upstream (rate limit, circuit breaker)."""
         if reason.startswith("circuit-open"):
             self.target.circuit_open(reason[14:-1])
+        if not self.has_body:
+            self.request_complete = True  # nothing more to read: the connection stays usable
         self.extra = extra
         self.fail(status, reason)
 

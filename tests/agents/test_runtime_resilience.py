@@ -104,6 +104,21 @@ async def test_the_rate_limit_answers_429_with_retry_after() -> None:
     assert len(a.requests) == 2
 
 
+async def test_a_local_429_keeps_the_client_connection_and_a_refused_body_closes_it() -> None:
+    # A bodiless request answered locally was read whole: the client's connection
+    # stays usable (it was closed, so a limited client reconnected for every try).
+    async with backends("a") as (a,), running_proxy(a, rate_limit={"rps": 1, "burst": 1}) as proxy:
+        async with HttpClient(proxy.port) as client:
+            answers = [await client.request("GET", "/") for _ in range(3)]
+            assert [r.status for r in answers] == [200, 429, 429]
+            assert all(r.header("connection") != "close" for r in answers)
+        async with HttpClient(proxy.port) as client:
+            # A body not read yet cannot be skipped safely: that answer closes.
+            refused = await client.request("POST", "/", body=b"x" * 10)
+            assert refused.status == 429 and refused.header("connection") == "close"
+    assert len(a.requests) == 1 and a.connections == 1
+
+
 async def test_a_per_try_timeout_moves_to_another_endpoint() -> None:
     retries = {**FAST_RETRY, "per_try_timeout_ms": 100}
     async with backends("a", "b") as (a, b), running_proxy(a, b, retries=retries) as proxy:
