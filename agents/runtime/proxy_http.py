@@ -36,7 +36,8 @@ MAX_HEADER_BYTES = 64 * 1024
 class ClientConnection(asyncio.Protocol):
     __slots__ = ("ctx", "loop", "transport", "parser", "peer", "closed", "write_paused", "active",
                  "parsing", "queue", "tunnel", "_pauses", "_url", "_headers", "_header_bytes",
-                 "_idle", "_idle_since", "_in_message", "_early", "edge", "authorize")
+                 "_idle", "_idle_since", "_in_message", "_early", "edge", "authorize",
+                 "_rejected")
     # What a request becomes, and how its head is read: the gateway's connection
     # (agents.runtime.gateway.listener) sets its own; the framing checks stay here.
     exchange_type: ClassVar[type[Exchange]] = Exchange
@@ -52,6 +53,8 @@ class ClientConnection(asyncio.Protocol):
         self.active: Exchange | None = None  # the exchange being answered
         self.parsing: Exchange | None = None  # the exchange whose body is being read
         self.queue: collections.deque[Exchange] = collections.deque()
+        # A bad request behind pipelined ones: answered (then closed) once they are.
+        self._rejected: tuple[int, str] | None = None
         self._pauses: set[str] = set()
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -78,6 +81,8 @@ class ClientConnection(asyncio.Protocol):
         self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
+        if self._rejected is not None:
+            return  # after a bad request nothing more is read
         if self.tunnel is not None:
             self.tunnel.request_body(data)
             return
@@ -242,11 +247,13 @@ class ClientConnection(asyncio.Protocol):
             if len(self.queue) < MAX_PIPELINED:
                 self.resume_reading("pipeline")
             nxt.start()
+        elif self._rejected is not None:
+            self._answer_rejected(*self._rejected)
         else:
             self._idle_since = self.loop.time()
 
     def reject(self, status: int, reason: str) -> None:
-        """A request we will not forward: answer it (unless another is being answered), close."""
+        """A request we will not forward: answer it (after those before it), close."""
         if self.closed:
             return
         parsing = self.parsing
@@ -254,12 +261,22 @@ class ClientConnection(asyncio.Protocol):
             # Its head may be on its way upstream: abort it, never let the rest through.
             self.active.abort_request(status, reason)
             return
+        if self.active is not None:
+            # Pipelined requests read whole before it are answered first, in order
+            # (RFC 9112 §9.3.2); one whose body the bad bytes cut is never forwarded.
+            if parsing is not None and self.queue and self.queue[-1] is parsing:
+                self.queue.pop()
+            self._rejected = (status, reason)
+            self.pause_reading("rejected")
+            return
         self.queue.clear()
+        self._answer_rejected(status, reason)
+
+    def _answer_rejected(self, status: int, reason: str) -> None:
         self.ctx.metrics.record_edge(self.edge, 0.0, status >= 500, status)
-        if self.active is None:
-            body = f"{status} {reason}\n".encode()
-            self.write(simple_response(status, body, extra=[(b"x-mesh-error", reason.encode())],
-                                       close=True))
+        body = f"{status} {reason}\n".encode()
+        self.write(simple_response(status, body, extra=[(b"x-mesh-error", reason.encode())],
+                                   close=True))
         self.close()
 
     def _arm_idle(self) -> None:

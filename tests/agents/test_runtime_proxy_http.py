@@ -373,6 +373,21 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
     assert first.json()["path"] == "/one" and second.json()["path"] == "/two"
 
 
+async def test_a_bad_request_behind_pipelined_ones_is_answered_after_them() -> None:
+    # Was: the connection closed at once and the earlier requests' answers were lost.
+    async with backends("a") as (a,), running_proxy(a) as proxy:
+        raw = await raw_exchange(proxy.port, (
+            b"GET /slow?ms=200 HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /two HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /three HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+            b"GET /four HTTP/1.1\r\nHost: t\r\n\r\n"), timeout=5)
+    answers = raw.split(b"HTTP/1.1 ")[1:]
+    assert [a.split(b" ", 1)[0] for a in answers] == [b"200", b"200", b"400"], raw
+    assert b'"/slow"' in answers[0] and b'"/two"' in answers[1]
+    assert b"connection: close" in answers[2].lower()
+    assert [r.path for r in a.requests] == ["/slow", "/two"]  # never /three nor /four
+
+
 async def test_new_snapshot_swaps_endpoints_without_dropping_in_flight_requests() -> None:
     async with backends("a", "b") as (a, b), running_proxy(a) as proxy:
         slow = asyncio.create_task(fetch(proxy.port, "GET", "/slow?ms=300"))
