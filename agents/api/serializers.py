@@ -182,11 +182,23 @@ MAX_INSTANCE_WINDOWS = 5000  # per report: an agent's upstream instances with tr
 INSTANCE_ID_RE = r"^[A-Za-z0-9_-]{1,32}$"  # an instance id as snapshots carry it
 
 
+class InstanceIdField(serializers.RegexField):
+    """An instance id: a string, not a number made one."""
+
+    def __init__(self) -> None:
+        super().__init__(INSTANCE_ID_RE, max_length=32)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("expected a string")
+        return str(super().to_internal_value(data))
+
+
 class InstanceWindowSerializer(serializers.Serializer):
     """One upstream instance's golden figures over a report window (`instances`)."""
 
     service = serializers.RegexField(SERVICE_NAME_RE, max_length=63)
-    instance = serializers.RegexField(INSTANCE_ID_RE, max_length=32)
+    instance = InstanceIdField()
     window_end = serializers.FloatField(min_value=0)
     seconds = serializers.FloatField(min_value=0.001, max_value=3600)
     requests = serializers.IntegerField(min_value=0, max_value=10**9)
