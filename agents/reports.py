@@ -294,7 +294,11 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
             agent, [i for i in own if i.id in seen and i.health == Health.CRITICAL]
         )
     # Windows go onto the ingest stream (monitoring.ingest); a worker stores them in batches.
-    metrics_accept(node=agent.node.name, windows=_gateway_windows(agent, report.get("metrics", [])))
+    metrics_accept(
+        node=agent.node.name,
+        windows=_gateway_windows(agent, report.get("metrics", [])),
+        instances=report.get("instances", []),
+    )
     _denial_events(agent, report.get("metrics", []))
     _record_ejections(agent, report.get("ejections", []))
     return {"revision": MeshRevision.current(), "instances": instances}

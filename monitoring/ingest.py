@@ -27,7 +27,7 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
-from monitoring.models import EdgeWindow
+from monitoring.models import EdgeWindow, InstanceWindow
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,28 @@ def window_rows(
     ]
 
 
+def instance_rows(
+    node: str, windows: Sequence[dict[str, Any]], key: str | None = None
+) -> list[InstanceWindow]:
+    """The InstanceWindow rows of one report's validated `instances`; their
+    ingest_key is "<entry id>:i<index>" (apart from the edges' "<entry id>:<index>")."""
+    return [
+        InstanceWindow(
+            window_end=_window_end(w["window_end"]),
+            seconds=w["seconds"],
+            node=node,
+            service=w["service"],
+            instance=w["instance"],
+            requests=w["requests"],
+            errors=w["errors"],
+            latency_sum_ms=w.get("latency_sum_ms", 0.0),
+            buckets=list(w.get("buckets", [])),
+            ingest_key=f"{key}:i{i}" if key else None,
+        )
+        for i, w in enumerate(windows)
+    ]
+
+
 def counted(windows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The windows that count: an inbound listener's window (`inbound: true`)
     repeats requests the caller's agent reports, so only its denials are kept."""
@@ -101,18 +123,22 @@ def counted(windows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def metrics_accept(*, node: str, windows: Sequence[dict[str, Any]]) -> None:
-    """Take one report's validated windows: onto the stream, or (Redis down)
-    into the database at once."""
+def _on_the_wire(windows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**w, "window_end": _window_end(w["window_end"]).isoformat()} for w in windows]
+
+
+def metrics_accept(
+    *, node: str, windows: Sequence[dict[str, Any]], instances: Sequence[dict[str, Any]] = ()
+) -> None:
+    """Take one report's validated windows (edges, and per upstream instance): onto
+    the stream, or (Redis down) into the database at once."""
     windows = counted(windows)
-    if not windows:
+    instances = [w for w in instances if w["requests"]]
+    if not windows and not instances:
         return
-    payload = {
-        "node": node,
-        "windows": [
-            {**w, "window_end": _window_end(w["window_end"]).isoformat()} for w in windows
-        ],
-    }
+    payload: dict[str, Any] = {"node": node, "windows": _on_the_wire(windows)}
+    if instances:
+        payload["instances"] = _on_the_wire(instances)
     try:
         _client().xadd(
             stream_key(),
@@ -121,8 +147,11 @@ def metrics_accept(*, node: str, windows: Sequence[dict[str, Any]]) -> None:
             approximate=True,
         )
     except redis.RedisError as exc:
-        log.warning("metrics stream unavailable (%s); storing %d windows now", exc, len(windows))
-        EdgeWindow.objects.bulk_create(window_rows(node, windows))
+        log.warning("metrics stream unavailable (%s); storing %d windows now", exc,
+                    len(windows) + len(instances))
+        with transaction.atomic():
+            EdgeWindow.objects.bulk_create(window_rows(node, windows))
+            InstanceWindow.objects.bulk_create(instance_rows(node, instances))
 
 
 def default_consumer() -> str:
@@ -137,30 +166,40 @@ def _ensure_group(client: redis.Redis) -> None:
             raise
 
 
-def _decode(entry_id: bytes, fields: dict[bytes, bytes] | None) -> list[EdgeWindow]:
+Rows = tuple[list[EdgeWindow], list[InstanceWindow]]
+
+
+def _off_the_wire(windows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**w, "window_end": datetime.fromisoformat(w["window_end"])} for w in windows]
+
+
+def _decode(entry_id: bytes, fields: dict[bytes, bytes] | None) -> Rows:
     if not fields or b"d" not in fields:
-        return []  # trimmed or deleted meanwhile: nothing to store
+        return [], []  # trimmed or deleted meanwhile: nothing to store
     try:
         payload = json.loads(fields[b"d"])
-        windows = [
-            {**w, "window_end": datetime.fromisoformat(w["window_end"])}
-            for w in payload["windows"]
-        ]
-        return window_rows(str(payload["node"]), windows, key=entry_id.decode())
+        node, key = str(payload["node"]), entry_id.decode()
+        return (
+            window_rows(node, _off_the_wire(payload["windows"]), key=key),
+            instance_rows(node, _off_the_wire(payload.get("instances", ())), key=key),
+        )
     except (ValueError, KeyError, TypeError) as exc:  # not ours: dropped, not retried forever
         log.error("dropping malformed metrics entry %s: %s", entry_id, exc)
-        return []
+        return [], []
 
 
 def _store(client: redis.Redis, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> int:
-    rows = [row for entry_id, fields in entries for row in _decode(entry_id, fields)]
+    decoded = [_decode(entry_id, fields) for entry_id, fields in entries]
+    rows = [row for edges, _ in decoded for row in edges]
+    instances = [row for _, of_instances in decoded for row in of_instances]
     with transaction.atomic():
         EdgeWindow.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+        InstanceWindow.objects.bulk_create(instances, batch_size=1000, ignore_conflicts=True)
     ids = [entry_id for entry_id, _ in entries]
     # Only now, after the commit: a worker dying before this leaves them pending.
     client.xack(stream_key(), GROUP, *ids)
     client.xdel(stream_key(), *ids)
-    return len(rows)
+    return len(rows) + len(instances)
 
 
 def metrics_ingest(

@@ -88,3 +88,55 @@ class EdgeRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}->{self.destination} {self.resolution}s @{self.start}"
+
+
+class InstanceWindow(models.Model):
+    """Traffic one agent sent to one upstream instance (the endpoint that served each
+    try) during one report window: the instance's inbound golden figures, as its
+    callers saw them (docs/agent-protocol.md "Report", `instances`)."""
+
+    window_end = models.DateTimeField(db_index=True)
+    seconds = models.FloatField()
+    node = models.CharField(max_length=253)
+    # The upstream the caller's agent called; during a failover, the instance is the target's.
+    service = models.CharField(max_length=63)
+    instance = models.CharField(max_length=32)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    latency_sum_ms = models.FloatField(default=0)
+    buckets = models.JSONField(default=list)
+    ingest_key = models.CharField(max_length=48, null=True, blank=True, unique=True)
+
+    class Meta:
+        ordering: ClassVar = ["-window_end"]
+        indexes: ClassVar = [models.Index(fields=["instance", "window_end"])]
+
+    def __str__(self) -> str:
+        return f"{self.service}/{self.instance} @{self.window_end}"
+
+
+class InstanceRollup(models.Model):
+    """One instance's inbound traffic over one minute (60) or ten minutes (600),
+    summed from InstanceWindow rows by monitoring.rollups, like EdgeRollup."""
+
+    resolution = models.PositiveIntegerField()
+    start = models.DateTimeField()
+    service = models.CharField(max_length=63)
+    instance = models.CharField(max_length=32)
+    requests = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(default=0)
+    latency_sum_ms = models.FloatField(default=0)
+    buckets = models.JSONField(default=list)
+
+    class Meta:
+        ordering: ClassVar = ["resolution", "start"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["resolution", "start", "service", "instance"],
+                name="one_rollup_per_instance",
+            )
+        ]
+        indexes: ClassVar = [models.Index(fields=["instance", "resolution", "start"])]
+
+    def __str__(self) -> str:
+        return f"{self.service}/{self.instance} {self.resolution}s @{self.start}"

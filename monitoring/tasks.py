@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from journal.models import Event
 from monitoring import checks, health, ingest, rollups, timetravel
-from monitoring.models import EdgeWindow
+from monitoring.models import EdgeWindow, InstanceWindow
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,9 @@ def ingest_metrics() -> int:
 def prune_history() -> dict[str, int]:
     """Delete traffic windows and events past their retention."""
     now = timezone.now()
-    windows, _ = EdgeWindow.objects.filter(
-        window_end__lt=now - timedelta(seconds=settings.MESH_METRICS_RETENTION)
-    ).delete()
+    oldest = now - timedelta(seconds=settings.MESH_METRICS_RETENTION)
+    windows, _ = EdgeWindow.objects.filter(window_end__lt=oldest).delete()
+    instance_windows, _ = InstanceWindow.objects.filter(window_end__lt=oldest).delete()
     events, _ = Event.objects.filter(
         ts__lt=now - timedelta(seconds=settings.MESH_EVENTS_RETENTION)
     ).delete()
@@ -67,8 +67,9 @@ def prune_history() -> dict[str, int]:
         before=now - timedelta(seconds=settings.MESH_EVENTS_RETENTION)
     )
     frames = timetravel.frames_prune(now)
-    return {"edge_windows": windows, "events": events, "check_results": results,
-            "topology_frames": frames, "edge_rollups": rollups.rollups_prune(now)}
+    return {"edge_windows": windows, "instance_windows": instance_windows, "events": events,
+            "check_results": results, "topology_frames": frames,
+            "rollups": rollups.rollups_prune(now)}
 
 
 @shared_task(ignore_result=True)

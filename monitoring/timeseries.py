@@ -1,14 +1,17 @@
 """Traffic of one service over time, in fixed steps, for charts: inbound (its
 callers' requests to it) or outbound (its requests to others). Read from the raw
 report windows while the window fits in MESH_METRICS_RETENTION, else from the
-rollups (monitoring.rollups): one-minute rows up to a day, ten-minute rows past it."""
+rollups (monitoring.rollups): one-minute rows up to a day, ten-minute rows past it.
+One instance's series (its callers' tries it served: InstanceWindow) has the same
+shape and the same sources (monitoring.instances)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from django.conf import settings
+from django.db import models
 from django.utils import timezone
 
 from agents.runtime import histogram
@@ -48,26 +51,27 @@ def choose_step(window_seconds: int) -> int:
 Row = tuple[datetime, int, int, list[int]]
 
 
-def _rows(name: str, direction: str, window_seconds: int, step: int,
-          start: datetime, end: datetime) -> tuple[str, int, list[Row]]:
+def _rows(windows: type[models.Model], rollups: type[models.Model], where: dict[str, Any],
+          window_seconds: int, step: int, start: datetime, end: datetime
+          ) -> tuple[str, int, list[Row]]:
     """(source label, the step actually used, rows) for the chart."""
-    edge = {"destination": name} if direction == "in" else {"source": name}
     fields = ("requests", "errors", "buckets")
     if window_seconds <= settings.MESH_METRICS_RETENTION:
-        rows = EdgeWindow.objects.filter(window_end__gt=start, window_end__lte=end, **edge)
+        rows = windows._default_manager.filter(window_end__gt=start, window_end__lte=end, **where)
         return "windows", step, list(rows.values_list("window_end", *fields))
     resolution = MINUTE if window_seconds <= settings.MESH_ROLLUP_1M_RETENTION else TEN_MINUTES
-    rollups = EdgeRollup.objects.filter(
-        resolution=resolution, start__gte=start, start__lt=end, **edge
+    rolled = rollups._default_manager.filter(
+        resolution=resolution, start__gte=start, start__lt=end, **where
     )
     return f"rollups-{resolution}s", max(step, resolution), list(
-        rollups.values_list("start", *fields)
+        rolled.values_list("start", *fields)
     )
 
 
-def service_series(
-    name: str, window_seconds: int, now: datetime | None = None, direction: str = "in"
-) -> ServiceSeries:
+def series_points(windows: type[models.Model], rollups: type[models.Model],
+                  where: dict[str, Any], window_seconds: int, now: datetime | None = None
+                  ) -> tuple[int, str, list[SeriesPoint]]:
+    """(step, source, points) of the rows of WINDOWS (or ROLLUPS) matching WHERE."""
     now = now or timezone.now()
     step = choose_step(window_seconds)
     if window_seconds > settings.MESH_METRICS_RETENTION:
@@ -81,7 +85,8 @@ def service_series(
     buckets = [histogram.empty() for _ in range(nsteps)]
     start = datetime.fromtimestamp(start_epoch, tz=UTC)
     source, step, rows = _rows(
-        name, direction, window_seconds, step, start, start + timedelta(seconds=nsteps * step)
+        windows, rollups, where, window_seconds, step, start,
+        start + timedelta(seconds=nsteps * step),
     )
     for window_end, req, err, counts in rows:
         index = min(int((window_end.timestamp() - start_epoch) // step), nsteps - 1)
@@ -101,6 +106,14 @@ def service_series(
                 "p99_ms": histogram.percentile(buckets[i], 0.99),
             }
         )
+    return step, source, points
+
+
+def service_series(
+    name: str, window_seconds: int, now: datetime | None = None, direction: str = "in"
+) -> ServiceSeries:
+    where = {"destination": name} if direction == "in" else {"source": name}
+    step, source, points = series_points(EdgeWindow, EdgeRollup, where, window_seconds, now)
     return {
         "service": name,
         "direction": direction,

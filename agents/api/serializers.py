@@ -178,6 +178,44 @@ class MetricsWindowSerializer(serializers.Serializer):
         return attrs
 
 
+MAX_INSTANCE_WINDOWS = 5000  # per report: an agent's upstream instances with traffic
+INSTANCE_ID_RE = r"^[A-Za-z0-9_-]{1,32}$"  # an instance id as snapshots carry it
+
+
+class InstanceIdField(serializers.RegexField):
+    """An instance id: a string, not a number made one."""
+
+    def __init__(self) -> None:
+        super().__init__(INSTANCE_ID_RE, max_length=32)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("expected a string")
+        return str(super().to_internal_value(data))
+
+
+class InstanceWindowSerializer(serializers.Serializer):
+    """One upstream instance's golden figures over a report window (`instances`)."""
+
+    service = serializers.RegexField(SERVICE_NAME_RE, max_length=63)
+    instance = InstanceIdField()
+    window_end = serializers.FloatField(min_value=0)
+    seconds = serializers.FloatField(min_value=0.001, max_value=3600)
+    requests = serializers.IntegerField(min_value=0, max_value=10**9)
+    errors = serializers.IntegerField(min_value=0, max_value=10**9)  # type: ignore[assignment]
+    latency_sum_ms = serializers.FloatField(min_value=0, default=0.0)
+    buckets = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, max_value=10**12),
+        max_length=histogram.NBUCKETS,
+        default=list,
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["errors"] > attrs["requests"]:
+            raise serializers.ValidationError({"errors": "cannot exceed requests"})
+        return attrs
+
+
 # Revisions are 64-bit signed in the database (BigIntegerField).
 MAX_REVISION = 2**63 - 1
 
@@ -218,6 +256,10 @@ class ReportSerializer(serializers.Serializer):
     upstreams = UpstreamSerializer(many=True, required=False)
     services = LocalServiceSerializer(many=True, required=False)
     metrics = MetricsWindowSerializer(many=True, required=False)
+    # Per upstream instance (issue 13); absent from older agents.
+    instances = serializers.ListField(
+        child=InstanceWindowSerializer(), max_length=MAX_INSTANCE_WINDOWS, required=False
+    )
     ejections = serializers.ListField(child=EjectionSerializer(), max_length=1000, required=False)
     # Absent (or null) = this host has no inbound listener.
     inbound = InboundSerializer(required=False, allow_null=True)

@@ -26,6 +26,7 @@ from agents.runtime.client import (
 )
 from agents.runtime.config import AgentConfig, Upstream, join_host_port
 from agents.runtime.dns import DnsServer
+from agents.runtime.endpoint import Endpoint
 from agents.runtime.handover import (
     DRAIN_IDLE_S,
     DRAIN_TIMEOUT_S,
@@ -34,6 +35,7 @@ from agents.runtime.handover import (
     listener_key,
     take_over,
 )
+from agents.runtime.instances import InstanceWindows
 from agents.runtime.listener import ListenerContext
 from agents.runtime.metrics import (
     Metrics,
@@ -76,6 +78,7 @@ class Agent:
         self.long_poll_s = long_poll_s
         self.backoff = backoff or Backoff()
         self.metrics = Metrics()
+        self.instance_windows = InstanceWindows()  # per upstream instance (instances.py)
         self.upstreams = [UpstreamRuntime(u, config.zone) for u in config.upstreams]
         # Services only split to by a route (`route_target`): endpoints, no listener.
         self.route_targets: dict[str, UpstreamRuntime] = {}
@@ -98,6 +101,7 @@ class Agent:
         self.certs, self.inbound = self.zt.certs, self.zt.inbound
         self._stopped = asyncio.Event()
         self._pending_metrics: list[dict[str, Any]] = []
+        self._pending_instances: list[dict[str, Any]] = []
         self._pending_ejections: list[dict[str, Any]] = []
         self._control: asyncio.Task[None] | None = None
         self.dns: DnsServer | None = None
@@ -426,6 +430,8 @@ class Agent:
         if self.gateway is not None:
             windows += self.gateway.metrics.drain()
         self._pending_metrics = []
+        instances = self._pending_instances + self.instance_windows.drain(self._endpoints())
+        self._pending_instances = []
         ejections = self._pending_ejections + [
             event for u in self._runtimes() for event in u.drain_events()]
         self._pending_ejections = []
@@ -436,6 +442,7 @@ class Agent:
             "upstreams": self._upstreams_payload(),
             "services": [s.as_report() for s in self.config.services],
             "metrics": windows,
+            "instances": instances,
             "ejections": ejections,
             **self._gateway_payload(),
             **self.zt.payload(),
@@ -445,11 +452,16 @@ class Agent:
         except BaseException:
             # Not lost: the next report carries them, bounded so a long outage cannot grow us.
             self._pending_metrics = windows[-MAX_PENDING_WINDOWS:]
+            self._pending_instances = instances[-MAX_PENDING_WINDOWS:]
             self._pending_ejections = ejections[-MAX_PENDING_WINDOWS:]
             raise
 
     def _runtimes(self) -> list[UpstreamRuntime]:
         return [*self.upstreams, *self.route_targets.values()]
+
+    def _endpoints(self) -> list[tuple[str, tuple[Endpoint, ...]]]:
+        """(service, endpoints) of every runtime, whose counters the instance windows read."""
+        return [(u.service, u.state.endpoints) for u in self._runtimes()]
 
     def _gateway_payload(self) -> dict[str, Any]:
         gateway = self.config.gateway

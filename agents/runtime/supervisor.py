@@ -27,6 +27,7 @@ from typing import Any
 
 from agents.runtime.agent import Agent
 from agents.runtime.config import AgentConfig, join_host_port
+from agents.runtime.endpoint import Endpoint
 from agents.runtime.histogram import NBUCKETS
 from agents.runtime.snapshot import Snapshot
 from agents.runtime.worker import CHANNEL_LIMIT, encode
@@ -202,6 +203,10 @@ class Supervisor(Agent):
     def prometheus(self) -> str:
         self._fold()
         return super().prometheus()
+
+    def _endpoints(self) -> list[tuple[str, tuple[Endpoint, ...]]]:
+        self._fold()  # the workers' counts are the parent's endpoint counters once folded
+        return super()._endpoints()
 
     def _fold(self) -> None:
         """Set the parent's upstream and endpoint counters to the sum over all workers."""

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.runtime.durations import parse_duration_ms
+from agents.runtime.durations import format_duration_ms, parse_duration_ms
 from journal.models import Event, EventKind
 from meshconsole.api import MeshPagination
 from meshconsole.roles import READ
@@ -113,7 +113,8 @@ def window_seconds(request: Request, default: int = 60, maximum: int = MAX_WINDO
     except ValueError as exc:
         raise ValidationError({"window": str(exc)}) from None
     if not 1 <= seconds <= maximum:
-        longest = "168h (7 days)" if maximum == SERIES_MAX_WINDOW_S else "24h"
+        longest = {SERIES_MAX_WINDOW_S: "168h (7 days)", MAX_WINDOW_S: "24h"}.get(
+            maximum, format_duration_ms(maximum * 1000))
         raise ValidationError({"window": f"must be between 1s and {longest}"})
     return int(seconds)
 

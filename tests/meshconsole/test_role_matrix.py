@@ -100,6 +100,8 @@ TABLE: dict[str, tuple[str, dict[str, str]]] = {
         {"POST": ADMIN},
     ),
     "service-metrics": ("/api/v1/services/{svc}/metrics/", {"GET": READ}),
+    "service-instances-metrics": ("/api/v1/services/{svc}/metrics/instances/", {"GET": READ}),
+    "instance-metrics": ("/api/v1/services/{svc}/instances/{inst}/metrics/", {"GET": READ}),
     "service-what-if": ("/api/v1/services/{svc}/what-if/", {"POST": DIFF}),
     "topology": ("/api/v1/topology/", {"GET": READ}),
     "topology-history": ("/api/v1/topology/history/", {"GET": READ}),

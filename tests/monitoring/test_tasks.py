@@ -18,7 +18,7 @@ from agents import tasks as agent_tasks
 from agents.models import Agent
 from journal.models import Event, EventKind
 from monitoring import checks, tasks
-from monitoring.models import EdgeWindow
+from monitoring.models import EdgeWindow, InstanceWindow
 from registry import tasks as registry_tasks
 from registry.models import Health, Instance, MeshRevision, Node, Service
 from registry.notify import REVISION_CHANNEL
@@ -187,13 +187,18 @@ def test_prune_deletes_old_rows_only(settings: Any) -> None:
     window = {"seconds": 2.0, "node": "n", "source": "a", "destination": "b"}
     old_window = EdgeWindow.objects.create(window_end=now - timedelta(seconds=3700), **window)
     new_window = EdgeWindow.objects.create(window_end=now - timedelta(seconds=3500), **window)
+    of_instance = {"seconds": 2.0, "node": "n", "service": "b", "instance": "i1"}
+    InstanceWindow.objects.create(window_end=now - timedelta(seconds=3700), **of_instance)
+    kept = InstanceWindow.objects.create(window_end=now - timedelta(seconds=3500), **of_instance)
     old_event = Event.objects.create(kind=EventKind.CONFIG, message="old")
     new_event = Event.objects.create(kind=EventKind.CONFIG, message="new")
     Event.objects.filter(pk=old_event.pk).update(ts=now - timedelta(days=2))
     Event.objects.filter(pk=new_event.pk).update(ts=now - timedelta(hours=23))
 
     assert tasks.prune_history() == {
-        "edge_windows": 1, "events": 1, "check_results": 0, "topology_frames": 0, "edge_rollups": 0}
+        "edge_windows": 1, "instance_windows": 1, "events": 1, "check_results": 0,
+        "topology_frames": 0, "rollups": 0}
+    assert list(InstanceWindow.objects.values_list("pk", flat=True)) == [kept.pk]
     assert list(EdgeWindow.objects.values_list("pk", flat=True)) == [new_window.pk]
     assert not EdgeWindow.objects.filter(pk=old_window.pk).exists()
     assert list(

@@ -7,6 +7,7 @@
   const INK = "#c9d1d9";
   const GRID = "#21262d";
   const METRICS_PERIOD_MS = 10000;
+  const COLUMNS = 11; // the instances table's
   let service = null;
   // The role's rights on this service (base.html); the API refuses the rest anyway.
   const canOperate = document.body.hasAttribute("data-can-operate");
@@ -137,7 +138,7 @@
         el("span", { class: "pill" }, e.kind), " ", e.message,
         e.actor ? el("span", { class: "muted" }, " — " + e.actor) : null);
     }));
-    return el("tr", { class: "timeline-row", dataset: { timeline: i.id } }, el("td", { colspan: 8 }, content));
+    return el("tr", { class: "timeline-row", dataset: { timeline: i.id } }, el("td", { colspan: COLUMNS }, content));
   }
 
   async function loadTimeline(id) {
@@ -217,13 +218,14 @@
     const typing = active && active.classList.contains("weight-input") && body.contains(active)
       ? { id: active.dataset.weightFor, value: active.value } : null;
     document.getElementById("instance-count").textContent = service.instances.length;
+    Mesh.instanceMetrics.sync(service.instances);
     const rows = [];
     service.instances.forEach(function (i) {
       rows.push(instanceRow(i));
       if (expanded.has(i.id)) rows.push(timelineRow(i));
     });
     body.replaceChildren.apply(body, rows.length ? rows : [
-      el("tr", { class: "empty-row" }, el("td", { colspan: 8 }, "No instances registered."))]);
+      el("tr", { class: "empty-row" }, el("td", { colspan: COLUMNS }, "No instances registered."))]);
     if (typing) {
       const again = body.querySelector("input[data-weight-for='" + CSS.escape(typing.id) + "']");
       if (again && !again.disabled) { again.value = typing.value; again.focus(); }
@@ -246,6 +248,7 @@
       el("td", null, i.zone || "—"),
       el("td", { class: "num" }, weightInput(i)),
       el("td", null, i.node || "—"),
+      Mesh.instanceMetrics.cells(i.id),
       el("td", null, el("span", { class: "status " + i.status }, i.status),
         reason ? el("div", { class: "reason explanation", dataset: { instance: i.id } }, reason) : null,
         el("button", {
@@ -314,9 +317,14 @@
     let metrics;
     try {
       const windowSelect = document.getElementById("chart-window");
-      const direction = document.getElementById("chart-direction").value;
-      metrics = await Mesh.api(base() + "metrics/?window=" + encodeURIComponent(windowSelect.value) +
-        "&direction=" + encodeURIComponent(direction));
+      const directionSelect = document.getElementById("chart-direction");
+      const instancePath = Mesh.instanceMetrics.chartPath();
+      // An instance's series is what it served ("in"): its callers' tries.
+      directionSelect.disabled = instancePath !== null;
+      if (instancePath) directionSelect.value = "in";
+      target.dataset.instance = document.getElementById("chart-instance").value;
+      metrics = await Mesh.api(base() + (instancePath || "metrics/") + "?window=" +
+        encodeURIComponent(windowSelect.value) + "&direction=" + encodeURIComponent(directionSelect.value));
     } catch (e) {
       note.textContent = e.status === 404 ? "Metrics are not available for this service yet." : "Metrics unavailable: " + e.message;
       note.hidden = false;
@@ -325,8 +333,9 @@
     const points = metrics.points || [];
     note.hidden = points.length > 0;
     const span = document.getElementById("chart-window").selectedOptions[0].textContent;
+    const what = metrics.instance ? document.getElementById("chart-instance").selectedOptions[0].textContent : service.name;
     note.textContent = (metrics.direction === "out" ? "No traffic from " : "No traffic to ") +
-      service.name + " in the last " + span + ".";
+      what + " in the last " + span + ".";
     const step = document.getElementById("chart-step");
     step.textContent = "one point per " + Mesh.duration(metrics.step_seconds * 1000) +
       (metrics.source === "windows" ? "" : " (rolled up)");
@@ -381,7 +390,8 @@
     loadEvents();
     loadMetrics();
     setInterval(function () { if (!document.hidden) loadMetrics(); }, METRICS_PERIOD_MS);
-    for (const id of ["chart-window", "chart-direction"]) {
+    Mesh.instanceMetrics.start(service.name, renderInstances);
+    for (const id of ["chart-window", "chart-direction", "chart-instance"]) {
       document.getElementById(id).addEventListener("change", loadMetrics);
     }
     setInterval(function () { // "x s ago"; not while someone edits a weight
