@@ -178,6 +178,8 @@ class MetricsWindowSerializer(serializers.Serializer):
         return attrs
 
 
+# Per report: edges x subsets x routes x (a gateway's) consumers with traffic in it.
+MAX_EDGE_WINDOWS = 10_000  # (the 2.5 MB request body bound holds about 12,000)
 MAX_INSTANCE_WINDOWS = 5000  # per report: an agent's upstream instances with traffic
 INSTANCE_ID_RE = r"^[A-Za-z0-9_-]{1,32}$"  # an instance id as snapshots carry it
 
@@ -253,9 +255,9 @@ class ReportSerializer(serializers.Serializer):
         min_value=0, max_value=MAX_REVISION, allow_null=True, required=False
     )
     nack = NackSerializer(allow_null=True, required=False)
-    upstreams = UpstreamSerializer(many=True, required=False)
-    services = LocalServiceSerializer(many=True, required=False)
-    metrics = MetricsWindowSerializer(many=True, required=False)
+    upstreams = UpstreamSerializer(many=True, required=False, max_length=1000)
+    services = LocalServiceSerializer(many=True, required=False, max_length=1000)
+    metrics = MetricsWindowSerializer(many=True, required=False, max_length=MAX_EDGE_WINDOWS)
     # Per upstream instance (issue 13); absent from older agents.
     instances = serializers.ListField(
         child=InstanceWindowSerializer(), max_length=MAX_INSTANCE_WINDOWS, required=False

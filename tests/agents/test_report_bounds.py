@@ -20,3 +20,17 @@ def test_applied(rev):
     client, body = enroll()
     r = client.post(f"/api/v1/agents/{body['agent_id']}/report/", {"applied_revision": rev}, format="json")
     assert r.status_code in (200, 400), (r.status_code, r.content[:300])
+
+
+def test_a_report_with_too_many_windows_is_a_400():
+    from agents.api.serializers import MAX_EDGE_WINDOWS
+    client, body = enroll()
+    window = {"window_end": 1_796_288_400.0, "seconds": 10, "source": "a",
+              "destination": "b", "requests": 1, "errors": 0, "latency_sum_ms": 1.0,
+              "buckets": []}
+    url = f"/api/v1/agents/{body['agent_id']}/report/"
+    r = client.post(url, {"metrics": [window] * (MAX_EDGE_WINDOWS + 1)}, format="json")
+    assert r.status_code == 400, (r.status_code, r.content[:300])
+    assert "no more than 10000" in str(r.json()["metrics"])
+    r = client.post(url, {"metrics": [window]}, format="json")
+    assert r.status_code == 200, r.content[:300]
