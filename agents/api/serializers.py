@@ -255,9 +255,13 @@ class ReportSerializer(serializers.Serializer):
         min_value=0, max_value=MAX_REVISION, allow_null=True, required=False
     )
     nack = NackSerializer(allow_null=True, required=False)
-    upstreams = UpstreamSerializer(many=True, required=False, max_length=1000)
-    services = LocalServiceSerializer(many=True, required=False, max_length=1000)
-    metrics = MetricsWindowSerializer(many=True, required=False, max_length=MAX_EDGE_WINDOWS)
+    upstreams = serializers.ListField(child=UpstreamSerializer(), max_length=1000, required=False)
+    services = serializers.ListField(
+        child=LocalServiceSerializer(), max_length=1000, required=False
+    )
+    metrics = serializers.ListField(
+        child=MetricsWindowSerializer(), max_length=MAX_EDGE_WINDOWS, required=False
+    )
     # Per upstream instance (issue 13); absent from older agents.
     instances = serializers.ListField(
         child=InstanceWindowSerializer(), max_length=MAX_INSTANCE_WINDOWS, required=False
