@@ -11,7 +11,11 @@ edge), a logged-in Debian Chromium page. Per size it prints the median over
 - render: overview.js's own figure (data-render-ms: layout, traces,
   Plotly.react) for the first picture;
 - page: navigation start -> the first picture drawn (HTML, scripts, the
-  topology API, render);
+  topology API, render): data-first-picture-ms, stamped by overview.js when the
+  first Plotly.react settles (it was the time Playwright next got to evaluate,
+  which counted whatever the page did after);
+- steps: when the HTML, each script and each API answer had arrived, and
+  DOMContentLoaded (navigation and resource timing);
 - topology API alone (the server side of it).
 
 Target (issue 13): 500 services / 2,000 edges drawn in under 1 s.
@@ -70,6 +74,19 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+# Navigation and resource timing: when the HTML arrived, when the scripts had run
+# (DOMContentLoaded), when each API answer the page fetched had arrived.
+STEPS_JS = """() => {
+  const nav = performance.getEntriesByType("navigation")[0];
+  const out = {html: nav.responseEnd, dom_content_loaded: nav.domContentLoadedEventEnd};
+  for (const r of performance.getEntriesByType("resource")) {
+    const m = r.name.match(/\\/api\\/v1\\/([a-z-]+)/) || r.name.match(/([a-z.]+\\.js)$/);
+    if (m) out[m[1]] = Math.max(out[m[1]] || 0, r.responseEnd);
+  }
+  return out;
+}"""
+
+
 def one_size(cp: Any, browser: Any, services: int, edges: int, runs: int) -> dict[str, Any]:
     cp.manage("shell", "-c", SEED.format(user=USER, password=PASSWORD, services=services,
                                           edges=edges))
@@ -91,17 +108,22 @@ def one_size(cp: Any, browser: Any, services: int, edges: int, runs: int) -> dic
     page.click("button[type=submit]")
     page.wait_for_load_state()
     render_ms, page_ms = [], []
+    steps: list[dict[str, float]] = []
     for _ in range(runs):
         page.goto("/")
         page.wait_for_selector("#topology-graph[data-render-ms]", timeout=120_000)
         render_ms.append(float(page.get_attribute("#topology-graph", "data-render-ms") or 0))
-        page_ms.append(page.evaluate("() => performance.now()"))
+        page.wait_for_selector("#topology-graph[data-first-picture-ms]", timeout=120_000)
+        page_ms.append(float(page.get_attribute("#topology-graph", "data-first-picture-ms") or 0))
+        steps.append(page.evaluate(STEPS_JS))
     context.close()
     return {
         "services": services, "edges": edges,
         "render_ms": statistics.median(render_ms),
         "page_ms": statistics.median(page_ms),
         "topology_api_ms": statistics.median(api_ms),
+        # Where the page's time goes (ms since navigation start, medians).
+        "steps": {k: statistics.median(st[k] for st in steps) for k in steps[0]},
         "page_errors": errors,
     }
 
@@ -131,6 +153,8 @@ def main() -> None:
             print(f"{services:5d} services {edges:5d} edges: render {result['render_ms']:7.0f} ms"
                   f"  page {result['page_ms']:7.0f} ms  topology API "
                   f"{result['topology_api_ms']:6.0f} ms  page errors {len(result['page_errors'])}")
+            print("      steps (ms since navigation start): " + ", ".join(
+                f"{k} {v:.0f}" for k, v in sorted(result["steps"].items(), key=lambda kv: kv[1])))
         browser.close()
     for r in results:
         if (r["services"], r["edges"]) == (500, 2000):
