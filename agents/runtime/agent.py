@@ -105,7 +105,8 @@ class Agent:
         self._inherited: dict[str, socket.socket] = {}  # listening sockets of our predecessor
         self._activated: dict[str, socket.socket] = {}  # ... or of systemd, by address
         # Gateway mode (agents.runtime.gateway): public listeners routed by the snapshot.
-        self.gateway = (Gateway(config.gateway, zone=config.zone, contexts=self.contexts)
+        self.gateway = (Gateway(config.gateway, zone=config.zone, contexts=self.contexts,
+                                runtime=self._gateway_target, retire=self.zt.forget)
                         if config.gateway is not None else None)
         self._gateway_refused: str | None = None
 
@@ -331,6 +332,13 @@ class Agent:
         self.zt.adopt(runtime)
         return runtime
 
+    def _gateway_target(self, service: str, source: str) -> UpstreamRuntime:
+        """The runtime of a service the gateway's routes send to (one per service, its
+        subsets as views): dialled as the mesh dials it, mTLS with the gateway's identity."""
+        runtime = UpstreamRuntime(Upstream(service, "", 0, "http", source), self.config.zone)
+        self.zt.adopt(runtime, identity=self.zt.gateway)
+        return runtime
+
     # control plane
     async def _control_loop(self) -> None:
         while not self._stopped.is_set():
@@ -445,7 +453,8 @@ class Agent:
             raise
 
     def _runtimes(self) -> list[UpstreamRuntime]:
-        return [*self.upstreams, *self.route_targets.values()]
+        gateway = list(self.gateway.services.values()) if self.gateway is not None else []
+        return [*self.upstreams, *self.route_targets.values(), *gateway]
 
     def _gateway_payload(self) -> dict[str, Any]:
         gateway = self.config.gateway
