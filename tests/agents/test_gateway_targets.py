@@ -60,6 +60,22 @@ async def test_an_ejection_through_one_route_holds_for_every_route_of_the_servic
         assert not v1.healthy  # type: ignore[attr-defined]
 
 
+async def test_a_gateway_request_is_counted_and_pooled_on_its_routes_service(
+        backends: dict[str, Backend]) -> None:
+    """The breaker counters, the pool a connection goes back to and the outlier records
+    are those of the destination the request was sent to (once they were the
+    listener's: `active` grew on the service until max_requests refused everything,
+    and no upstream connection was reused)."""
+    good = backends["good"]
+    orders = entry(good, circuit_breaker={"max_requests": 2})
+    section = {"routes": [route("all", "orders", path={"prefix": "/"})]}
+    async with running_gateway(section, {"orders": orders}) as (gateway, port):
+        assert [(await call(port, "GET", "/x")).status for _ in range(5)] == [200] * 5
+        runtime = gateway.services["orders"]
+        assert runtime.active == 0 and gateway.listener_ctx.upstream.active == 0
+        assert runtime.pool.idle_count() == 1 and good.connections == 1  # one, reused
+
+
 async def test_a_route_removed_from_the_table_drops_its_service(
         backends: dict[str, Backend]) -> None:
     from agents.runtime.snapshot import parse_snapshot
