@@ -97,6 +97,12 @@ async def measure(case: str, requests: int, profile: bool) -> float:
     for _ in range(requests):
         one()
     elapsed = time.process_time() - started
+    # Every request went up and its answer came back (a connection given back to the wrong
+    # pool once left the measured loop feeding a closed one).
+    writes = up_transport.writes
+    one()
+    assert up_transport.writes == writes + 1 and not up_transport.closed, "upstream lost"
+    assert client_transport.last.startswith(b"HTTP/1.1 200 OK\r\n"), client_transport.last
     if profiler:
         profiler.disable()
         print(f"--- {case}")
