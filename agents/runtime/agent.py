@@ -26,6 +26,7 @@ from agents.runtime.client import (
 )
 from agents.runtime.config import AgentConfig, Upstream, join_host_port
 from agents.runtime.dns import DnsServer
+from agents.runtime.gateway.auth import MAX_KEYS_USED
 from agents.runtime.gateway.listener import Gateway
 from agents.runtime.gateway.metrics import render_gateway
 from agents.runtime.handover import (
@@ -98,6 +99,7 @@ class Agent:
         self._stopped = asyncio.Event()
         self._pending_metrics: list[dict[str, Any]] = []
         self._pending_ejections: list[dict[str, Any]] = []
+        self._pending_keys: set[str] = set()  # gateway keys used, kept across failed reports
         self._control: asyncio.Task[None] | None = None
         self.dns: DnsServer | None = None
         self.dns_error = ""
@@ -433,6 +435,13 @@ class Agent:
         ejections = self._pending_ejections + [
             event for u in self._runtimes() for event in u.drain_events()]
         self._pending_ejections = []
+        gateway = self._gateway_payload()
+        keys_used = self._pending_keys
+        if self.gateway is not None:
+            keys_used |= self.gateway.drain_keys_used()
+            if keys_used:  # coarse by design: the control plane stores the report's minute
+                gateway["gateway"]["keys_used"] = sorted(keys_used)[:MAX_KEYS_USED]
+        self._pending_keys = set()
         payload = {
             "version": __version__,
             "applied_revision": self.snapshot.revision if self.snapshot else None,
@@ -441,7 +450,7 @@ class Agent:
             "services": [s.as_report() for s in self.config.services],
             "metrics": windows,
             "ejections": ejections,
-            **self._gateway_payload(),
+            **gateway,
             **self.zt.payload(),
         }
         try:
@@ -450,6 +459,7 @@ class Agent:
             # Not lost: the next report carries them, bounded so a long outage cannot grow us.
             self._pending_metrics = windows[-MAX_PENDING_WINDOWS:]
             self._pending_ejections = ejections[-MAX_PENDING_WINDOWS:]
+            self._pending_keys = set(sorted(keys_used)[:MAX_KEYS_USED])
             raise
 
     def _runtimes(self) -> list[UpstreamRuntime]:

@@ -82,7 +82,9 @@ class Gateway:
         self.metrics = GatewayMetrics(config.name)
         self.table = GatewayTable()
         self.index = RouteIndex(())
-        self.consumers = Consumers(())
+        # Digests of the keys used since the last report (they outlive a table change).
+        self.keys_used: set[bytes] = set()
+        self.consumers = Consumers((), self.keys_used)
         self.verifiers: dict[str, JwtVerifier] = {}
         self.buckets: dict[tuple[str, int, str], TokenBucket] = {}
         self.limiter = GlobalLimiter(config.redis, config.redis_timeout_ms,
@@ -155,7 +157,7 @@ class Gateway:
         now = {(r.name, i): li for r in table.routes for i, li in enumerate(r.rate_limits)}
         self.buckets = {k: b for k, b in self.buckets.items()
                         if k[:2] in now and was.get(k[:2]) == now[k[:2]]}
-        self.consumers = Consumers(table.consumers)
+        self.consumers = Consumers(table.consumers, self.keys_used)
         self.index = RouteIndex(table.routes)
         self.table = table
 
@@ -184,6 +186,13 @@ class Gateway:
 
     def target(self, route: Route) -> Destination:
         return self.targets[(route.service, route.subset)]
+
+    def drain_keys_used(self) -> set[str]:
+        """The keys (as their stored `sha256:` digests) that authenticated a request
+        since the last call: the report's `gateway.keys_used`."""
+        used = {"sha256:" + raw.hex() for raw in self.keys_used}
+        self.keys_used.clear()
+        return used
 
     # rate limits
     def local_bucket(self, route: Route, index: int, limit: RateLimit, who: str) -> TokenBucket:
