@@ -18,19 +18,16 @@ import asyncio
 import logging
 import math
 import socket
-import ssl
 from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_to_bytes
 
-from cryptography import x509
-
 from agents.runtime import response
 from agents.runtime.config import Upstream
 from agents.runtime.exchange import Exchange
 from agents.runtime.gateway.auth import PENDING, AuthFailure, Consumers, JwtVerifier
-from agents.runtime.gateway.config import GatewayConfig, GatewayListener
+from agents.runtime.gateway.config import GatewayConfig
 from agents.runtime.gateway.heads import GatewayHeaders, gateway_headers, is_trusted
 from agents.runtime.gateway.limits import GlobalLimiter, Verdict, local_take
 from agents.runtime.gateway.metrics import GatewayMetrics
@@ -42,6 +39,7 @@ from agents.runtime.gateway.table import (
     Route,
     parse_gateway_section,
 )
+from agents.runtime.gateway.tls import tls_context
 from agents.runtime.handover import listener_key
 from agents.runtime.heads import RequestHeaders
 from agents.runtime.httpwire import new_request_id, reason_phrase, render_headers
@@ -259,53 +257,6 @@ class Gateway:
             "traffic": self.metrics.stats(),
             "targets": [runtime.stats() for runtime in self.services.values()],
         }
-
-
-def certificate_names(path: str) -> list[str]:
-    with open(path, "rb") as handle:
-        cert = x509.load_pem_x509_certificate(handle.read())
-    names: list[str] = []
-    try:
-        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        names = [n.lower() for n in ext.value.get_values_for_type(x509.DNSName)]
-    except x509.ExtensionNotFound:
-        pass
-    if not names:
-        names = [str(a.value).lower() for a in
-                 cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)]
-    return names
-
-
-def _server_context(cert: str, key: str) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_alpn_protocols(["http/1.1"])
-    ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-def tls_context(listener: GatewayListener) -> ssl.SSLContext:
-    """The first certificate's context; SNI picks another by the certificates' DNS names
-    (exact first, then one-label wildcard)."""
-    contexts = [_server_context(str(c.cert), str(c.key)) for c in listener.certificates]
-    by_name: dict[str, ssl.SSLContext] = {}
-    for cert, ctx in zip(listener.certificates, contexts, strict=True):
-        for name in certificate_names(str(cert.cert)):
-            by_name.setdefault(name, ctx)
-    default = contexts[0]
-
-    def choose(sock: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
-        if not server_name:
-            return
-        name = server_name.lower()
-        chosen = by_name.get(name)
-        if chosen is None and "." in name:
-            chosen = by_name.get("*." + name.split(".", 1)[1])
-        if chosen is not None and chosen is not default:
-            sock.context = chosen
-
-    default.sni_callback = choose  # type: ignore[assignment]
-    return default
 
 
 class GatewayConnection(ClientConnection):
