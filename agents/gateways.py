@@ -6,6 +6,7 @@ registered, a declared gateway name is still stored and the section is absent.""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
 # What an agent may declare (`"gateway": {"name": …}`), the gateway API's rule too.
@@ -26,6 +27,10 @@ class GatewayHook(Protocol):
 
     def section(self, name: str) -> Mapping[str, Any]:
         """The section itself (inside the snapshot's read transaction)."""
+
+    def keys_used(self, key_hashes: list[str], at: datetime) -> None:
+        """A gateway agent's report says these keys (`sha256:` digests) authenticated
+        requests since its last one (inside the report's transaction)."""
 
 
 _hook: GatewayHook | None = None

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from agents import gateways
 from agents.enrollment import (
     GatewayNotAllowed,
     ServiceNotAllowed,
@@ -275,6 +276,10 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
         agent.save(update_fields=fields)
         if gateway_changed:
             gateway_declared(agent)
+        keys_used = (report.get("gateway") or {}).get("keys_used") or []
+        hook = gateways.hook()
+        if declared and keys_used and hook is not None:
+            hook.keys_used(sorted(set(keys_used)), now)
         if inbound_changed:
             inbound_changed_notify(agent)
         elif upstreams_changed or local_changed or gateway_changed:

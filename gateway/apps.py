@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from django.apps import AppConfig
@@ -28,6 +29,11 @@ class _Hook:
         from gateway.snapshot import gateway_section
 
         return gateway_section(name)
+
+    def keys_used(self, key_hashes: list[str], at: datetime) -> None:
+        from gateway.services import consumer_keys_used
+
+        consumer_keys_used(key_hashes=key_hashes, at=at)
 
 
 class GatewayConfig(AppConfig):

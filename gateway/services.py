@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -350,6 +351,21 @@ def consumer_key_delete(*, user: Actor, consumer: Consumer, prefix: str) -> None
         before=before,
         after=_consumer_doc(consumer),
         message=f"key {prefix}… of consumer {consumer.name} revoked",
+    )
+
+
+def consumer_keys_used(*, key_hashes: list[str], at: datetime) -> int:
+    """A gateway agent used these keys (its report's `gateway.keys_used`): their
+    `last_used_at` becomes AT's minute. Coarse on purpose, as API tokens' `last_used`:
+    one UPDATE per report, and none for a key already marked in that minute. Not
+    audited and no mesh change: a use is nobody's write and no snapshot shows it."""
+    if not key_hashes:
+        return 0
+    minute = at.replace(second=0, microsecond=0)
+    return (
+        ConsumerKey.objects.filter(key_hash__in=key_hashes)
+        .exclude(last_used_at__gte=minute)
+        .update(last_used_at=minute)
     )
 
 

@@ -44,6 +44,12 @@ def node_identity(node: str) -> str:
     return f"spiffe://{settings.MESH_TRUST_DOMAIN}/ns/default/node/{node}"
 
 
+def gateway_identity(gateway: str) -> str:
+    """A gateway's identity, held by every agent serving as it (intention source
+    `gateway:<name>`; agents.runtime.security.gateway_identity on the agent's side)."""
+    return f"spiffe://{settings.MESH_TRUST_DOMAIN}/ns/default/gateway/{gateway}"
+
+
 def fingerprint(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 

@@ -63,7 +63,7 @@ WILDCARD = "*"
 class Intention(models.Model):
     """source -> destination: allow | deny, with optional HTTP conditions."""
 
-    source = models.CharField(max_length=63)  # a service name or "*"
+    source = models.CharField(max_length=71)  # a service name, "*" or "gateway:<name>"
     destination = models.CharField(max_length=63)
     action = models.CharField(max_length=5, choices=Action.choices)
     # None, or {"methods": [...], "path_prefix": "...", "headers": {...}}

@@ -158,17 +158,22 @@ class Issued:
     roots: list[str]
 
 
-def certificate_issue(*, agent_id: uuid.UUID, node: str, service: str, csr_pem: str) -> Issued:
-    """Sign CSR_PEM for SERVICE ("" = the node's identity) and record it. The
-    caller has checked that the agent may hold that identity; CSRRefused on a
-    bad CSR."""
+def certificate_issue(
+    *, agent_id: uuid.UUID, node: str, service: str, csr_pem: str, gateway: str = ""
+) -> Issued:
+    """Sign CSR_PEM for SERVICE ("" = the node's identity, or GATEWAY's when given)
+    and record it. The caller has checked that the agent may hold that identity;
+    CSRRefused on a bad CSR."""
     csr = ca.csr_parse(csr_pem)
     root = signing_root()
-    identity = ca.service_identity(service) if service else ca.node_identity(node)
+    if gateway:
+        identity = ca.gateway_identity(gateway)
+    else:
+        identity = ca.service_identity(service) if service else ca.node_identity(node)
     cert = ca.leaf_sign(
         csr=csr,
         identity=identity,
-        common_name=service or node,
+        common_name=service or gateway or node,
         root_pem=root.certificate,
         key_file=root.key_file,
         ttl=timedelta(milliseconds=settings.MESH_CERT_TTL_MS),

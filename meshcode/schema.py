@@ -17,7 +17,7 @@ from agents.runtime.vocabulary import (
     RETRY_CONDITIONS,
 )
 from gateway import vocabulary as gv
-from identity.api.serializers import MAX_HEADERS, NAME_OR_WILDCARD
+from identity.api.serializers import MAX_HEADERS, NAME_OR_WILDCARD, SOURCE_NAME
 from identity.models import Action
 from meshcode.intentions import MAX_SOURCES
 from policies import routes as r
@@ -388,7 +388,12 @@ def _intentions() -> dict[str, Any]:
                 "maxItems": MAX_SOURCES,
                 "items": _object(
                     {
-                        "source": {**service_or_any, "description": 'a service, or "*"'},
+                        "source": {
+                            "type": "string",
+                            "pattern": SOURCE_NAME,
+                            "maxLength": 71,
+                            "description": 'a service, "gateway:<name>", or "*"',
+                        },
                         "action": {"enum": list(Action.values)},
                         "http": {
                             "oneOf": [

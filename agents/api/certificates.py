@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from agents.api.auth import AgentTokenAuthentication
 from agents.api.views import _own_agent
+from agents.gateways import GATEWAY_NAME_RE
 from agents.models import Agent
 from agents.snapshot import local_service_names
 from identity.ca import CAFileError, CSRRefused
@@ -32,13 +33,28 @@ class CAUnavailable(APIException):
 
 
 class CertificateRequestSerializer(serializers.Serializer):
-    # "" asks for the node's identity (an agent running no service).
+    # "" asks for the node's identity (an agent running no service), or with `gateway`
+    # for the identity of the gateway the agent serves as.
     service = serializers.RegexField(SERVICE_NAME_RE, max_length=63, allow_blank=True)
+    gateway = serializers.RegexField(
+        GATEWAY_NAME_RE, max_length=63, required=False, allow_blank=True, default=""
+    )
     csr = serializers.CharField(max_length=MAX_CSR, trim_whitespace=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["service"] and attrs["gateway"]:
+            raise ValidationError({"gateway": ["a certificate is for a service or a gateway"]})
+        return attrs
 
 
 def _iso(value: Any) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def may_hold_gateway(agent: Agent, gateway: str) -> bool:
+    """A gateway's identity only to an agent that serves as it (declared at enroll or
+    in a report, which its enrollment token must allow: docs/security.md)."""
+    return agent.gateway == gateway and gateway in (agent.allowed_gateways or [])
 
 
 def may_hold(agent: Agent, service: str) -> bool:
@@ -67,7 +83,13 @@ class CertificateView(APIView):
         body = CertificateRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         service = body.validated_data["service"]
-        if not may_hold(agent, service):
+        gateway = body.validated_data["gateway"]
+        if gateway and not may_hold_gateway(agent, gateway):
+            raise PermissionDenied(
+                f"agent {agent.node.name} does not serve as gateway {gateway!r}: "
+                "no certificate for that identity"
+            )
+        if not gateway and not may_hold(agent, service):
             raise PermissionDenied(
                 f"node {agent.node.name} runs no instance of {service!r}: "
                 "no certificate for that identity"
@@ -77,6 +99,7 @@ class CertificateView(APIView):
                 agent_id=agent.pk,
                 node=agent.node.name,
                 service=service,
+                gateway=gateway,
                 csr_pem=body.validated_data["csr"],
             )
         except CSRRefused as exc:

@@ -14,6 +14,8 @@ from agents.models import Agent
 from agents.runtime import histogram
 from agents.runtime.addresses import address_error
 from agents.runtime.config import ENTRY_ID_RE, default_entry_id
+from agents.runtime.gateway.auth import KEY_DIGEST_RE
+from agents.runtime.vocabulary import MAX_KEYS_USED
 from identity.certview import certificates_by_agent
 from meshconsole.api import StringListField
 from registry.api.serializers import CheckSerializer, check_to_model
@@ -46,6 +48,11 @@ class GatewayDeclSerializer(serializers.Serializer):
     """`"gateway": {"name": "edge"}`: this agent serves as that gateway."""
 
     name = serializers.RegexField(GATEWAY_NAME_RE, max_length=63)
+    # In a report: the keys that authenticated requests since the last one (their
+    # `sha256:` digests, as the snapshot sent them); absent = none.
+    keys_used = serializers.ListField(
+        child=serializers.RegexField(KEY_DIGEST_RE), max_length=MAX_KEYS_USED, required=False
+    )
 
     def validate_name(self, value: str) -> str:
         if value in RESERVED_GATEWAY_NAMES:

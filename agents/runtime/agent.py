@@ -57,6 +57,7 @@ from agents.runtime.snapshot import (
 )
 from agents.runtime.splits import apply_upstreams
 from agents.runtime.upstream import UpstreamRuntime
+from agents.runtime.vocabulary import MAX_KEYS_USED
 from agents.runtime.zerotrust import ZeroTrust
 
 if TYPE_CHECKING:  # gateway mode is imported only by the agents that run it (~2 MB)
@@ -103,6 +104,7 @@ class Agent:
         self._pending_metrics: list[dict[str, Any]] = []
         self._pending_instances: list[dict[str, Any]] = []
         self._pending_ejections: list[dict[str, Any]] = []
+        self._pending_keys: set[str] = set()  # gateway keys used, kept across failed reports
         self._control: asyncio.Task[None] | None = None
         self.dns: DnsServer | None = None
         self.dns_error = ""
@@ -114,7 +116,8 @@ class Agent:
         if config.gateway is not None:
             from agents.runtime.gateway.listener import Gateway
 
-            self.gateway = Gateway(config.gateway, zone=config.zone, contexts=self.contexts)
+            self.gateway = Gateway(config.gateway, zone=config.zone, contexts=self.contexts,
+                                   runtime=self._gateway_target, retire=self.zt.forget)
         self._gateway_refused: str | None = None
 
     # lifecycle
@@ -339,6 +342,13 @@ class Agent:
         self.zt.adopt(runtime)
         return runtime
 
+    def _gateway_target(self, service: str, source: str) -> UpstreamRuntime:
+        """The runtime of a service the gateway's routes send to (one per service, its
+        subsets as views): dialled as the mesh dials it, mTLS with the gateway's identity."""
+        runtime = UpstreamRuntime(Upstream(service, "", 0, "http", source), self.config.zone)
+        self.zt.adopt(runtime, identity=self.zt.gateway)
+        return runtime
+
     # control plane
     async def _control_loop(self) -> None:
         while not self._stopped.is_set():
@@ -435,6 +445,13 @@ class Agent:
         ejections = self._pending_ejections + [
             event for u in self._runtimes() for event in u.drain_events()]
         self._pending_ejections = []
+        gateway = self._gateway_payload()
+        keys_used = self._pending_keys
+        if self.gateway is not None:
+            keys_used |= self.gateway.drain_keys_used()
+            if keys_used:  # coarse by design: the control plane stores the report's minute
+                gateway["gateway"]["keys_used"] = sorted(keys_used)[:MAX_KEYS_USED]
+        self._pending_keys = set()
         payload = {
             "version": __version__,
             "applied_revision": self.snapshot.revision if self.snapshot else None,
@@ -444,7 +461,7 @@ class Agent:
             "metrics": windows,
             "instances": instances,
             "ejections": ejections,
-            **self._gateway_payload(),
+            **gateway,
             **self.zt.payload(),
         }
         try:
@@ -454,10 +471,12 @@ class Agent:
             self._pending_metrics = windows[-MAX_PENDING_WINDOWS:]
             self._pending_instances = instances[-MAX_PENDING_WINDOWS:]
             self._pending_ejections = ejections[-MAX_PENDING_WINDOWS:]
+            self._pending_keys = set(sorted(keys_used)[:MAX_KEYS_USED])
             raise
 
     def _runtimes(self) -> list[UpstreamRuntime]:
-        return [*self.upstreams, *self.route_targets.values()]
+        gateway = list(self.gateway.services.values()) if self.gateway is not None else []
+        return [*self.upstreams, *self.route_targets.values(), *gateway]
 
     def _endpoints(self) -> list[tuple[str, tuple[Endpoint, ...]]]:
         """(service, endpoints) of every runtime, whose counters the instance windows read."""

@@ -1,7 +1,9 @@
 """This host's workload certificates: keys made here, CSRs, renewal, SSL contexts.
 
 One identity per local service (`spiffe://<td>/ns/default/svc/<name>`), or the node
-identity when the host runs none (store name ""). Each lives in
+identity when the host runs none (store name ""), plus the gateway's
+(`spiffe://<td>/ns/default/gateway/<name>`, store name "gateway:<name>") on an agent
+in gateway mode. Each lives in
 `data_dir/certs/<name>.pem` (0600): the private key, the leaf and its chain, written
 atomically together so a key never sits beside another key's certificate. A restart
 with the control plane down serves on these files until they expire.
@@ -32,6 +34,7 @@ log = logging.getLogger("meshagent.certs")
 
 CERTS_DIR = "certs"
 NODE = ""  # the store name of the node identity
+GATEWAY = "gateway:"  # the store name of a gateway's identity: GATEWAY + its name
 RENEW_AT = (0.45, 0.55)  # of the lifetime: about half, jittered so a fleet does not renew in step
 
 
@@ -125,6 +128,8 @@ class CertStore:
         self._mtimes: dict[str, int] = {}  # (reload)
 
     def path_of(self, name: str) -> Path:
+        if name.startswith(GATEWAY):  # "_" is in no service name: no file is shared
+            return self.dir / f"_gateway-{name[len(GATEWAY):]}.pem"
         return self.dir / f"{name or '_node'}.pem"
 
     def load(self) -> None:

@@ -167,11 +167,12 @@ class ControlPlaneClient:
         return _expect(status, data, (200,), "report")
 
     async def certificate(self, agent_id: str, token: str, service: str,
-                          csr: str) -> dict[str, Any]:
-        """POST a CSR (zero-trust contract): the signed leaf, its chain and the roots."""
+                          csr: str, *, gateway: str = "") -> dict[str, Any]:
+        """POST a CSR (zero-trust contract): the signed leaf, its chain and the roots.
+        SERVICE "" with GATEWAY: the identity of the gateway this agent serves as."""
         path = f"/api/v1/agents/{agent_id}/certificates/"
-        status, _, data = await self.request("POST", path, body={"service": service, "csr": csr},
-                                             token=token)
+        body = {"service": service, "csr": csr, **({"gateway": gateway} if gateway else {})}
+        status, _, data = await self.request("POST", path, body=body, token=token)
         if status == 401:
             raise Unauthorized(f"certificates: {_detail(data)}", status)
         return _expect(status, data, (200, 201), "certificates")

@@ -130,8 +130,9 @@ class Exchange:
         # loop iteration, too coarse for sub-millisecond answers. Deadlines stay on the loop's.
         self.started = started = monotonic()
         ctx = self.ctx
-        upstream = ctx.upstream
-        state = self.state = upstream.state  # this request's view, whatever snapshot follows
+        # The listener's upstream (a gateway sets the view of its route's service first).
+        target = self.target
+        state = self.state = target.state  # this request's view, whatever snapshot follows
         authorize = self.client.authorize
         if authorize is not None:
             rule = authorize(self)
@@ -143,10 +144,9 @@ class Exchange:
         if bucket is not None:
             wait = bucket.take()
             if wait > 0:
-                upstream.rate_limited_total += 1
+                target.rate_limited_total += 1
                 self.refuse(429, "rate-limited", [(b"retry-after", retry_after(wait))])
                 return
-        target: Destination = upstream
         routes = state.routes
         if routes is not None:  # L7 routes: the matched route's target (splits.py)
             try:

@@ -91,9 +91,14 @@ def node_identity(trust_domain: str, node: str) -> str:
     return f"spiffe://{trust_domain}/ns/default/node/{node}"
 
 
+def gateway_identity(trust_domain: str, gateway: str) -> str:
+    """A gateway's own identity (every agent serving as that gateway holds it)."""
+    return f"spiffe://{trust_domain}/ns/default/gateway/{gateway}"
+
+
 def source_of(trust_domain: str, uri: str) -> str | None:
-    """The intention source name of a peer's URI SAN: "orders", "node:<n>", or None when
-    it is not an identity of TRUST_DOMAIN."""
+    """The intention source name of a peer's URI SAN: "orders", "node:<n>",
+    "gateway:<g>", or None when it is not an identity of TRUST_DOMAIN."""
     prefix = f"spiffe://{trust_domain}/ns/default/"
     if not uri.startswith(prefix):
         return None
@@ -104,6 +109,8 @@ def source_of(trust_domain: str, uri: str) -> str | None:
         return name
     if kind == "node":
         return f"node:{name}"
+    if kind == "gateway" and _NAME.match(name):
+        return f"gateway:{name}"
     return None
 
 
@@ -168,7 +175,8 @@ def _http(value: object, path: str) -> HttpMatch | None:
 
 def _party(value: object, path: str) -> str:
     name = _str(value, path)
-    if name == "*" or _NAME.match(name) or (name.startswith("node:") and len(name) > 5):
+    if name == "*" or _NAME.match(name) or (name.startswith("node:") and len(name) > 5) or (
+            name.startswith("gateway:") and _NAME.match(name[8:])):
         return name
     raise _fail(path, f"{name!r} is not a service name or *")
 

@@ -20,6 +20,7 @@ import bisect
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from agents.runtime.endpoint import Endpoint
 from agents.runtime.heads import request_hash_key, request_headers
 from agents.runtime.routes import NO_HEADER_OPS, HeaderOps, RouteSpec, path_bytes
 from agents.runtime.routing import MatchTable, RequestView
@@ -135,6 +136,23 @@ def route_request(ex: Exchange, table: RouteTable) -> Destination | None:
     return target
 
 
+def subset_endpoints(runtime: UpstreamRuntime, snapshot: UpstreamSnapshot | None,
+                     subset: str) -> tuple[Endpoint, ...]:
+    """The endpoints of RUNTIME (SNAPSHOT applied) that SUBSET selects: every listed tag
+    and metadata pair; none when the service does not define SUBSET. The one rule for a
+    mesh route's subset target and a gateway route's."""
+    spec = snapshot.subsets.get(subset) if snapshot is not None else None
+    if spec is None:
+        return ()
+    if snapshot is not None and snapshot.failover_target:
+        # The endpoints are the failover target's (docs/policies.md), whose instances
+        # need not carry this service's subset labels: the whole service has moved, so
+        # every subset is served by all of them.
+        return runtime.state.endpoints
+    labels = runtime.labels
+    return tuple(e for e in runtime.state.endpoints if spec.selects(*labels[e.key]))
+
+
 def build_routes(runtime: UpstreamRuntime, snapshot: UpstreamSnapshot | None,
                  services: Mapping[str, UpstreamRuntime]) -> RouteTable | None:
     """RUNTIME's route table for SNAPSHOT (None: no routes, or a TCP listener, where L7
@@ -147,15 +165,7 @@ def build_routes(runtime: UpstreamRuntime, snapshot: UpstreamSnapshot | None,
         for split in spec.split:
             if split.subset:
                 owner = runtime
-                subset = snapshot.subsets[split.subset]
-                labels = runtime.labels
-                endpoints = tuple(e for e in runtime.state.endpoints
-                                  if subset.selects(*labels[e.key]))
-                if snapshot.failover_target:
-                    # The endpoints are the failover target's (docs/policies.md), whose
-                    # instances need not carry this service's subset labels: the whole
-                    # service has moved, so every subset is served by all of them.
-                    endpoints = runtime.state.endpoints
+                endpoints = subset_endpoints(runtime, snapshot, split.subset)
                 destination = runtime.service
             else:
                 found = services.get(split.service)

@@ -244,7 +244,9 @@ class Target(Destination):
     """One target of a route's split: a subset of OWNER's endpoints (filtered by the
     subset's tags and metadata), or OWNER's whole set when it is another service. Its
     own balancer, plan and breaker counters; OWNER's policy, pool and outlier detector.
-    A route's timeout and retry attempts override the policy's here."""
+    A route's timeout and retry attempts override the policy's here. It carries OWNER's
+    rate-limit bucket, which a request started on the target takes from (a gateway route
+    to a subset); a mesh request took it at its listener's upstream, before routing."""
 
     def __init__(self, owner: UpstreamRuntime, endpoints: tuple[Endpoint, ...], *,
                  subset: str, edge: tuple[str, ...], timeout_ms: int | None = None,
@@ -256,7 +258,7 @@ class Target(Destination):
         self.pool, self.outlier, self.rng = owner.pool, owner.outlier, owner.rng
         old = owner.state
         policy = old.policy
-        state = RouteState(endpoints, make_balancer(policy.load_balancer), policy, None,
+        state = RouteState(endpoints, make_balancer(policy.load_balancer), policy, old.bucket,
                            (old.failover_target, old.failover_reason))
         if timeout_ms is not None:
             state.request_timeout = timeout_ms / 1000

@@ -79,3 +79,6 @@ ROUTE_FORBIDDEN_HEADERS = frozenset({
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
     "transfer-encoding", "content-length", "host",
 })
+
+# A gateway's report lists at most this many used keys (`gateway.keys_used`).
+MAX_KEYS_USED = 10_000

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agents.runtime.certs import NODE, CertStore
+from agents.runtime.certs import GATEWAY, NODE, CertStore
 from agents.runtime.client import ControlPlaneClient
 from agents.runtime.config import AgentConfig
 from agents.runtime.dial import OutboundTls
@@ -25,9 +25,10 @@ class ZeroTrust:
     def __init__(self, config: AgentConfig, client: ControlPlaneClient,
                  upstreams: Sequence[UpstreamRuntime], on_change: Callable[[], None]) -> None:
         self.config = config
-        # One identity per local service, else the node's.
-        self.certs = CertStore(config.data_dir, sorted({s.name for s in config.services})
-                               or [NODE])
+        # One identity per local service, else the node's; and the gateway's, if it is one.
+        names = sorted({s.name for s in config.services}) or [NODE]
+        self.gateway = GATEWAY + config.gateway.name if config.gateway is not None else None
+        self.certs = CertStore(config.data_dir, [*names, *filter(None, [self.gateway])])
         self.upstreams = list(upstreams)
         for runtime in self.upstreams:
             runtime.pool.tls = OutboundTls(self.certs, runtime.source)
@@ -36,9 +37,11 @@ class ZeroTrust:
         self.security: Security | None = None
         self.renewer = Renewer(self.certs, client, config.node, self.trust_domain, on_change)
 
-    def adopt(self, runtime: UpstreamRuntime) -> None:
-        """An upstream made after start (a route's split target): dialled like the others."""
-        runtime.pool.tls = OutboundTls(self.certs, runtime.source)
+    def adopt(self, runtime: UpstreamRuntime, identity: str | None = None) -> None:
+        """An upstream made after start (a route's split target, a gateway route's
+        service): dialled like the others, with IDENTITY's certificate (a store name; by
+        default its source's)."""
+        runtime.pool.tls = OutboundTls(self.certs, identity or runtime.source)
         runtime.pool.tls.security = self.security
         self.upstreams.append(runtime)
 
@@ -85,11 +88,12 @@ class ZeroTrust:
     def inbound_windows(self) -> list[dict[str, Any]]:
         """The inbound side's edges (from verified identities), marked so that the control
         plane does not count a request twice (the caller's agent reports it too). A node
-        identity ("node:<name>") is no service name the report accepts: left out."""
+        identity ("node:<name>") is no service name the report accepts: left out; so is a
+        gateway's ("gateway:<name>": the gateway reports those requests as its own)."""
         if self.inbound is None:
             return []
         return [{**w, "inbound": True} for w in self.inbound.metrics.drain()
-                if not w["source"].startswith("node:")]
+                if not w["source"].startswith(("node:", GATEWAY))]
 
     def certificates(self) -> list[dict[str, Any]]:
         expiry = self.certs.seconds_to_expiry()

@@ -7,6 +7,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from agents.gateways import GATEWAY_NAME_RE
 from identity.models import WILDCARD, Action, Intention
 from meshconsole.api import StrictFieldsMixin, StrictSerializer
 from registry.models import SERVICE_NAME_RE
@@ -14,6 +15,9 @@ from registry.models import SERVICE_NAME_RE
 # A service name or "*". Names of services not registered yet are accepted (as
 # Consul does): an intention can be written before the service first starts.
 NAME_OR_WILDCARD = rf"^(\*|{SERVICE_NAME_RE.strip('^$')})$"
+# A source may also be a gateway (`gateway:<name>`: the identity every agent serving
+# as that gateway holds); a destination is always a service or "*".
+SOURCE_NAME = rf"^(\*|{SERVICE_NAME_RE.strip('^$')}|gateway:{GATEWAY_NAME_RE.strip('^$')})$"
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")  # RFC 9110 token
 MAX_HEADERS = 20
 
@@ -51,7 +55,7 @@ class HttpConditionsSerializer(StrictSerializer):
 
 class IntentionSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     id = serializers.CharField(read_only=True)
-    source = serializers.RegexField(NAME_OR_WILDCARD, max_length=63)  # type: ignore[assignment]
+    source = serializers.RegexField(SOURCE_NAME, max_length=71)  # type: ignore[assignment]
     destination = serializers.RegexField(NAME_OR_WILDCARD, max_length=63)
     action = serializers.ChoiceField(choices=Action.choices)
     http = HttpConditionsSerializer(allow_null=True, required=False, default=None)
@@ -91,7 +95,9 @@ class DefaultActionSerializer(StrictSerializer):
 
 
 class CheckQuerySerializer(StrictSerializer):
-    source = serializers.RegexField(rf"^({SERVICE_NAME_RE.strip('^$')}|node:[^\s]{{1,253}})$")  # type: ignore[assignment]
+    source = serializers.RegexField(  # type: ignore[assignment]
+        rf"^({SERVICE_NAME_RE.strip('^$')}|node:[^\s]{{1,253}}|gateway:{GATEWAY_NAME_RE.strip('^$')})$"
+    )
     destination = serializers.RegexField(SERVICE_NAME_RE, max_length=63)
     method = serializers.RegexField(_TOKEN.pattern, required=False)
     path = serializers.RegexField(r"^/[^\s]*$", max_length=2000, required=False, default="/")

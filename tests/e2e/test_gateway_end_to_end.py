@@ -1,9 +1,10 @@
 """The gateway with real processes: the control plane (web, Celery worker and beat), a
 real backend registered as an instance of `orders`, and a real `meshagent gateway`
 enrolled with a token that lists the gateway. Everything is configured through the
-REST API: the gateway, a key-auth route, a consumer and its key (shown once). A
-revoked key and a changed route reach the gateway within a bounded poll; after
-traffic the topology shows the gateway as the entry node with its edge to `orders`."""
+REST API: the gateway, a key-auth route, a consumer and its key (shown once, then
+its `last_used_at` from the gateway's report). A revoked key and a changed route
+reach the gateway within a bounded poll; after traffic the topology shows the
+gateway as the entry node with its edge to `orders`."""
 
 from __future__ import annotations
 
@@ -117,6 +118,15 @@ def test_gateway_key_auth_route_changes_and_topology(tmp_path: Path) -> None:
             assert "www-authenticate" in wrong.headers
             other_host = get(listen, "/orders/work", key, host="other.example.test")
             assert other_host.status == 404, other_host  # the route is for HOST only
+
+            # The gateway reports the key's use: the listing shows when (to the minute).
+            def last_used() -> Any:
+                _, keys = cp.api("GET", "/api/v1/gateway/consumers/alice/keys/")
+                return next((k["last_used_at"] for k in keys["results"]
+                             if k["prefix"] == prefix), None)
+
+            wait_until(last_used, 30, what="the key's last_used_at from the gateway's report")
+            assert last_used().endswith(":00Z"), last_used()
 
             # Revoke the key through the API: the same request is a 401 within the poll.
             status, _ = cp.api("DELETE", f"/api/v1/gateway/consumers/alice/keys/{prefix}/")

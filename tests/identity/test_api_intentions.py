@@ -34,6 +34,9 @@ def create(api: APIClient, **body: Any) -> Any:
         {"source": "orders", "destination": "payments", "action": "deny", "http": {"headers": {"bad header": "x"}}},
         {"source": "orders", "destination": "payments", "action": "deny", "http": {"verbs": ["GET"]}},
         {"source": "orders", "destination": "payments", "action": "deny", "colour": "red"},
+        {"source": "gateway:Edge", "destination": "payments", "action": "deny"},
+        {"source": "gateway:", "destination": "payments", "action": "deny"},
+        {"source": "orders", "destination": "gateway:edge", "action": "deny"},
     ],
 )
 def test_invalid_intentions_are_400_and_change_nothing(api: APIClient, body: dict[str, Any]) -> None:
@@ -96,6 +99,16 @@ def test_the_default_is_allow_and_one_put_switches_it(api: APIClient) -> None:
     assert stale.status_code == 409
     assert api.put("/api/v1/intentions/default/", {"default_action": "nope"}, format="json").status_code == 400
     assert api.get("/api/v1/intentions/default/").json()["default_action"] == "deny"
+
+
+def test_a_gateway_is_an_intention_source(api: APIClient) -> None:
+    """`gateway:<name>`: the identity every agent serving as that gateway holds."""
+    rule = create(api, source="gateway:edge", destination="payments", action="deny")
+    assert rule.status_code == 201, rule.content
+    assert rule.json()["source"] == "gateway:edge"
+    check = "/api/v1/intentions/check/?destination=payments&source="
+    assert api.get(check + "gateway:edge").json()["allowed"] is False
+    assert api.get(check + "gateway:other").json()["allowed"] is True
 
 
 def test_check_explains_the_rule_that_decides(api: APIClient) -> None:

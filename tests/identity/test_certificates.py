@@ -309,3 +309,46 @@ def test_the_agents_page_shows_the_leaf_each_identity_serves_and_warns_when_rene
     api_row = next(r for r in admin_client.get("/api/v1/agents/").json()["results"]
                    if r["id"] == agent_id)
     assert {c["serial"]: c["expiring"] for c in api_row["certificates"]} == {new: True, old: False}
+
+
+def _gateway_agent(gateway: str, allowed: list[str]) -> tuple[APIClient, str]:
+    from agents.enrollment import agent_enroll, enrollment_token_create
+
+    enrollment = agent_enroll(
+        token=enrollment_token_create(gateways=allowed), node="edge-1", zone="zone-1",
+        version="0.1.0", upstreams=[], address="127.0.0.1", gateway=gateway,
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Agent {enrollment.agent_token}")
+    return client, str(enrollment.agent.id)
+
+
+def _ask_gateway(client: APIClient, agent_id: str, body: dict[str, Any]) -> Any:
+    return client.post(f"/api/v1/agents/{agent_id}/certificates/",
+                       {"service": "", "csr": csr_pem(), **body}, format="json")
+
+
+def test_a_gateway_agent_gets_the_gateways_identity() -> None:
+    client, agent_id = _gateway_agent("edge", ["edge"])
+    response = _ask_gateway(client, agent_id, {"gateway": "edge"})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["identity"] == "spiffe://mesh.local/ns/default/gateway/edge"
+    leaf = x509.load_pem_x509_certificate(body["certificate"].encode())
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.UniformResourceIdentifier) == [body["identity"]]
+    record = IssuedCertificate.objects.get(serial=body["serial"])
+    assert (str(record.agent_id), record.service, record.identity) == (
+        agent_id, "", body["identity"])
+
+
+def test_no_gateway_identity_for_an_agent_that_does_not_serve_as_it() -> None:
+    client, agent_id = _gateway_agent("edge", ["edge"])
+    other = _ask_gateway(client, agent_id, {"gateway": "other"})
+    assert other.status_code == 403 and "gateway 'other'" in other.json()["detail"]
+    plain, plain_id = enrolled_agent(services=PAYMENTS)
+    assert _ask_gateway(plain, plain_id, {"gateway": "edge"}).status_code == 403
+    both = _ask_gateway(client, agent_id, {"gateway": "edge", "service": "payments"})
+    assert both.status_code == 400 and "gateway" in both.json()
+    assert _ask_gateway(client, agent_id, {"gateway": "Edge"}).status_code == 400
+    assert not IssuedCertificate.objects.exists()

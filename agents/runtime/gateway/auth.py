@@ -45,13 +45,23 @@ class AuthFailure(Exception):
         self.reason = reason
 
 
+# A report's `gateway.keys_used` (the keys that authenticated requests since the last
+# report, by digest): at most vocabulary.MAX_KEYS_USED (the agent
+# reads it without importing gateway mode); the control plane's serializer imports both.
+KEY_DIGEST_RE = r"^sha256:[0-9a-f]{64}$"
+
+
 def key_digest(key: str | bytes) -> str:
     raw = key.encode() if isinstance(key, str) else key
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 class Consumers:
-    def __init__(self, consumers: tuple[Consumer, ...]) -> None:
+    """The consumers of a table; USED collects the raw digest of every key that
+    authenticated (reported as key use: the control plane's ConsumerKey.last_used_at)."""
+
+    def __init__(self, consumers: tuple[Consumer, ...], used: set[bytes] | None = None) -> None:
+        self.used: set[bytes] = used if used is not None else set()
         # raw sha256 digest -> (the stored digest, consumer): hashed once per request, no hex
         self.by_hash: dict[bytes, tuple[bytes, str]] = {}
         self.by_subject: dict[str, str] = {}
@@ -68,7 +78,10 @@ class Consumers:
         if found is None:
             return None
         stored, name = found  # found by the digest; what decides is constant-time
-        return name if hmac.compare_digest(stored, digest) else None
+        if not hmac.compare_digest(stored, digest):
+            return None
+        self.used.add(stored)
+        return name
 
 
 class JwtVerifier:

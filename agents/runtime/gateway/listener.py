@@ -5,8 +5,11 @@ parser and framing checks, so smuggling is refused the same way) with the
 gateway's header reader; each request is a GatewayExchange, an Exchange that
 first routes (host, path, method), answers CORS preflights, checks the body
 size, authenticates the consumer and takes its rate-limit tokens, then hands
-itself to the target service's ListenerContext: the same balancers, retries,
-outlier detection and breakers as the mesh.
+itself to its route's destination: the same balancers, retries, outlier detection
+and breakers as the mesh. Each service a route names has one UpstreamRuntime (one
+pool, one outlier detector, dialled with mTLS as the mesh dials it, with the
+gateway's identity); a route to a subset goes to a Target view of it, as a mesh
+route's split does (splits.py), so an ejection seen through one route holds for all.
 """
 
 from __future__ import annotations
@@ -15,20 +18,16 @@ import asyncio
 import logging
 import math
 import socket
-import ssl
 from collections.abc import Callable
-from dataclasses import replace
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_to_bytes
-
-from cryptography import x509
 
 from agents.runtime import response
 from agents.runtime.config import Upstream
 from agents.runtime.exchange import Exchange
 from agents.runtime.gateway.auth import PENDING, AuthFailure, Consumers, JwtVerifier
-from agents.runtime.gateway.config import GatewayConfig, GatewayListener
+from agents.runtime.gateway.config import GatewayConfig
 from agents.runtime.gateway.heads import GatewayHeaders, gateway_headers, is_trusted
 from agents.runtime.gateway.limits import GlobalLimiter, Verdict, local_take
 from agents.runtime.gateway.metrics import GatewayMetrics
@@ -40,6 +39,7 @@ from agents.runtime.gateway.table import (
     Route,
     parse_gateway_section,
 )
+from agents.runtime.gateway.tls import tls_context
 from agents.runtime.handover import listener_key
 from agents.runtime.heads import RequestHeaders
 from agents.runtime.httpwire import new_request_id, reason_phrase, render_headers
@@ -48,8 +48,9 @@ from agents.runtime.metrics import Metrics
 from agents.runtime.proxy_http import ClientConnection
 from agents.runtime.ratelimit import TokenBucket
 from agents.runtime.retrying import DONE
-from agents.runtime.snapshot import Snapshot, UpstreamSnapshot
-from agents.runtime.upstream import UpstreamRuntime
+from agents.runtime.snapshot import Snapshot
+from agents.runtime.splits import subset_endpoints
+from agents.runtime.upstream import Destination, Target, UpstreamRuntime
 
 if TYPE_CHECKING:
     from agents.runtime.exchange import ClientSide
@@ -64,10 +65,14 @@ BEARER_INVALID = (b"www-authenticate", b'Bearer error="invalid_token"')
 
 class Gateway:
     """The gateway's live state: the route table of the last snapshot, the consumers,
-    the JWT providers, the rate-limit buckets and one ListenerContext per target."""
+    the JWT providers, the rate-limit buckets, one UpstreamRuntime per service its
+    routes name (RUNTIME(service, source) makes one: the agent's dials with mTLS;
+    RETIRE is told when one is dropped) and the destination of each (service, subset)."""
 
     def __init__(self, config: GatewayConfig, *, zone: str = "",
-                 contexts: list[ListenerContext] | None = None) -> None:
+                 contexts: list[ListenerContext] | None = None,
+                 runtime: Callable[[str, str], UpstreamRuntime] | None = None,
+                 retire: Callable[[UpstreamRuntime], None] = lambda runtime: None) -> None:
         self.config = config
         self.zone = zone
         self.name = config.name
@@ -75,13 +80,20 @@ class Gateway:
         self.metrics = GatewayMetrics(config.name)
         self.table = GatewayTable()
         self.index = RouteIndex(())
-        self.consumers = Consumers(())
+        # Digests of the keys used since the last report (they outlive a table change).
+        self.keys_used: set[bytes] = set()
+        self.consumers = Consumers((), self.keys_used)
         self.verifiers: dict[str, JwtVerifier] = {}
         self.buckets: dict[tuple[str, int, str], TokenBucket] = {}
         self.limiter = GlobalLimiter(config.redis, config.redis_timeout_ms,
                                      config.on_redis_error, f"meshgw:{config.name}:")
         self.contexts = contexts if contexts is not None else []
-        self.targets: dict[tuple[str, str], ListenerContext] = {}
+        self._runtime = runtime or (lambda service, source: UpstreamRuntime(
+            Upstream(service, "", 0, "http", source), zone))
+        self._retire = retire
+        self.services: dict[str, UpstreamRuntime] = {}
+        # (service, subset) -> the service's runtime ("") or a Target view of it.
+        self.targets: dict[tuple[str, str], Destination] = {}
         self.listener_ctx = ListenerContext(
             UpstreamRuntime(Upstream(config.name, "127.0.0.1", 0, "http", config.name), zone),
             Metrics())
@@ -130,32 +142,55 @@ class Gateway:
         if self._running:
             for verifier in verifiers.values():
                 verifier.start()
-        wanted = {(r.service, r.subset) for r in table.routes}
-        for key in wanted - self.targets.keys():
-            service, subset = key
-            runtime = UpstreamRuntime(
-                Upstream(service, "127.0.0.1", 0, "http", self.name), self.zone)
-            ctx = ListenerContext(runtime, Metrics())
-            self.targets[key] = ctx
-            self.contexts.append(ctx)
+        wanted = {r.service for r in table.routes}
+        for service in sorted(wanted - self.services.keys()):
+            self.services[service] = self._runtime(service, self.name)
+        for service in sorted(self.services.keys() - wanted):
+            runtime = self.services.pop(service)
+            runtime.apply(None)
+            runtime.pool.close_all()
+            self._retire(runtime)
         # A bucket carries on while its limit is unchanged; any other one starts afresh.
         was = {(r.name, i): li for r in self.table.routes for i, li in enumerate(r.rate_limits)}
         now = {(r.name, i): li for r in table.routes for i, li in enumerate(r.rate_limits)}
         self.buckets = {k: b for k, b in self.buckets.items()
                         if k[:2] in now and was.get(k[:2]) == now[k[:2]]}
-        self.consumers = Consumers(table.consumers)
+        self.consumers = Consumers(table.consumers, self.keys_used)
         self.index = RouteIndex(table.routes)
         self.table = table
 
     def _apply_targets(self, snapshot: Snapshot) -> None:
-        for (service, subset), ctx in self.targets.items():
-            upstream = snapshot.upstreams.get(service)
-            if upstream is not None and subset:
-                upstream = _subset(upstream, subset)
-            ctx.upstream.apply(upstream)
+        """Each service's endpoints, then each subset's view of them (splits.py's rule);
+        the views are made again, so each is replanned when its service's change."""
+        for service, runtime in self.services.items():
+            runtime.apply(snapshot.upstreams.get(service))
+            runtime.views = []
+        targets: dict[tuple[str, str], Destination] = {}
+        for route in self.table.routes:
+            key = (route.service, route.subset)
+            if key in targets:
+                continue
+            runtime = self.services[route.service]
+            if not route.subset:
+                targets[key] = runtime
+                continue
+            endpoints = subset_endpoints(runtime, snapshot.upstreams.get(route.service),
+                                         route.subset)
+            view = Target(runtime, endpoints, subset=route.subset,
+                          edge=(self.name, route.service, route.subset, ""))
+            runtime.views.append(view)
+            targets[key] = view
+        self.targets = targets
 
-    def target(self, route: Route) -> ListenerContext:
+    def target(self, route: Route) -> Destination:
         return self.targets[(route.service, route.subset)]
+
+    def drain_keys_used(self) -> set[str]:
+        """The keys (as their stored `sha256:` digests) that authenticated a request
+        since the last call: the report's `gateway.keys_used`."""
+        used = {"sha256:" + raw.hex() for raw in self.keys_used}
+        self.keys_used.clear()
+        return used
 
     # rate limits
     def local_bucket(self, route: Route, index: int, limit: RateLimit, who: str) -> TokenBucket:
@@ -207,8 +242,8 @@ class Gateway:
         self.close_servers()
         for verifier in self.verifiers.values():
             verifier.stop()
-        for ctx in self.targets.values():
-            ctx.upstream.pool.close_all()
+        for runtime in self.services.values():
+            runtime.pool.close_all()
         await self.limiter.close()
 
     def stats(self) -> dict[str, Any]:
@@ -220,68 +255,8 @@ class Gateway:
             "jwt_providers": {n: {"keys": len(v.keys), "error": v.error}
                               for n, v in self.verifiers.items()},
             "traffic": self.metrics.stats(),
+            "targets": [runtime.stats() for runtime in self.services.values()],
         }
-
-
-def _subset(upstream: UpstreamSnapshot, subset: str) -> UpstreamSnapshot:
-    """UPSTREAM's endpoints SUBSET selects (none if the service does not define it), by
-    the mesh's own rule (routes.SubsetSpec.selects over the parsed tags and metadata,
-    as splits.build_routes): while the service has failed over, its endpoints are the
-    target's, which need not carry its labels, so every subset is all of them."""
-    spec = upstream.subsets.get(subset)
-    if spec is None:
-        return replace(upstream, endpoints=())
-    if upstream.failover_target:
-        return upstream
-    return replace(upstream, endpoints=tuple(
-        e for e in upstream.endpoints if spec.selects(e.tags, dict(e.metadata))))
-
-
-def certificate_names(path: str) -> list[str]:
-    with open(path, "rb") as handle:
-        cert = x509.load_pem_x509_certificate(handle.read())
-    names: list[str] = []
-    try:
-        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        names = [n.lower() for n in ext.value.get_values_for_type(x509.DNSName)]
-    except x509.ExtensionNotFound:
-        pass
-    if not names:
-        names = [str(a.value).lower() for a in
-                 cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)]
-    return names
-
-
-def _server_context(cert: str, key: str) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_alpn_protocols(["http/1.1"])
-    ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-def tls_context(listener: GatewayListener) -> ssl.SSLContext:
-    """The first certificate's context; SNI picks another by the certificates' DNS names
-    (exact first, then one-label wildcard)."""
-    contexts = [_server_context(str(c.cert), str(c.key)) for c in listener.certificates]
-    by_name: dict[str, ssl.SSLContext] = {}
-    for cert, ctx in zip(listener.certificates, contexts, strict=True):
-        for name in certificate_names(str(cert.cert)):
-            by_name.setdefault(name, ctx)
-    default = contexts[0]
-
-    def choose(sock: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
-        if not server_name:
-            return
-        name = server_name.lower()
-        chosen = by_name.get(name)
-        if chosen is None and "." in name:
-            chosen = by_name.get("*." + name.split(".", 1)[1])
-        if chosen is not None and chosen is not default:
-            sock.context = chosen
-
-    default.sni_callback = choose  # type: ignore[assignment]
-    return default
 
 
 class GatewayConnection(ClientConnection):
@@ -575,7 +550,9 @@ class GatewayExchange(Exchange):
         if route.timeout_ms:
             self.route_timeout = route.timeout_ms / 1000
             self.__class__ = TimedGatewayExchange  # the same slots: only _begin_try differs
-        self.ctx = self.gw.targets[(route.service, route.subset)]
+        # The route's view of its service (Exchange.start starts from self.target); the
+        # connection's context stays (in-flight counts, draining).
+        self.target = self.gw.targets[(route.service, route.subset)]
         Exchange.start(self)
 
     # the Exchange parts the gateway changes
