@@ -311,10 +311,16 @@
     eventsTimer = setTimeout(loadEvents, 300);
   }
 
+  // Each load is numbered: an answer that comes back after a newer load began (a
+  // periodic refresh of the whole service overtaken by a switch to one instance)
+  // is dropped, so the chart always shows what the selectors say.
+  let metricsLoads = 0;
   async function loadMetrics() {
     const target = document.getElementById("service-chart");
     const note = document.getElementById("chart-note");
+    const load = ++metricsLoads;
     let metrics;
+    let shown;
     try {
       const windowSelect = document.getElementById("chart-window");
       const directionSelect = document.getElementById("chart-direction");
@@ -322,14 +328,17 @@
       // An instance's series is what it served ("in"): its callers' tries.
       directionSelect.disabled = instancePath !== null;
       if (instancePath) directionSelect.value = "in";
-      target.dataset.instance = document.getElementById("chart-instance").value;
+      shown = document.getElementById("chart-instance").value;
       metrics = await Mesh.api(base() + (instancePath || "metrics/") + "?window=" +
         encodeURIComponent(windowSelect.value) + "&direction=" + encodeURIComponent(directionSelect.value));
     } catch (e) {
+      if (load !== metricsLoads) return;
       note.textContent = e.status === 404 ? "Metrics are not available for this service yet." : "Metrics unavailable: " + e.message;
       note.hidden = false;
       return;
     }
+    if (load !== metricsLoads) return;
+    target.dataset.instance = shown;
     const points = metrics.points || [];
     note.hidden = points.length > 0;
     const span = document.getElementById("chart-window").selectedOptions[0].textContent;
