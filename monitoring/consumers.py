@@ -1,9 +1,14 @@
-"""Live streams for the console: the topology, and one service at a time.
+"""Live streams for the console: the topology, one service at a time, and
+"something of this kind changed" for the pages that re-read themselves.
 
 One socket per page at ws/live/. The client subscribes to what it shows; the
 consumer joins one group per thing watched (never broadcast-then-filter) and
 answers each subscription with a full snapshot, then with fresh snapshots
-whenever registry.notify says something changed.
+whenever registry.notify says something changed. A `changes` subscription
+(kind `security`, `gateway`, `gateway-auth`: the index keys' kinds) carries no
+data: it is answered `subscribed`, then `changed` (at most one per kind every
+CHANGES_MIN_INTERVAL_S), and the page re-reads what it shows through the
+views, which apply the reader's role as for any read.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from meshconsole.roles import grant_of
 from monitoring.topology import Topology, service_state_payload, topology_shared
 from registry.models import SERVICE_NAME_RE
-from registry.notify import TOPOLOGY_GROUP, service_group
+from registry.notify import TOPOLOGY_GROUP, changes_group, service_group
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,9 @@ TOPOLOGY_PERIOD_S = 2.0
 TOPOLOGY_MIN_INTERVAL_S = 1.0
 CLOSE_UNAUTHENTICATED = 4401
 MAX_SERVICE_SUBSCRIPTIONS = 20
+MAX_CHANGE_KINDS = 8
+CHANGES_MIN_INTERVAL_S = 0.5
+CHANGE_KIND_RE = r"[a-z][a-z0-9-]{0,31}"
 
 
 # Server -> client payloads.
@@ -50,6 +58,18 @@ class ServiceRemovedMessage(TypedDict):
     name: str
 
 
+class SubscribedMessage(TypedDict):
+    type: Literal["subscribed"]
+    topic: Literal["changes"]
+    kind: str
+
+
+class ChangedMessage(TypedDict):
+    type: Literal["changed"]
+    kind: str
+    revision: int
+
+
 class ErrorMessage(TypedDict):
     type: Literal["error"]
     message: str
@@ -66,6 +86,12 @@ class ServiceChanged(TypedDict):
     service: str
 
 
+class ResourceChanged(TypedDict):
+    type: Literal["resource.changed"]
+    kind: str
+    revision: int
+
+
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     """ws/live/: subscribe to "topology" and/or "service" (by name)."""
 
@@ -73,6 +99,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.watched_groups: set[str] = set()
         self.topology_task: asyncio.Task[None] | None = None
         self.topology_dirty = asyncio.Event()
+        # kind -> the newest revision not sent yet, while a send is scheduled.
+        self.changes_due: dict[str, int] = {}
+        self.changes_sent: dict[str, float] = {}
+        self.change_tasks: dict[str, asyncio.Task[None]] = {}
         user = self.scope.get("user")
         # Viewer and up (meshconsole.roles): every role reads the live mesh.
         if await database_sync_to_async(grant_of)(user) is None:
@@ -89,6 +119,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 await task
             except asyncio.CancelledError:
                 pass
+        for pending in list(getattr(self, "change_tasks", {}).values()):
+            pending.cancel()
         for group in getattr(self, "watched_groups", set()):
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -128,8 +160,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 await self.send_error("subscribe service: expected a service name")
                 return
             await self.subscribe_service(name)
+        elif topic == "changes":
+            kind = content.get("kind")
+            if not isinstance(kind, str) or re.fullmatch(CHANGE_KIND_RE, kind) is None:
+                await self.send_error("subscribe changes: expected a kind (e.g. security, gateway)")
+                return
+            await self.subscribe_changes(kind)
         else:
-            await self.send_error(f"unknown topic {topic!r}; expected topology or service")
+            await self.send_error(
+                f"unknown topic {topic!r}; expected topology, service or changes"
+            )
 
     async def unsubscribe(self, content: dict[str, Any]) -> None:
         topic = content.get("topic")
@@ -140,8 +180,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 self.topology_task = None
         elif topic == "service" and isinstance(content.get("name"), str):
             await self._leave(service_group(content["name"]))
+        elif topic == "changes" and isinstance(content.get("kind"), str):
+            await self._leave(changes_group(content["kind"]))
         else:
-            await self.send_error("unsubscribe: expected topic topology or service with a name")
+            await self.send_error(
+                "unsubscribe: expected topic topology, service with a name or changes with a kind"
+            )
 
     async def subscribe_topology(self) -> None:
         await self._join(TOPOLOGY_GROUP)
@@ -162,6 +206,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self._join(group)
         await self.send_json(ServiceMessage(type="service", data=data))
 
+    async def subscribe_changes(self, kind: str) -> None:
+        group = changes_group(kind)
+        watched = sum(1 for g in self.watched_groups if g.startswith("changes."))
+        if group not in self.watched_groups and watched >= MAX_CHANGE_KINDS:
+            await self.send_error(f"at most {MAX_CHANGE_KINDS} change kinds per socket")
+            return
+        await self._join(group)
+        # Also after a reconnect: what changed while the socket was down is re-read.
+        await self.send_json(SubscribedMessage(type="subscribed", topic="changes", kind=kind))
+
     # Group handlers, named after the message types of registry.notify.
 
     async def topology_changed(self, event: TopologyChanged) -> None:
@@ -177,6 +231,33 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(ServiceRemovedMessage(type="service.removed", name=name))
         else:
             await self.send_json(ServiceMessage(type="service", data=data))
+
+    async def resource_changed(self, event: ResourceChanged) -> None:
+        kind = event.get("kind", "")
+        if changes_group(kind) not in self.watched_groups:
+            return
+        revision = int(event.get("revision", 0))
+        if kind in self.changes_due:  # a send is scheduled: it will carry this one
+            self.changes_due[kind] = max(revision, self.changes_due[kind])
+            return
+        loop = asyncio.get_running_loop()
+        wait = self.changes_sent.get(kind, 0.0) + CHANGES_MIN_INTERVAL_S - loop.time()
+        if wait <= 0:
+            await self._send_changed(kind, revision)
+            return
+        self.changes_due[kind] = revision
+        self.change_tasks[kind] = asyncio.create_task(self._send_changed_after(kind, wait))
+
+    async def _send_changed_after(self, kind: str, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self.change_tasks.pop(kind, None)
+        revision = self.changes_due.pop(kind, None)
+        if revision is not None and changes_group(kind) in self.watched_groups:
+            await self._send_changed(kind, revision)
+
+    async def _send_changed(self, kind: str, revision: int) -> None:
+        self.changes_sent[kind] = asyncio.get_running_loop().time()
+        await self.send_json(ChangedMessage(type="changed", kind=kind, revision=revision))
 
     # Internals.
 

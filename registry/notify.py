@@ -45,6 +45,22 @@ def service_group(name: str) -> str:
     return f"service.{name}"
 
 
+# Index keys whose kind (the part before ":") is not told to consoles as a change:
+# a service has its own group (service.<name>), and agents' keys move with every
+# enrollment of a fleet (the agents page polls).
+UNTOLD_KINDS = frozenset({"service", "agent"})
+
+
+def changes_group(kind: str) -> str:
+    """The group of the consoles showing KIND (`security`, `gateway`, `gateway-auth`):
+    told `resource.changed` after each commit that moved a key of that kind."""
+    return f"changes.{kind}"
+
+
+def change_kinds(keys: list[str]) -> list[str]:
+    return sorted({k.partition(":")[0] for k in keys} - UNTOLD_KINDS)
+
+
 def revision_message(value: int, keys: list[str]) -> str:
     """What waiters receive: the revision and the index keys it changed
     (empty: wake everyone). meshconsole.longpoll parses it."""
@@ -73,6 +89,9 @@ def _fan_out(revision: int, names: list[str], keys: list[str]) -> None:
     _group_send(TOPOLOGY_GROUP, {"type": "topology.changed", "revision": revision})
     for name in names:
         _group_send(service_group(name), {"type": "service.changed", "service": name})
+    for kind in change_kinds(keys):
+        _group_send(changes_group(kind),
+                    {"type": "resource.changed", "kind": kind, "revision": revision})
 
 
 class _Pending:

@@ -173,26 +173,71 @@
     };
   }
 
+  /* Re-read the page (its own URL) and swap each of NODES whose HTML changed;
+     a swapped node gets "mesh:refreshed". */
+  async function swapFromServer(nodes) {
+    const response = await fetch(location.href, { credentials: "same-origin" });
+    if (!response.ok || response.redirected) return;
+    const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    for (const node of nodes) {
+      const fresh = doc.getElementById(node.id);
+      const current = document.getElementById(node.id);
+      if (fresh && current && fresh.innerHTML !== current.innerHTML) {
+        current.innerHTML = fresh.innerHTML;
+        formatTimes(current);
+        current.dispatchEvent(new CustomEvent("mesh:refreshed", { bubbles: true }));
+      }
+    }
+  }
+
   /* Elements with data-refresh="ms" are re-fetched from the same URL and swapped. */
   function autoRefresh() {
     for (const node of document.querySelectorAll("[data-refresh][id]")) {
       const period = Math.max(1000, parseInt(node.dataset.refresh, 10) || 5000);
       setInterval(async function () {
         if (document.hidden) return;
-        try {
-          const response = await fetch(location.href, { credentials: "same-origin" });
-          if (!response.ok || response.redirected) return;
-          const doc = new DOMParser().parseFromString(await response.text(), "text/html");
-          const fresh = doc.getElementById(node.id);
-          const current = document.getElementById(node.id);
-          if (fresh && current && fresh.innerHTML !== current.innerHTML) {
-            current.innerHTML = fresh.innerHTML;
-            formatTimes(current);
-            current.dispatchEvent(new CustomEvent("mesh:refreshed", { bubbles: true }));
-          }
-        } catch (e) { /* offline for a moment: try again next tick */ }
+        try { await swapFromServer([node]); } catch (e) { /* offline for a moment: next tick */ }
       }, period);
     }
+  }
+
+  /*
+   * Elements with data-live="kind …" (security, gateway, gateway-auth: what the
+   * server's changes topic names) are swapped as data-refresh does, when the
+   * server says a change of that kind committed — on every open console, within
+   * a second of the write. The socket's "subscribed" after a reconnect re-reads
+   * too (what changed while it was down). One re-read at a time; a change that
+   * comes during one asks for another.
+   */
+  function liveChanges() {
+    const nodes = Array.from(document.querySelectorAll("[data-live][id]"));
+    if (!nodes.length) return;
+    const kinds = new Set();
+    for (const node of nodes) for (const k of node.dataset.live.split(/\s+/)) if (k) kinds.add(k);
+    const subscribed = new Set();
+    let running = false;
+    let again = false;
+    async function reread() {
+      if (running) { again = true; return; }
+      running = true;
+      try {
+        do {
+          again = false;
+          try { await swapFromServer(nodes); } catch (e) { /* the next change or reconnect re-reads */ }
+        } while (again);
+      } finally {
+        running = false;
+        document.body.dataset.liveRead = String(Date.now());
+      }
+    }
+    const socket = live()
+      .on("changed", function (message) { if (kinds.has(message.kind)) reread(); })
+      .on("subscribed", function (message) {
+        if (subscribed.has(message.kind)) reread();
+        subscribed.add(message.kind);
+        if (subscribed.size === kinds.size) document.body.dataset.liveSubscribed = "1";
+      });
+    for (const kind of kinds) socket.subscribe({ topic: "changes", kind: kind });
   }
 
   /* Services list: filter rows as the user types (the form also works server-side). */
@@ -219,6 +264,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     formatTimes(document);
     autoRefresh();
+    liveChanges();
     serviceSearch();
     for (const select of document.querySelectorAll("select[data-autosubmit]")) {
       select.addEventListener("change", function () { select.form.submit(); });

@@ -311,6 +311,8 @@
     byId("key-copy").addEventListener("click", copyKey);
     readData(document);
     // Rows are redrawn by refreshes: one listener for the page's buttons.
+    // Another console's write, pushed (console.js data-live): the editors start from it.
+    byId("gateway-live").addEventListener("mesh:refreshed", function () { readData(document); });
     byId("gateway-live").addEventListener("click", function (event) {
       const b = event.target.closest("button");
       if (!b) return;
