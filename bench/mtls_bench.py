@@ -1,6 +1,6 @@
 """Two hops with mTLS between them: meshagent against HAProxy, and against itself in plaintext.
 
-    python bench/mtls_bench.py [--duration 10] [--quick] [--json]
+    python bench/mtls_bench.py [--duration 10] [--quick] [--json] [--profile]
 
 Paths (nginx backend, `return 200 "ok"`, 1 worker):
 - direct:            wrk -> backend (the baseline "added latency" is measured against)
@@ -53,7 +53,7 @@ from bench.benchlib import (  # noqa: E402
     wait_port,
     write_standalone_agent,
 )
-from bench.proxy_bench import start_nginx  # noqa: E402
+from bench.proxy_bench import profile_agent, start_nginx  # noqa: E402
 from tests.agents.testca import TD, TestCA, security_doc  # noqa: E402
 
 PROXY_CPU = "0"
@@ -197,6 +197,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--quick", action="store_true", help="2 s runs (a smoke run)")
     parser.add_argument("--json", action="store_true", help="also write bench/results/*.json")
+    parser.add_argument("--profile", action="store_true",
+                        help="then py-spy each mTLS agent under saturation (hottest functions)")
     args = parser.parse_args()
     duration = 2.0 if args.quick else args.duration
     for tool in ("nginx", "haproxy", "wrk", "taskset"):
@@ -218,6 +220,7 @@ def main() -> int:
     }}""", backend, LOAD_CPU)
         paths: dict[str, dict[str, WrkResult]] = {"direct": measure(backend, duration)}
         rss: dict[str, float] = {}
+        profiles: dict[str, list[tuple[str, float, float]]] = {}
         for name, start in (("meshagent-mtls", lambda: meshagent_mtls(procs, workdir, backend, ca)),
                             ("meshagent-plain", lambda: meshagent_plain(procs, workdir, backend)),
                             ("haproxy-tls", lambda: haproxy_tls(procs, workdir, backend, ca))):
@@ -226,6 +229,10 @@ def main() -> int:
                 time.sleep(0.5)
                 rss[name] = max(rss_mb(pid) for pid in pids)  # idle, certificates loaded
             paths[name] = measure(port, duration)
+            if args.profile and name == "meshagent-mtls":
+                profiles = {side: profile_agent(pid, f"http://127.0.0.1:{port}/",
+                                                min(duration, 10), f"mtls-{side}")
+                            for side, pid in (("inbound", pids[0]), ("outbound", pids[1]))}
             for proc in list(procs.procs):
                 if proc != "backend":
                     procs.stop(proc)
@@ -253,6 +260,10 @@ def main() -> int:
     ]
     for text, ok in targets:
         print(f"  {verdict(ok):<7} {text}")
+    for side, hot in profiles.items():
+        print(f"profile, mTLS agent {side} (self %, total %, function):")
+        for function, own, total in hot:
+            print(f"  {own:5.1f} {total:5.1f}  {function}")
     results.update({"paths": {n: {k: v.as_dict() for k, v in r.items()} for n, r in paths.items()},
                     "rss_mb": rss, "targets": [{"text": t, "met": ok} for t, ok in targets]})
     if args.json:

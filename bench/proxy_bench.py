@@ -180,15 +180,17 @@ def rss_with_connections(pid: int, port: int, count: int) -> tuple[float, int]:
             sock.close()
 
 
-def profile_agent(pid: int, url: str, duration: float) -> list[tuple[str, float, float]]:
-    """py-spy while wrk saturates the agent; returns (function, self %, total %) hottest first."""
+def profile_agent(pid: int, url: str, duration: float, name: str = "agent"
+                  ) -> list[tuple[str, float, float]]:
+    """py-spy while wrk saturates URL (through the agent PID); returns (function, self %,
+    total %) hottest first; the raw stacks and a flame graph go to results/profile-NAME.*."""
     pyspy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
     if not Path(pyspy).exists():
         print("py-spy not installed (/work/venv/bin/pip install py-spy): no profile")
         return []
     RESULTS.mkdir(parents=True, exist_ok=True)
-    raw = RESULTS / "profile-agent.txt"
-    svg = RESULTS / "profile-agent.svg"
+    raw = RESULTS / f"profile-{name}.txt"
+    svg = RESULTS / f"profile-{name}.svg"
     secs = str(max(2, round(duration)))
     rec = subprocess.Popen([pyspy, "record", "--pid", str(pid), "--duration", secs, "--rate", "250",
                             "--format", "raw", "-o", str(raw), "--nonblocking"],
