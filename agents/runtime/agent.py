@@ -25,7 +25,6 @@ from agents.runtime.client import (
     Unauthorized,
 )
 from agents.runtime.config import AgentConfig, Upstream, join_host_port
-from agents.runtime.dns import DnsServer
 from agents.runtime.endpoint import Endpoint
 from agents.runtime.handover import (
     DRAIN_IDLE_S,
@@ -60,7 +59,8 @@ from agents.runtime.upstream import UpstreamRuntime
 from agents.runtime.vocabulary import MAX_KEYS_USED
 from agents.runtime.zerotrust import ZeroTrust
 
-if TYPE_CHECKING:  # gateway mode is imported only by the agents that run it (~2 MB)
+if TYPE_CHECKING:  # gateway mode is imported only by the agents that run it (~2 MB),
+    from agents.runtime.dns import DnsServer  # DNS (dnspython, ~4 MB) only when served
     from agents.runtime.gateway.listener import Gateway
 
 log = logging.getLogger("meshagent")
@@ -188,6 +188,8 @@ class Agent:
     async def _start_dns(self) -> None:
         if self.config.dns is None:
             return
+        from agents.runtime.dns import DnsServer
+
         server = DnsServer(self)
         try:
             await server.start(*self.config.dns)

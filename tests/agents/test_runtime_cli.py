@@ -90,3 +90,17 @@ def test_the_runtime_never_imports_django() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=str(Path(__file__).resolve().parents[2]), timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dns_and_gateway_mode_are_imported_only_by_agents_that_use_them() -> None:
+    """An agent with `dns: off` and no `gateway:` section does not carry dnspython
+    (~4 MB) or gateway mode (PyJWT, its listener) in memory."""
+    import subprocess
+
+    code = ("import sys, agents.runtime.cli, agents.runtime.agent; "
+            "loaded = [m for m in sys.modules if m.split('.')[0] in ('dns', 'jwt') "
+            "or m.startswith('agents.runtime.gateway.listener') or m == 'agents.runtime.dns']; "
+            "print(loaded); sys.exit(1 if loaded else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=str(Path(__file__).resolve().parents[2]), timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
