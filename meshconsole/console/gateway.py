@@ -1,8 +1,9 @@
 """The gateway page: each gateway with its route table in match order, the
 consumers with their key prefixes, the JWT providers without their secrets.
 An unscoped admin also gets the editors (static/console/gateway.js: routes,
-gateways, consumers and their keys), which write through the gateway API; the
-page embeds the documents they start from (`gateway-data`), never a key."""
+gateways, consumers and their keys; gateway-providers.js: JWT providers), which
+write through the gateway API; the page embeds the documents they start from
+(`gateway-data`), never a key or a secret."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from agents.models import Agent
+from gateway import vocabulary
+from gateway.api.serializers import JWTProviderSerializer
 from gateway.documents import route_document
 from gateway.models import Consumer, Gateway, GatewayRoute, JWTProvider
 from gateway.snapshot import match_order
@@ -51,7 +54,8 @@ def _editor_data(
     gateways: list[Gateway], consumers: list[Consumer], providers: list[JWTProvider]
 ) -> dict[str, Any]:
     """What the editors start from: each table as the API shows it (in table
-    order, with its version), the consumers with key prefixes only."""
+    order, with its version), the consumers with key prefixes only, the
+    providers as a GET shows them (`secret_set`, never the secret)."""
     return {
         "gateways": {
             g.name: {
@@ -73,6 +77,7 @@ def _editor_data(
             for c in consumers
         },
         "providers": [p.name for p in providers],
+        "provider_docs": {p.name: JWTProviderSerializer(p).data for p in providers},
         "services": list(Service.objects.order_by("name").values_list("name", flat=True)),
     }
 
@@ -99,6 +104,11 @@ def gateway_page(request: HttpRequest) -> HttpResponse:
         ],
         "consumers": consumers,
         "providers": providers,
+        "hmac_algorithms": vocabulary.HMAC_ALGORITHMS,
+        "asymmetric_algorithms": vocabulary.ASYMMETRIC_ALGORITHMS,
+        "hmac_secret_min_bytes": vocabulary.HMAC_SECRET_MIN_BYTES,
+        "leeway_max_s": vocabulary.LEEWAY_MAX_S,
+        "default_leeway_s": vocabulary.DEFAULT_LEEWAY_S,
     }
     grant = grant_of(request.user)
     if grant is not None and grant.allows(ADMIN):  # the API's rule: an unscoped admin

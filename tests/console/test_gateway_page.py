@@ -3,6 +3,8 @@ prefix, providers; never a key, a key hash or a secret."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -52,7 +54,10 @@ def test_the_page_lists_gateways_routes_consumers_without_secrets(
 
 EDITORS = ('id="route-dialog"', 'id="new-consumer"', 'id="new-gateway"', "data-new-route=",
            "data-edit-route=", "data-delete-route=", "data-new-key=", "data-revoke-key=",
-           'id="gateway-data"', "console/gateway.js")
+           'id="gateway-data"', "console/gateway.js", 'id="new-provider"', 'id="provider-dialog"',
+           "data-edit-provider=", "data-delete-provider=", "console/gateway-providers.js")
+PROVIDER = {"name": "corp", "algorithms": ["HS256"], "issuer": "https://idp", "audience": "orders",
+            "secret": HS_SECRET}
 
 
 def _world(api: APIClient) -> None:
@@ -61,6 +66,7 @@ def _world(api: APIClient) -> None:
     api.post("/api/v1/gateway/consumers/", {"name": "alice"}, format="json")
     api.post("/api/v1/gateway/consumers/alice/keys/", {}, format="json")
     api.post("/api/v1/gateway/edge/routes/", route("orders-api"), format="json")
+    assert api.post("/api/v1/gateway/jwt-providers/", PROVIDER, format="json").status_code == 201
 
 
 def test_an_admin_gets_the_editors_and_the_documents_without_a_key(
@@ -76,6 +82,9 @@ def test_an_admin_gets_the_editors_and_the_documents_without_a_key(
     data = html.split('id="gateway-data" type="application/json">', 1)[1].split("</script>", 1)[0]
     assert '"orders-api"' in data and '"version": 1' in data
     assert "key_hash" not in data and "sha256:" not in data
+    docs = json.loads(data)["provider_docs"]
+    assert docs["corp"]["secret_set"] is True and "secret" not in docs["corp"]
+    assert HS_SECRET not in html
 
 
 @pytest.mark.parametrize("role, scope", [("viewer", ""), ("operator", ""), ("admin", "team=a")])
@@ -88,12 +97,15 @@ def test_others_get_no_editor_and_their_writes_are_refused(
     client.force_login(viewer)
     html = client.get("/gateway/").content.decode()
     assert 'id="gateway-read-only"' in html and 'data-route="orders-api"' in html
+    assert 'data-provider="corp"' in html and HS_SECRET not in html
     for control in EDITORS:
         assert control not in html
     for method, path, body in (
         ("post", "/api/v1/gateway/edge/routes/", route("other")),
         ("delete", "/api/v1/gateway/edge/routes/orders-api/", None),
         ("post", "/api/v1/gateway/consumers/alice/keys/", {}),
+        ("put", "/api/v1/gateway/jwt-providers/corp/", PROVIDER),
+        ("delete", "/api/v1/gateway/jwt-providers/corp/", None),
     ):
         answer = getattr(client, method)(path, body, content_type="application/json")
         assert answer.status_code == 403, (method, path)

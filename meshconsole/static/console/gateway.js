@@ -3,7 +3,8 @@
    version: a 409 keeps the form and explains), consumers, and consumer keys —
    a new key is shown once, in a dialog with a copy button, and never again.
    Deletes confirm, naming what depends on the object. Every write is the REST
-   API's (/api/v1/gateway/...); the page then re-reads its cards. */
+   API's (/api/v1/gateway/...); the page then re-reads its cards. JWT providers
+   are gateway-providers.js's, over Mesh.gatewayPage. */
 (function () {
   "use strict";
   const el = Mesh.el;
@@ -296,6 +297,9 @@
     catch (e) { if (e.status !== 404) { showError(e.message); return; } }
     await refresh();
   }
+
+  // What gateway-providers.js shares: the page's data, its refresh, its error line.
+  Mesh.gatewayPage = { data: function () { return data; }, refresh: refresh, showError: showError };
 
   document.addEventListener("DOMContentLoaded", function () {
     routeForm = Mesh.formDialog(byId("route-dialog"), { submit: saveRoute });
