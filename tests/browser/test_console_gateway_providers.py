@@ -1,7 +1,7 @@
 """The gateway page's JWT provider editor in a real browser: an HS256 provider
 with a too-short secret is refused at the field (nothing stored), a valid one
 created, edited without re-typing its secret (the stored secret kept); an RS256
-one created from a JWKS pasted as JSON; a provider a route uses is not deleted
+one created from a JWKS pasted as JSON (a JWKS URL's errors at its field); a provider a route uses is not deleted
 (the 409 explained), one nothing uses is. No page ever renders the secret."""
 
 from __future__ import annotations
@@ -116,6 +116,15 @@ def test_jwt_providers_are_created_edited_and_deleted_without_showing_a_secret(
     assert page.is_hidden("#provider-secret")
     page.fill("#provider-issuer", "https://rs.example.com")
     page.fill("#provider-audience", "orders")
+    # A JWKS URL left empty: the API files it under jwks, the page shows it at the URL.
+    page.select_option("#provider-source", "jwks_url")
+    page.click(SUBMIT)
+    assert "exactly one of jwks or jwks_url" in field_error(page, "jwks_url")
+    page.fill("#provider-jwks-url", "http://idp.example.com/jwks")
+    page.click(SUBMIT)
+    assert "https:// only" in field_error(page, "jwks_url")
+    assert "corp-rs" not in providers(console_server)
+    page.select_option("#provider-source", "jwks")
     page.fill("#provider-jwks", '{"keys": [')
     page.click(SUBMIT)
     assert "not JSON" in field_error(page, "jwks")
