@@ -477,7 +477,7 @@ class Agent:
             raise
 
     def _runtimes(self) -> list[UpstreamRuntime]:
-        gateway = list(self.gateway.services.values()) if self.gateway is not None else []
+        gateway = self.gateway.runtimes() if self.gateway is not None else []
         return [*self.upstreams, *self.route_targets.values(), *gateway]
 
     def _endpoints(self) -> list[tuple[str, tuple[Endpoint, ...]]]:

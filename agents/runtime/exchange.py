@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from agents.runtime import response
 from agents.runtime.endpoint import Endpoint
-from agents.runtime.heads import RequestHeaders, request_hash_key
+from agents.runtime.heads import RequestHeaders, request_hash_key, request_headers
 from agents.runtime.httpwire import (
     LAST_CHUNK,
     chunk,
@@ -183,6 +183,10 @@ class Exchange:
             log.exception("proxy error")
             self.sync = True  # so that finishing releases the counters taken above
             self.fail(502, "proxy-error")
+
+    def reread_headers(self) -> RequestHeaders:
+        """The forwarded head again, after a route changed the request's headers."""
+        return request_headers(self.headers, self.client.peer)
 
     def refuse(self, status: int, reason: str,
                extra: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from agents.runtime.endpoint import Endpoint
-from agents.runtime.heads import request_hash_key, request_headers
+from agents.runtime.heads import request_hash_key
 from agents.runtime.routes import NO_HEADER_OPS, HeaderOps, RouteSpec, path_bytes
 from agents.runtime.routing import MatchTable, RequestView
 from agents.runtime.snapshot import UpstreamSnapshot
@@ -109,9 +109,10 @@ RouteTable = MatchTable[Route]
 
 def route_request(ex: Exchange, table: RouteTable) -> Destination | None:
     """Where EX goes: the first matching route's target (its rewrites and header changes
-    applied to EX), the listener's upstream when no route matches, or None when the route
-    has no healthy target (the caller answers 503 no-healthy-subset)."""
-    upstream = ex.ctx.upstream
+    applied to EX), EX's destination (the listener's upstream, or the service a gateway
+    route names) when no route matches, or None when the route has no healthy target (the
+    caller answers 503 no-healthy-subset)."""
+    upstream = ex.target
     route = table.first(RequestView.of(ex.method, ex.url, ex.headers))
     if route is None:
         return upstream
@@ -132,7 +133,7 @@ def route_request(ex: Exchange, table: RouteTable) -> Destination | None:
         # The names a route may touch exclude Host and the framing headers (routes.py),
         # so what the first pass learned (framing, Host, Expect) still holds.
         ex.headers = ops.apply(ex.headers)
-        ex.forwarded = request_headers(ex.headers, ex.client.peer)
+        ex.forwarded = ex.reread_headers()  # the listener's rules (a gateway's are its own)
     return target
 
 

@@ -79,6 +79,7 @@ class Destination:
     outlier: OutlierDetector
     rng: random.Random
     service: str
+    subset: str = ""  # a Target's subset; "" for a whole service
     edge: tuple[str, ...]  # the metrics key of its traffic
 
     def _counters(self) -> None:

@@ -10,6 +10,10 @@ and breakers as the mesh. Each service a route names has one UpstreamRuntime (on
 pool, one outlier detector, dialled with mTLS as the mesh dials it, with the
 gateway's identity); a route to a subset goes to a Target view of it, as a mesh
 route's split does (splits.py), so an ejection seen through one route holds for all.
+A route naming no subset goes to the service's runtime, which carries the service's
+mesh routes (splits.build_routes, the table a mesh client agent builds): the proxy
+draws the subset on the request as the gateway forwards it, as a mesh agent's
+outbound listener does; a route naming a subset pins it (its view has no routes).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from agents.runtime.proxy_http import ClientConnection
 from agents.runtime.ratelimit import TokenBucket
 from agents.runtime.retrying import DONE
 from agents.runtime.snapshot import Snapshot
-from agents.runtime.splits import subset_endpoints
+from agents.runtime.splits import apply_upstreams, subset_endpoints
 from agents.runtime.upstream import Destination, Target, UpstreamRuntime
 
 if TYPE_CHECKING:
@@ -92,6 +96,8 @@ class Gateway:
             Upstream(service, "", 0, "http", source), zone))
         self._retire = retire
         self.services: dict[str, UpstreamRuntime] = {}
+        # Services only a mesh route's split sends to (`route_target`), by service.
+        self.split_targets: dict[str, UpstreamRuntime] = {}
         # (service, subset) -> the service's runtime ("") or a Target view of it.
         self.targets: dict[tuple[str, str], Destination] = {}
         self.listener_ctx = ListenerContext(
@@ -144,7 +150,9 @@ class Gateway:
                 verifier.start()
         wanted = {r.service for r in table.routes}
         for service in sorted(wanted - self.services.keys()):
-            self.services[service] = self._runtime(service, self.name)
+            split = self.split_targets  # a split target becoming a route's: kept
+            self.services[service] = (split.pop(service) if service in split
+                                      else self._runtime(service, self.name))
         for service in sorted(self.services.keys() - wanted):
             runtime = self.services.pop(service)
             runtime.apply(None)
@@ -160,11 +168,16 @@ class Gateway:
         self.table = table
 
     def _apply_targets(self, snapshot: Snapshot) -> None:
-        """Each service's endpoints, then each subset's view of them (splits.py's rule);
-        the views are made again, so each is replanned when its service's change."""
-        for service, runtime in self.services.items():
-            runtime.apply(snapshot.upstreams.get(service))
-            runtime.views = []
+        """Each service's endpoints and mesh routes, with the runtimes of the services
+        their splits name, as a mesh agent applies its upstreams (splits.apply_upstreams);
+        then each pinned subset's view (splits.py's rule). The views are made again, so
+        each is replanned when its service's endpoints change."""
+        kept = apply_upstreams(list(self.services.values()), self.split_targets,
+                               snapshot.upstreams, self._runtime)
+        for service, runtime in self.split_targets.items():
+            if kept.get(service) is not runtime:
+                self._retire(runtime)
+        self.split_targets = kept
         targets: dict[tuple[str, str], Destination] = {}
         for route in self.table.routes:
             key = (route.service, route.subset)
@@ -184,6 +197,10 @@ class Gateway:
 
     def target(self, route: Route) -> Destination:
         return self.targets[(route.service, route.subset)]
+
+    def runtimes(self) -> list[UpstreamRuntime]:
+        """Every service runtime: those the routes name, then the split targets."""
+        return [*self.services.values(), *self.split_targets.values()]
 
     def drain_keys_used(self) -> set[str]:
         """The keys (as their stored `sha256:` digests) that authenticated a request
@@ -242,7 +259,7 @@ class Gateway:
         self.close_servers()
         for verifier in self.verifiers.values():
             verifier.stop()
-        for runtime in self.services.values():
+        for runtime in self.runtimes():
             runtime.pool.close_all()
         await self.limiter.close()
 
@@ -255,7 +272,7 @@ class Gateway:
             "jwt_providers": {n: {"keys": len(v.keys), "error": v.error}
                               for n, v in self.verifiers.items()},
             "traffic": self.metrics.stats(),
-            "targets": [runtime.stats() for runtime in self.services.values()],
+            "targets": [runtime.stats() for runtime in self.runtimes()],
         }
 
 
@@ -540,6 +557,22 @@ class GatewayExchange(Exchange):
             self.extra = [*(self.extra or ()), *extra]
         self.fail(status, reason)
 
+    def reread_headers(self) -> RequestHeaders:
+        """After a mesh route's header changes: the gateway's rules again (X-Forwarded-*,
+        a client's X-Mesh-Consumer dropped), the request id and consumer kept."""
+        old: GatewayHeaders = self.forwarded  # type: ignore[assignment]
+        new: GatewayHeaders = self.client.read_headers(self.headers)  # type: ignore[attr-defined]
+        new.request_id = old.request_id
+        if self.consumer:
+            new.block += b"x-mesh-consumer: %s\r\n" % self.consumer.encode()
+        return new
+
+    def refuse(self, status: int, reason: str,
+               extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        """The proxy's local answers (503 no-healthy-subset, 429, circuit-open) keep the
+        gateway's own headers (X-Request-Id, CORS, rate-limit)."""
+        Exchange.refuse(self, status, reason, [*(self.extra or ()), *(extra or ())])
+
     def _forward(self, route: Route, forwarded: GatewayHeaders) -> None:
         if route.strip_prefix:
             rest = self.url[len(route.path):]
@@ -592,8 +625,14 @@ class GatewayExchange(Exchange):
         now = monotonic()
         route = self.gw_route
         if route is not None:
-            self.gw.metrics.record((route.service, route.subset, route.name, self.consumer),
-                                   (now - self.started) * 1000.0, self.status, error)
+            # Counted on where it went: a mesh route's drawn subset (or service) once
+            # forwarded; the gateway route's own before (refused by the gateway).
+            target = self.target
+            if target is self.ctx.upstream:
+                key = (route.service, route.subset, route.name, self.consumer)
+            else:
+                key = (target.service, target.subset, route.name, self.consumer)
+            self.gw.metrics.record(key, (now - self.started) * 1000.0, self.status, error)
         self._observe(error, now)
         self._resolve(DONE)
         self.client.exchange_finished(self, keep)
