@@ -189,21 +189,32 @@ async def test_a_request_no_mesh_route_matches_goes_to_the_whole_service() -> No
     assert counted["orders", "", "shop", ""]["requests"] == 4
 
 
-async def test_a_mesh_routes_timeout_applies_and_a_gateway_routes_own_wins() -> None:
+async def test_a_mesh_routes_timeout_and_attempts_apply_and_a_gateway_routes_timeout_wins(
+        ) -> None:
     routes = [{"name": "quick", "match": {"path": {"prefix": "/slow"}},
-               "split": [{"subset": "v1", "weight": 1}], "timeout_ms": 200}]
+               "split": [{"subset": "v1", "weight": 1}], "timeout_ms": 200},
+              {"name": "once", "match": {"query": [{"name": "once", "present": True}]},
+               "split": [{"subset": "v1", "weight": 1}], "retries": {"attempts": 0}}]
     section = {"routes": [route("edge-timeout", "orders", path={"prefix": "/gw"},
                                 strip_prefix=True, timeout_ms=3000), ALL]}
+    retries = {"attempts": 2, "on": ["5xx"], "backoff_base_ms": 1, "backoff_max_ms": 2}
     async with backends("v1") as (v1,), running_gateway(section, {"orders": orders(
-            ep(v1, "v1"), routes=routes)}) as (_, port):
+            ep(v1, "v1"), routes=routes, retries=retries,
+            outlier={"consecutive_5xx": 0, "consecutive_gateway": 0})}) as (_, port):
         loop = asyncio.get_running_loop()
         started = loop.time()
         timed_out = await call(port, "GET", "/slow?ms=2000")
         quick = loop.time() - started
         slower = await call(port, "GET", "/gw/slow?ms=600")  # the gateway route's 3 s
+        seen = len(v1.requests)
+        assert (await call(port, "GET", "/x?status=503&once=1")).status == 503
+        once = len(v1.requests) - seen
+        assert (await call(port, "GET", "/x?status=503")).status == 503  # the policy's 2
+        unrouted = len(v1.requests) - seen - once
     assert timed_out.status == 504 and timed_out.header("x-mesh-error") == "request-timeout"
     assert quick < 1.5
     assert slower.status == 200 and slower.json()["backend"] == "v1"
+    assert once == 1 and unrouted == 3
 
 
 async def test_a_split_to_another_service_reaches_the_gateway_and_leaves_with_it() -> None:
@@ -218,9 +229,15 @@ async def test_a_split_to_another_service_reaches_the_gateway_and_leaves_with_it
             statuses = await load(port, 400)
             counted = windows(gateway)
             stats = {t["service"] for t in gateway.stats()["targets"]}
-            later = snapshot({"routes": [ALL]}, {"orders": orders(ep(v1, "v1"))}, 2)
+            # A split target that a gateway route comes to name keeps its runtime.
+            kept = gateway.split_targets["orders-next"]
+            both = {"routes": [route("next", "orders-next", path={"prefix": "/next"}), ALL],
+                    "version": 2}
+            assert gateway.offer(parse_snapshot(snapshot(both, upstreams, 2))) is None
+            assert gateway.services["orders-next"] is kept and gateway.split_targets == {}
+            later = snapshot({"routes": [ALL]}, {"orders": orders(ep(v1, "v1"))}, 3)
             assert gateway.offer(parse_snapshot(later)) is None
-            assert gateway.split_targets == {}
+            assert gateway.split_targets == {} and set(gateway.services) == {"orders"}
     assert statuses.count(200) == 400
     assert 120 < len(nxt.requests) < 280 and len(v1.requests) + len(nxt.requests) == 400
     assert counted["orders-next", "", "shop", ""]["requests"] == len(nxt.requests)
