@@ -14,6 +14,7 @@ from journal.models import EventKind, Severity
 from journal.records import event_record
 from registry import services as registry_services
 from registry.models import Health, HealthCause, Instance
+from registry.pacing import heartbeat_ttl_s
 
 SELF_PRESERVATION_KEY = "agents:self-preservation"
 
@@ -57,7 +58,7 @@ def agents_expire(*, now: datetime | None = None) -> list[str]:
     went silent within the same TTL window: then nothing is marked until enough
     of them are back."""
     now = now or timezone.now()
-    ttl = settings.MESH_HEARTBEAT_TTL
+    ttl = heartbeat_ttl_s()
     cutoff = now - timedelta(seconds=ttl)
     # Agents already marked silent went quiet in an earlier window: they are
     # not part of the population that may go quiet "at once".

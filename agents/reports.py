@@ -26,6 +26,7 @@ from journal.records import event_record
 from monitoring.ingest import metrics_accept
 from registry import services as registry_services
 from registry.models import CheckType, Health, HealthCause, Instance, MeshRevision, Service
+from registry.pacing import report_interval_ms
 from registry.revision import mesh_change
 
 # How long the same disagreement stays one event rather than one per report.
@@ -306,7 +307,8 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
     )
     _denial_events(agent, report.get("metrics", []))
     _record_ejections(agent, report.get("ejections", []))
-    return {"revision": MeshRevision.current(), "instances": instances}
+    return {"revision": MeshRevision.current(), "instances": instances,
+            "report_interval_ms": report_interval_ms()}
 
 
 def _gateway_windows(agent: Agent, windows: list[dict[str, Any]]) -> list[dict[str, Any]]:

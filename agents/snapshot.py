@@ -19,9 +19,9 @@ from policies.models import FailoverState, ServiceRoutes, TrafficPolicy
 from policies.routes import RouteDoc, SubsetDoc, split_services
 from policies.snapshot import PolicySnapshot, endpoint_priority, policy_snapshot
 from registry.models import SECURITY_KEY, Instance, MeshIndex, Service, agent_key, service_key
+from registry.pacing import report_interval_ms
 from registry.targets import target_refusal
 
-REPORT_INTERVAL_MS = 2000
 Part = TypeVar("Part")
 
 
@@ -348,7 +348,7 @@ def agent_snapshot(*, agent: Agent) -> AgentSnapshot:
         "agent_id": str(agent.id),
         "node": agent.node.name,
         "zone": agent.node.zone,
-        "report_interval_ms": REPORT_INTERVAL_MS,
+        "report_interval_ms": report_interval_ms(),
         "push_empty_hold_ms": settings.MESH_PUSH_EMPTY_HOLD * 1000,
         "upstreams": upstreams,
         "security": security,

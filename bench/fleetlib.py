@@ -256,6 +256,10 @@ class SimAgent:
             raise
         if status == 200:
             self.stats.reports_ok.append((time.monotonic(), self.index))
+            # As meshagent: the answer's interval (the control plane stretches it).
+            interval = answer.get("report_interval_ms") if isinstance(answer, dict) else None
+            if isinstance(interval, int) and 100 <= interval <= 3_600_000:
+                self.report_interval = interval / 1000
             return
         # A 400 names its field (a control-plane bug or a bench bug: either way, say which).
         detail = f" {json.dumps(answer)[:160]}" if status == 400 else ""

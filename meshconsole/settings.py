@@ -256,6 +256,8 @@ SPECTACULAR_SETTINGS = {
 
 # Mesh behaviour knobs.
 MESH_HEARTBEAT_TTL = env_int("MESH_HEARTBEAT_TTL", 15)  # seconds without agent report
+# Reports per second the fleet's intervals aim at (registry/pacing.py); 0 = always 2 s.
+MESH_REPORT_BUDGET = env_int("MESH_REPORT_BUDGET", 100)
 MESH_ENROLL_TOKEN_TTL = env_int("MESH_ENROLL_TOKEN_TTL", 86_400)  # seconds; 0 = never expire
 # Push-empty protection: seconds agents keep an upstream's last endpoints when
 # deregistration empties it (0 = off; health and operator actions apply at once).

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 
 from journal.records import check_result_record
 from registry.models import AdminState, CheckType, Health, HealthCause, Instance, Service
+from registry.pacing import heartbeat_ttl_s
 from registry.services import instance_transition
 
 TTL_STATUSES = (Health.PASSING, Health.WARNING, Health.CRITICAL)
@@ -68,10 +68,11 @@ def ttl_heartbeat_record(
 def ttl_for(service: Service, *, agent_managed: bool) -> timedelta:
     """How long a TTL-checked instance stays as reported without a heartbeat: the
     check interval; an agent's instances are heartbeated with the agent's reports,
-    so they get at least the agent heartbeat TTL."""
+    so they get at least the agent heartbeat TTL (registry.pacing: it grows with the
+    fleet's report interval)."""
     ttl_ms = service.check_interval_ms
     if agent_managed:
-        ttl_ms = max(ttl_ms, settings.MESH_HEARTBEAT_TTL * 1000)
+        ttl_ms = max(ttl_ms, heartbeat_ttl_s() * 1000)
     return timedelta(milliseconds=ttl_ms)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import time
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ from agents.runtime.snapshot import (
     Identity,
     Snapshot,
     SnapshotError,
+    answered_interval_ms,
     forget_identity,
     load_identity,
     load_snapshot,
@@ -104,6 +106,7 @@ class Agent:
         self._pending_metrics: list[dict[str, Any]] = []
         self._pending_instances: list[dict[str, Any]] = []
         self._pending_ejections: list[dict[str, Any]] = []
+        self._answered_interval_ms: int | None = None
         self._pending_keys: set[str] = set()  # gateway keys used, kept across failed reports
         self._control: asyncio.Task[None] | None = None
         self.dns: DnsServer | None = None
@@ -429,7 +432,8 @@ class Agent:
 
     async def _report_loop(self, identity: Identity) -> None:
         while True:
-            interval = (self.snapshot.report_interval_ms if self.snapshot else 2000) / 1000
+            # Jittered (±10 %): a fleet started together does not report in step.
+            interval = self.report_interval_ms() / 1000 * random.uniform(0.9, 1.1)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self._report_now.wait()
@@ -467,7 +471,7 @@ class Agent:
             **self.zt.payload(),
         }
         try:
-            await self.client.report(identity.agent_id, identity.agent_token, payload)
+            answer = await self.client.report(identity.agent_id, identity.agent_token, payload)
         except BaseException:
             # Not lost: the next report carries them, bounded so a long outage cannot grow us.
             self._pending_metrics = windows[-MAX_PENDING_WINDOWS:]
@@ -475,6 +479,14 @@ class Agent:
             self._pending_ejections = ejections[-MAX_PENDING_WINDOWS:]
             self._pending_keys = set(sorted(keys_used)[:MAX_KEYS_USED])
             raise
+        self._answered_interval_ms = answered_interval_ms(answer)
+
+    def report_interval_ms(self) -> int:
+        """The last report's answer's interval (the control plane stretches it as the
+        fleet grows: registry/pacing.py), else the snapshot's, else 2 s."""
+        if self._answered_interval_ms is not None:
+            return self._answered_interval_ms
+        return self.snapshot.report_interval_ms if self.snapshot else 2000
 
     def _runtimes(self) -> list[UpstreamRuntime]:
         gateway = self.gateway.runtimes() if self.gateway is not None else []

@@ -89,6 +89,21 @@ class Snapshot:
     security: Security | None = None  # None: an older control plane, no mTLS
 
 
+REPORT_INTERVAL_BOUNDS_MS = (100, 3_600_000)
+
+
+def answered_interval_ms(answer: object) -> int | None:
+    """The `report_interval_ms` of a report's answer when it is a usable one (an
+    integer within the snapshot's bounds), else None: keep the snapshot's."""
+    if not isinstance(answer, dict):
+        return None
+    value = answer.get("report_interval_ms")
+    low, high = REPORT_INTERVAL_BOUNDS_MS
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return None
+    return value
+
+
 def _int(value: object, path: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SnapshotError(f"{path}: expected an integer, got {type(value).__name__}")
@@ -248,7 +263,7 @@ def snapshot_of(data: dict[str, Any], parsed: dict[str, UpstreamSnapshot]) -> Sn
         node=_str(data.get("node", ""), "node"),
         zone=_str(data.get("zone", ""), "zone"),
         report_interval_ms=_int(data.get("report_interval_ms", 2000), "report_interval_ms",
-                                100, 3_600_000),
+                                *REPORT_INTERVAL_BOUNDS_MS),
         upstreams=parsed,
         raw=data,
         push_empty_hold_ms=_int(data.get("push_empty_hold_ms", 0), "push_empty_hold_ms",

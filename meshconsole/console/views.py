@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page, Paginator
 from django.db.models import Q, QuerySet
@@ -27,6 +26,7 @@ from monitoring.topology import page_states, service_state_payload
 from policies.models import BALANCER_CHOICES, HASH_CHOICES
 from registry.managed import managed_warning
 from registry.models import Instance, Service
+from registry.pacing import heartbeat_ttl_s
 from registry.services import failover_referrers
 
 EVENTS_LIMIT = 200
@@ -187,7 +187,7 @@ def agent_status(agent: Agent, *, now: datetime, ttl: timedelta) -> str:
 @login_required
 def agent_list(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
-    ttl = timedelta(seconds=settings.MESH_HEARTBEAT_TTL)
+    ttl = timedelta(seconds=heartbeat_ttl_s())
     page = page_of(request, Agent.objects.select_related("node").order_by("node__name"))
     agents = list(page)
     # One query for the page's hosts: the instances each runs.

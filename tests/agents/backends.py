@@ -316,6 +316,7 @@ class FakeControlPlane(HttpServer):
         self.upstreams: dict[str, Any] = {}
         self.override: dict[str, Any] | None = None  # served as is (e.g. an invalid snapshot)
         self.changed = asyncio.Condition()
+        self.report_interval_answer: int | None = None  # the report answer's interval
 
     @property
     def url(self) -> str:
@@ -369,7 +370,10 @@ class FakeControlPlane(HttpServer):
             return await self._reply(writer, 200, self.snapshot())
         if req.path == f"/api/v1/agents/{self.agent_id}/report/" and req.method == "POST":
             self.reports.append(json.loads(req.body))
-            return await self._reply(writer, 200, {"revision": self.revision, "instances": {}})
+            answer: dict[str, Any] = {"revision": self.revision, "instances": {}}
+            if self.report_interval_answer is not None:
+                answer["report_interval_ms"] = self.report_interval_answer
+            return await self._reply(writer, 200, answer)
         return await self._reply(writer, 404, {"detail": "not found"})
 
 

@@ -186,3 +186,22 @@ async def test_metrics_survive_a_failed_report(tmp_path: Path) -> None:
         await agent._report(identity)  # type: ignore[arg-type]
     windows = client.last["metrics"]
     assert [(w["requests"], w["errors"]) for w in windows] == [(1, 0), (1, 1)]
+
+
+async def test_the_report_interval_follows_the_report_answer(tmp_path: Path) -> None:
+    """The snapshot says 200 ms; once a report's answer says 1,000 ms (the control
+    plane stretches it as the fleet grows), the agent reports about once a second;
+    an unusable answer keeps what it had."""
+    async with world() as (cp, a, _):
+        await cp.publish({"payments": upstream_entry(a)})
+        async with running_agent(make_config(cp.url, tmp_path)) as agent:
+            await eventually(lambda: len(cp.reports) >= 3)
+            assert agent.report_interval_ms() == 200
+            cp.report_interval_answer = 1000
+            await eventually(lambda: agent.report_interval_ms() == 1000)
+            seen = len(cp.reports)
+            await asyncio.sleep(2.0)
+            # 200 ms would have made about ten; 1 s ± 10 % jitter makes two or three.
+            assert 1 <= len(cp.reports) - seen <= 3
+            cp.report_interval_answer = 5  # below the bounds: ignored, the snapshot's again
+            await eventually(lambda: agent.report_interval_ms() == 200, timeout=5)
