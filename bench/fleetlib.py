@@ -230,7 +230,7 @@ class SimAgent:
 
     async def _report_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.report_interval)
+            await asyncio.sleep(self.report_interval * random.uniform(0.9, 1.1))  # as meshagent
             await self._report()
 
     async def _report(self) -> None:
