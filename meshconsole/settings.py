@@ -55,6 +55,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "meshconsole.admission.AgentAdmissionMiddleware",
     "meshconsole.staticfiles.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -256,6 +257,10 @@ SPECTACULAR_SETTINGS = {
 
 # Mesh behaviour knobs.
 MESH_HEARTBEAT_TTL = env_int("MESH_HEARTBEAT_TTL", 15)  # seconds without agent report
+# Agent-protocol writes (enroll, report, certificates) running at once per web process,
+# and waiting beyond them; the rest are 503 + Retry-After (meshconsole/admission.py).
+MESH_AGENT_CONCURRENCY = env_int("MESH_AGENT_CONCURRENCY", 8)
+MESH_AGENT_QUEUE = env_int("MESH_AGENT_QUEUE", 64)
 # Reports per second the fleet's intervals aim at (registry/pacing.py); 0 = always 2 s.
 MESH_REPORT_BUDGET = env_int("MESH_REPORT_BUDGET", 100)
 MESH_ENROLL_TOKEN_TTL = env_int("MESH_ENROLL_TOKEN_TTL", 86_400)  # seconds; 0 = never expire
