@@ -362,3 +362,68 @@ def test_the_json_view_and_the_form_keep_a_field_the_form_does_not_show(
     page.wait_for_selector('.field-error[data-error-for="routes.0.split.0"]:has-text("x-owner: unknown field")')
     after = console_server.api("GET", FORM_URL)
     assert (after["version"], after["routes"]) == (before["version"], before["routes"])
+
+
+def test_every_route_field_from_the_form_is_saved_and_routes_move_and_renames_follow(
+    page: Any, console_server: ConsoleServer, instances: None
+) -> None:
+    console_server.api("PUT", FORM_URL, ENTERED)
+    log_in(page)
+    open_form(page)
+    page.click("#routes-add-route")
+    r = 'fieldset[data-route-index="1"]'
+    page.fill('input[name="routes.1.name"]', "testers")
+    page.select_option(f'{r} select[data-errors-for="routes.1.match.path"]', "")
+    assert page.is_hidden('input[name="routes.1.match.path.value"]')
+    page.fill('input[name="routes.1.match.methods"]', "get, post")
+    page.click(f'{r} [data-errors-for="routes.1.match.headers"] button.rf-add')
+    page.fill('input[name="routes.1.match.headers.0.name"]', "X-Tester")
+    page.select_option('select[data-errors-for="routes.1.match.headers.0"]', "present")
+    page.click(f'{r} [data-errors-for="routes.1.match.query"] button.rf-add')
+    page.fill('input[name="routes.1.match.query.0.name"]', "debug")
+    page.fill('input[name="routes.1.match.query.0.exact"]', "1")
+    page.select_option('select[name="routes.1.split.0.subset"]', "v2")
+    page.fill('input[name="routes.1.split.0.weight"]', "1")
+    page.select_option('select[data-errors-for="routes.1.sticky"]', "cookie")
+    page.fill('input[name="routes.1.sticky.cookie"]', "session")
+    page.select_option('select[name="routes.1.fallback"]', "fail")
+    page.select_option('select[data-errors-for="routes.1.rewrite"]', "path")
+    page.fill('input[name="routes.1.rewrite.path"]', "/internal")
+    page.click(f'{r} [data-errors-for="routes.1.request_headers.set"] button.rf-add')
+    page.fill(f'{r} [data-errors-for="routes.1.request_headers.set"] input[aria-label="request header name"]',
+              "x-mesh-route")
+    page.fill('input[name="routes.1.request_headers.set.x-mesh-route"]', "testers")
+    page.fill('input[name="routes.1.request_headers.remove"]', "x-debug")
+    page.fill('input[name="routes.1.response_headers.remove"]', "server")
+    page.fill('input[name="routes.1.timeout_ms"]', "2000")
+    page.fill('input[name="routes.1.retries.attempts"]', "1")
+    # The specific route first; then v2 renamed: the splits follow.
+    page.click(f'{r} button[data-move="up"]')
+    page.wait_for_selector('fieldset[data-route-index="0"] input[name="routes.0.name"][value="testers"]')
+    page.fill('input[name="subsets.v2"]', "canary")
+    page.press('input[name="subsets.v2"]', "Tab")
+    page.wait_for_selector('input[name="subsets.canary.tags"]')
+    assert page.input_value('select[name="routes.0.split.0.subset"]') == "canary"
+    assert page.input_value('select[name="routes.1.split.1.subset"]') == "canary"
+    save(page)
+    page.wait_for_selector('#routes-result:has-text("Saved as")')
+    saved = console_server.api("GET", FORM_URL)
+    testers = {
+        "name": "testers",
+        "match": {"methods": ["GET", "POST"], "headers": [{"name": "x-tester", "present": True}],
+                  "query": [{"name": "debug", "exact": "1"}]},
+        "split": [{"subset": "canary", "weight": 1}],
+        "fallback": "fail",
+        "sticky": {"cookie": "session"},
+        "rewrite": {"path": "/internal"},
+        "request_headers": {"set": {"x-mesh-route": "testers"}, "remove": ["x-debug"]},
+        "response_headers": {"set": {}, "remove": ["server"]},
+        "timeout_ms": 2000,
+        "retries": {"attempts": 1},
+    }
+    api = {**ENTERED["routes"][0], "split": [{"subset": "v1", "weight": 90},
+                                             {"subset": "canary", "weight": 10}]}
+    assert saved["routes"] == [testers, api]
+    assert saved["subsets"] == {"v1": ENTERED["subsets"]["v1"], "canary": ENTERED["subsets"]["v2"]}
+    # The form now shows the normalized document (the header name lower-cased).
+    assert page.input_value('input[name="routes.0.match.headers.0.name"]') == "x-tester"

@@ -133,6 +133,7 @@
     }
     const opts = {
       what: "target",
+      max: V.split_max,
       items: targets,
       set: function (list) { route.split = list; },
       make: function () { return { subset: subsetNames()[0] || "", weight: 0 }; },
@@ -227,7 +228,7 @@
       })),
       P.field("Fallback", fallbackSelect),
       P.field("Rewrite", P.choice(path + ".rewrite", V.rewrite_kinds, route.rewrite, {
-        label: "rewrite", none: "no", labels: { prefix: "the matched prefix to", path: "the whole path to" },
+        label: "rewrite", none: "no", labels: { prefix: "the matched prefix to (/ strips it)", path: "the whole path to" },
         placeholders: { prefix: "/", path: "/v2/orders" },
         obj: group("rewrite"), onNone: function () { delete route.rewrite; },
       })),

@@ -111,7 +111,7 @@
   }
 
   /* Rows over a list (ITEMS() the list or undefined; SET(list) stores it):
-     ROW(item, j, path) draws one, MAKE() a new one. */
+     ROW(item, j, path) draws one, MAKE() a new one; no "add" past MAX. */
   function rows(path, opts) {
     const box = el("div", { class: "field rf-rows", dataset: { errorsFor: path } });
     function draw() {
@@ -120,7 +120,7 @@
         return el("div", { class: "field rf-row" }, opts.row(item, j, path + "." + j),
           button("remove", function () { items.splice(j, 1); opts.set(items); draw(); changed(); },
             { "aria-label": "remove " + opts.what + " " + (j + 1) }));
-      }).concat([button("+ " + opts.what, function () {
+      }).concat(opts.max && items.length >= opts.max ? [] : [button("+ " + opts.what, function () {
         const items = opts.items() || [];
         items.push(opts.make());
         opts.set(items);
