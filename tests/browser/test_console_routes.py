@@ -340,6 +340,11 @@ def test_the_json_view_and_the_form_keep_a_field_the_form_does_not_show(
     open_form(page)
     json_view(page)
     doc = json.loads(page.input_value("#routes-document"))
+    # A shape the form cannot draw keeps the JSON view, saying where.
+    page.fill("#routes-document", json.dumps({**doc, "routes": [doc["routes"][0], 5]}))
+    page.click("#routes-view")
+    page.wait_for_selector('.field-error[data-error-for="document"]:has-text("routes.1: expected an object")')
+    assert page.is_visible("#routes-document") and page.is_hidden("#routes-structured")
     doc["routes"][0]["x-note"] = "kept by the form"
     doc["routes"][0]["split"][0]["x-owner"] = {"team": "a"}
     page.fill("#routes-document", json.dumps(doc))
