@@ -19,10 +19,15 @@ from agents.runtime.vocabulary import (
     POLICY_BOUNDS,
     ROUTE_FALLBACKS,
     ROUTE_FORBIDDEN_HEADERS,
+    ROUTE_HEADER_KINDS,
     ROUTE_METHOD,
     ROUTE_NAME,
+    ROUTE_PATH_KINDS,
+    ROUTE_QUERY_KINDS,
     ROUTE_REGEX_MAX,
+    ROUTE_REWRITE_KINDS,
     ROUTE_SPLIT_MAX,
+    ROUTE_STICKY_TYPES,
     ROUTE_WEIGHT_MAX,
     ROUTES_MAX,
 )
@@ -47,6 +52,10 @@ MAX_PATH = 1024
 MAX_REGEX = ROUTE_REGEX_MAX
 MAX_VALUE = 1024
 MAX_WEIGHT = ROUTE_WEIGHT_MAX
+# A route's overrides stay within the traffic policy's own bounds (a timeout of 0 is none).
+TIMEOUT_MS = (max(POLICY_BOUNDS["request_timeout_ms"].low, 1),
+              POLICY_BOUNDS["request_timeout_ms"].high)
+ATTEMPTS = (POLICY_BOUNDS["retries.attempts"].low, POLICY_BOUNDS["retries.attempts"].high)
 
 Errors = dict[str, list[str]]
 
@@ -244,7 +253,7 @@ class _Checker:
         route: RouteDoc = {"name": name or "", "match": match, "split": split,
                            "fallback": str(fallback)}
         if "sticky" in spec:
-            sticky = self.one_of(f"{path}.sticky", spec["sticky"], ("header", "cookie"))
+            sticky = self.one_of(f"{path}.sticky", spec["sticky"], ROUTE_STICKY_TYPES)
             if sticky is not None:
                 key, raw = sticky
                 if key == "header":
@@ -254,7 +263,7 @@ class _Checker:
                 if cleaned is not None:
                     route["sticky"] = {key: cleaned}
         if "rewrite" in spec:
-            rewrite = self.one_of(f"{path}.rewrite", spec["rewrite"], ("prefix", "path"))
+            rewrite = self.one_of(f"{path}.rewrite", spec["rewrite"], ROUTE_REWRITE_KINDS)
             if rewrite is not None:
                 key, raw = rewrite
                 target = self.url_path(f"{path}.rewrite.{key}", raw)
@@ -268,17 +277,14 @@ class _Checker:
                 if edits is not None:
                     route[part] = edits  # type: ignore[literal-required]
         if "timeout_ms" in spec:
-            bound = POLICY_BOUNDS["request_timeout_ms"]
-            timeout = self.integer(f"{path}.timeout_ms", spec["timeout_ms"], max(bound.low, 1),
-                                   bound.high)
+            timeout = self.integer(f"{path}.timeout_ms", spec["timeout_ms"], *TIMEOUT_MS)
             if timeout is not None:
                 route["timeout_ms"] = timeout
         if "retries" in spec:
             retries = self.obj(f"{path}.retries", spec["retries"], {"attempts"})
             if retries is not None:
-                bound = POLICY_BOUNDS["retries.attempts"]
                 attempts = self.integer(f"{path}.retries.attempts", retries.get("attempts"),
-                                        bound.low, bound.high)
+                                        *ATTEMPTS)
                 if attempts is not None:
                     route["retries"] = {"attempts": attempts}
         return route
@@ -299,7 +305,7 @@ class _Checker:
         if spec is None:
             return out
         if "path" in spec:
-            kind = self.one_of(f"{path}.path", spec["path"], ("exact", "prefix", "regex"))
+            kind = self.one_of(f"{path}.path", spec["path"], ROUTE_PATH_KINDS)
             if kind is not None:
                 key, raw = kind
                 where = f"{path}.path.{key}"
@@ -315,8 +321,7 @@ class _Checker:
                     methods.append(method)
             if methods:
                 out["methods"] = methods
-        for part, kinds in (("headers", ("exact", "prefix", "regex", "present", "absent")),
-                            ("query", ("exact", "regex", "present"))):
+        for part, kinds in (("headers", ROUTE_HEADER_KINDS), ("query", ROUTE_QUERY_KINDS)):
             if part in spec:
                 conditions = self.conditions(f"{path}.{part}", spec[part], kinds, part == "headers")
                 if conditions:

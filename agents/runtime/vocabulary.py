@@ -67,6 +67,7 @@ ROUTE_METHOD = r"^[A-Z][A-Z-]{0,19}$"
 ROUTE_REGEX_MAX = 1024  # characters of a path, header or query regex
 ROUTE_FALLBACKS = ("next", "fail")
 ROUTE_STICKY_TYPES = ("header", "cookie")
+ROUTE_REWRITE_KINDS = ("prefix", "path")  # the matched prefix, or the whole path
 ROUTE_PATH_KINDS = ("exact", "prefix", "regex")
 ROUTE_HEADER_KINDS = ("exact", "prefix", "regex", "present", "absent")
 ROUTE_QUERY_KINDS = ("exact", "regex", "present")

@@ -1,11 +1,22 @@
 """The service page's read-only picture of a service's subsets and routes
 (everyone sees it; admins of the service also get the editor,
-static/console/routes-editor.js, which writes through the routes API)."""
+static/console/routes-editor.js and its form routes-form.js, which write through
+the routes API), and the vocabulary that form offers (kinds and bounds: the
+agent's, as the API's validation reads them)."""
 
 from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from agents.runtime.vocabulary import (
+    ROUTE_FALLBACKS,
+    ROUTE_HEADER_KINDS,
+    ROUTE_PATH_KINDS,
+    ROUTE_QUERY_KINDS,
+    ROUTE_REWRITE_KINDS,
+    ROUTE_STICKY_TYPES,
+)
+from policies.routes import ATTEMPTS, MAX_SPLIT, MAX_WEIGHT, TIMEOUT_MS
 from policies.services import routes_of
 from registry.models import Service
 
@@ -21,6 +32,36 @@ class RoutesPanel(TypedDict):
     version: int
     subsets: list[dict[str, str]]
     routes: list[RouteRow]
+
+
+class RoutesVocabulary(TypedDict):
+    path_kinds: list[str]
+    header_kinds: list[str]
+    query_kinds: list[str]
+    fallbacks: list[str]
+    sticky_types: list[str]
+    rewrite_kinds: list[str]
+    split_max: int
+    weight_max: int
+    timeout_ms: list[int]  # [low, high], inclusive
+    attempts: list[int]
+
+
+def routes_vocabulary() -> RoutesVocabulary:
+    """What the routes form offers: the kinds of each choice and the bounds of
+    each number, from the one table the API's validation and the agent read."""
+    return {
+        "path_kinds": list(ROUTE_PATH_KINDS),
+        "header_kinds": list(ROUTE_HEADER_KINDS),
+        "query_kinds": list(ROUTE_QUERY_KINDS),
+        "fallbacks": list(ROUTE_FALLBACKS),
+        "sticky_types": list(ROUTE_STICKY_TYPES),
+        "rewrite_kinds": list(ROUTE_REWRITE_KINDS),
+        "split_max": MAX_SPLIT,
+        "weight_max": MAX_WEIGHT,
+        "timeout_ms": list(TIMEOUT_MS),
+        "attempts": list(ATTEMPTS),
+    }
 
 
 def _match_text(match: dict[str, Any]) -> str:

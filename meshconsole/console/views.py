@@ -20,7 +20,7 @@ from agents.models import Agent
 from agents.runtime.vocabulary import RETRY_CONDITIONS
 from identity.certview import current_certificates
 from journal.models import Event, EventKind
-from meshconsole.console.routes import routes_panel
+from meshconsole.console.routes import routes_panel, routes_vocabulary
 from monitoring.models import EdgeWindow
 from monitoring.topology import page_states, service_state_payload
 from policies.models import BALANCER_CHOICES, HASH_CHOICES
@@ -97,6 +97,7 @@ def service_detail(request: HttpRequest, name: str) -> HttpResponse:
         "managed": managed_warning("Service", name),
         "routes": routes_panel(service),
         "routes_managed": managed_warning("Routes", name),
+        "routes_vocabulary": routes_vocabulary(),
     }
     return render(request, "console/service.html", context)
 

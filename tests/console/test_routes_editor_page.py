@@ -4,6 +4,10 @@ others get the read-only panel, and the API refuses them either way."""
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -14,7 +18,8 @@ from registry import services
 
 pytestmark = pytest.mark.django_db
 
-EDITOR = ('id="routes-form"', 'id="routes-editor"', "console/routes-editor.js")
+EDITOR = ('id="routes-form"', 'id="routes-editor"', "console/routes-editor.js",
+          "console/routes-form.js", "console/routes-form-routes.js", 'id="routes-vocabulary"')
 
 
 @pytest.fixture
@@ -63,3 +68,44 @@ def test_others_get_the_read_only_panel(
         "/api/v1/services/payments/routes/", body, content_type="application/json"
     )
     assert answer.status_code == 403
+
+
+def _vocabulary(page: str) -> dict[str, Any]:
+    found = re.search(r'<script id="routes-vocabulary" type="application/json">(.*?)</script>', page)
+    assert found is not None
+    return dict(json.loads(found.group(1)))
+
+
+@pytest.mark.parametrize(
+    "field, bound",
+    [("timeout_ms", "timeout_ms"), ("retries", "attempts"), ("weight", "weight_max")],
+)
+def test_the_forms_bounds_are_the_apis(
+    client: Client, admin_user: User, payments: None, field: str, bound: str
+) -> None:
+    """The routes form offers exactly what the API accepts: its highest value is
+    saved, one more is a 400 at that field (and its lowest, one less, too)."""
+    vocabulary = _vocabulary(_page(client, admin_user))
+    assert {"prefix", "exact", "regex"} == set(vocabulary["path_kinds"])
+    edges = vocabulary[bound] if isinstance(vocabulary[bound], list) else [0, vocabulary[bound]]
+    low, high = edges
+    paths = {"timeout_ms": "routes.0.timeout_ms", "retries": "routes.0.retries.attempts",
+             "weight": "routes.0.split.0.weight"}
+
+    def put(value: int) -> Any:
+        route: dict[str, Any] = {"name": "r", "split": [{"subset": "v1", "weight": 1}]}
+        if field == "weight":
+            route["split"] = [{"subset": "v1", "weight": value}, {"subset": "v2", "weight": 1}]
+        elif field == "retries":
+            route["retries"] = {"attempts": value}
+        else:
+            route["timeout_ms"] = value
+        body = {"subsets": {"v1": {"tags": ["v1"]}, "v2": {"tags": ["v2"]}}, "routes": [route]}
+        return client.put("/api/v1/services/payments/routes/", body,
+                          content_type="application/json")
+
+    for ok in (low, high):
+        assert put(ok).status_code == 200, ok
+    for bad in (low - 1, high + 1):
+        answer = put(bad)
+        assert answer.status_code == 400 and paths[field] in answer.json(), bad

@@ -1,6 +1,6 @@
 /* Dialogs and forms shared by the console's editors: a confirmation dialog,
    form dialogs (Escape closes, Enter submits), the API's 400 field errors shown
-   at the field, and the diff of two documents. */
+   at the field, the diff of two documents and the version history of one. */
 (function () {
   "use strict";
   const el = Mesh.el;
@@ -75,13 +75,20 @@
     if (alert) { alert.hidden = true; alert.textContent = ""; }
   }
 
+  /* The selector of the field named KEY or claiming its errors (a key may hold
+     any character: a subset name is the user's until the API refuses it). */
+  function claiming(key) {
+    const k = CSS.escape(key);
+    return '[name="' + k + '"], [data-errors-for~="' + k + '"]';
+  }
+
   function fieldFor(form, path) {
     // The field named PATH, or one that claims its errors; else try the parent
     // path ("retries.on.0" -> "retries.on").
     let parts = path.split(".");
     while (parts.length) {
       const key = parts.join(".");
-      const field = form.querySelector('[name="' + key + '"], [data-errors-for~="' + key + '"]');
+      const field = form.querySelector(claiming(key));
       if (field) return field;
       parts = parts.slice(0, -1);
     }
@@ -137,7 +144,10 @@
     if (v === undefined) return "—";
     if (v === null) return "off";
     if (Array.isArray(v)) return v.length ? v.join(", ") : "—";
-    if (isGroup(v)) return Object.keys(v).map(function (k) { return k + "=" + text(v[k]); }).join(", ");
+    if (isGroup(v)) {
+      const keys = Object.keys(v);
+      return keys.length ? keys.map(function (k) { return k + "=" + text(v[k]); }).join(", ") : "—";
+    }
     return String(v);
   }
 
@@ -167,8 +177,42 @@
       })));
   }
 
+  function changedText(paths) {
+    if (!paths.length) return "—";
+    return paths.length > 6 ? paths.slice(0, 6).join(", ") + " and " + (paths.length - 6) + " more" : paths.join(", ");
+  }
+
+  /* A versioned document's history (the traffic policy, the routes) into
+     OPTS.body, a <tbody> of five columns: newest first, what each version
+     changed from the one before (OPTS.changed(older, newer) -> paths), and
+     "current" or a "roll back" button (OPTS.rollback(version)). */
+  async function versionHistory(opts) {
+    const body = opts.body;
+    function only(text) { return el("tr", { class: "empty-row" }, el("td", { colspan: 5 }, text)); }
+    let versions;
+    try {
+      versions = await Mesh.api(opts.url);
+    } catch (e) {
+      body.replaceChildren(only("Versions unavailable: " + e.message));
+      return;
+    }
+    const current = opts.current();
+    const rows = versions.map(function (v, i) {
+      const older = versions[i + 1];
+      return el("tr", { dataset: { version: v.version } },
+        el("td", null, "v" + v.version),
+        el("td", { class: "nowrap" }, el("time", { datetime: v.created_at }, Mesh.clock(v.created_at))),
+        el("td", null, v.created_by || "—"),
+        el("td", { class: "small" }, older ? changedText(opts.changed(older.document, v.document)) : "first version"),
+        el("td", null, v.version === current ? el("span", { class: "muted small" }, "current") :
+          el("button", { type: "button", class: "link-button " + (opts.buttonClass || ""), dataset: { rollback: v.version },
+            onclick: function () { opts.rollback(v); } }, "roll back")));
+    });
+    body.replaceChildren.apply(body, rows.length ? rows : [only(opts.empty || "No saved version yet.")]);
+  }
+
   Object.assign(window.Mesh, {
     confirm: confirmDialog, formDialog: formDialog, showErrors: showErrors, clearErrors: clearErrors,
-    splitList: splitList, number: number, diff: diff, diffTable: diffTable,
+    splitList: splitList, number: number, diff: diff, diffTable: diffTable, versionHistory: versionHistory,
   });
 })();

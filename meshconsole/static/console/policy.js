@@ -92,34 +92,18 @@
     byId("policy-review").focus();
   }
 
-  function changedFields(older, newer) {
-    if (!older) return "first version";
-    const paths = Mesh.diff(P.writable(older), P.writable(newer)).map(function (c) { return c.path; });
-    return paths.length ? paths.join(", ") : "—";
-  }
-
-  async function loadVersions() {
-    const body = document.querySelector("#policy-versions tbody");
-    let versions;
-    try {
-      versions = await Mesh.api(url + "versions/");
-    } catch (e) {
-      body.replaceChildren(el("tr", { class: "empty-row" }, el("td", { colspan: 5 }, "Versions unavailable: " + e.message)));
-      return;
-    }
-    const rows = versions.map(function (v, i) {
-      const older = versions[i + 1];
-      return el("tr", { dataset: { version: v.version } },
-        el("td", null, "v" + v.version),
-        el("td", { class: "nowrap" }, el("time", { datetime: v.created_at }, Mesh.clock(v.created_at))),
-        el("td", null, v.created_by || "—"),
-        el("td", { class: "small" }, changedFields(older && older.document, v.document)),
-        el("td", null, v.version === current.version ? el("span", { class: "muted small" }, "current") :
-          el("button", { type: "button", class: "link-button needs-admin", dataset: { rollback: v.version },
-            onclick: function () { rollback(v); } }, "roll back")));
+  function loadVersions() {
+    return Mesh.versionHistory({
+      body: document.querySelector("#policy-versions tbody"),
+      url: url + "versions/",
+      current: function () { return current.version; },
+      changed: function (older, newer) {
+        return Mesh.diff(P.writable(older), P.writable(newer)).map(function (c) { return c.path; });
+      },
+      rollback: rollback,
+      buttonClass: "needs-admin",
+      empty: "No saved version yet: the service runs on the defaults.",
     });
-    body.replaceChildren.apply(body, rows.length ? rows : [el("tr", { class: "empty-row" },
-      el("td", { colspan: 5 }, "No saved version yet: the service runs on the defaults."))]);
   }
 
   async function rollback(version) {

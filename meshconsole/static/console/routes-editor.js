@@ -1,10 +1,11 @@
 /* The routes and subsets editor on the service page (admins of the service
-   only: the template leaves it out for other roles). The document is edited as
-   JSON, with the splits' weights also as fields; review shows the diff against
-   the version read, a save sends that version (a 409 keeps the edit and
-   explains), the API's 400 lands at the route and field it names, and the
-   version history rolls back in one click. Every write is the REST API's
-   (/api/v1/services/{name}/routes/...). */
+   only: the template leaves it out for other roles). The document is edited in
+   a form (routes-form.js, routes-form-routes.js) or, as an advanced toggle, as
+   JSON: both over one document object, so neither loses what the other does
+   not show. Review shows the diff against the version read, a save sends that
+   version (a 409 keeps the edit and explains), the API's 400 lands at the field
+   it names, and the version history rolls back in one click. Every write is
+   the REST API's (/api/v1/services/{name}/routes/...). */
 (function () {
   "use strict";
   const el = Mesh.el;
@@ -14,6 +15,9 @@
   let base = null; // its document: what the edit is compared with
   let form = null;
   let area = null;
+  let doc = null; // the document being edited: the form's (routes-form.js edits it in place)
+  let jsonView = false; // the JSON view is showing: its text is the edit
+  let lastErrors = null; // the last 400, placed again when the view changes
 
   function byId(id) { return document.getElementById(id); }
 
@@ -24,10 +28,11 @@
   function pretty(doc) { return JSON.stringify(doc, null, 2); }
 
   /* Lists as objects keyed by index, so the diff names "routes.0.split.1.weight",
-     the same paths the API's errors use. */
+     the same paths the API's errors use (an empty list too: a first route is
+     "routes.0"). */
   function indexed(value) {
     if (Array.isArray(value)) {
-      if (value.every(function (v) { return v === null || typeof v !== "object"; })) return value;
+      if (value.length && value.every(function (v) { return v === null || typeof v !== "object"; })) return value;
       const out = {};
       value.forEach(function (v, i) { out[i] = indexed(v); });
       return out;
@@ -70,8 +75,11 @@
     return doc;
   }
 
+  /* The edit: the form's document, or the JSON view's text (which may not parse). */
+  function mine() { return jsonView ? parsed() : doc; }
+
   function dirty() {
-    try { return changes(base, parsed()).length > 0; } catch (e) { return true; }
+    try { return changes(base, mine()).length > 0; } catch (e) { return true; }
   }
 
   function show(answer) {
@@ -85,9 +93,38 @@
         answer.updated_by ? " by " + answer.updated_by : ""] : ["never saved: every request goes to the whole service"]);
   }
 
-  function edit(doc) {
+  function edit(value) {
+    doc = JSON.parse(JSON.stringify(value));
     area.value = pretty(doc);
-    renderSplits();
+    Mesh.routesForm.render(doc);
+  }
+
+  /* Between the form and the JSON view. Back to the form takes the text, when
+     it parses and has a shape the form can draw; else the view stays. */
+  function setView(json) {
+    if (json === jsonView) return;
+    Mesh.clearErrors(form);
+    if (!json) {
+      let value;
+      try { value = parsed(); } catch (e) { Mesh.showErrors(form, e.data); return; }
+      const problem = Mesh.routesForm.unformable(value);
+      if (problem) {
+        Mesh.showErrors(form, { document: [problem + ": the form cannot show it; fix it here, or review to get the API's answer."] });
+        return;
+      }
+      doc = value;
+      Mesh.routesForm.render(doc);
+    } else {
+      area.value = pretty(doc);
+    }
+    jsonView = json;
+    byId("routes-structured").hidden = json;
+    byId("routes-json").hidden = !json;
+    const toggle = byId("routes-view");
+    toggle.textContent = json ? "Back to the form" : "Edit as JSON (advanced)";
+    toggle.setAttribute("aria-pressed", String(json));
+    (json ? area : toggle).focus();
+    if (lastErrors) placeErrors(lastErrors);
   }
 
   async function load() {
@@ -95,76 +132,35 @@
     show(answer);
     edit(base);
     Mesh.clearErrors(form);
+    lastErrors = null;
     byId("routes-conflict").hidden = true;
     loadVersions();
   }
 
-  function targetText(t) { return t.subset !== undefined ? "subset " + t.subset : "service " + t.service; }
-
-  /* One fieldset per route with a weight field per split target; the route's
-     fieldset also takes the API's errors about the rest of that route. */
-  function renderSplits() {
-    const holder = byId("routes-splits");
-    let doc;
-    try { doc = parsed(); } catch (e) { return; } // the JSON's error shows on review
-    const routes = Array.isArray(doc.routes) ? doc.routes : [];
-    if (!routes.length) {
-      holder.replaceChildren(el("p", { class: "muted small" }, "No route: add one below (\"Add a route\") or in the document."));
-      return;
-    }
-    holder.replaceChildren.apply(holder, routes.map(function (route, i) {
-      const split = route && Array.isArray(route.split) ? route.split : [];
-      const total = split.reduce(function (sum, t) { return sum + (Number(t && t.weight) || 0); }, 0);
-      const rows = split.map(function (t, j) {
-        const id = "route-" + i + "-split-" + j;
-        const weight = t && t.weight !== undefined ? t.weight : "";
-        return el("div", { class: "split-row" },
-          el("label", { for: id }, t && typeof t === "object" ? targetText(t) : "target " + j),
-          el("input", { type: "number", id: id, name: "routes." + i + ".split." + j + ".weight", min: 0, value: weight,
-            class: "split-weight", dataset: { route: i, target: j } }),
-          el("span", { class: "muted small percent" },
-            total > 0 ? Math.round(1000 * (Number(weight) || 0) / total) / 10 + " %" : ""));
-      });
-      const title = "#" + (i + 1) + " " + (route && route.name ? route.name : "(no name)");
-      return el("fieldset", { class: "field route-edit", dataset: { routeIndex: i, errorsFor: "routes." + i } },
-        el("legend", null, title), rows.length ? rows : el("p", { class: "muted small" }, "no split target"));
-    }));
-  }
-
-  /* A weight field changed: write it into the document. */
-  function onWeight(event) {
-    const input = event.target.closest(".split-weight");
-    if (!input) return;
-    let doc;
-    try { doc = parsed(); } catch (e) { Mesh.showErrors(form, e.data); return; }
-    const route = doc.routes[Number(input.dataset.route)];
-    route.split[Number(input.dataset.target)].weight = Mesh.number(input);
-    area.value = pretty(doc);
-    // Percentages in place: redrawing the fields would take the focus away.
-    const total = route.split.reduce(function (sum, t) { return sum + (Number(t.weight) || 0); }, 0);
-    const fieldset = input.closest("fieldset");
-    for (const field of fieldset.querySelectorAll(".split-weight")) {
-      const share = field.parentNode.querySelector(".percent");
-      share.textContent = total > 0 ? Math.round(1000 * (Number(field.value) || 0) / total) / 10 + " %" : "";
-    }
-  }
-
   /* The API's errors ({"routes.0.split.1.subset": [...]}) at the most precise
-     holder there is: the field itself, else its route's fieldset (the message
-     then names the rest of the path), else the document. */
+     holder the form has: the field itself, else the part or route that claims
+     the path (the message then names the rest of it), else the form's alert.
+     In the JSON view, every message at the document, with its path. */
   function placeErrors(data) {
+    lastErrors = data;
     const placed = {};
+    const view = jsonView ? byId("routes-json") : byId("routes-structured");
     function holderOf(path) {
       const parts = path.split(".");
       while (parts.length) {
-        const key = parts.join(".");
-        if (form.querySelector('[name="' + key + '"], [data-errors-for~="' + key + '"]')) return key;
+        const key = CSS.escape(parts.join("."));
+        if (view.querySelector('[name="' + key + '"], [data-errors-for~="' + key + '"]')) return parts.join(".");
         parts.pop();
       }
       return null;
     }
     function put(path, messages) {
-      const holder = path === "non_field_errors" || path === "detail" ? null : holderOf(path);
+      const top = path === "non_field_errors" || path === "detail";
+      if (jsonView) {
+        placed.document = (placed.document || []).concat(messages.map(function (m) { return (top ? "" : path + ": ") + m; }));
+        return;
+      }
+      const holder = top ? null : holderOf(path);
       const key = holder || "non_field_errors";
       const rest = holder && holder !== path ? path.slice(holder.length + 1) : (holder ? "" : path);
       const text = messages.map(function (m) { return (rest && rest !== "non_field_errors" && rest !== "detail" ? rest + ": " : "") + m; });
@@ -185,9 +181,10 @@
   async function review(event) {
     event.preventDefault();
     Mesh.clearErrors(form);
-    let mine;
-    try { mine = parsed(); } catch (e) { Mesh.showErrors(form, e.data); return; }
-    const changed = changes(base, mine);
+    lastErrors = null;
+    let edited;
+    try { edited = mine(); } catch (e) { Mesh.showErrors(form, e.data); return; }
+    const changed = changes(base, edited);
     if (!changed.length) { result("Nothing to save: the document matches v" + current.version + "."); return; }
     const ok = await Mesh.confirm({
       title: "Save the routes of " + name + "?",
@@ -198,7 +195,7 @@
     if (!ok) return;
     result("Saving…");
     try {
-      const saved = await Mesh.api(url, { method: "PUT", body: Object.assign({}, mine, { version: current.version }) });
+      const saved = await Mesh.api(url, { method: "PUT", body: Object.assign({}, edited, { version: current.version }) });
       show(saved);
       edit(base);
       result("Saved as v" + saved.version + ".");
@@ -237,35 +234,14 @@
     byId("routes-review").focus();
   }
 
-  function changedText(older, newer) {
-    if (!older) return "first version";
-    const paths = changes(older, newer).map(function (c) { return c.path; });
-    if (!paths.length) return "—";
-    return paths.length > 6 ? paths.slice(0, 6).join(", ") + " and " + (paths.length - 6) + " more" : paths.join(", ");
-  }
-
-  async function loadVersions() {
-    const body = document.querySelector("#routes-versions tbody");
-    let versions;
-    try {
-      versions = await Mesh.api(url + "versions/");
-    } catch (e) {
-      body.replaceChildren(el("tr", { class: "empty-row" }, el("td", { colspan: 5 }, "Versions unavailable: " + e.message)));
-      return;
-    }
-    const rows = versions.map(function (v, i) {
-      const older = versions[i + 1];
-      return el("tr", { dataset: { version: v.version } },
-        el("td", null, "v" + v.version),
-        el("td", { class: "nowrap" }, el("time", { datetime: v.created_at }, Mesh.clock(v.created_at))),
-        el("td", null, v.created_by || "—"),
-        el("td", { class: "small" }, changedText(older && older.document, v.document)),
-        el("td", null, v.version === current.version ? el("span", { class: "muted small" }, "current") :
-          el("button", { type: "button", class: "link-button", dataset: { rollback: v.version },
-            onclick: function () { rollback(v); } }, "roll back")));
+  function loadVersions() {
+    return Mesh.versionHistory({
+      body: document.querySelector("#routes-versions tbody"),
+      url: url + "versions/",
+      current: function () { return current.version; },
+      changed: function (older, newer) { return changes(older, newer).map(function (c) { return c.path; }); },
+      rollback: rollback,
     });
-    body.replaceChildren.apply(body, rows.length ? rows : [el("tr", { class: "empty-row" },
-      el("td", { colspan: 5 }, "No saved version yet."))]);
   }
 
   async function rollback(version) {
@@ -287,23 +263,14 @@
     }
   }
 
-  const EXAMPLE = {
-    name: "new-route",
-    match: { path: { prefix: "/" } },
-    split: [{ subset: "v1", weight: 90 }, { subset: "v2", weight: 10 }],
-    fallback: "next",
-  };
-
-  function addRoute() {
-    let doc;
-    try { doc = parsed(); } catch (e) { Mesh.showErrors(form, e.data); return; }
-    if (!Array.isArray(doc.routes)) doc.routes = [];
-    const route = JSON.parse(JSON.stringify(EXAMPLE));
-    const subsets = Object.keys(doc.subsets || {});
-    if (subsets.length) route.split = [{ subset: subsets[0], weight: 100 }];
-    doc.routes.push(route);
-    edit(doc);
-    area.focus();
+  async function loadServiceNames() {
+    try {
+      const page = await Mesh.api("/api/v1/services/?page_size=1000");
+      const list = byId("routes-service-names");
+      list.replaceChildren.apply(list, page.results
+        .filter(function (s) { return s.name !== name; })
+        .map(function (s) { return el("option", { value: s.name }); }));
+    } catch (e) { /* suggestions only */ }
   }
 
   /* The read-only picture above the editor, redrawn from the page. */
@@ -339,18 +306,22 @@
     name = JSON.parse(byId("service-data").textContent).name;
     url = "/api/v1/services/" + encodeURIComponent(name) + "/routes/";
     area = byId("routes-document");
+    Mesh.routesForm.start({
+      changed: function () { area.value = pretty(doc); },
+      instances: function () { return (window.meshService && window.meshService.instances) || []; },
+    });
     form.addEventListener("submit", review);
-    byId("routes-splits").addEventListener("input", onWeight);
-    area.addEventListener("change", renderSplits);
-    byId("routes-add-route").addEventListener("click", addRoute);
+    byId("routes-view").addEventListener("click", function () { setView(!jsonView); });
     byId("routes-rebase").addEventListener("click", rebase);
     byId("routes-reload").addEventListener("click", function () { load(); notice(""); });
     byId("routes-discard").addEventListener("click", function () {
       edit(base);
       Mesh.clearErrors(form);
+      lastErrors = null;
       result("Back to v" + current.version + ".");
     });
     load().catch(function (e) { notice("Could not load the routes: " + e.message); });
+    loadServiceNames();
     if (Mesh.serviceLive) Mesh.serviceLive.on("service", function (message) {
       if (message.data.name === name) followLive();
     });
