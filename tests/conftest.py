@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
@@ -37,10 +39,25 @@ def _fresh_shared_topology() -> None:
     # test database; production revisions only grow.
     from agents.snapshot import security_cache, upstreams_cache
     from monitoring import topology
+    from registry import pacing
 
     topology._shared.clear()
     upstreams_cache.clear()  # keyed by index, which restarts with each test database
     security_cache.clear()
+    pacing.forget_fleet_size()  # counted from the test database
+
+
+@pytest.fixture(autouse=True)
+def _enroll_budget_untouched() -> Iterator[None]:
+    # The enrollment throttle (60/min per address) lives in the shared cache (Redis),
+    # which outlives a test: one test's enrollments must not use up a later test's.
+    yield
+    from django.core.cache import cache
+
+    try:
+        cache.delete("throttle_anon_127.0.0.1")
+    except Exception:  # a test that stops Redis on purpose
+        pass
 
 
 @pytest.fixture(autouse=True)
