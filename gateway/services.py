@@ -68,6 +68,27 @@ def _change(
     )
 
 
+def _delete(
+    *, user: Actor, row: Gateway | Consumer | JWTProvider, key: str, kind: str, label: str,
+    before: dict[str, Any], named_by: Callable[[GatewayRoute], bool] | None = None,
+) -> None:  # fmt: skip
+    """Delete ROW (BEFORE is its document; KIND names it in the audit, LABEL in the
+    messages), refused with InUse (409) while a route is NAMED_BY it."""
+    if named_by is not None and (users := _routes_naming(named_by)):
+        raise InUse(f"{label} {row.name} is named by routes {', '.join(users)}")
+    row.delete()
+    _change(
+        key=key,
+        user=user,
+        action="delete",
+        kind=kind,
+        name=row.name,
+        before=before,
+        after=None,
+        message=f"{label} {row.name} deleted",
+    )
+
+
 def gateway_ensure(name: str) -> Gateway:
     """The gateway an agent declares (enroll, report): created empty on first
     sight. Inside the caller's transaction; an empty table changes no snapshot."""
@@ -97,16 +118,13 @@ def gateway_create(*, user: Actor, name: str, description: str = "") -> Gateway:
 def gateway_delete(*, user: Actor, gateway: Gateway) -> None:
     gateway = Gateway.objects.select_for_update().get(pk=gateway.pk)
     before = {"name": gateway.name, "version": gateway.version, "routes": table_of(gateway)}
-    gateway.delete()
-    _change(
-        key=gateway_key(gateway.name),
+    _delete(
         user=user,
-        action="delete",
+        row=gateway,
+        key=gateway_key(gateway.name),
         kind="gateway",
-        name=gateway.name,
+        label="gateway",
         before=before,
-        after=None,
-        message=f"gateway {gateway.name} deleted",
     )
 
 
@@ -283,20 +301,14 @@ def consumer_update(*, user: Actor, consumer: Consumer, data: dict[str, Any]) ->
 
 @transaction.atomic
 def consumer_delete(*, user: Actor, consumer: Consumer) -> None:
-    users = _routes_naming(lambda r: consumer.name in (r.auth or {}).get("consumers", []))
-    if users:
-        raise InUse(f"consumer {consumer.name} is named by routes {', '.join(users)}")
-    before = _consumer_doc(consumer)
-    consumer.delete()
-    _change(
-        key=AUTH_KEY,
+    _delete(
         user=user,
-        action="delete",
+        row=consumer,
+        key=AUTH_KEY,
         kind="consumer",
-        name=consumer.name,
-        before=before,
-        after=None,
-        message=f"consumer {consumer.name} deleted",
+        label="consumer",
+        before=_consumer_doc(consumer),
+        named_by=lambda r: consumer.name in (r.auth or {}).get("consumers", []),
     )
 
 
@@ -404,20 +416,12 @@ def provider_write(*, user: Actor, name: str, data: dict[str, Any]) -> JWTProvid
 
 @transaction.atomic
 def provider_delete(*, user: Actor, provider: JWTProvider) -> None:
-    users = _routes_naming(
-        lambda r: ((r.auth or {}).get("jwt") or {}).get("provider") == provider.name
-    )
-    if users:
-        raise InUse(f"JWT provider {provider.name} is named by routes {', '.join(users)}")
-    before = provider_document(provider)
-    provider.delete()
-    _change(
-        key=AUTH_KEY,
+    _delete(
         user=user,
-        action="delete",
+        row=provider,
+        key=AUTH_KEY,
         kind="jwt-provider",
-        name=provider.name,
-        before=before,
-        after=None,
-        message=f"JWT provider {provider.name} deleted",
+        label="JWT provider",
+        before=provider_document(provider),
+        named_by=lambda r: ((r.auth or {}).get("jwt") or {}).get("provider") == provider.name,
     )

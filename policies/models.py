@@ -3,11 +3,12 @@ their snapshot (docs/policies.md has the schema and the semantics)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Max, QuerySet
 
 from agents.runtime.balancers import BALANCERS, DEFAULT_BALANCER
 from agents.runtime.vocabulary import (
@@ -106,8 +107,10 @@ class TrafficPolicy(models.Model):
         return f"policy v{self.version} for {self.service.name}"
 
 
-class PolicyVersion(models.Model):
-    """Every saved version of a policy, for history, diff and rollback."""
+class DocumentVersion(models.Model):
+    """One saved version of a service's versioned document (its policy, its routes).
+    Keyed by the service's name, not a foreign key: versions outlive a deleted
+    service, and a re-created one continues the numbering rather than colliding."""
 
     service_name = models.CharField(max_length=63, db_index=True)
     version = models.PositiveIntegerField()
@@ -116,15 +119,34 @@ class PolicyVersion(models.Model):
     created_by = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
+        abstract = True
         ordering: ClassVar = ["service_name", "-version"]
+
+    def __str__(self) -> str:
+        return f"{self.service_name} v{self.version}"
+
+    @classmethod
+    def history(cls, service_name: str) -> QuerySet[Self]:
+        """The saved versions of SERVICE_NAME's document, newest first."""
+        return cls._default_manager.filter(service_name=service_name).order_by("-version")
+
+    @classmethod
+    def next_number(cls, service_name: str, current: int) -> int:
+        """The number of SERVICE_NAME's next version: past both the live row's
+        CURRENT version (0 when none) and every version stored."""
+        last = cls.history(service_name).aggregate(v=Max("version"))["v"]
+        return max(current, last or 0) + 1
+
+
+class PolicyVersion(DocumentVersion):
+    """Every saved version of a policy, for history, diff and rollback."""
+
+    class Meta(DocumentVersion.Meta):
         constraints: ClassVar = [
             models.UniqueConstraint(
                 fields=["service_name", "version"], name="unique_policy_version"
             )
         ]
-
-    def __str__(self) -> str:
-        return f"{self.service_name} v{self.version}"
 
 
 class FailoverState(models.Model):
@@ -157,17 +179,10 @@ class ServiceRoutes(models.Model):
         return f"routes v{self.version} for {self.service.name}"
 
 
-class RoutesVersion(models.Model):
+class RoutesVersion(DocumentVersion):
     """Every saved version of a service's routes document, for history and rollback."""
 
-    service_name = models.CharField(max_length=63, db_index=True)
-    version = models.PositiveIntegerField()
-    document = models.JSONField()
-    created_at = models.DateTimeField(auto_now_add=True)
-    created_by = models.CharField(max_length=200, blank=True, default="")
-
-    class Meta:
-        ordering: ClassVar = ["service_name", "-version"]
+    class Meta(DocumentVersion.Meta):
         constraints: ClassVar = [
             models.UniqueConstraint(
                 fields=["service_name", "version"], name="unique_routes_version"

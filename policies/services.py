@@ -8,7 +8,6 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Max
 
 from journal.models import EventKind
 from journal.records import Actor, AuditNote, EventNote, actor_name
@@ -42,13 +41,6 @@ def policy_for(service: Service) -> TrafficPolicy:
     return policy
 
 
-def _next_version(service: Service, policy: TrafficPolicy | None) -> int:
-    # Versions are keyed by name and outlive a deleted service: a re-created
-    # service continues the numbering rather than colliding with old rows.
-    last = PolicyVersion.objects.filter(service_name=service.name).aggregate(v=Max("version"))["v"]
-    return max(policy.version if policy else 0, last or 0) + 1
-
-
 @transaction.atomic
 def policy_update(
     *,
@@ -77,7 +69,7 @@ def policy_update(
     after = policy_document(target)
     if policy is not None and after == before:
         return policy
-    target.version = _next_version(service, policy)
+    target.version = PolicyVersion.next_number(service.name, policy.version if policy else 0)
     target.updated_by = user if isinstance(user, User) else None
     target.full_clean()
     target.save()
@@ -219,9 +211,8 @@ def routes_update(
     after: dict[str, Any] = dict(document)
     if row is not None and after == before:
         return row
-    last = RoutesVersion.objects.filter(service_name=service.name).aggregate(v=Max("version"))
     target = row or ServiceRoutes(service=service)
-    target.version = max(current, last["v"] or 0) + 1
+    target.version = RoutesVersion.next_number(service.name, current)
     target.document = after
     target.updated_by = user if isinstance(user, User) else None
     target.save()

@@ -17,6 +17,8 @@ from rest_framework.views import APIView
 
 from meshconsole.api import Conflict
 from meshconsole.roles import ADMIN, READ
+from policies.api.serializers import RoutesVersionSerializer
+from policies.api.versions import expected_version, versions_answer
 from policies.models import RoutesVersion, ServiceRoutes
 from policies.routes import routes_validate
 from policies.services import StaleVersion, SubsetInUse, routes_of, routes_update
@@ -26,12 +28,6 @@ from registry.models import Service
 
 TAGS = ["routes"]
 KIND = "Routes"  # the meshcode kind: an edit of a YAML-managed document warns
-
-
-class RoutesVersionSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = RoutesVersion
-        fields = ["version", "created_at", "created_by", "document"]
 
 
 def routes_payload(row: ServiceRoutes) -> dict[str, Any]:
@@ -44,15 +40,6 @@ def routes_payload(row: ServiceRoutes) -> dict[str, Any]:
         "updated_at": row.updated_at.isoformat() if row.pk and row.updated_at else None,
         "updated_by": row.updated_by.username if row.updated_by else None,
     }
-
-
-def _expected_version(body: dict[str, Any]) -> int | None:
-    version = body.get("version")
-    if version is None:
-        return None
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise serializers.ValidationError({"version": ["expected an integer"]})
-    return version
 
 
 def _in_use(exc: SubsetInUse) -> Conflict:
@@ -88,7 +75,7 @@ class RoutesView(ServiceScoped, APIView):
         if request.stream is None or not isinstance(request.data, dict):
             raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
         body = dict(request.data)
-        expected = _expected_version(body)
+        expected = expected_version(body)
         for key in ("version", "service", "updated_at", "updated_by"):
             body.pop(key, None)  # read-only: what a GET answered may be PUT back
         document = routes_validate(service, body)
@@ -109,9 +96,7 @@ class RoutesVersionsView(APIView):
 
     @extend_schema(tags=TAGS, responses=RoutesVersionSerializer(many=True))
     def get(self, request: Request, name: str) -> Response:
-        service = get_object_or_404(Service, name=name)
-        versions = RoutesVersion.objects.filter(service_name=service.name).order_by("-version")
-        return Response(RoutesVersionSerializer(versions, many=True).data)
+        return versions_answer(RoutesVersion, RoutesVersionSerializer, name)
 
 
 class RoutesRollbackView(ServiceScoped, APIView):
@@ -122,7 +107,7 @@ class RoutesRollbackView(ServiceScoped, APIView):
         """Restore version VERSION's document as a new version, validated again
         (a subset or split service gone since makes the rollback a 400)."""
         service = get_object_or_404(Service, name=name)
-        old = RoutesVersion.objects.filter(service_name=service.name, version=version).first()
+        old = RoutesVersion.history(service.name).filter(version=version).first()
         if old is None:
             raise Http404(f"no routes version {version} of {service.name}")
         with transaction.atomic():

@@ -5,13 +5,18 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from meshconsole.api import StrictSerializer
-from policies.models import PolicyVersion
+from policies.api.versions import VersionSerializer
+from policies.models import PolicyVersion, RoutesVersion
 
 
-class PolicyVersionSerializer(serializers.ModelSerializer):
-    class Meta:
+class PolicyVersionSerializer(VersionSerializer):
+    class Meta(VersionSerializer.Meta):
         model = PolicyVersion
-        fields = ["version", "created_at", "created_by", "document"]
+
+
+class RoutesVersionSerializer(VersionSerializer):
+    class Meta(VersionSerializer.Meta):
+        model = RoutesVersion
 
 
 class RollbackSerializer(StrictSerializer):

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from meshconsole.api import Conflict
 from meshconsole.roles import ADMIN, READ
 from policies.api.serializers import PolicyVersionSerializer, RollbackSerializer
+from policies.api.versions import expected_version, versions_answer
 from policies.document import (
     PolicyDocumentSerializer,
     document_merge,
@@ -45,17 +46,6 @@ def _body(request: Request) -> dict[str, Any]:
     return dict(request.data)
 
 
-def _expected_version(body: dict[str, Any]) -> int | None:
-    """Optimistic concurrency: a document that names its version must name the
-    current one; policy_update checks it under the row lock."""
-    version = body.get("version")
-    if version is None:
-        return None
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise serializers.ValidationError({"version": ["expected an integer"]})
-    return version
-
-
 def _in_scope(request: Request, data: dict[str, Any], current: TrafficPolicy) -> dict[str, Any]:
     refuse_out_of_scope(
         request, "failover", set(data.get("failover_targets", [])), current.failover_targets
@@ -76,7 +66,7 @@ def _update(request: Request, service: Service, body: dict[str, Any], data: Any)
             user=request.user,
             service=service,
             data=data,
-            expected_version=_expected_version(body),
+            expected_version=expected_version(body),
         )
     except StaleVersion as exc:
         raise Conflict(str(exc)) from exc
@@ -130,9 +120,7 @@ class PolicyVersionsView(APIView):
 
     @extend_schema(tags=TAGS, responses=PolicyVersionSerializer(many=True))
     def get(self, request: Request, name: str) -> Response:
-        service = get_object_or_404(Service, name=name)
-        versions = PolicyVersion.objects.filter(service_name=service.name).order_by("-version")
-        return Response(PolicyVersionSerializer(versions, many=True).data)
+        return versions_answer(PolicyVersion, PolicyVersionSerializer, name)
 
 
 class PolicyRollbackView(ServiceScoped, APIView):
@@ -146,7 +134,7 @@ class PolicyRollbackView(ServiceScoped, APIView):
         serializer = RollbackSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         number = serializer.validated_data["version"]
-        old = PolicyVersion.objects.filter(service_name=service.name, version=number).first()
+        old = PolicyVersion.history(service.name).filter(version=number).first()
         if old is None:
             raise serializers.ValidationError({"version": [f"no version {number}"]})
         with transaction.atomic():
