@@ -146,26 +146,34 @@ def enrollment_token_revoke(*, user: Actor, prefix: str) -> int:
     return revoked
 
 
-def _claim_use(raw: str) -> tuple[list[str] | None, list[str]]:
-    """Count one use of the token, if it may still be used (a conditional
-    UPDATE: two enrollments cannot both take a token's last use); the services
-    it allows (None: any)."""
+def _usable(raw: str) -> Any:
     now = timezone.now()
-    claimed = (
+    return (
         EnrollmentToken.objects.filter(token_hash=hash_token(raw), revoked=False)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
         .filter(Q(max_uses__isnull=True) | Q(uses__lt=F("max_uses")))
-        .update(uses=F("uses") + 1)
     )
-    if not claimed:
+
+
+def _token_grants(raw: str) -> tuple[list[str] | None, list[str]]:
+    """What the token allows, if it may still be used: the services (None: any)
+    and the gateways. A read: the use is claimed at the end (_claim_use)."""
+    row = _usable(raw).values_list("services", "gateways").first()
+    if row is None:
         raise EnrollmentRefused("unknown, revoked, expired or used-up enrollment token")
-    allowed, gateways = (
-        EnrollmentToken.objects.filter(token_hash=hash_token(raw))
-        .values_list("services", "gateways")
-        .get()
-    )
+    allowed, gateways = row
     services = None if allowed is None else [str(name) for name in allowed]
     return services, [str(name) for name in gateways or []]
+
+
+def _claim_use(raw: str) -> None:
+    """Count one use of the token, if it may still be used (a conditional
+    UPDATE: two enrollments cannot both take a token's last use). The last
+    statement of the enrollment's transaction: the token's row is locked from
+    here to the commit only, so a fleet enrolling with one token does not queue
+    on it for each enrollment's whole transaction."""
+    if not _usable(raw).update(uses=F("uses") + 1):
+        raise EnrollmentRefused("unknown, revoked, expired or used-up enrollment token")
 
 
 @transaction.atomic
@@ -194,9 +202,9 @@ def agent_enroll(
             f"node {node!r} is enrolled by another agent; remove that agent or allow "
             "its re-enrollment (meshctl agents allow-reenroll) first"
         )
-    allowed, allowed_gateways = _claim_use(token)
+    allowed, allowed_gateways = _token_grants(token)
     refused = [] if allowed is None else sorted(set(services or []) - set(allowed))
-    if refused:  # (the transaction rolls the claimed use back)
+    if refused:
         raise ServiceNotAllowed(node, refused)
     if gateway and gateway not in allowed_gateways:
         raise GatewayNotAllowed(node, gateway)
@@ -232,6 +240,7 @@ def agent_enroll(
         actor=f"agent:{node}",
         data={"address": address},
     )
+    _claim_use(token)  # last: a refusal here (the last use raced away) rolls it all back
     return Enrollment(agent=agent, agent_token=agent_token, created=created)
 
 
