@@ -5,6 +5,7 @@ Shared by the agent runtime and the control plane; imports nothing but the stdli
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -18,14 +19,21 @@ def parse_duration_ms(value: object) -> int:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return int(round(value * 1000))
+        return _finite_ms(value * 1000, value)
     if not isinstance(value, str):
         raise ValueError("expected a duration such as '500ms', '5s' or '2m'")
     match = _DURATION.match(value)
     if not match:
         raise ValueError(f"{value!r} is not a duration such as '500ms', '5s' or '2m'")
     number, unit = match.groups()
-    return int(round(float(number) * _FACTOR_MS[unit]))
+    return _finite_ms(float(number) * _FACTOR_MS[unit], value)
+
+
+def _finite_ms(ms: float, value: object) -> int:
+    # JSON's 1e400 and a 400-digit string both become float inf (YAML's .nan a NaN).
+    if not math.isfinite(ms):
+        raise ValueError(f"{value!r} is not a finite duration")
+    return int(round(ms))
 
 
 def format_duration_ms(ms: int) -> str:

@@ -20,6 +20,13 @@ def test_bad_durations_are_refused(bad: object) -> None:
         parse_duration_ms(bad)
 
 
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 1e400, "1" + "0" * 400 + "s"])
+def test_non_finite_durations_are_refused_with_a_value_error(bad: object) -> None:
+    """JSON's 1e400 parses to inf, a 400-digit string to float inf: not an OverflowError."""
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration_ms(bad)
+
+
 @pytest.mark.parametrize("ms", [1, 500, 1000, 1500, 60_000, 3_600_000, 90_000])
 def test_format_round_trips(ms: int) -> None:
     assert parse_duration_ms(format_duration_ms(ms)) == ms
