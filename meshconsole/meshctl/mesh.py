@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from agents.runtime.yamlfile import StrictLoader
 from meshconsole.meshctl.http import Client, CtlError, table
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -67,7 +68,7 @@ def _jsonable(value: Any) -> Any:
 
 def load_text(text: str, file: str) -> list[Source]:
     sources: list[Source] = []
-    loader = yaml.SafeLoader(text)
+    loader = StrictLoader(text)  # a key given twice is refused, as in agent.yaml
     try:
         while loader.check_node():
             node = loader.get_node()

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from agents.runtime.yamlfile import load_yaml
 from meshconsole.meshctl.http import Client, CtlError, table
 
 READ_ONLY = ("service", "updated_at", "updated_by")
@@ -55,8 +56,8 @@ def _read(path: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise CtlError(f"{path}: {exc}", 2) from None
     try:
-        data = yaml.safe_load(text)  # JSON is YAML
-    except yaml.YAMLError as exc:
+        data = load_yaml(text)  # JSON is YAML; a key given twice is refused
+    except ValueError as exc:
         raise CtlError(f"{path}: {exc}", 2) from None
     if not isinstance(data, dict):
         raise CtlError(f"{path}: expected a mapping with subsets and routes", 2)

@@ -59,6 +59,41 @@ def test_a_yaml_syntax_error_is_bad_usage_with_its_line(
     assert err.startswith(f"meshctl: {path}:3:")
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("kind: Service\nname: qa1\nname: qa2\n", 3),
+        ("kind: Service\nname: qa1\ncheck:\n  type: http\n  type: tcp\n", 5),
+    ],
+)
+def test_a_key_given_twice_is_bad_usage_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, line: int
+) -> None:
+    """safe_load keeps the last one silently: `name: qa2` would have been applied unseen."""
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    code = meshctl.main(["diff", "-f", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"meshctl: {path}:{line}:")
+    assert "duplicate key" in err
+
+
+@pytest.mark.parametrize("command", ["routes set svc -f", "gateway providers set corp -f"])
+def test_routes_and_gateway_files_refuse_a_key_given_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    command: str
+) -> None:
+    monkeypatch.setenv("MESH_URL", "http://127.0.0.1:9")  # never reached: 3 if it were
+    monkeypatch.setenv("MESH_TOKEN", "x")
+    path = tmp_path / "dup.yaml"
+    path.write_text("subsets: {}\nroutes: []\nroutes: []\n")
+    code = meshctl.main([*command.split(), str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "duplicate key 'routes'" in err and "line 3" in err
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     with control_plane(tmp_path_factory.mktemp("meshctl-mesh"), workers=False) as cp:
