@@ -9,7 +9,7 @@ import urllib.parse
 from typing import Any
 
 from agents.runtime.yamlfile import load_yaml
-from meshconsole.meshctl.http import Client, CtlError, table
+from meshconsole.meshctl.http import Client, CtlError, jsonable, table
 
 BASE = "/api/v1/gateway/"
 
@@ -21,7 +21,8 @@ def _q(value: str) -> str:
 def _document(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
-            return load_yaml(f.read())  # a key given twice is refused
+            text = f.read()
+        return jsonable(load_yaml(text), path)  # a key given twice is refused
     except OSError as exc:
         raise CtlError(f"{path}: {exc.strerror}", code=2) from exc
     except ValueError as exc:  # UnicodeDecodeError too

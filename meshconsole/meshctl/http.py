@@ -20,6 +20,21 @@ class CtlError(Exception):
         self.body = body  # the API's parsed error answer, for commands that map it further
 
 
+def jsonable(value: Any, where: str) -> Any:
+    """VALUE read from a file as the API will take it: YAML's timestamps and sets
+    spelled as strings; CtlError (bad usage) for what JSON cannot carry."""
+    try:
+        return json.loads(json.dumps(value, default=str, allow_nan=False))
+    except ValueError as exc:
+        # json says "Circular reference detected" / "Out of range float values ...".
+        problem = (
+            "a YAML alias contains itself"
+            if "ircular" in str(exc)
+            else "a number out of range (.inf or .nan)"
+        )
+        raise CtlError(f"{where}: {problem}", 2) from None
+
+
 # -- HTTP -------------------------------------------------------------------
 def flatten_errors(data: Any, prefix: str = "") -> list[str]:
     """DRF error bodies ({"detail": ...}, {"field": [...]}, nested) as 'field: message' lines."""

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from agents.runtime.yamlfile import StrictLoader
-from meshconsole.meshctl.http import Client, CtlError, table
+from meshconsole.meshctl.http import Client, CtlError, jsonable, table
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -61,11 +61,6 @@ def _files(path: str) -> list[Path]:
     return [target]
 
 
-def _jsonable(value: Any) -> Any:
-    # YAML has timestamps and sets; the API takes JSON. Spell such values as strings.
-    return json.loads(json.dumps(value, default=str))
-
-
 def load_text(text: str, file: str) -> list[Source]:
     sources: list[Source] = []
     loader = StrictLoader(text)  # a key given twice is refused, as in agent.yaml
@@ -77,7 +72,8 @@ def load_text(text: str, file: str) -> list[Source]:
             data = loader.construct_document(node)
             if data is None:
                 continue  # an empty document (a trailing ---)
-            sources.append(Source(file, node, _jsonable(data)))
+            where = f"{file}:{node.start_mark.line + 1}"
+            sources.append(Source(file, node, jsonable(data, where)))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f"{mark.line + 1}:" if mark else ""
