@@ -173,7 +173,8 @@ def _is_ip(host: str, kind: type[ipaddress.IPv4Address | ipaddress.IPv6Address])
 
 def split_host_port(value: str) -> tuple[str, int] | None:
     """("host", port) for "host:port" or "[v6]:port"; None if it is not that shape."""
-    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^\s:\[\]/]+):(\d{1,5})", value)
+    # [0-9], not \d: int() would read "٩١٠١" (Arabic-Indic digits) as port 9101.
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([^\s:\[\]/]+):([0-9]{1,5})", value)
     if not match:
         return None
     host = match.group(1) or match.group(3)

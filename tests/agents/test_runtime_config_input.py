@@ -87,6 +87,9 @@ CASES: dict[str, tuple[Callable[[int], str], str]] = {
     "not-an-ipv4-address": (
         lambda p: listen("999.1.1.1:9101"),
         "upstreams[0].listen: 999.1.1.1 is not an IPv4 address"),
+    "non-ascii-digits-in-a-port": (
+        lambda p: listen("127.0.0.1:\u0669\u0661\u0660\u0661"),  # Arabic-Indic 9101
+        "upstreams[0].listen: expected host:port, got '127.0.0.1:\u0669\u0661\u0660\u0661'"),
     "not-an-ipv6-address": (
         lambda p: listen("[::::]:9101"),
         "upstreams[0].listen: [::::] is not an IPv6 address"),

@@ -14,7 +14,8 @@ def test_durations_parse_to_milliseconds(text: object, ms: int) -> None:
     assert parse_duration_ms(text) == ms
 
 
-@pytest.mark.parametrize("bad", ["soon", "-1s", "1d", "", True, None, [1], -2])
+@pytest.mark.parametrize("bad", ["soon", "-1s", "1d", "", True, None, [1], -2,
+                                 "\u0663s", "\uff15s"])  # Arabic-Indic 3, fullwidth 5
 def test_bad_durations_are_refused(bad: object) -> None:
     with pytest.raises(ValueError):
         parse_duration_ms(bad)
