@@ -139,3 +139,17 @@ def test_child_logs_are_private_even_when_they_existed_loose(tmp_path: Path) -> 
         "old.log": 0o600,
         "new.log": 0o600,
     }
+
+
+@pytest.mark.parametrize(
+    "value", ["[::1:80", "::1:80", "[::1]x:80", "[nope]:80", "a b:80", "127.0.0.1:\u0668\u0660",
+              "127.0.0.1: 80", "nope", "127.0.0.1:"]
+)
+def test_parse_bind_refuses_what_is_not_host_port(value: str) -> None:
+    """"[::1:80" bound [::1]:80 (the brackets stripped, the last colon taken as the port)."""
+    import argparse
+
+    from meshconsole.web import parse_bind
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_bind(value)
