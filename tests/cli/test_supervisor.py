@@ -153,3 +153,21 @@ def test_parse_bind_refuses_what_is_not_host_port(value: str) -> None:
 
     with pytest.raises(argparse.ArgumentTypeError):
         parse_bind(value)
+
+
+def test_a_bind_address_not_of_this_host_is_not_called_busy() -> None:
+    """999.0.0.1 / 192.0.2.1 were reported as "already in use (is meshconsole already running?)"."""
+    import socket
+
+    from meshconsole.up import bind_error
+
+    assert bind_error("127.0.0.1", 0) is None
+    problem = bind_error("192.0.2.1", 8000)  # TEST-NET-1: never an address of this host
+    assert problem is not None and "already in use" not in problem
+    assert "not an address of this host" in problem
+    assert "not an IP address" in (bind_error("999.0.0.1", 8000) or "")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = bind_error("127.0.0.1", holder.getsockname()[1])
+    assert busy is not None and "already in use" in busy
