@@ -171,3 +171,27 @@ def test_a_bind_address_not_of_this_host_is_not_called_busy() -> None:
         holder.listen()
         busy = bind_error("127.0.0.1", holder.getsockname()[1])
     assert busy is not None and "already in use" in busy
+
+
+class _GoneTerminal:
+    """stdout after `meshconsole up | head -30` exited: every write is a broken pipe."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_terminal_that_went_away_does_not_stop_the_supervisor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`meshconsole up | head -30` then SIGTERM left web, worker, beat and redis running:
+    the BrokenPipeError of "stopping ..." ended `up` before it stopped its children."""
+    import sys
+
+    from meshconsole.supervisor import ProcessSupervisor, say
+
+    monkeypatch.setattr(sys, "stdout", _GoneTerminal())
+    say("meshconsole: stopping ...")
+    ProcessSupervisor._echo("web", "a warning line")
