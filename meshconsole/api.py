@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, OperationalError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -23,6 +26,12 @@ class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the current state."
     default_code = "conflict"
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "too_large"
 
 
 class DatabaseBusy(exceptions.APIException):
@@ -48,7 +57,8 @@ def database_busy(exc: BaseException) -> DatabaseBusy | None:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, plus: IntegrityError -> 409, Django ValidationError -> 400,
-    a busy database -> 503 with Retry-After."""
+    a busy database -> 503 with Retry-After, a body over DATA_UPLOAD_MAX_MEMORY_SIZE -> 413
+    (Django's own answer to it is an HTML 400 that says nothing)."""
     busy = database_busy(exc)
     if busy is not None:
         response = drf_exception_handler(busy, context)
@@ -64,7 +74,18 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    elif isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        exc = PayloadTooLarge(f"the request body is larger than {limit} bytes")
     return drf_exception_handler(exc, context)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's handler404: DRF's JSON shape under /api/ (no route matched the path),
+    the console's styled page (templates/404.html) elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception or Http404())
 
 
 class MeshPagination(PageNumberPagination):

@@ -9,12 +9,15 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import django_filters as filters
 from asgiref.sync import sync_to_async
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
+from django_filters.fields import IsoDateTimeField
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers
@@ -35,14 +38,33 @@ class AuditEntrySerializer(serializers.ModelSerializer):
         fields = EXPORT_FIELDS
 
 
+class UTCIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time as UTC (as monitoring's events filter compares it): PostgreSQL
+    refuses offsets past ±15:59 that Python accepts, and a time that leaves the calendar
+    once in UTC is a form error (a 400, or the page's filter error), never a 500."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("out of range once in UTC", code="invalid") from None
+
+
+class UTCIsoDateTimeFilter(filters.IsoDateTimeFilter):
+    field_class = UTCIsoDateTimeField
+
+
 class AuditFilter(filters.FilterSet):
     """person (`actor`), object (`object_type`, `object_id`) and time (`since`, `until`)."""
 
     actor = filters.CharFilter(field_name="actor")
     object_type = filters.CharFilter(field_name="object_type")
     object_id = filters.CharFilter(field_name="object_id")
-    since = filters.IsoDateTimeFilter(field_name="ts", lookup_expr="gte")
-    until = filters.IsoDateTimeFilter(field_name="ts", lookup_expr="lt")
+    since = UTCIsoDateTimeFilter(field_name="ts", lookup_expr="gte")
+    until = UTCIsoDateTimeFilter(field_name="ts", lookup_expr="lt")
 
     class Meta:
         model = AuditEntry

@@ -81,7 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     previous = os.umask(datadir.PRIVATE_UMASK)
     try:
-        datadir.tighten(datadir.resolve())
+        data_dir = datadir.resolve()
+        try:
+            datadir.tighten(data_dir)
+        except OSError as exc:  # a file in the way, no permission, a read-only mount
+            print(f"meshconsole: cannot use the data dir {data_dir}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 2
         return run(args[0], args[1:])
     finally:
         os.umask(previous)

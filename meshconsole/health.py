@@ -6,15 +6,21 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
+
+# csrf_exempt: they write nothing, and a POST must meet require_safe's 405, not the CSRF
+# middleware's HTML 403; require_safe: GET and HEAD (load balancers probe with either).
 
 
-@require_GET
+@csrf_exempt
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-@require_GET
+@csrf_exempt
+@require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
     checks: dict[str, str] = {}
     try:

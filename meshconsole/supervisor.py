@@ -9,6 +9,7 @@ whole group). What `up` starts, and in which order, is in meshconsole.up.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -34,7 +35,10 @@ _PROBLEM = re.compile(rb"\b(WARNING|ERROR|CRITICAL|Traceback)\b")
 
 
 def say(message: str = "") -> None:
-    print(message, flush=True)
+    # The terminal may be gone (`meshconsole up | head`, a closed ssh session): a failed
+    # write must not end `up` before it stops its children (they would be orphans).
+    with contextlib.suppress(OSError):
+        print(message, flush=True)
 
 
 @dataclass
@@ -133,8 +137,9 @@ class ProcessSupervisor:
 
     @staticmethod
     def _echo(name: str, text: str) -> None:
-        sys.stdout.write(f"{name:>12} | {text}\n")
-        sys.stdout.flush()
+        with contextlib.suppress(OSError):  # the terminal may be gone: see say()
+            sys.stdout.write(f"{name:>12} | {text}\n")
+            sys.stdout.flush()
 
     # -- watching ---------------------------------------------------------
     def running(self) -> list[Child]:

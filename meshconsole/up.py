@@ -11,6 +11,7 @@ and every client reconnects to it.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import socket
@@ -40,15 +41,22 @@ class Interrupted(Exception):
     """SIGINT/SIGTERM arrived while `up` was still setting up."""
 
 
-def port_is_free(host: str, port: int) -> bool:
+def bind_error(host: str, port: int) -> str | None:
+    """Why the web server could not listen on HOST:PORT, or None when it can."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"{host}:{port} is already in use (is meshconsole already running?)"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"cannot listen on {host}:{port}: {host} is not an address of this host"
+            if isinstance(exc, socket.gaierror):
+                return f"cannot listen on {host}:{port}: {host} is not an IP address or known name"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def local_url(host: str, port: int) -> str:
@@ -157,11 +165,9 @@ class Up:
         os.environ["PYTHONUNBUFFERED"] = "1"
         credentials: Credentials | None = None
         try:
-            if not port_is_free(self.host, self.port):
-                say(
-                    f"meshconsole: {self.host}:{self.port} is already in use "
-                    "(is meshconsole already running?); choose another with --bind HOST:PORT"
-                )
+            problem = bind_error(self.host, self.port)
+            if problem is not None:
+                say(f"meshconsole: {problem}; choose another with --bind HOST:PORT")
                 return 1
             datadir.tighten(self.data_dir)
             say(f"meshconsole: data dir {self.data_dir}")

@@ -27,6 +27,8 @@ api_v1: list[URLPattern | URLResolver] = [
     path("users/<str:username>/", UserDetailView.as_view(), name="user-detail"),
 ]
 
+handler404 = "meshconsole.api.not_found"
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),

@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import re
 import sys
+
+# HOST is a name or IPv4 address, or an IPv6 address in brackets; PORT ASCII digits.
+_BIND = re.compile(r"(?:(?:\[([0-9A-Fa-f:.]+)\]|([^\s:\[\]]*)):)?([0-9]{1,5})", re.ASCII)
 
 
 def parse_bind(value: str) -> tuple[str, int]:
     """'HOST:PORT' (or '[::1]:PORT', or a bare PORT) -> (host, port)."""
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", value
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        number = int(port)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT") from None
+    match = _BIND.fullmatch(value)
+    v6 = match.group(1) if match else None
+    if match is None or (v6 is not None and not _is_ipv6(v6)):
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT")
+    host = v6 or match.group(2) or "127.0.0.1"
+    number = int(match.group(3))
     if not 0 < number < 65536:
         raise argparse.ArgumentTypeError(f"port {number} is out of range")
     return host, number
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def build_parser() -> argparse.ArgumentParser:

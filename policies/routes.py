@@ -15,6 +15,7 @@ from typing import Any, NotRequired, TypedDict
 
 from rest_framework import serializers
 
+from agents.runtime.regexes import regex_error
 from agents.runtime.vocabulary import (
     POLICY_BOUNDS,
     ROUTE_FALLBACKS,
@@ -171,10 +172,9 @@ class _Checker:
         text = self.text(path, value, MAX_REGEX)
         if text is None:
             return None
-        try:
-            re.compile(text)
-        except (re.error, RecursionError, OverflowError) as exc:
-            self.error(path, f"does not compile: {exc}")
+        problem = regex_error(text)  # does not compile, or backtracks exponentially
+        if problem is not None:
+            self.error(path, problem)
             return None
         return text
 

@@ -13,7 +13,14 @@ from agents.gateways import GATEWAY_NAME_RE, RESERVED_GATEWAY_NAMES
 from agents.models import Agent
 from agents.runtime import histogram
 from agents.runtime.addresses import address_error
-from agents.runtime.config import ENTRY_ID_RE, default_entry_id
+from agents.runtime.config import (
+    ENTRY_ID_RE,
+    MAX_METADATA_VALUE,
+    MAX_TAG,
+    MAX_TAGS,
+    MAX_ZONE,
+    default_entry_id,
+)
 from agents.runtime.gateway.auth import KEY_DIGEST_RE
 from agents.runtime.vocabulary import MAX_KEYS_USED
 from identity.certview import certificates_by_agent
@@ -65,7 +72,7 @@ class EnrollSerializer(serializers.Serializer):
     node = serializers.RegexField(
         r"^[A-Za-z0-9]([A-Za-z0-9.\-_]{0,251}[A-Za-z0-9])?$", max_length=253
     )
-    zone = serializers.CharField(max_length=63, allow_blank=True, default="")
+    zone = serializers.CharField(max_length=MAX_ZONE, allow_blank=True, default="")
     version = serializers.CharField(max_length=32, allow_blank=True, default="")
     upstreams = UpstreamSerializer(many=True, default=list)
     inbound = InboundSerializer(required=False, allow_null=True)
@@ -111,8 +118,12 @@ class LocalServiceSerializer(serializers.Serializer):
     address = serializers.CharField(max_length=253)
     port = serializers.IntegerField(min_value=1, max_value=65535)
     weight = serializers.IntegerField(min_value=0, max_value=10_000, default=100)
-    tags = StringListField(default=list)
-    metadata = serializers.DictField(child=serializers.CharField(max_length=500), default=dict)
+    tags = StringListField(
+        default=list, max_length=MAX_TAGS, child=serializers.CharField(max_length=MAX_TAG)
+    )
+    metadata = serializers.DictField(
+        child=serializers.CharField(max_length=MAX_METADATA_VALUE), default=dict
+    )
     check = CheckSerializer(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,10 @@ import re
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# A last label that is a number (decimal, or 0x hex): never a host name (RFC 3696 §2: no
+# top-level domain is all-numeric), and resolvers' inet_aton reads such names as IPv4
+# (2852039166 and 0xa9fea9fe are 169.254.169.254, 010.0.0.1 is 8.0.0.1, 1.2.3 is 1.2.0.3).
+_NUMERIC_LABEL = re.compile(r"^([0-9]+|0[xX][0-9A-Fa-f]*)$")
 MAX_HOSTNAME = 253
 
 
@@ -36,6 +40,11 @@ def address_error(value: object) -> str | None:
     if len(value) > MAX_HOSTNAME:
         return f"a host name is at most {MAX_HOSTNAME} characters (got {len(value)})"
     name = value[:-1] if value.endswith(".") else value
+    if _NUMERIC_LABEL.match(name.rsplit(".", 1)[-1]):
+        return (
+            f"{value[:80]!r} is not an IPv4 address (four dotted decimal numbers of 0-255), "
+            "and a name ending in a number is not a host name"
+        )
     for label in name.split("."):
         if not _LABEL.match(label):
             return (

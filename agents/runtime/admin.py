@@ -75,13 +75,27 @@ async def _serve(source: AdminSource, reader: asyncio.StreamReader,
             response = route(source, parts[0], parts[1])
         writer.write(response)
         await writer.drain()
-    except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-            ConnectionError):
+    except asyncio.LimitOverrunError:
+        await _refuse_oversized(reader, writer)
+    except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
         pass
     finally:
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
+
+
+async def _refuse_oversized(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """431 for a head over READ_LIMIT. The rest of it is read (bounded) before the close:
+    closing with unread bytes makes the kernel reset the connection, answer unseen."""
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        writer.write(simple_response(431, b"request header fields too large\n", close=True))
+        await writer.drain()
+        writer.write_eof()
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            for _ in range(64):  # at most 64 reads of the limit
+                if not await reader.read(READ_LIMIT):
+                    break
 
 
 async def start_admin(source: AdminSource, host: str, port: int,

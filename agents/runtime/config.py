@@ -27,6 +27,12 @@ _PATH_RE = re.compile(r"^/\S*$")
 NODE_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-_]{0,251}[A-Za-z0-9])?$")
 CHECK_TYPES = ("http", "tcp", "ttl", "none")
 PROTOCOLS = ("http", "tcp")
+# The control plane's limits (agents.api.serializers reads them): a config `check`
+# accepts must not be one enrollment or the report refuses.
+MAX_ZONE = 63
+MAX_TAGS = 64
+MAX_TAG = 100
+MAX_METADATA_VALUE = 500
 DEFAULT_DNS = "127.0.0.1:8600"
 DEFAULT_ADMIN = "127.0.0.1:19000"
 
@@ -167,7 +173,8 @@ def _is_ip(host: str, kind: type[ipaddress.IPv4Address | ipaddress.IPv6Address])
 
 def split_host_port(value: str) -> tuple[str, int] | None:
     """("host", port) for "host:port" or "[v6]:port"; None if it is not that shape."""
-    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^\s:\[\]/]+):(\d{1,5})", value)
+    # [0-9], not \d: int() would read "٩١٠١" (Arabic-Indic digits) as port 9101.
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([^\s:\[\]/]+):([0-9]{1,5})", value)
     if not match:
         return None
     host = match.group(1) or match.group(3)
@@ -293,17 +300,35 @@ def _check(r: _Reader, value: object, path: str) -> Check:
     return check
 
 
+def _no_nul(r: _Reader, where: str, text: str) -> None:
+    # YAML's "\0" escape passes the reader's control-character check; the API refuses it.
+    if "\x00" in text:
+        raise r.fail(where, "null characters are not allowed")
+
+
 def _service(r: _Reader, value: object, path: str) -> LocalService:
     keys = {"id", "name", "address", "port", "protocol", "tags", "metadata", "weight", "check"}
     data = r.mapping(value, path, keys)
     tags = data.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise r.fail(f"{path}.tags", "expected a list of strings")
+    if len(tags) > MAX_TAGS:
+        raise r.fail(f"{path}.tags", f"at most {MAX_TAGS} tags, got {len(tags)}")
+    for i, tag in enumerate(tags):
+        if not 1 <= len(tag) <= MAX_TAG:
+            raise r.fail(f"{path}.tags[{i}]", f"a tag is 1-{MAX_TAG} characters, got {len(tag)}")
+        _no_nul(r, f"{path}.tags[{i}]", tag)
     metadata = data.get("metadata") or {}
     if not isinstance(metadata, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
         raise r.fail(f"{path}.metadata", "expected a mapping of strings to strings")
+    for key, text in metadata.items():
+        _no_nul(r, f"{path}.metadata", key)
+        _no_nul(r, f"{path}.metadata.{key}", text)
+        if len(text) > MAX_METADATA_VALUE:
+            raise r.fail(f"{path}.metadata.{key}",
+                         f"at most {MAX_METADATA_VALUE} characters, got {len(text)}")
     address = r.string(data, "address", path)
     problem = address_error(address)  # the control plane's and the snapshot's rule too
     if problem:
@@ -401,6 +426,10 @@ def parse_config(data: object, source: str = "agent.yaml") -> AgentConfig:
         raise r.fail("token", "must not be empty")
     node = r.string(data, "node", "", None, NODE_RE, "a host name")
     data_dir = r.string(data, "data_dir", "")
+    zone = r.string(data, "zone", "", "")
+    if len(zone) > MAX_ZONE:
+        raise r.fail("zone", f"at most {MAX_ZONE} characters, got {len(zone)}")
+    _no_nul(r, "zone", zone)
     admin_host, admin_port = r.address(data, "admin", "", DEFAULT_ADMIN)
     raw_dns = data.get("dns")  # YAML reads a bare `off` as False
     dns = None if raw_dns is False or raw_dns == "off" else r.address(data, "dns", "", DEFAULT_DNS)
@@ -442,7 +471,7 @@ def parse_config(data: object, source: str = "agent.yaml") -> AgentConfig:
         control_plane=control_plane,
         token=token,
         node=node,
-        zone=r.string(data, "zone", "", ""),
+        zone=zone,
         data_dir=Path(data_dir).expanduser(),
         admin_host=admin_host,
         admin_port=admin_port,

@@ -5,9 +5,11 @@ Shared by the agent runtime and the control plane; imports nothing but the stdli
 
 from __future__ import annotations
 
+import math
 import re
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+# [0-9], not \d: float() would read "٣" or "５" (other scripts' digits) as numbers.
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*$")
 _FACTOR_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, None: 1000}
 
 
@@ -18,14 +20,21 @@ def parse_duration_ms(value: object) -> int:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return int(round(value * 1000))
+        return _finite_ms(value * 1000, value)
     if not isinstance(value, str):
         raise ValueError("expected a duration such as '500ms', '5s' or '2m'")
     match = _DURATION.match(value)
     if not match:
         raise ValueError(f"{value!r} is not a duration such as '500ms', '5s' or '2m'")
     number, unit = match.groups()
-    return int(round(float(number) * _FACTOR_MS[unit]))
+    return _finite_ms(float(number) * _FACTOR_MS[unit], value)
+
+
+def _finite_ms(ms: float, value: object) -> int:
+    # JSON's 1e400 and a 400-digit string both become float inf (YAML's .nan a NaN).
+    if not math.isfinite(ms):
+        raise ValueError(f"{value!r} is not a finite duration")
+    return int(round(ms))
 
 
 def format_duration_ms(ms: int) -> str:

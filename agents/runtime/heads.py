@@ -41,6 +41,14 @@ class BadRequest(Exception):
     """A request the proxy refuses (400); raised from a parser callback, its text becomes
     the X-Mesh-Error reason."""
 
+    status = 400
+
+
+class VersionNotSupported(BadRequest):
+    """A well-formed request line in an HTTP version other than 1.0/1.1 (RFC 9110 §15.6.6)."""
+
+    status = 505
+
 
 def _listed(value: bytes) -> frozenset[bytes]:
     """Header names a Connection header lists beyond close/keep-alive/upgrade (hop-by-hop

@@ -20,7 +20,7 @@ from typing import ClassVar, cast
 import httptools
 
 from agents.runtime.exchange import Exchange
-from agents.runtime.heads import BadRequest, RequestHeaders, request_headers
+from agents.runtime.heads import BadRequest, RequestHeaders, VersionNotSupported, request_headers
 from agents.runtime.httpwire import simple_response
 from agents.runtime.listener import ListenerContext
 
@@ -98,7 +98,10 @@ class ClientConnection(asyncio.Protocol):
             self.pause_reading("upgrade")
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            self.reject(400, str(cause) if isinstance(cause, BadRequest) else "bad-request")
+            if isinstance(cause, BadRequest):
+                self.reject(cause.status, str(cause))
+            else:
+                self.reject(400, "bad-request")
         except httptools.HttpParserError as exc:
             log.debug("bad request from %s: %s", self.peer, exc)
             self.reject(400, "bad-request")
@@ -156,7 +159,12 @@ class ClientConnection(asyncio.Protocol):
         if url[:1] != b"/" and url != b"*":
             raise BadRequest("absolute-form-not-supported")
         parser = self.parser
-        http11 = parser.get_http_version() == "1.1"
+        version = parser.get_http_version()
+        if version == "0.9":  # llhttp's reading of a request line without a version
+            raise BadRequest("bad-request-line")
+        if version not in ("1.0", "1.1"):  # never forwarded as HTTP/1.1
+            raise VersionNotSupported("http-version-not-supported")
+        http11 = version == "1.1"
         if not forwarded.has_host and http11:
             raise BadRequest("missing-host")  # RFC 9112 §3.2; an HTTP/1.0 request may omit it
         upgrade = parser.should_upgrade()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import parse_qsl
 
+from agents.runtime.regexes import regex_error
 from agents.runtime.vocabulary import ROUTE_METHOD, ROUTE_REGEX_MAX
 
 T = TypeVar("T")
@@ -197,10 +198,10 @@ def _regex(value: object, path: str) -> re.Pattern[str]:
         raise MatchError(f"{path}: expected a string")
     if len(value) > ROUTE_REGEX_MAX:
         raise MatchError(f"{path}: a regex of more than {ROUTE_REGEX_MAX} characters")
-    try:
-        return re.compile(value)
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise MatchError(f"{path}: not a valid regex ({exc})") from None
+    problem = regex_error(value)
+    if problem is not None:
+        raise MatchError(f"{path}: not a valid regex ({problem})")
+    return re.compile(value)
 
 
 def _one_of(data: dict[str, object], kinds: Sequence[str], path: str) -> str:

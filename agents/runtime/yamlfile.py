@@ -19,7 +19,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 MAX_DEPTH = 64  # agent.yaml itself needs 4
 
 
-class _StrictLoader(yaml.SafeLoader):
+class StrictLoader(yaml.SafeLoader):
     depth = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
@@ -53,7 +53,7 @@ class _StrictLoader(yaml.SafeLoader):
 def load_yaml(text: str) -> object:
     """The document in TEXT; ValueError with `line L, column C: problem` when it is not one."""
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from rest_framework import serializers
 
 from agents.models import Agent
+from agents.runtime.regexes import regex_error
 from gateway import vocabulary as v
 from gateway.models import Consumer, ConsumerKey, Gateway, JWTProvider
 from meshconsole.api import StrictSerializer, StringListField
@@ -89,10 +90,9 @@ class PathSerializer(StrictSerializer):
             raise serializers.ValidationError("exactly one of exact, prefix, regex")
         kind, value = next(iter(attrs.items()))
         if kind == "regex":
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise serializers.ValidationError({"regex": [f"does not compile: {exc}"]}) from exc
+            problem = regex_error(value)  # does not compile, or backtracks exponentially
+            if problem is not None:
+                raise serializers.ValidationError({"regex": [problem]})
         elif not value.startswith("/") or any(c.isspace() or ord(c) < 0x20 for c in value):
             raise serializers.ValidationError({kind: ["a path: starts with '/', no whitespace"]})
         return {kind: value}

@@ -8,9 +8,8 @@ import argparse
 import urllib.parse
 from typing import Any
 
-import yaml
-
-from meshconsole.meshctl.http import Client, CtlError, table
+from agents.runtime.yamlfile import load_yaml
+from meshconsole.meshctl.http import Client, CtlError, jsonable, table
 
 BASE = "/api/v1/gateway/"
 
@@ -22,10 +21,11 @@ def _q(value: str) -> str:
 def _document(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+            text = f.read()
+        return jsonable(load_yaml(text), path)  # a key given twice is refused
     except OSError as exc:
         raise CtlError(f"{path}: {exc.strerror}", code=2) from exc
-    except yaml.YAMLError as exc:
+    except ValueError as exc:  # UnicodeDecodeError too
         raise CtlError(f"{path}: not YAML or JSON: {exc}", code=2) from exc
 
 

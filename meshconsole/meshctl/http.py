@@ -20,6 +20,21 @@ class CtlError(Exception):
         self.body = body  # the API's parsed error answer, for commands that map it further
 
 
+def jsonable(value: Any, where: str) -> Any:
+    """VALUE read from a file as the API will take it: YAML's timestamps and sets
+    spelled as strings; CtlError (bad usage) for what JSON cannot carry."""
+    try:
+        return json.loads(json.dumps(value, default=str, allow_nan=False))
+    except ValueError as exc:
+        # json says "Circular reference detected" / "Out of range float values ...".
+        problem = (
+            "a YAML alias contains itself"
+            if "ircular" in str(exc)
+            else "a number out of range (.inf or .nan)"
+        )
+        raise CtlError(f"{where}: {problem}", 2) from None
+
+
 # -- HTTP -------------------------------------------------------------------
 def flatten_errors(data: Any, prefix: str = "") -> list[str]:
     """DRF error bodies ({"detail": ...}, {"field": [...]}, nested) as 'field: message' lines."""
@@ -37,13 +52,27 @@ def flatten_errors(data: Any, prefix: str = "") -> list[str]:
     return [f"{prefix}: {text}" if prefix else text]
 
 
+def _printable(text: str) -> bool:
+    return all("!" <= c <= "~" for c in text)
+
+
 class Client:
     def __init__(self, base_url: str, token: str) -> None:
-        parts = urllib.parse.urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        base_url = base_url.strip()
+        try:
+            parts = urllib.parse.urlsplit(base_url)
+        except ValueError as exc:  # "http://[::1": Invalid IPv6 URL
+            raise CtlError(f"MESH_URL {base_url!r} is not an http(s) URL: {exc}", 2) from None
+        if (parts.scheme not in ("http", "https") or not parts.netloc
+                or not _printable(base_url)):
             raise CtlError(f"MESH_URL {base_url!r} is not an http(s) URL", 2)
         self.base_url = base_url.rstrip("/")
-        self.token = token
+        # Whitespace around it is not part of a token (one read from a file ends in a
+        # newline); inside it, a character urllib would refuse as a header is bad usage.
+        self.token = token.strip()
+        if not _printable(self.token):
+            raise CtlError("MESH_TOKEN has characters no token has (spaces, control "
+                           "characters or non-ASCII)", 2)
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None

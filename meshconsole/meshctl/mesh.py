@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from meshconsole.meshctl.http import Client, CtlError, table
+from agents.runtime.yamlfile import StrictLoader
+from meshconsole.meshctl.http import Client, CtlError, jsonable, table
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -60,14 +61,9 @@ def _files(path: str) -> list[Path]:
     return [target]
 
 
-def _jsonable(value: Any) -> Any:
-    # YAML has timestamps and sets; the API takes JSON. Spell such values as strings.
-    return json.loads(json.dumps(value, default=str))
-
-
 def load_text(text: str, file: str) -> list[Source]:
     sources: list[Source] = []
-    loader = yaml.SafeLoader(text)
+    loader = StrictLoader(text)  # a key given twice is refused, as in agent.yaml
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -76,7 +72,8 @@ def load_text(text: str, file: str) -> list[Source]:
             data = loader.construct_document(node)
             if data is None:
                 continue  # an empty document (a trailing ---)
-            sources.append(Source(file, node, _jsonable(data)))
+            where = f"{file}:{node.start_mark.line + 1}"
+            sources.append(Source(file, node, jsonable(data, where)))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f"{mark.line + 1}:" if mark else ""

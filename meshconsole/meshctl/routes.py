@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import urllib.parse
 from pathlib import Path
@@ -18,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from meshconsole.meshctl.http import Client, CtlError, table
+from agents.runtime.yamlfile import load_yaml
+from meshconsole.meshctl.http import Client, CtlError, jsonable, table
 
 READ_ONLY = ("service", "updated_at", "updated_by")
 
@@ -55,13 +55,12 @@ def _read(path: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise CtlError(f"{path}: {exc}", 2) from None
     try:
-        data = yaml.safe_load(text)  # JSON is YAML
-    except yaml.YAMLError as exc:
+        data = load_yaml(text)  # JSON is YAML; a key given twice is refused
+    except ValueError as exc:
         raise CtlError(f"{path}: {exc}", 2) from None
     if not isinstance(data, dict):
         raise CtlError(f"{path}: expected a mapping with subsets and routes", 2)
-    # YAML has timestamps and sets; the API takes JSON.
-    return json.loads(json.dumps(data, default=str))
+    return jsonable(data, path)
 
 
 def routes_set(client: Client, args: argparse.Namespace) -> tuple[Any, str]:

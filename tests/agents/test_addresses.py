@@ -14,6 +14,11 @@ from agents.runtime.snapshot import SnapshotError, parse_snapshot
 
 BAD = ["bad_host", "-x", "x-", "a..b", "host:8080", "a" * 250, "a." * 127 + "b", "héllo",
        "", " 10.0.0.1", "10.0.0.1/24", "http://x"]
+# Not IP literals to ipaddress, but resolvers (inet_aton) read them as IPv4: 2852039166
+# and 0xa9fea9fe are 169.254.169.254 (metadata), 010.0.0.1 is 8.0.0.1, 1.2.3 is 1.2.0.3.
+# As host names they passed the literal-only refusal and reached agents' snapshots.
+NUMERIC = ["2852039166", "0xa9fea9fe", "0xa9.0xfe.0xa9.0xfe", "010.0.0.1", "1.2.3", "0x7f.1",
+           "10.0.0.300", "1.2.3.4.5"]
 GOOD = ["10.0.0.1", "::1", "2001:db8::5", "payments-1.internal", "a" * 63 + ".b", "host.",
         "localhost"]
 
@@ -21,6 +26,17 @@ GOOD = ["10.0.0.1", "::1", "2001:db8::5", "payments-1.internal", "a" * 63 + ".b"
 @pytest.mark.parametrize("address", BAD)
 def test_bad_addresses_are_refused(address: str) -> None:
     assert address_error(address)
+
+
+@pytest.mark.parametrize("address", NUMERIC)
+def test_numbers_that_resolvers_read_as_ipv4_are_not_host_names(address: str) -> None:
+    problem = address_error(address)
+    assert problem and "IPv4" in problem, problem
+
+
+@pytest.mark.parametrize("address", ["1a.example", "0x.example", "a1", "deadbeef", "1-2.com"])
+def test_names_with_digits_are_still_host_names(address: str) -> None:
+    assert address_error(address) is None
 
 
 @pytest.mark.parametrize("address", GOOD)
@@ -51,6 +67,20 @@ def test_the_api_refuses_what_the_agent_would(api: APIClient, address: str) -> N
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("address", ["2852039166", "0xa9fea9fe", "010.0.0.1"])
+def test_the_api_refuses_an_address_resolvers_read_as_another_ipv4(
+    api: APIClient, address: str
+) -> None:
+    from registry.models import Instance
+
+    api.post("/api/v1/services/", {"name": "payments", "check": {"type": "none"}}, format="json")
+    response = api.post(
+        "/api/v1/services/payments/instances/", {"address": address, "port": 80}, format="json"
+    )
+    assert response.status_code == 400 and "IPv4" in str(response.json()["address"])
+    assert not Instance.objects.exists()
+
+
 @pytest.mark.parametrize("address", GOOD)
 def test_what_the_api_accepts_the_agent_accepts(api: APIClient, address: str) -> None:
     api.post("/api/v1/services/", {"name": "payments"}, format="json")

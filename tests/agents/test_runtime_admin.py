@@ -66,3 +66,11 @@ async def test_unknown_paths_404_and_bad_requests_400() -> None:
         assert (await fetch(port, "GET", "/nope")).status == 404
         assert (await fetch(port, "POST", "/ready", body=b"")).status == 405
         assert (await raw_exchange(port, b"garbage\r\n\r\n")).startswith(b"HTTP/1.1 400")
+
+
+async def test_a_head_over_the_read_limit_gets_431_not_a_reset() -> None:
+    async with admin(Source()) as port:
+        answer = await raw_exchange(port, b"GET /stats HTTP/1.1\r\nX-A: " + b"a" * 20_000
+                                    + b"\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+        assert (await fetch(port, "GET", "/ready")).status == 503  # still serving

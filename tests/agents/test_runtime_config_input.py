@@ -39,6 +39,10 @@ def only_line(capsys: pytest.CaptureFixture[str]) -> str:
     return lines[0]
 
 
+def service(extra: str) -> str:
+    return f"services:\n  - {{name: a, address: 127.0.0.1, port: 80, {extra}}}\n"
+
+
 # name -> (document after HEAD, or a whole document; the error after "PATH: ")
 CASES: dict[str, tuple[Callable[[int], str], str]] = {
     "unclosed-ipv6-control-plane": (
@@ -83,6 +87,9 @@ CASES: dict[str, tuple[Callable[[int], str], str]] = {
     "not-an-ipv4-address": (
         lambda p: listen("999.1.1.1:9101"),
         "upstreams[0].listen: 999.1.1.1 is not an IPv4 address"),
+    "non-ascii-digits-in-a-port": (
+        lambda p: listen("127.0.0.1:\u0669\u0661\u0660\u0661"),  # Arabic-Indic 9101
+        "upstreams[0].listen: expected host:port, got '127.0.0.1:\u0669\u0661\u0660\u0661'"),
     "not-an-ipv6-address": (
         lambda p: listen("[::::]:9101"),
         "upstreams[0].listen: [::::] is not an IPv6 address"),
@@ -90,6 +97,29 @@ CASES: dict[str, tuple[Callable[[int], str], str]] = {
         lambda p: listen("192.0.2.1:9101"),
         "upstreams[0].listen: cannot listen on 192.0.2.1:9101: 192.0.2.1 is not an address "
         "of this host (Cannot assign requested address)"),
+    # What the control plane's enrollment and report refuse (agents.api.serializers):
+    # `check` said ok, then `run` retried a 400 forever.
+    "zone-too-long": (
+        lambda p: "zone: " + "z" * 64 + "\n",
+        "zone: at most 63 characters, got 64"),
+    "too-many-tags": (
+        lambda p: service("tags: [" + ", ".join(f"t{i}" for i in range(65)) + "]"),
+        "services[0].tags: at most 64 tags, got 65"),
+    "tag-too-long": (
+        lambda p: service("tags: [" + "t" * 101 + "]"),
+        "services[0].tags[0]: a tag is 1-100 characters, got 101"),
+    "empty-tag": (
+        lambda p: service("tags: ['']"),
+        "services[0].tags[0]: a tag is 1-100 characters, got 0"),
+    "null-character-in-a-tag": (
+        lambda p: service('tags: ["v\\0"]'),
+        "services[0].tags[0]: null characters are not allowed"),
+    "null-character-in-the-zone": (
+        lambda p: 'zone: "a\\0b"\n',
+        "zone: null characters are not allowed"),
+    "metadata-value-too-long": (
+        lambda p: service("metadata: {k: " + "v" * 501 + "}"),
+        "services[0].metadata.k: at most 500 characters, got 501"),
 }
 
 def write(tmp_path: Path, case: str, port: int) -> Path:
@@ -146,3 +176,21 @@ def test_a_merge_key_may_still_be_overridden(tmp_path: Path,
                     "  - <<: *base\n    service: b\n")
     assert main(["check", "-c", str(path)]) == 0
     assert "2 upstream(s) [a@127.0.0.1:0/http, b@127.0.0.1:0/http]" in capsys.readouterr().out
+
+
+def test_a_config_at_every_limit_is_one_the_control_plane_takes(tmp_path: Path) -> None:
+    """The other side of the limits above: what `check` accepts, enrollment and the
+    report's services accept (the producer's output fed to the consumer's parser)."""
+    from agents.api.serializers import EnrollSerializer, LocalServiceSerializer
+    from agents.runtime.config import load_config
+
+    tags = ", ".join(f"{i:03d}" + "t" * 97 for i in range(64))
+    path = tmp_path / "agent.yaml"
+    path.write_text(HEAD.format(data=tmp_path / "data") + "zone: " + "z" * 63 + "\n"
+                    + service(f"tags: [{tags}], metadata: {{k: {'v' * 500}}}"))
+    config = load_config(path)
+    enroll = EnrollSerializer(data={"token": "t", "node": config.node, "zone": config.zone})
+    assert enroll.is_valid(), enroll.errors
+    body = config.services[0].as_report()
+    local = LocalServiceSerializer(data=body)
+    assert local.is_valid(), local.errors

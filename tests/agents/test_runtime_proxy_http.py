@@ -214,6 +214,27 @@ async def test_smuggling_and_malformed_requests_get_400_and_never_reach_a_backen
     assert a.connections == 0
 
 
+VERSION_CASES = {
+    # llhttp reads a request line without a version as HTTP/0.9, which HTTP/1.1 has not.
+    "no-version": (b"GET /\r\n\r\n", 400, "bad-request-line"),
+    "http-0.9": (b"GET / HTTP/0.9\r\n\r\n", 400, "bad-request-line"),
+    "http-2.0": (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505, "http-version-not-supported"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(VERSION_CASES))
+async def test_a_request_in_another_http_version_is_refused_and_never_reaches_a_backend(
+    case: str,
+) -> None:
+    """They were forwarded to the backend as HTTP/1.1 and answered 200."""
+    raw, status, reason = VERSION_CASES[case]
+    async with backends("a") as (a,), running_proxy(a) as proxy:
+        answer = await raw_exchange(proxy.port, raw)
+    assert answer.startswith(b"HTTP/1.1 %d " % status), answer
+    assert f"x-mesh-error: {reason}\r\n".encode() in answer.lower(), answer
+    assert a.requests == [] and a.connections == 0
+
+
 HOST_CASES = {
     "missing-host": b"GET / HTTP/1.1\r\nX-A: 1\r\n\r\n",
     "duplicate-host": b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",

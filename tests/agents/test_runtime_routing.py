@@ -96,6 +96,28 @@ def test_bad_match_conditions_are_refused_with_their_path(bad: dict[str, Any]) -
         compile_match(bad, "m")
 
 
+# Python's re backtracks: each of these takes exponential time on a near miss such as
+# "/" + "a" * 40 + "!" (minutes on one request path), holding the agent's event loop.
+NESTED = ["/(a+)+$", "(a*)*b", r"/api/(\w+/?)+$", "(x{1,5})+y", "((ab)+c?)*", "(?:a+|b)+$",
+          "(a+){2,}"]
+LINEAR = [r"/pay/\d+", r"/(v1|v2)/orders/[0-9]+", r"(\d{1,3}\.){3}\d{1,3}", "(ab)+c",
+          "/a*b*c*", "(?:abc)*", "/(a+b)?"]
+
+
+@pytest.mark.parametrize("regex", NESTED)
+def test_a_regex_with_nested_repetition_is_refused(regex: str) -> None:
+    with pytest.raises(MatchError, match=r"^m\.path\.regex: .*nested repetition"):
+        compile_match({"path": {"regex": regex}}, "m")
+    with pytest.raises(MatchError, match="nested repetition"):
+        compile_match({"headers": [{"name": "x", "regex": regex}]}, "m")
+
+
+@pytest.mark.parametrize("regex", LINEAR)
+def test_a_regex_without_it_still_compiles(regex: str) -> None:
+    compile_match({"path": {"regex": regex}}, "m")
+
+
+
 BASE: dict[str, Any] = {
     "revision": 3,
     "upstreams": {

@@ -85,3 +85,17 @@ def test_meshconsole_runs_with_a_private_umask_and_restores_the_callers(
         assert os.umask(0o022) == 0o022
     finally:
         os.umask(before)
+
+
+def test_a_data_dir_that_cannot_be_made_is_one_line_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from meshconsole.cli import main
+
+    monkeypatch.setenv("MESH_DATA_DIR", os.environ["MESH_DATA_DIR"])  # restored after main sets it
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["--data-dir", str(blocker / "d"), "up"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.startswith(f"meshconsole: cannot use the data dir {blocker / 'd'}: "), err

@@ -275,3 +275,35 @@ def test_services_list_follows_next_through_every_page(
     assert all(name in out for name in names)
     for name in names:
         ctl("services", "deregister", name)
+
+
+@pytest.mark.parametrize(
+    ("url", "token", "problem"),
+    [
+        ("http://127.0.0.1:9", "bad\nX-Injected: 1", "MESH_TOKEN"),
+        ("http://127.0.0.1:9", "t\u00f6k\u00e9n", "MESH_TOKEN"),
+        ("http://127.0.0.1:9", "\u4ee4\u724c", "MESH_TOKEN"),
+        ("http://127.0.0.1:9/\nx", "t", "MESH_URL"),
+        ("http://[::1", "t", "MESH_URL"),
+    ],
+)
+def test_a_malformed_url_or_token_is_bad_usage_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    url: str, token: str, problem: str
+) -> None:
+    """These were ValueError / InvalidURL tracebacks from urllib (port 9: never reached)."""
+    monkeypatch.setenv("MESH_URL", url)
+    monkeypatch.setenv("MESH_TOKEN", token)
+    code = meshctl.main(["services", "list"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith(f"meshctl: {problem}") and "Traceback" not in err, err
+
+
+def test_whitespace_around_the_token_is_not_part_of_it(
+    server: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, token = server
+    monkeypatch.setenv("MESH_URL", url)
+    monkeypatch.setenv("MESH_TOKEN", f" {token}\r\n")  # read from a file as is
+    assert meshctl.main(["services", "list"]) == 0, capsys.readouterr().err

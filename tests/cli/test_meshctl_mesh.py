@@ -59,6 +59,66 @@ def test_a_yaml_syntax_error_is_bad_usage_with_its_line(
     assert err.startswith(f"meshctl: {path}:3:")
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("kind: Service\nname: qa1\nname: qa2\n", 3),
+        ("kind: Service\nname: qa1\ncheck:\n  type: http\n  type: tcp\n", 5),
+    ],
+)
+def test_a_key_given_twice_is_bad_usage_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, line: int
+) -> None:
+    """safe_load keeps the last one silently: `name: qa2` would have been applied unseen."""
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    code = meshctl.main(["diff", "-f", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"meshctl: {path}:{line}:")
+    assert "duplicate key" in err
+
+
+@pytest.mark.parametrize("command", ["routes set svc -f", "gateway providers set corp -f"])
+def test_routes_and_gateway_files_refuse_a_key_given_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    command: str
+) -> None:
+    monkeypatch.setenv("MESH_URL", "http://127.0.0.1:9")  # never reached: 3 if it were
+    monkeypatch.setenv("MESH_TOKEN", "x")
+    path = tmp_path / "dup.yaml"
+    path.write_text("subsets: {}\nroutes: []\nroutes: []\n")
+    code = meshctl.main([*command.split(), str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "duplicate key 'routes'" in err and "line 3" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("kind: Service\nname: qa1\ntags: &a [*a]\n", "contains itself"),
+        ("kind: Service\nname: qa1\ncheck: {interval: .inf}\n", "out of range"),
+        ("kind: Service\nname: qa1\ncheck: {interval: .nan}\n", "out of range"),
+    ],
+)
+@pytest.mark.parametrize("command", ["diff -f", "routes set svc -f", "gateway providers set c -f"])
+def test_values_json_cannot_carry_are_bad_usage_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    text: str, problem: str, command: str
+) -> None:
+    """A recursive alias was a ValueError traceback; .inf/.nan reached the server as bad JSON."""
+    monkeypatch.setenv("MESH_URL", "http://127.0.0.1:9")  # never reached: 3 if it were
+    monkeypatch.setenv("MESH_TOKEN", "x")
+    path = tmp_path / "odd.yaml"
+    path.write_text(text)
+    code = meshctl.main([*command.split(), str(path)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith(f"meshctl: {path}") and problem in err, err
+    assert "Traceback" not in err
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     with control_plane(tmp_path_factory.mktemp("meshctl-mesh"), workers=False) as cp:

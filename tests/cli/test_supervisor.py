@@ -139,3 +139,59 @@ def test_child_logs_are_private_even_when_they_existed_loose(tmp_path: Path) -> 
         "old.log": 0o600,
         "new.log": 0o600,
     }
+
+
+@pytest.mark.parametrize(
+    "value", ["[::1:80", "::1:80", "[::1]x:80", "[nope]:80", "a b:80", "127.0.0.1:\u0668\u0660",
+              "127.0.0.1: 80", "nope", "127.0.0.1:"]
+)
+def test_parse_bind_refuses_what_is_not_host_port(value: str) -> None:
+    """"[::1:80" bound [::1]:80 (the brackets stripped, the last colon taken as the port)."""
+    import argparse
+
+    from meshconsole.web import parse_bind
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_bind(value)
+
+
+def test_a_bind_address_not_of_this_host_is_not_called_busy() -> None:
+    """999.0.0.1 / 192.0.2.1 were reported as "already in use (is meshconsole already running?)"."""
+    import socket
+
+    from meshconsole.up import bind_error
+
+    assert bind_error("127.0.0.1", 0) is None
+    problem = bind_error("192.0.2.1", 8000)  # TEST-NET-1: never an address of this host
+    assert problem is not None and "already in use" not in problem
+    assert "not an address of this host" in problem
+    assert "not an IP address" in (bind_error("999.0.0.1", 8000) or "")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = bind_error("127.0.0.1", holder.getsockname()[1])
+    assert busy is not None and "already in use" in busy
+
+
+class _GoneTerminal:
+    """stdout after `meshconsole up | head -30` exited: every write is a broken pipe."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_terminal_that_went_away_does_not_stop_the_supervisor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`meshconsole up | head -30` then SIGTERM left web, worker, beat and redis running:
+    the BrokenPipeError of "stopping ..." ended `up` before it stopped its children."""
+    import sys
+
+    from meshconsole.supervisor import ProcessSupervisor, say
+
+    monkeypatch.setattr(sys, "stdout", _GoneTerminal())
+    say("meshconsole: stopping ...")
+    ProcessSupervisor._echo("web", "a warning line")

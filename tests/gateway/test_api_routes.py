@@ -76,6 +76,7 @@ BAD_ROUTES: list[tuple[dict[str, Any], list[str]]] = [
     ({"path": {"prefix": "orders"}}, ["path", "prefix"]),
     ({"path": {"exact": "/a", "prefix": "/b"}}, ["path"]),
     ({"path": {"regex": "/(unclosed"}}, ["path", "regex"]),
+    ({"path": {"regex": r"/api/(\w+/?)+$"}}, ["path", "regex"]),  # exponential backtracking
     ({"path": {"glob": "/x/*"}}, ["path", "glob"]),
     ({"methods": ["FETCH"]}, ["methods"]),
     ({"service": "nowhere"}, ["service"]),

@@ -91,3 +91,36 @@ def test_role_changes_are_audited(admin_user: User) -> None:
     assert rows[0]["object_id"] == "bob"
     assert rows[0]["actor"] == "alice"
     assert rows[0]["after"] == {"role": "operator", "scope": "team=payments"}
+
+
+# Valid ISO 8601 to Python, but out of the calendar once in UTC (and past PostgreSQL's
+# ±15:59 offsets): the events filter's cases (tests/registry/test_bad_input_never_500.py).
+OUT_OF_RANGE = ["since=9999-12-31T23:59:59-23:00", "until=0001-01-01T00:00:00+23:00"]
+
+
+@pytest.mark.parametrize("query", OUT_OF_RANGE)
+@pytest.mark.parametrize("path", ["/api/v1/audit/", "/api/v1/audit/export/"])
+def test_a_time_outside_the_calendar_in_utc_is_400_not_500(
+    api: APIClient, path: str, query: str
+) -> None:
+    response = api.get(f"{path}?{query}")
+    assert response.status_code == 400, response.content[:300]
+    assert query.split("=")[0] in response.json()
+
+
+@pytest.mark.parametrize("query", OUT_OF_RANGE)
+def test_the_audit_page_shows_such_a_time_as_a_filter_error(
+    admin_user: User, query: str
+) -> None:
+    client = Client()
+    client.force_login(admin_user)
+    response = client.get(f"/audit/?{query}")
+    assert response.status_code == 200
+    assert f'id="audit-errors">{query.split("=")[0]}: '.encode() in response.content
+
+
+def test_a_wide_offset_is_compared_in_utc(api: APIClient) -> None:
+    _service(api, "payments")
+    found = api.get("/api/v1/audit/?since=2000-01-01T00:00:00-22:26").json()["results"]
+    assert [e["object_id"] for e in found] == ["payments"]
+    assert api.get("/api/v1/audit/?since=9000-01-01T00:00:00-22:26").json()["results"] == []

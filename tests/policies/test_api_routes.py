@@ -109,6 +109,10 @@ def _invalid(name: str) -> tuple[dict[str, Any], str]:
         r0["match"]["path"] = {"regex": "/(unclosed"}
         del r0["rewrite"]
         return doc, "routes.0.match.path.regex"
+    if name == "nested-repeat-regex":  # exponential backtracking on /aaaa…!
+        r0["match"]["path"] = {"regex": "/(a+)+$"}
+        del r0["rewrite"]
+        return doc, "routes.0.match.path.regex"
     if name == "long-regex":
         r0["match"]["path"] = {"regex": "a" * 2000}
         del r0["rewrite"]
@@ -208,7 +212,7 @@ def _invalid(name: str) -> tuple[dict[str, Any], str]:
 
 
 INVALID = [
-    "unknown-subset", "bad-regex", "long-regex", "header-regex", "negative-weight", "float-weight",
+    "unknown-subset", "bad-regex", "nested-repeat-regex", "long-regex", "header-regex", "negative-weight", "float-weight",
     "zero-weights", "empty-split", "unknown-service", "self-split", "subset-and-service",
     "rewrite-prefix-without-prefix-match", "duplicate-name", "bad-route-name", "bad-subset-name",
     "too-many-routes", "too-many-targets", "bad-header-name", "two-header-kinds",

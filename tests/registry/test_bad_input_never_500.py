@@ -20,6 +20,10 @@ BODIES = [
     '{"name": "ok", "tags": [1, {}]}',
     '{"name": "ok", "check": {"interval": -5}}',
     '{"name": "ok", "check": {"interval": "1e309s"}}',
+    '{"name": "ok", "check": {"interval": 1e400}}',
+    '{"name": "ok", "check": {"interval": "1'
+    + "0" * 400
+    + 's"}}',
     '{"name": "ok", "check": {"expect_status": "999-1"}}',
     '{"name": "ok", "check": {"headers": {"a\\nb": "c"}}}',
     '{"name": "ok", "description": "\\u0000"}',
