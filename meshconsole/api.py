@@ -98,6 +98,10 @@ class MeshPagination(PageNumberPagination):
 
 
 
+class NumberOrTextRegexField(serializers.RegexField):
+    """A text field a number may also fill (an HTTP status: `expect_status: 200`)."""
+
+
 class StrictFieldsMixin:
     """Unknown keys are errors, not silently dropped: a typo must not pass as a
     change. Read-only fields count as known (a document read, edited and sent
@@ -110,7 +114,30 @@ class StrictFieldsMixin:
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({key: ["unknown field"] for key in unknown})
+            # DRF's CharField takes a number as its string ({"name": 5} made service "5",
+            # an intention source 1e400 became "inf"): a text field takes text.
+            wrong = {
+                name: [f"expected a string, got {_json_type(data[name])}"]
+                for name, field in self.fields.items()
+                if isinstance(field, serializers.CharField) and not field.read_only
+                and not isinstance(field, NumberOrTextRegexField)
+                and name in data and data[name] is not None and not isinstance(data[name], str)
+            }
+            if wrong:
+                raise serializers.ValidationError(wrong)
         return super().to_internal_value(data)  # type: ignore[misc]
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 class StrictSerializer(StrictFieldsMixin, serializers.Serializer):

@@ -9,7 +9,13 @@ from django.db.models import Count, Q
 from rest_framework import serializers
 
 from agents.runtime.addresses import address_error
-from meshconsole.api import DurationField, StrictFieldsMixin, StrictSerializer, StringListField
+from meshconsole.api import (
+    DurationField,
+    NumberOrTextRegexField,
+    StrictFieldsMixin,
+    StrictSerializer,
+    StringListField,
+)
 from registry.explain import instance_reason
 from registry.models import (
     ROUTABLE_HEALTH,
@@ -32,7 +38,7 @@ class CheckSerializer(StrictSerializer):
     rise = serializers.IntegerField(min_value=1, max_value=100, default=2)
     fall = serializers.IntegerField(min_value=1, max_value=100, default=3)
     # HTTP only: passing status range, a substring the body must hold, headers.
-    expect_status = serializers.RegexField(
+    expect_status = NumberOrTextRegexField(  # 200 (a number in YAML) or "200-399"
         STATUS_RANGE_RE,
         max_length=7,
         default="200-399",

@@ -154,3 +154,25 @@ def test_instance_metadata_key_with_a_surrogate_is_400_not_500(api: APIClient) -
         "POST", "/api/v1/services/svc/instances/", body, content_type="application/json"
     )
     assert response.status_code == 400, response.content[:300]
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/api/v1/services/", {"name": 5}, "name"),
+    ("/api/v1/services/", {"name": "typed", "description": 1e300}, "description"),
+    ("/api/v1/intentions/", {"source": 1e300, "destination": "b", "action": "deny"}, "source"),
+    ("/api/v1/gateway/consumers/", {"name": 7}, "name"),
+])
+def test_a_number_where_text_belongs_is_a_400_not_its_string(
+    api: APIClient, path: str, body: dict[str, object], field: str
+) -> None:
+    response = api.post(path, body, format="json")
+    assert response.status_code == 400, response.content
+    assert "expected a string" in str(response.json()[field])
+    assert not Service.objects.filter(name__in=["5", "typed"]).exists()
+
+
+def test_an_http_status_may_be_a_number(api: APIClient) -> None:
+    body = {"name": "numeric-status", "check": {"type": "http", "path": "/h", "expect_status": 204}}
+    response = api.post("/api/v1/services/", body, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["check"]["expect_status"] == "204"
