@@ -11,9 +11,10 @@ told in every snapshot and in every report's answer (`report_interval_ms`), so
 a growing fleet slows down within one report.
 
 The heartbeat TTL follows: an agent (and the instances its reports heartbeat)
-is silent after `MESH_HEARTBEAT_TTL` seconds or three intervals and 5 s,
-whichever is longer. Config changes do not wait for reports: they reach agents
-through their long polls, whatever the interval.
+is silent after `MESH_HEARTBEAT_TTL` seconds at the 2 s interval, and after as
+many more as the interval is stretched (15 s at 2 s, 75 s at 10 s). Config
+changes do not wait for reports: they reach agents through their long polls,
+whatever the interval.
 
 The fleet's size is counted once per FLEET_CACHE_S per process.
 """
@@ -66,6 +67,10 @@ def report_interval_ms(agents: int | None = None) -> int:
 
 
 def heartbeat_ttl_s(agents: int | None = None) -> int:
-    """Seconds without a report after which an agent is silent."""
-    interval_s = report_interval_ms(agents) / 1000
-    return max(settings.MESH_HEARTBEAT_TTL, math.ceil(3 * interval_s) + 5)
+    """Seconds without a report after which an agent is silent: MESH_HEARTBEAT_TTL
+    at the 2 s interval, stretched as the interval is (15 s -> 75 s at 10 s)."""
+    ttl: int = settings.MESH_HEARTBEAT_TTL
+    interval = report_interval_ms(agents)
+    if interval <= REPORT_INTERVAL_MS:
+        return ttl
+    return math.ceil(ttl * interval / REPORT_INTERVAL_MS)

@@ -25,21 +25,22 @@ def fresh_count() -> Iterator[None]:
 
 
 @pytest.mark.parametrize(("agents", "interval_ms", "ttl_s"), [
-    (0, 2000, 15), (200, 2000, 15), (201, 2500, 15), (500, 5000, 20),
-    (1000, 10_000, 35), (2000, 20_000, 65), (1_000_000, 60_000, 185),
+    (0, 2000, 15), (200, 2000, 15), (201, 2500, 19), (500, 5000, 38),
+    (1000, 10_000, 75), (2000, 20_000, 150), (1_000_000, 60_000, 450),
 ])
 def test_the_interval_stretches_past_the_budget(agents: int, interval_ms: int, ttl_s: int) -> None:
     assert pacing.report_interval_ms(agents) == interval_ms
     assert pacing.heartbeat_ttl_s(agents) == ttl_s
 
 
-def test_a_budget_of_zero_never_stretches_and_the_ttl_setting_is_a_floor(settings: Any) -> None:
+def test_a_budget_of_zero_never_stretches_and_the_ttl_scales_from_the_setting(settings: Any) -> None:
     settings.MESH_REPORT_BUDGET = 0
     assert pacing.report_interval_ms(5000) == 2000
     settings.MESH_REPORT_BUDGET = 10
-    settings.MESH_HEARTBEAT_TTL = 120
+    settings.MESH_HEARTBEAT_TTL = 3  # a small fleet keeps the setting exactly
+    assert pacing.heartbeat_ttl_s(20) == 3
     assert pacing.report_interval_ms(100) == 10_000
-    assert pacing.heartbeat_ttl_s(100) == 120
+    assert pacing.heartbeat_ttl_s(100) == 15
 
 
 def test_the_fleet_is_the_hosts_with_an_agent_counted_once_in_a_while() -> None:
