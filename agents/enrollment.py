@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from agents import gateways
@@ -146,7 +146,7 @@ def enrollment_token_revoke(*, user: Actor, prefix: str) -> int:
     return revoked
 
 
-def _usable(raw: str) -> Any:
+def _usable(raw: str) -> QuerySet[EnrollmentToken]:
     now = timezone.now()
     return (
         EnrollmentToken.objects.filter(token_hash=hash_token(raw), revoked=False)

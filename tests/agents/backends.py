@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
@@ -413,3 +413,28 @@ async def upgrade_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             break
         writer.write(b"echo:" + data)
     writer.close()
+
+
+@contextlib.asynccontextmanager
+async def backends(*names: str) -> AsyncIterator[list[Backend]]:
+    started = [await Backend(name).start() for name in names]
+    try:
+        yield started
+    finally:
+        for backend in started:
+            await backend.stop()
+
+
+async def load(port: int, total: int, *, connections: int = 8, path: str = "/",
+               headers: list[tuple[str, str]] | None = None) -> list[int]:
+    """TOTAL GETs over CONNECTIONS keep-alive connections; the statuses."""
+    statuses: list[int] = []
+
+    async def one(count: int) -> None:
+        async with HttpClient(port) as client:
+            for _ in range(count):
+                statuses.append((await client.request("GET", path, headers=headers)).status)
+
+    share = [total // connections + (i < total % connections) for i in range(connections)]
+    await asyncio.gather(*(one(n) for n in share))
+    return statuses

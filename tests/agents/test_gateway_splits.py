@@ -6,15 +6,13 @@ backends on loopback (issue 12)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from agents.runtime.snapshot import parse_snapshot
-from tests.agents.backends import Backend, HttpClient
+from tests.agents.backends import Backend, HttpClient, backends, load
 from tests.agents.gateway_helpers import call, consumer, route, running_gateway, snapshot
 
 pytestmark = pytest.mark.timeout(90)
@@ -39,30 +37,6 @@ def orders(*endpoints: dict[str, Any], routes: list[dict[str, Any]] | None = Non
 def canary(v1: int, v2: int, **extra: Any) -> dict[str, Any]:
     return {"name": "canary", "split": [{"subset": "v1", "weight": v1},
                                         {"subset": "v2", "weight": v2}], **extra}
-
-
-@contextlib.asynccontextmanager
-async def backends(*names: str) -> AsyncIterator[list[Backend]]:
-    started = [await Backend(name).start() for name in names]
-    try:
-        yield started
-    finally:
-        for backend in started:
-            await backend.stop()
-
-
-async def load(port: int, total: int, path: str = "/", connections: int = 8) -> list[int]:
-    """TOTAL GETs through the gateway over CONNECTIONS keep-alive connections."""
-    statuses: list[int] = []
-
-    async def one(count: int) -> None:
-        async with HttpClient(port) as client:
-            for _ in range(count):
-                statuses.append((await client.request("GET", path)).status)
-
-    share = [total // connections + (i < total % connections) for i in range(connections)]
-    await asyncio.gather(*(one(n) for n in share))
-    return statuses
 
 
 def windows(gateway: Any) -> dict[tuple[str, str, str, str], dict[str, Any]]:

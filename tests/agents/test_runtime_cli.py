@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import signal
@@ -80,27 +81,29 @@ async def test_run_serves_from_persisted_snapshot_and_stops_cleanly_on_sigterm(
         await backend.stop()
 
 
-def test_the_runtime_never_imports_django() -> None:
+def modules_after_import(wanted: str) -> list[str]:
+    """The modules a fresh interpreter holds after importing the agent's CLI and
+    runtime, among those the expression WANTED (over `m`, a module name) selects."""
     import subprocess
 
     code = ("import sys, agents.runtime.cli, agents.runtime.agent; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in "
-            "('django', 'rest_framework', 'registry', 'policies', 'monitoring', 'meshconsole')]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+            f"print(repr(sorted(m for m in sys.modules if {wanted})))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=str(Path(__file__).resolve().parents[2]), timeout=30)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, result.stderr
+    loaded: list[str] = ast.literal_eval(result.stdout)
+    return loaded
+
+
+def test_the_runtime_never_imports_django() -> None:
+    assert modules_after_import(
+        "m.split('.')[0] in "
+        "('django', 'rest_framework', 'registry', 'policies', 'monitoring', 'meshconsole')") == []
 
 
 def test_dns_and_gateway_mode_are_imported_only_by_agents_that_use_them() -> None:
     """An agent with `dns: off` and no `gateway:` section does not carry dnspython
     (~4 MB) or gateway mode (PyJWT, its listener) in memory."""
-    import subprocess
-
-    code = ("import sys, agents.runtime.cli, agents.runtime.agent; "
-            "loaded = [m for m in sys.modules if m.split('.')[0] in ('dns', 'jwt') "
-            "or m.startswith('agents.runtime.gateway.listener') or m == 'agents.runtime.dns']; "
-            "print(loaded); sys.exit(1 if loaded else 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=str(Path(__file__).resolve().parents[2]), timeout=30)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert modules_after_import(
+        "m.split('.')[0] in ('dns', 'jwt') or m.startswith('agents.runtime.gateway.listener')"
+        " or m == 'agents.runtime.dns'") == []

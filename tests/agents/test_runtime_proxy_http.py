@@ -21,6 +21,7 @@ from agents.runtime.upstream import UpstreamRuntime
 from tests.agents.backends import (
     Backend,
     HttpClient,
+    backends,
     fetch,
     free_port,
     raw_exchange,
@@ -58,16 +59,6 @@ async def running_proxy(*backends: Backend | int, **policy: Any) -> AsyncIterato
             conn.close()
         runtime.pool.close_all()
         await asyncio.wait_for(server.wait_closed(), 2)
-
-
-@contextlib.asynccontextmanager
-async def backends(*names: str) -> AsyncIterator[list[Backend]]:
-    started = [await Backend(name).start() for name in names]
-    try:
-        yield started  # type: ignore[misc]
-    finally:
-        for backend in started:
-            await backend.stop()
 
 
 async def test_get_is_forwarded_to_the_backend() -> None:

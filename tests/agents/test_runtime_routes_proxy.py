@@ -18,7 +18,7 @@ from agents.runtime.proxy_http import start_http_listener
 from agents.runtime.snapshot import parse_snapshot
 from agents.runtime.splits import apply_upstreams
 from agents.runtime.upstream import UpstreamRuntime
-from tests.agents.backends import Backend, HttpClient, fetch
+from tests.agents.backends import Backend, HttpClient, backends, fetch, load
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -79,31 +79,6 @@ async def routed_proxy(upstreams: dict[str, Any]) -> AsyncIterator[RoutedProxy]:
         for r in [runtime, *proxy.extra.values()]:
             r.pool.close_all()
         await asyncio.wait_for(server.wait_closed(), 2)
-
-
-@contextlib.asynccontextmanager
-async def backends(*names: str) -> AsyncIterator[list[Backend]]:
-    started = [await Backend(name).start() for name in names]
-    try:
-        yield started
-    finally:
-        for backend in started:
-            await backend.stop()
-
-
-async def load(port: int, total: int, *, connections: int = 8, path: str = "/",
-               headers: list[tuple[str, str]] | None = None) -> list[int]:
-    """TOTAL GETs over CONNECTIONS keep-alive connections; the statuses."""
-    statuses: list[int] = []
-
-    async def one(count: int) -> None:
-        async with HttpClient(port) as client:
-            for _ in range(count):
-                statuses.append((await client.request("GET", path, headers=headers)).status)
-
-    share = [total // connections + (i < total % connections) for i in range(connections)]
-    await asyncio.gather(*(one(n) for n in share))
-    return statuses
 
 
 async def test_a_90_10_split_holds_within_the_binomial_spread_over_10000_requests() -> None:

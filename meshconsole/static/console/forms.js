@@ -211,7 +211,28 @@
     body.replaceChildren.apply(body, rows.length ? rows : [only(opts.empty || "No saved version yet.")]);
   }
 
+  /* A 400-shaped error for what the page refuses before asking the API: DATA as the
+     API's field errors (showErrors places it), or MESSAGE at the dotted PATH. */
+  function badRequest(data) {
+    const error = new Error("refused");
+    error.status = 400;
+    error.data = data;
+    return error;
+  }
+
+  function fieldError(path, message) {
+    const data = {};
+    let at = data;
+    const parts = path.split(".");
+    parts.slice(0, -1).forEach(function (p) { at = at[p] = {}; });
+    at[parts[parts.length - 1]] = [message];
+    const error = badRequest(data);
+    error.message = message;
+    return error;
+  }
+
   Object.assign(window.Mesh, {
+    badRequest: badRequest, fieldError: fieldError,
     confirm: confirmDialog, formDialog: formDialog, showErrors: showErrors, clearErrors: clearErrors,
     splitList: splitList, number: number, diff: diff, diffTable: diffTable, versionHistory: versionHistory,
   });

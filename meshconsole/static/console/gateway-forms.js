@@ -4,14 +4,6 @@
   "use strict";
   const list = Mesh.splitList;
 
-  function badInput(path, message) {
-    const error = new Error(message);
-    error.status = 400;
-    error.data = {};
-    error.data[path] = [message];
-    return error;
-  }
-
   /* "100/second burst 20 global consumer" <-> {requests, per, burst, mode, scope}. */
   function limitText(r) {
     return r.requests + "/" + r.per + (r.burst ? " burst " + r.burst : "") + " " + r.mode + " " + r.scope;
@@ -23,14 +15,14 @@
       const words = line.trim().split(/\s+/).filter(Boolean);
       if (!words.length) return;
       const rate = /^(\d+)\/(second|minute)$/.exec(words[0]);
-      if (!rate) throw badInput("rate_limits", "line " + (n + 1) + ': expected "N/second" or "N/minute" first');
+      if (!rate) throw Mesh.fieldError("rate_limits", "line " + (n + 1) + ': expected "N/second" or "N/minute" first');
       const limit = { requests: Number(rate[1]), per: rate[2], burst: 0, mode: "local", scope: "route" };
       for (let i = 1; i < words.length; i++) {
         const word = words[i];
         if (word === "burst" && /^\d+$/.test(words[i + 1] || "")) { limit.burst = Number(words[++i]); }
         else if (word === "local" || word === "global") limit.mode = word;
         else if (word === "route" || word === "consumer") limit.scope = word;
-        else throw badInput("rate_limits", "line " + (n + 1) + ": " + JSON.stringify(word) + " is not burst N, local, global, route or consumer");
+        else throw Mesh.fieldError("rate_limits", "line " + (n + 1) + ": " + JSON.stringify(word) + " is not burst N, local, global, route or consumer");
       }
       out.push(limit);
     });

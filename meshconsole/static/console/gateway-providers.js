@@ -15,14 +15,6 @@
   function byId(id) { return document.getElementById(id); }
   function enc(s) { return encodeURIComponent(s); }
 
-  function badInput(path, message) {
-    const error = new Error(message);
-    error.status = 400;
-    error.data = {};
-    error.data[path] = [message];
-    return error;
-  }
-
   /* The routes (gateway/route) whose auth names provider NAME. */
   function routesUsing(name) {
     const out = [];
@@ -102,8 +94,8 @@
       if (f.secret.value !== "") body.secret = f.secret.value;
     } else if (source === "jwks") {
       const text = f.jwks.value.trim();
-      if (!text) throw badInput("jwks", "paste the JWKS: {\"keys\": [...]}");
-      try { body.jwks = JSON.parse(text); } catch (e) { throw badInput("jwks", "not JSON: " + e.message); }
+      if (!text) throw Mesh.fieldError("jwks", "paste the JWKS: {\"keys\": [...]}");
+      try { body.jwks = JSON.parse(text); } catch (e) { throw Mesh.fieldError("jwks", "not JSON: " + e.message); }
     } else {
       body.jwks_url = f.jwks_url.value.trim();
     }
@@ -132,19 +124,12 @@
         await Mesh.api(API, { method: "POST", body: body });
       }
     } catch (e) {
-      if (e.status === 400) throw badBody(placed(e.data));
-      if (e.status === 409) throw badBody({ name: [e.message] });
-      if (e.status === 404) throw badBody({ detail: "JWT provider " + original + " is gone: cancel to see the list as it is" });
+      if (e.status === 400) throw Mesh.badRequest(placed(e.data));
+      if (e.status === 409) throw Mesh.badRequest({ name: [e.message] });
+      if (e.status === 404) throw Mesh.badRequest({ detail: "JWT provider " + original + " is gone: cancel to see the list as it is" });
       throw e;
     }
     await page.refresh();
-  }
-
-  function badBody(data) {
-    const error = new Error("refused");
-    error.status = 400;
-    error.data = data;
-    return error;
   }
 
   async function remove(name) {

@@ -135,17 +135,6 @@
     for (const node of form.querySelectorAll("[data-http]")) node.hidden = !http;
   }
 
-  function fieldError(path, message) {
-    const error = new Error(message);
-    error.status = 400;
-    error.data = {};
-    let at = error.data;
-    const parts = path.split(".");
-    parts.slice(0, -1).forEach(function (p) { at = at[p] = {}; });
-    at[parts[parts.length - 1]] = [message];
-    return error;
-  }
-
   function checkBody(form) {
     const field = function (name) { return form.elements["check." + name]; };
     const check = { type: field("type").value, interval: field("interval").value.trim(), timeout: field("timeout").value.trim(),
@@ -158,7 +147,7 @@
       field("headers").value.split("\n").forEach(function (line, n) {
         if (!line.trim()) return;
         const at = line.indexOf(":");
-        if (at < 1) throw fieldError("check.headers", "line " + (n + 1) + ': expected "Name: value"');
+        if (at < 1) throw Mesh.fieldError("check.headers", "line " + (n + 1) + ': expected "Name: value"');
         check.headers[line.slice(0, at).trim()] = line.slice(at + 1).trim();
       });
     }
