@@ -34,7 +34,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.runtime.certs import CertStore, new_key  # noqa: E402
+from agents.runtime.certs import CertStore  # noqa: E402
+from agents.runtime.pki import key_pem, new_key  # noqa: E402
 from agents.runtime.security import service_identity  # noqa: E402
 from bench.benchlib import (  # noqa: E402
     PYTHON,
@@ -71,7 +72,7 @@ def write_mtls_agent(workdir: Path, name: str, *, services: list[dict[str, Any]]
     store = CertStore(data_dir, names)
     for service in names:
         key = new_key()
-        store.install(service, key, ca.issue(key.public_key(), service_identity(TD, service),
+        store.install(service, key_pem(key), ca.issue(key.public_key(), service_identity(TD, service),
                                              valid_s=86400))
     store.set_roots([ca.pem])
     control_plane = f"http://127.0.0.1:{closed_port()}"

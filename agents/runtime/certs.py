@@ -23,12 +23,9 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from agents.runtime import pkicall
 
 log = logging.getLogger("meshagent.certs")
 
@@ -36,28 +33,6 @@ CERTS_DIR = "certs"
 NODE = ""  # the store name of the node identity
 GATEWAY = "gateway:"  # the store name of a gateway's identity: GATEWAY + its name
 RENEW_AT = (0.45, 0.55)  # of the lifetime: about half, jittered so a fleet does not renew in step
-
-
-def new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def make_csr(key: ec.EllipticCurvePrivateKey, identity: str) -> str:
-    """A CSR carrying IDENTITY as its one URI SAN (the control plane decides what it signs)."""
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity[-64:])]))
-           .add_extension(x509.SubjectAlternativeName(
-               [x509.UniformResourceIdentifier(identity)]), critical=False)
-           .sign(key, hashes.SHA256()))
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def uri_sans(cert: x509.Certificate) -> list[str]:
-    try:
-        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return []
-    return list(ext.value.get_values_for_type(x509.UniformResourceIdentifier))
 
 
 @dataclass(frozen=True)
@@ -84,17 +59,34 @@ class Leaf:
         return now >= self.not_after
 
 
-def _read_leaf(name: str, path: Path) -> Leaf | None:
-    try:
-        data = path.read_bytes()
-        cert = x509.load_pem_x509_certificate(data)  # the first certificate: the leaf
-        serialization.load_pem_private_key(data, password=None)
-    except (OSError, ValueError):
+def _leaf(name: str, path: Path, facts: dict[str, Any] | None) -> Leaf | None:
+    if facts is None:
         return None
-    sans = uri_sans(cert)
-    return Leaf(name, path, cert.serial_number, cert.not_valid_before_utc,
-                cert.not_valid_after_utc, sans[0] if sans else "",
-                cert.issuer.public_bytes())
+    uris = facts["uris"]
+    return Leaf(name, path, int(facts["serial"]), dt.datetime.fromisoformat(facts["not_before"]),
+                dt.datetime.fromisoformat(facts["not_after"]), uris[0] if uris else "",
+                bytes.fromhex(facts["issuer"]))
+
+
+def _read_leaves(paths: dict[str, Path]) -> dict[str, Leaf]:
+    """The leaves of the files in PATHS (by store name) that load: one call of the
+    certificate tool for all of them."""
+    texts: dict[str, str] = {}
+    for name, path in paths.items():
+        try:
+            texts[name] = path.read_text(encoding="ascii")
+        except (OSError, ValueError):
+            continue
+    if not texts:
+        return {}
+    facts = pkicall.leaf_facts(list(texts.values()))
+    leaves = {name: _leaf(name, paths[name], f) for name, f in zip(texts, facts, strict=True)}
+    return {name: leaf for name, leaf in leaves.items() if leaf is not None}
+
+
+def leaf_body(key_pem: bytes, certificate: str, chain: Sequence[str] = ()) -> str:
+    """What a store file holds: the private key, the leaf, its chain."""
+    return key_pem.decode("ascii") + "".join(p.strip() + "\n" for p in [certificate, *chain])
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -134,11 +126,12 @@ class CertStore:
 
     def load(self) -> None:
         """The certificates persisted by an earlier run (expired ones too: the
-        renewal replaces them; TLS refuses them meanwhile)."""
-        for name in self.names:
-            leaf = _read_leaf(name, self.path_of(name))
-            if leaf is not None:
-                self.leaves[name] = leaf
+        renewal replaces them; TLS refuses them meanwhile). A failing certificate
+        tool leaves the store empty: the renewal asks for new ones."""
+        try:
+            self.leaves.update(_read_leaves({n: self.path_of(n) for n in self.names}))
+        except ValueError as exc:
+            log.error("cannot read the certificates on disk: %s", exc)
         try:
             self.set_roots(_split_pem((self.dir / "roots.pem").read_text(encoding="ascii")))
         except (OSError, ValueError):
@@ -146,32 +139,43 @@ class CertStore:
 
     def reload(self) -> None:
         """Read again the files another process (the supervising agent) rewrote."""
+        changed: dict[str, Path] = {}
+        mtimes: dict[str, int] = {}
         for name in self.names:
             path = self.path_of(name)
             try:
                 mtime = path.stat().st_mtime_ns
             except OSError:
                 continue
-            if self._mtimes.get(name) == mtime:
-                continue
-            leaf = _read_leaf(name, path)
-            if leaf is not None:
-                self._mtimes[name] = mtime
-                self.leaves[name] = leaf
-                self.revision += 1
+            if self._mtimes.get(name) != mtime:
+                changed[name], mtimes[name] = path, mtime
+        if not changed:
+            return
+        try:
+            leaves = _read_leaves(changed)
+        except ValueError as exc:
+            log.error("cannot read the renewed certificates: %s", exc)
+            return
+        for name, leaf in leaves.items():
+            self._mtimes[name] = mtimes[name]
+            self.leaves[name] = leaf
+            self.revision += 1
 
-    def install(self, name: str, key: ec.EllipticCurvePrivateKey, certificate: str,
+    def install(self, name: str, key_pem: bytes, certificate: str,
                 chain: Sequence[str] = ()) -> Leaf:
-        """Persist KEY with its new CERTIFICATE and make it the one new connections use."""
-        key_pem = key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-        body = key_pem + b"".join(p.strip().encode() + b"\n" for p in [certificate, *chain])
+        """Persist the key (PEM) with its new CERTIFICATE and make it the one new
+        connections use (ValueError if they do not load together)."""
+        body = leaf_body(key_pem, certificate, chain)
+        return self.put(name, body, pkicall.leaf_facts([body])[0])
+
+    def put(self, name: str, body: str, facts: dict[str, Any] | None) -> Leaf:
+        """install's second half, for a caller that read BODY's FACTS (pkicall.leaf_facts)
+        off the event loop."""
         path = self.path_of(name)
-        _write_private(path, body)
-        leaf = _read_leaf(name, path)
+        leaf = _leaf(name, path, facts)
         if leaf is None:
-            raise ValueError("the certificate does not load")
+            raise ValueError("the certificate does not load with its key")
+        _write_private(path, body.encode("ascii"))
         self.leaves[name] = leaf
         self.revision += 1
         return leaf
@@ -190,13 +194,8 @@ class CertStore:
         return True
 
     def root_names(self) -> set[bytes]:
-        names: set[bytes] = set()
-        for pem in self.roots:
-            try:
-                names.add(x509.load_pem_x509_certificate(pem.encode()).subject.public_bytes())
-            except ValueError:
-                continue
-        return names
+        """The DER subjects of the bundle's roots (a child process: see pkicall)."""
+        return {bytes.fromhex(s) for s in pkicall.subjects(list(self.roots)) if s is not None}
 
     def ready(self, name: str) -> bool:
         return name in self.leaves and bool(self.roots)

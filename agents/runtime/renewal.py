@@ -17,9 +17,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from cryptography import x509
-
-from agents.runtime.certs import GATEWAY, NODE, CertStore, make_csr, new_key, uri_sans
+from agents.runtime import pkicall
+from agents.runtime.certs import GATEWAY, NODE, CertStore, leaf_body
 from agents.runtime.client import Backoff, ControlPlaneClient, ControlPlaneError
 from agents.runtime.security import gateway_identity, node_identity, service_identity
 
@@ -105,18 +104,21 @@ class Renewer:
         gateway = name[len(GATEWAY):] if name.startswith(GATEWAY) else ""
         identity = (node_identity(td, self.node) if name == NODE else
                     gateway_identity(td, gateway) if gateway else service_identity(td, name))
-        key = await asyncio.to_thread(new_key)
-        csr = make_csr(key, identity)
+        # Key, CSR and reading the answer run in the certificate tool (pkicall), off the loop.
+        key_pem, csr = await asyncio.to_thread(pkicall.new_key_and_csr, identity)
         if gateway:
             answer = await self.client.certificate(agent_id, token, "", csr, gateway=gateway)
         else:
             answer = await self.client.certificate(agent_id, token, name, csr)
         certificate, chain, roots = _answer(answer)
-        if gateway and identity not in uri_sans(
-                x509.load_pem_x509_certificate(certificate.encode())):
+        body = leaf_body(key_pem, certificate, chain)
+        facts = (await asyncio.to_thread(pkicall.leaf_facts, [body]))[0]
+        if facts is None:
+            raise ValueError("certificates: the answer is not a certificate for our key")
+        if gateway and identity not in facts["uris"]:
             # (a control plane that does not know gateway identities signs the node's)
             raise ValueError(f"certificates: the answer is not {identity}")
-        leaf = self.store.install(name, key, certificate, chain)
+        leaf = self.store.put(name, body, facts)
         if roots and not self.store.roots:
             self.store.set_roots(roots)  # until a snapshot brings the bundle
         self.due[name] = leaf.renew_at(self.rng)
@@ -133,5 +135,4 @@ def _answer(answer: dict[str, Any]) -> tuple[str, list[str], list[str]]:
         raise ValueError("certificates: answer lacks a certificate")
     if not all(isinstance(p, str) for p in [*chain, *roots]):
         raise ValueError("certificates: chain and roots must be PEM strings")
-    x509.load_pem_x509_certificate(certificate.encode())  # ValueError if it is not one
     return certificate, list(chain), list(roots)

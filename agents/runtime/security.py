@@ -9,11 +9,10 @@ the agent takes the first rule that matches, else `default_action`.
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from cryptography import x509
 
 MTLS_MODES = ("strict", "permissive", "off")
 ACTIONS = ("allow", "deny")
@@ -137,16 +136,18 @@ def _dict(value: object, path: str) -> dict[str, Any]:
 
 
 def _root(value: object, path: str) -> str:
+    """One CA certificate in PEM, read with the stdlib's OpenSSL (the agent does not
+    import `cryptography`: agents.runtime.pki)."""
     pem = _str(value, path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
-        cert = x509.load_pem_x509_certificate(pem.encode())
-    except ValueError:
+        ctx.load_verify_locations(cadata=pem)
+    except (ssl.SSLError, ValueError):
         raise _fail(path, "not a PEM certificate") from None
-    try:
-        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        raise _fail(path, "a root must have basicConstraints CA:true") from None
-    if not basic.ca:
+    stats = ctx.cert_store_stats()
+    if stats["x509"] != 1:
+        raise _fail(path, f"one certificate per root, got {stats['x509']}")
+    if stats["x509_ca"] != 1:  # OpenSSL's X509_check_ca: basicConstraints CA:true
         raise _fail(path, "a root must have basicConstraints CA:true")
     return pem
 

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from agents.runtime.agent import Agent
-from agents.runtime.certs import GATEWAY, new_key
+from agents.runtime.certs import GATEWAY
 from agents.runtime.config import Inbound, LocalService, parse_config
 from agents.runtime.dial import inbound_sni
 from agents.runtime.inbound import InboundListener
+from agents.runtime.pki import key_pem, new_key
 from agents.runtime.security import gateway_identity, parse_security, source_of
 from tests.agents.backends import Backend, free_port
 from tests.agents.gateway_helpers import call, entry, route, running_gateway
@@ -136,7 +137,7 @@ async def test_a_strict_service_is_dialled_with_mtls_and_the_gateways_identity(
     # The agent asks for the gateway's identity (beside the node's: it runs no service).
     assert agent.certs.names == ("", GATEWAY + "edge")
     key = new_key()
-    agent.certs.install(GATEWAY + "edge", key,
+    agent.certs.install(GATEWAY + "edge", key_pem(key),
                         ca.issue(key.public_key(), gateway_identity(TD, "edge")))
     assert agent.certs.path_of(GATEWAY + "edge").name == "_gateway-edge.pem"
     agent.certs.set_roots([ca.pem])

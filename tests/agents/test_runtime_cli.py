@@ -107,3 +107,75 @@ def test_dns_and_gateway_mode_are_imported_only_by_agents_that_use_them() -> Non
     assert modules_after_import(
         "m.split('.')[0] in ('dns', 'jwt') or m.startswith('agents.runtime.gateway.listener')"
         " or m == 'agents.runtime.dns'") == []
+
+
+def test_the_agent_does_not_carry_cryptography() -> None:
+    """`cryptography`'s bindings are ~8 MB resident: keys, CSRs and reading certificates
+    run in the certificate tool (agents.runtime.pki) as a child process instead."""
+    assert modules_after_import(
+        "m.split('.')[0] == 'cryptography' or m == 'agents.runtime.pki'") == []
+
+
+def test_the_certificate_tool_runs_as_a_child_of_a_process_without_cryptography(
+        tmp_path: Path) -> None:
+    """pkicall out of process: a key and CSR, the facts of the signed leaf, a root's
+    subject; a certificate for another key is refused; cryptography never loaded here."""
+    import subprocess
+
+    from tests.agents.testca import TestCA
+
+    ca = TestCA("child")
+    (tmp_path / "root.pem").write_text(ca.pem)
+    code = """
+import json, sys
+from pathlib import Path
+from agents.runtime import pkicall
+from agents.runtime.certs import leaf_body
+key, csr = pkicall.new_key_and_csr("spiffe://t/ns/default/svc/orders")
+Path(sys.argv[1], "csr.pem").write_text(csr)
+Path(sys.argv[1], "key.pem").write_bytes(key)
+print(json.dumps({"csr": csr.startswith("-----BEGIN CERTIFICATE REQUEST-----"),
+                  "subjects": pkicall.subjects([Path(sys.argv[1], "root.pem").read_text(),
+                                                "not a certificate"]),
+                  "loaded": sorted(m for m in sys.modules if m.startswith("cryptography"))}))
+"""
+    root = str(Path(__file__).resolve().parents[2])
+    first = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                           text=True, cwd=root, timeout=60)
+    assert first.returncode == 0, first.stderr
+    answer = json.loads(first.stdout)
+    assert answer["csr"] and answer["loaded"] == []
+    from cryptography import x509
+
+    assert answer["subjects"][0] == x509.load_pem_x509_certificate(
+        ca.pem.encode()).subject.public_bytes().hex()
+    assert answer["subjects"][1] is None
+    csr = (tmp_path / "csr.pem").read_text()
+    signed = ca.sign_csr(csr, "spiffe://t/ns/default/svc/orders", 600)
+    other = ca.sign_csr(ca_csr_of_another_key(), "spiffe://t/ns/default/svc/orders", 600)
+    check = """
+import json, sys
+from pathlib import Path
+from agents.runtime import pkicall
+from agents.runtime.certs import leaf_body
+key = Path(sys.argv[1], "key.pem").read_bytes()
+facts = pkicall.leaf_facts([leaf_body(key, sys.argv[2]), leaf_body(key, sys.argv[3])])
+print(json.dumps({"facts": facts,
+                  "loaded": sorted(m for m in sys.modules if m.startswith("cryptography"))}))
+"""
+    second = subprocess.run([sys.executable, "-c", check, str(tmp_path), signed, other],
+                            capture_output=True, text=True, cwd=root, timeout=60)
+    assert second.returncode == 0, second.stderr
+    result = json.loads(second.stdout)
+    mine, foreign = result["facts"]
+    cert = x509.load_pem_x509_certificate(signed.encode())
+    assert mine["serial"] == cert.serial_number
+    assert mine["uris"] == ["spiffe://t/ns/default/svc/orders"]
+    assert mine["not_after"] == cert.not_valid_after_utc.isoformat()
+    assert foreign is None and result["loaded"] == []
+
+
+def ca_csr_of_another_key() -> str:
+    from agents.runtime.pki import make_csr, new_key
+
+    return make_csr(new_key(), "spiffe://t/ns/default/svc/orders")

@@ -12,9 +12,9 @@ import pytest
 import uvloop
 
 from agents.runtime.agent import Agent
-from agents.runtime.certs import new_key
 from agents.runtime.config import parse_config
 from agents.runtime.metrics import render_inbound
+from agents.runtime.pki import key_pem, new_key
 from agents.runtime.security import service_identity
 from agents.runtime.snapshot import SNAPSHOT_FILE, write_atomic
 from tests.agents.backends import Backend, fetch, free_port
@@ -210,7 +210,7 @@ async def test_a_retired_root_is_no_longer_trusted(tmp_path: Path, backend: Back
         # leaf (root-1's) must now be refused on new connections.
         new = TestCA("root-2")
         key = new_key()
-        pair.server_store.install("payments", key, new.issue(
+        pair.server_store.install("payments", key_pem(key), new.issue(
             key.public_key(), service_identity(TD, "payments")))
         pair.publish(roots=[new.pem])
         pair.sides["payments:orders"].runtime.pool.close_all()

@@ -12,6 +12,7 @@ import pytest
 from agents.runtime.admission import admit
 from agents.runtime.cli import main
 from agents.runtime.config import ConfigError, parse_config
+from agents.runtime.pki import new_key
 from agents.runtime.security import parse_security, source_of
 from agents.runtime.snapshot import SnapshotError, parse_snapshot
 from tests.agents.test_runtime_cli import write_config
@@ -22,6 +23,8 @@ BASE: dict[str, Any] = {"control_plane": "http://127.0.0.1:8000", "token": "t", 
                         "services": [{"name": "payments", "address": "127.0.0.1",
                                       "port": 8080}]}
 CA = TestCA()
+OTHER = TestCA("other")
+LEAF = CA.issue(new_key().public_key(), "spiffe://t/ns/default/svc/x")  # not a CA
 
 
 def test_inbound_advertise_defaults_to_the_listen_address_or_loopback() -> None:
@@ -87,6 +90,9 @@ def test_the_security_section_parses_whole() -> None:
 @pytest.mark.parametrize(("change", "message"), [
     (lambda s: s["security"].update(roots=[]), "security.roots: must not be empty"),
     (lambda s: s["security"].update(roots=["not pem"]), r"security.roots\[0\]: not a PEM"),
+    (lambda s: s["security"].update(roots=[LEAF]), r"security.roots\[0\]: .*CA:true"),
+    (lambda s: s["security"].update(roots=[CA.pem + OTHER.pem]),
+     r"security.roots\[0\]: one certificate per root, got 2"),
     (lambda s: s["security"].update(revoked_serials=["XYZ"]), "lower-hex serial"),
     (lambda s: s["security"].update(default_action="maybe"), "default_action"),
     (lambda s: s["security"].update(trust_domain="Bad Domain"), "trust_domain"),

@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agents.runtime.certs import CertStore, new_key
+from agents.runtime.certs import CertStore
+from agents.runtime.pki import key_pem, new_key
 from agents.runtime.security import service_identity
 
 TD = "mesh.local"
@@ -67,7 +68,7 @@ def store_with(data_dir: Path, names: list[str], ca: TestCA, *, roots: list[str]
     store = CertStore(data_dir, names)
     for name in names:
         key = new_key()
-        store.install(name, key, ca.issue(key.public_key(), service_identity(TD, name),
+        store.install(name, key_pem(key), ca.issue(key.public_key(), service_identity(TD, name),
                                           valid_s=valid_s, start=start))
     store.set_roots(roots or [ca.pem])
     return store
