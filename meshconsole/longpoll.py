@@ -2,9 +2,18 @@
 request reads passes the index it already has (Consul-style: the index of the
 result, not of the world). One Redis subscription per event loop receives each
 change's revision and index keys (registry.notify) and wakes only the waiters
-reading one of those keys; each waiter also re-reads its index from the
-database every few seconds, so a lost message delays an answer but never
-loses it."""
+reading one of those keys; a waiter a message names at a newer revision answers
+without reading the database again.
+
+A lost message delays an answer but never loses it:
+- while the subscription is down, every waiter re-reads its index every
+  RECHECK_SECONDS (jittered), and all re-read once it is back;
+- while it is up, a ticker reads the mesh revision (one row) every TICK_SECONDS;
+  a revision that no message announced two ticks later (its publish failed)
+  makes every waiter re-read;
+- and every wait ends at its deadline with a read (the client polls again).
+So 1,000 pending polls cost one query a second per process, not 500.
+"""
 
 from __future__ import annotations
 
@@ -29,22 +38,27 @@ from registry.notify import REVISION_CHANNEL
 
 log = logging.getLogger(__name__)
 
-RECHECK_SECONDS = 2.0
+RECHECK_SECONDS = 2.0  # a waiter's re-read while the subscription is down
+TICK_SECONDS = 1.0  # the subscribed watcher's check for a change no message told
 
 T = TypeVar("T")
 
 
-def _changed_keys(data: Any) -> list[str] | None:
-    """The index keys of a revision message; None (wake everyone) when the
-    message names none or cannot be read."""
+def _changed_keys(data: Any) -> tuple[int, list[str] | None]:
+    """(revision, index keys) of a revision message; keys None (wake everyone)
+    when the message names none or cannot be read, revision 0 when it has none."""
     try:
         message = json.loads(data)
     except (TypeError, ValueError):
-        return None
-    keys = message.get("keys") if isinstance(message, dict) else None
+        return 0, None
+    if not isinstance(message, dict):
+        return 0, None
+    revision = message.get("revision")
+    revision = revision if isinstance(revision, int) and not isinstance(revision, bool) else 0
+    keys = message.get("keys")
     if not isinstance(keys, list) or not keys:
-        return None
-    return [str(k) for k in keys]
+        return revision, None
+    return revision, [str(k) for k in keys]
 
 
 def _released(read: Callable[[], T]) -> Callable[[], T]:
@@ -104,15 +118,28 @@ async def release_for_wait() -> None:
             executor.shutdown(wait=False)  # its thread is idle: it exits at once
 
 
+class _Waiter:
+    __slots__ = ("event", "told")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.told = 0  # the newest revision a message named one of its keys at
+
+
 class RevisionWatcher:
     def __init__(self) -> None:
-        self._event = asyncio.Event()  # woken by changes that name no keys
-        self._by_key: dict[str, set[asyncio.Event]] = {}
+        self._by_key: dict[str, set[_Waiter]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self.subscribed = False
+        self.announced = 0  # the newest revision a message told
+        self._seen = [0, 0]  # what the last two ticks read, older first
 
     def _ensure_listening(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._listen())
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     async def _listen(self) -> None:
         while True:
@@ -121,53 +148,93 @@ class RevisionWatcher:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(REVISION_CHANNEL)
                     async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            self._wake(_changed_keys(message.get("data")))
+                        kind = message.get("type")
+                        if kind == "message":
+                            revision, keys = _changed_keys(message.get("data"))
+                            self.announced = max(self.announced, revision)
+                            self._wake(keys, revision)
+                        elif kind == "subscribe":
+                            # From here on no change goes untold; what was committed
+                            # before (or while we were away) is read again by all.
+                            self.subscribed = True
+                            self._wake(None)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("revision subscription lost (%s); retrying", exc)
             finally:
+                if self.subscribed:  # the waiters go back to re-reading on their own
+                    self.subscribed = False
+                    self._wake(None)
                 with contextlib.suppress(Exception):
                     await client.aclose()
             await asyncio.sleep(1)
 
-    def _wake(self, keys: list[str] | None = None) -> None:
-        if keys is None:
-            event, self._event = self._event, asyncio.Event()
-            event.set()
+    async def _tick(self) -> None:
+        """Subscribed, the waiters do not re-read on their own: a change whose
+        publish failed would then wait for their deadlines. Once a second, the
+        mesh revision; a revision read then that no message announced two ticks
+        later (a publish follows its commit by milliseconds) wakes every waiter."""
+        from registry.models import MeshRevision
+
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            if not self.subscribed or not self._by_key:
+                self._seen = [0, 0]
+                continue
+            try:
+                current = await db_step(MeshRevision.current, request_thread=False)
+            except Exception as exc:  # the database is away: the waiters' own reads say so
+                log.warning("revision tick failed: %s", exc)
+                continue
+            oldest = self._seen[0]
+            if oldest > self.announced:
+                log.info("revision %s was not announced; waking every waiter", oldest)
+                self.announced = oldest
+                self._wake(None)
+            self._seen = [self._seen[1], current]
+
+    def _wake(self, keys: list[str] | None = None, revision: int = 0) -> None:
+        if keys is None:  # everyone reads again
             for waiters in self._by_key.values():
                 for waiter in waiters:
-                    waiter.set()
+                    waiter.event.set()
             return
         for key in keys:
             for waiter in self._by_key.get(key, ()):
-                waiter.set()
+                waiter.told = max(waiter.told, revision)
+                waiter.event.set()
 
     async def wait_for(
         self, index: int, timeout: float, *, keys: list[str], read: Callable[[], int]
     ) -> int:
         """READ() (the index of what the caller reads, over KEYS) once it is >
-        INDEX, or when TIMEOUT passes. Only changes to KEYS wake this waiter."""
+        INDEX, or when TIMEOUT passes; or, without reading, the revision of a
+        message that named one of KEYS past INDEX. Only changes to KEYS wake
+        this waiter."""
         self._ensure_listening()
         await release_for_wait()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        waiter = asyncio.Event()
+        waiter = _Waiter()
         for key in keys:
             self._by_key.setdefault(key, set()).add(waiter)
         try:
             while True:
-                waiter.clear()  # before the read: a change in between still wakes us
+                waiter.event.clear()  # before the read: a change in between still wakes us
+                if waiter.told > index:
+                    return waiter.told  # (a key's index is the revision of its last change)
                 # In the loop's shared pool, not the request's thread (release_for_wait).
                 current = await db_step(read, request_thread=False)
                 remaining = deadline - loop.time()
                 if current > index or remaining <= 0:
                     return current
-                # Jittered, so that thousands of waiters do not all re-read at once.
-                recheck = RECHECK_SECONDS * random.uniform(0.75, 1.25)
+                # Subscribed: a message (or the ticker) wakes us. Not: re-read, jittered,
+                # so that thousands of waiters do not all re-read at once.
+                recheck = remaining if self.subscribed else (
+                    RECHECK_SECONDS * random.uniform(0.75, 1.25))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter.wait(), min(remaining, recheck))
+                    await asyncio.wait_for(waiter.event.wait(), min(remaining, recheck))
         finally:
             for key in keys:
                 waiters = self._by_key.get(key)

@@ -95,3 +95,81 @@ def test_cached_snapshots_follow_every_change_agents_must_see(admin_user: object
     policy_update(user=None, service=payments, data={"load_balancer": "maglev",
                                                      "retry_on": ["5xx"]})
     assert agent_snapshot(agent=agent)["upstreams"]["payments"]["policy"]["load_balancer"] == "maglev"
+
+
+def counted(key: str) -> tuple[list[int], object]:
+    """A read of KEY's index that counts its calls."""
+    calls: list[int] = []
+
+    def read() -> int:
+        calls.append(1)
+        return MeshIndex.of([key])
+
+    return calls, read
+
+
+async def subscribed(watcher: longpoll.RevisionWatcher) -> None:
+    for _ in range(100):
+        if watcher.subscribed:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the watcher never subscribed")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_message_answers_its_waiters_without_a_read_and_nothing_polls_meanwhile(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Subscribed, a waiter reads its index once, then only a message wakes it; the
+    message's revision is the answer (1,000 polls must not cost 500 queries a second)."""
+    monkeypatch.setattr(longpoll, "RECHECK_SECONDS", 0.1)  # (only while unsubscribed)
+    watcher = longpoll.RevisionWatcher()
+    calls, read = counted("service:payments")
+    waiting = asyncio.create_task(
+        watcher.wait_for(0, 10.0, keys=["service:payments"], read=read))  # type: ignore[arg-type]
+    await subscribed(watcher)
+    await asyncio.sleep(1.0)
+    assert not waiting.done()
+    reads_before = len(calls)
+    assert reads_before <= 2  # its first read (and one after subscribing), no polling
+    revision = await sync_to_async(change)("payments")
+    assert await asyncio.wait_for(waiting, 2.0) == revision
+    assert len(calls) == reads_before  # answered from the message
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_change_whose_publish_was_lost_is_still_answered(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ticker sees a revision no message told and wakes everyone to read again."""
+    from registry import notify
+
+    monkeypatch.setattr(longpoll, "TICK_SECONDS", 0.2)
+    monkeypatch.setattr(longpoll, "RECHECK_SECONDS", 30.0)  # no re-read of its own could
+    watcher = longpoll.RevisionWatcher()
+    calls, read = counted("service:payments")
+    waiting = asyncio.create_task(
+        watcher.wait_for(0, 10.0, keys=["service:payments"], read=read))  # type: ignore[arg-type]
+    await subscribed(watcher)
+    await asyncio.sleep(0.3)
+    monkeypatch.setattr(notify, "publish_revision", lambda value, keys=None: None)  # lost
+    revision = await sync_to_async(change)("payments")
+    assert await asyncio.wait_for(waiting, 3.0) == revision
+    unrelated = asyncio.create_task(
+        watcher.wait_for(revision, 1.5, keys=["service:users"],
+                         read=lambda: MeshIndex.of(["service:users"])))
+    assert await unrelated == 0  # woken to read, but its own index did not move
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_without_redis_the_waiters_read_on_their_own(
+        monkeypatch: pytest.MonkeyPatch, settings: object) -> None:
+    from tests.e2e.procs import free_port
+
+    monkeypatch.setattr(longpoll, "RECHECK_SECONDS", 0.2)
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # type: ignore[attr-defined]
+    watcher = longpoll.RevisionWatcher()
+    waiting = asyncio.create_task(watcher.wait_for(
+        0, 10.0, keys=["service:payments"], read=lambda: MeshIndex.of(["service:payments"])))
+    await asyncio.sleep(0.5)
+    assert not watcher.subscribed
+    revision = await sync_to_async(change)("payments")
+    assert await asyncio.wait_for(waiting, 2.0) == revision
