@@ -259,13 +259,15 @@ def local_service_names(agent: Agent) -> list[str]:
     return sorted(set(managed) | {str(n) for n in agent.local_services})
 
 
-def security_snapshot(agent: Agent) -> SecuritySnapshot:
+def security_snapshot(agent: Agent, index: int | None = None) -> SecuritySnapshot:
     """Call inside one transaction (agent_snapshot's). Every input but the
     agent's local services moves SECURITY_KEY (identity/, registry.services for
-    mTLS modes), so the section is built once per (local services, index) —
-    a fleet's snapshots after an intention change cost one build per service set."""
+    mTLS modes), so the section is built once per (local services, INDEX: that
+    key's, read here when not given) — a fleet's snapshots after an intention
+    change cost one build per service set."""
     local = local_service_names(agent)
-    index = MeshIndex.of([SECURITY_KEY])
+    if index is None:
+        index = MeshIndex.of([SECURITY_KEY])
     return security_cache.get(local, index, lambda: _security_build(local))
 
 
@@ -328,11 +330,13 @@ def agent_snapshot(*, agent: Agent) -> AgentSnapshot:
     service the agent does not consume neither wakes it nor changes its answer."""
     ca_ready()  # before the read-only transaction: the first root is a write
     with read_transaction():  # one view of the database, without SQLite's write lock
-        # The index first: the content read after it is at least as new.
-        revision = snapshot_index(agent)
+        # The index first: the content read after it is at least as new. One query
+        # for all the keys (SECURITY_KEY among them: the security part's own index).
+        indexes = MeshIndex.each(snapshot_keys(agent))
+        revision = max(indexes.values(), default=0)
         names = upstream_names(agent)
         upstreams = upstreams_cache.get(names, revision, lambda: upstreams_snapshot(names))
-        security = security_snapshot(agent)
+        security = security_snapshot(agent, indexes.get(SECURITY_KEY, 0))
         hook = gateways.hook()
         section = hook.section(agent.gateway) if agent.gateway and hook is not None else None
         if section is not None:

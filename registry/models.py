@@ -63,6 +63,11 @@ class MeshIndex(models.Model):
         value = cls.objects.filter(key__in=list(keys)).aggregate(m=Max("revision"))["m"]
         return int(value or 0)
 
+    @classmethod
+    def each(cls, keys: Iterable[str]) -> dict[str, int]:
+        """The index of each of KEYS that has one (one query)."""
+        return dict(cls.objects.filter(key__in=list(keys)).values_list("key", "revision"))
+
 
 def service_key(name: str) -> str:
     return f"service:{name}"

@@ -167,8 +167,12 @@ def _agent_from(agent_or_none: Any, agent_id: str) -> Agent:
 
 
 def _fresh_snapshot(agent: Agent) -> AgentSnapshot:
-    agent.refresh_from_db()
-    return agent_snapshot(agent=agent)
+    """The snapshot of AGENT as it is now (its row may have moved while its poll
+    waited); NotAuthenticated if it was removed meanwhile (its token is gone)."""
+    fresh = Agent.objects.select_related("node").filter(pk=agent.pk).first()
+    if fresh is None:
+        raise NotAuthenticated("this agent was removed")
+    return agent_snapshot(agent=fresh)
 
 
 @csrf_exempt

@@ -173,3 +173,35 @@ async def test_without_redis_the_waiters_read_on_their_own(
     assert not watcher.subscribed
     revision = await sync_to_async(change)("payments")
     assert await asyncio.wait_for(waiting, 2.0) == revision
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_agent_removed_while_its_poll_waits_is_told_401_not_500() -> None:
+    from django.db import connection
+    from django.test import AsyncClient
+
+    from agents.enrollment import agent_remove
+    from tests.agents.test_api_agents import enroll
+
+    def setup() -> tuple[str, str, int]:
+        service("payments")
+        _, body = enroll()
+        agent = Agent.objects.get(pk=body["agent_id"])
+        return body["agent_id"], body["agent_token"], snapshot_index(agent)
+
+    agent_id, token, index = await sync_to_async(setup)()
+
+    def remove() -> None:
+        try:
+            agent_remove(user=None, agent=Agent.objects.get(pk=agent_id))
+        finally:
+            connection.close()
+
+    waiter = asyncio.ensure_future(AsyncClient().get(
+        f"/api/v1/agents/{agent_id}/config/?revision={index}&wait=3s",
+        headers={"Authorization": f"Agent {token}"}))
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(remove)
+    response = await asyncio.wait_for(waiter, 10)
+    assert response.status_code == 401, response.content
+    assert "removed" in response.json()["detail"]
