@@ -34,7 +34,7 @@ from agents.enrollment import (
 )
 from agents.models import Agent
 from agents.reports import agent_report
-from agents.snapshot import AgentSnapshot, agent_snapshot, snapshot_keys
+from agents.snapshot import AgentSnapshot, agent_snapshot, snapshot_index, snapshot_keys
 from identity.certview import certificates_by_agent
 from meshconsole.api import Conflict, database_busy
 from meshconsole.clientaddr import client_address
@@ -118,7 +118,9 @@ class EnrollView(APIView):
             raise Conflict(str(exc)) from None
         except (ServiceNotAllowed, GatewayNotAllowed) as exc:
             raise PermissionDenied(str(exc)) from None
-        revision = agent_snapshot(agent=enrollment.agent)["revision"]
+        # The index of its snapshot, not the snapshot (the agent fetches it next): in an
+        # enrollment storm every answer would otherwise build one, uncached.
+        revision = snapshot_index(enrollment.agent)
         return Response(
             {
                 "agent_id": str(enrollment.agent.id),
