@@ -206,12 +206,16 @@ class RevisionWatcher:
                 waiter.event.set()
 
     async def wait_for(
-        self, index: int, timeout: float, *, keys: list[str], read: Callable[[], int]
+        self, index: int, timeout: float, *, keys: list[str], read: Callable[[], int],
+        current: int | None = None,
     ) -> int:
         """READ() (the index of what the caller reads, over KEYS) once it is >
-        INDEX, or when TIMEOUT passes; or, without reading, the revision of a
-        message that named one of KEYS past INDEX. Only changes to KEYS wake
-        this waiter."""
+        INDEX; or, without reading, the revision of a message that named one of
+        KEYS past INDEX; or, at TIMEOUT, the index last read (the caller reads
+        its answer next anyway). CURRENT: READ() as the caller just did it.
+        Only changes to KEYS wake this waiter."""
+        if current is not None and current > index:
+            return current
         self._ensure_listening()
         await release_for_wait()
         loop = asyncio.get_running_loop()
@@ -224,10 +228,13 @@ class RevisionWatcher:
                 waiter.event.clear()  # before the read: a change in between still wakes us
                 if waiter.told > index:
                     return waiter.told  # (a key's index is the revision of its last change)
-                # In the loop's shared pool, not the request's thread (release_for_wait).
-                current = await db_step(read, request_thread=False)
+                if current is None:
+                    # In the loop's shared pool, not the request's thread (release_for_wait).
+                    current = await db_step(read, request_thread=False)
+                    if current > index:
+                        return current
                 remaining = deadline - loop.time()
-                if current > index or remaining <= 0:
+                if remaining <= 0:
                     return current
                 # Subscribed: a message (or the ticker) wakes us. Not: re-read, jittered,
                 # so that thousands of waiters do not all re-read at once.
@@ -235,6 +242,9 @@ class RevisionWatcher:
                     RECHECK_SECONDS * random.uniform(0.75, 1.25))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(waiter.event.wait(), min(remaining, recheck))
+                if loop.time() >= deadline and not waiter.event.is_set():
+                    return current
+                current = None  # woken, or a re-read is due
         finally:
             for key in keys:
                 waiters = self._by_key.get(key)
@@ -290,15 +300,14 @@ def error_response(exc: APIException) -> JsonResponse:
     return response
 
 
-def _authenticate(request: HttpRequest, authenticators: list[Any]) -> Any:
+def credentials(request: HttpRequest, authenticators: list[Any]) -> tuple[Any, Any]:
+    """(user, auth) of REQUEST; AuthenticationFailed. Sync: run it in a db_step
+    (which gives the connection back after)."""
     drf_request = Request(request, authenticators=authenticators)
-    try:
-        user = drf_request.user  # runs the authenticators; raises AuthenticationFailed
-        return user, drf_request.auth
-    finally:
-        release_connections()  # a blocking query waits next: hold no connection meanwhile
+    user = drf_request.user  # runs the authenticators; raises AuthenticationFailed
+    return user, drf_request.auth
 
 
 async def authenticate(request: HttpRequest, authenticators: list[Any]) -> tuple[Any, Any]:
     """(user, auth) of a long-poll request; the database connection is released after."""
-    return await db_step(lambda: _authenticate(request, authenticators))
+    return await db_step(lambda: credentials(request, authenticators))

@@ -39,8 +39,8 @@ from identity.certview import certificates_by_agent
 from meshconsole.api import Conflict, database_busy
 from meshconsole.clientaddr import client_address
 from meshconsole.longpoll import (
-    authenticate,
     blocking_params,
+    credentials,
     db_step,
     error_response,
     watcher,
@@ -180,14 +180,24 @@ def _fresh_snapshot(agent: Agent) -> AgentSnapshot:
 @csrf_exempt
 @require_GET
 async def config_view(request: HttpRequest, agent_id: str) -> JsonResponse:
-    """The agent's snapshot; with ?revision=N&wait=30s, blocks until it moves past N."""
-    try:
-        _, auth = await authenticate(request, [AgentTokenAuthentication()])
+    """The agent's snapshot; with ?revision=N&wait=30s, blocks until it moves past N.
+    Its database work is two steps (longpoll.db_step): credentials, keys and their
+    index together; then the answer (none to wake it: longpoll.RevisionWatcher)."""
+
+    def start() -> tuple[Agent, int | None, float, list[str], int]:
+        _, auth = credentials(request, [AgentTokenAuthentication()])
         agent = _agent_from(auth, agent_id)
         index, wait = blocking_params(request)
+        if index is None:
+            return agent, None, wait, [], 0
+        keys = snapshot_keys(agent)
+        return agent, index, wait, keys, MeshIndex.of(keys)
+
+    try:
+        agent, index, wait, keys, current = await db_step(start)
         if index is not None:
-            keys = await db_step(lambda: snapshot_keys(agent))
-            await watcher().wait_for(index, wait, keys=keys, read=lambda: MeshIndex.of(keys))
+            await watcher().wait_for(index, wait, keys=keys, read=lambda: MeshIndex.of(keys),
+                                     current=current)
         snapshot = await db_step(lambda: _fresh_snapshot(agent))
     except APIException as exc:
         return error_response(exc)
