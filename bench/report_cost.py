@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import statistics
 import subprocess
@@ -44,7 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
 UPSTREAM = "cost-upstream"
-WRITES = ("INSERT", "UPDATE", "DELETE")
+# A write: INSERT/UPDATE/DELETE, or a WITH whose statements write (after any SET LOCAL).
+WRITE = re.compile(r"\s*(SET\b[^;]*;\s*)?(INSERT|UPDATE|DELETE|WITH\b.*\b(INSERT|UPDATE|DELETE)\b)",
+                   re.IGNORECASE | re.DOTALL)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -65,7 +68,7 @@ def _services(index: int) -> list[dict[str, Any]]:
     ]
 
 
-def _child(agents: int, reports: int) -> dict[str, Any]:
+def _child(agents: int, reports: int, profile: str = "") -> dict[str, Any]:
     """Runs with the backend's environment: migrate, enroll, measure."""
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "meshconsole.settings")
@@ -131,7 +134,7 @@ def _child(agents: int, reports: int) -> dict[str, Any]:
     autocommit_writes = {"n": 0}
 
     def outside_atomic(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        if not connection.in_atomic_block and sql.lstrip().upper().startswith(WRITES):
+        if not connection.in_atomic_block and WRITE.match(sql):
             autocommit_writes["n"] += 1
         return execute(sql, params, many, context)
 
@@ -150,7 +153,7 @@ def _child(agents: int, reports: int) -> dict[str, Any]:
             sql = [q["sql"] for q in captured.captured_queries]
             sql = sql[1:]  # the payload's MeshRevision.current(): the agent's, not the report's
             statements.append(len(sql))
-            writes.append(sum(1 for s in sql if s.lstrip().upper().startswith(WRITES)))
+            writes.append(sum(1 for s in sql if WRITE.match(s)))
             per_commit.append(commits["n"] + autocommit_writes["n"])
             if not sample:
                 sample = sql
@@ -161,6 +164,11 @@ def _child(agents: int, reports: int) -> dict[str, Any]:
 
     # Timing pass: the report's request alone (the payload is built before).
     times: list[float] = []
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
     for i in range(reports):
         client, agent_id, upstreams = fleet[i % len(fleet)]
         payload = {
@@ -171,10 +179,16 @@ def _child(agents: int, reports: int) -> dict[str, Any]:
                          "errors": 0, "latency_sum_ms": 40.0, "buckets": []}],
             "ejections": [],
         }
+        if profiler is not None:
+            profiler.enable()
         start = time.perf_counter()
         response = client.post(f"/api/v1/agents/{agent_id}/report/", payload, format="json")
         times.append((time.perf_counter() - start) * 1000)
+        if profiler is not None:
+            profiler.disable()
         assert response.status_code == 200, response.content
+    if profiler is not None:
+        profiler.dump_stats(f"{profile}.{connection.vendor}")
     return {
         "vendor": connection.vendor,
         "agents": agents,
@@ -212,6 +226,8 @@ def _run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         env.pop("DATABASE_URL", None)
         command = [sys.executable, __file__, "--child", "--agents", str(args.agents),
                    "--reports", str(args.reports)]
+        if args.profile:
+            command += ["--profile", str(Path(args.profile).resolve())]
         if backend == "sqlite":
             out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         else:
@@ -230,11 +246,13 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=500)
     parser.add_argument("--backend", nargs="+", choices=["sqlite", "pg"], default=["sqlite", "pg"])
     parser.add_argument("--sql", action="store_true", help="print one steady report's SQL")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="cProfile the timed reports into FILE.<vendor> (times include it)")
     parser.add_argument("--json", action="store_true", help="also write bench/results/")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(_child(args.agents, args.reports)))
+        print(json.dumps(_child(args.agents, args.reports, args.profile or "")))
         return
     results = {}
     print(f"steady report cost: {args.agents} agents (1-2 local services each), "
