@@ -13,7 +13,9 @@ fleet's simulated agents send) and prints per steady report:
   of which writes (INSERT/UPDATE/DELETE);
 - commits: outermost transaction commits plus writes run in autocommit (each
   its own transaction) — the round trips that wait for the disk;
-- median and p95 milliseconds per report (a second pass, without the capture).
+- median and p95 milliseconds per report (a second pass, without the capture),
+  and the median CPU milliseconds of this process per report (its Python and
+  SQLite's work; PostgreSQL's own is in another process).
 
 Each backend runs in a child process of its own (Django's settings are per
 process): `sqlite`, a fresh file in a temporary data dir (the embedded
@@ -164,6 +166,7 @@ def _child(agents: int, reports: int, profile: str = "") -> dict[str, Any]:
 
     # Timing pass: the report's request alone (the payload is built before).
     times: list[float] = []
+    cpu: list[float] = []
     profiler = None
     if profile:
         import cProfile
@@ -181,9 +184,10 @@ def _child(agents: int, reports: int, profile: str = "") -> dict[str, Any]:
         }
         if profiler is not None:
             profiler.enable()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         response = client.post(f"/api/v1/agents/{agent_id}/report/", payload, format="json")
         times.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
         if profiler is not None:
             profiler.disable()
         assert response.status_code == 200, response.content
@@ -200,6 +204,7 @@ def _child(agents: int, reports: int, profile: str = "") -> dict[str, Any]:
         "commits_max": max(per_commit),
         "median_ms": statistics.median(times),
         "p95_ms": _percentile(times, 0.95),
+        "cpu_ms": statistics.median(cpu),
         "sample_sql": [s[:160] for s in sample],
     }
 
@@ -258,11 +263,11 @@ def main() -> None:
     print(f"steady report cost: {args.agents} agents (1-2 local services each), "
           f"{args.reports} steady reports, load {os.getloadavg()[0]:.1f}")
     print(f"{'backend':<10} {'statements':>10} {'writes':>7} {'commits':>8} "
-          f"{'median ms':>10} {'p95 ms':>8}")
+          f"{'median ms':>10} {'p95 ms':>8} {'CPU ms':>7}")
     for backend in args.backend:
         r = results[backend] = _run(backend, args)
         print(f"{backend:<10} {r['statements']:>10.2f} {r['writes']:>7.2f} {r['commits']:>8.2f} "
-              f"{r['median_ms']:>10.2f} {r['p95_ms']:>8.2f}")
+              f"{r['median_ms']:>10.2f} {r['p95_ms']:>8.2f} {r['cpu_ms']:>7.2f}")
         if args.sql:
             for line in r["sample_sql"]:
                 print(f"    {line}")
