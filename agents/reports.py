@@ -314,7 +314,7 @@ def agent_report(*, agent: Agent, report: dict[str, Any]) -> dict[str, Any]:
             registry_services.instance_deregister(
                 user=None, instance=instance, actor=f"agent:{agent.node.name}"
             )
-        _report_write(agent, report, fields, now, seen, keys_used=keys_used,
+        _report_write(agent, fields, now, seen, keys_used=keys_used,
                       nack_changed=nack_changed, came_back=came_back,
                       changed=(inbound_changed, upstreams_changed or local_changed
                                or gateway_changed))
@@ -391,7 +391,6 @@ def _column(field: models.Field[Any, Any]) -> str:
 
 def _report_write(
     agent: Agent,
-    report: dict[str, Any],
     fields: list[str],
     now: datetime,
     seen: set[str],
