@@ -36,7 +36,7 @@ from agents.models import Agent
 from agents.reports import agent_report
 from agents.snapshot import AgentSnapshot, agent_snapshot, snapshot_index, snapshot_keys
 from identity.certview import certificates_by_agent
-from meshconsole.api import Conflict, database_busy
+from meshconsole.api import Conflict, SerializerPool, database_busy
 from meshconsole.clientaddr import client_address
 from meshconsole.longpoll import (
     blocking_params,
@@ -84,6 +84,11 @@ class AgentListView(generics.ListAPIView):
         return self.get_paginated_response(data) if page is not None else Response(data)
 
 
+# Built once, reused (meshconsole.api.SerializerPool): an enrollment storm, a fleet's reports.
+ENROLLMENTS = SerializerPool(EnrollSerializer)
+REPORTS = SerializerPool(ReportSerializer)
+
+
 class EnrollView(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
@@ -96,9 +101,7 @@ class EnrollView(APIView):
     def post(self, request: Request) -> Response:
         """201 for a new enrollment; 200 when the same agent asks again with the
         agent token it proposed (a retry); 409 when another agent holds the node."""
-        serializer = EnrollSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = ENROLLMENTS.validate(request.data)
         try:
             enrollment = agent_enroll(
                 token=data["token"],
@@ -152,10 +155,9 @@ class ReportView(APIView):
     )
     def post(self, request: Request, agent_id: str) -> Response:
         agent = _own_agent(request, agent_id)
-        serializer = ReportSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        report = REPORTS.validate(request.data)
         try:
-            return Response(agent_report(agent=agent, report=serializer.validated_data))
+            return Response(agent_report(agent=agent, report=report))
         except (ServiceNotAllowed, GatewayNotAllowed) as exc:
             raise PermissionDenied(str(exc)) from None
 
