@@ -19,6 +19,7 @@ from identity.api.serializers import (
     DefaultActionSerializer,
     IntentionSerializer,
     RetireSerializer,
+    RotateSerializer,
 )
 from identity.intentions import (
     Request as AccessRequest,
@@ -241,9 +242,13 @@ class CARootsView(APIView):
 class CARotateView(APIView):
     roles = {"POST": ADMIN}  # unscoped admins: the CA is mesh-wide
 
-    @extend_schema(tags=["ca"], request=None, responses={201: OpenApiResponse(OpenApiTypes.OBJECT)})
+    @extend_schema(
+        tags=["ca"], request=RotateSerializer, responses={201: OpenApiResponse(OpenApiTypes.OBJECT)}
+    )
     def post(self, request: Request) -> Response:
-        """Add a new root: it signs from now on; the old ones stay trusted."""
+        """Add a new root: it signs from now on; the old ones stay trusted. No options:
+        an empty body or `{}`."""
+        RotateSerializer(data=request.data).is_valid(raise_exception=True)
         root = ca_rotate(user=request.user)
         return Response(_root_payload(root, root), status=status.HTTP_201_CREATED)
 
