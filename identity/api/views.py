@@ -64,7 +64,7 @@ def _expected_version(request: Request, body: Any) -> int | None:
     header = request.headers.get("If-Match", "").strip().strip('"').removeprefix("W/").strip('"')
     if not header:
         return None
-    if not header.isdigit():
+    if not (header.isascii() and header.isdigit()):  # "²".isdigit(), and int() refuses it
         raise ValidationError({"If-Match": ["the intention's version, an integer"]})
     return int(header)
 
@@ -103,7 +103,7 @@ class IntentionDetailView(APIView):
     roles = READ_OR_ADMIN
 
     def _get(self, pk: str) -> Intention:
-        if not pk.isdigit():
+        if not (pk.isascii() and pk.isdigit()):  # "²" and "١" are digits to isdigit()
             raise NotFound(f"no intention {pk[:40]!r}")
         return get_object_or_404(Intention, pk=int(pk))
 
