@@ -177,3 +177,21 @@ def test_an_id_or_if_match_in_non_ascii_digits_is_a_404_or_400_not_a_500(
     assert Intention.objects.get().version == 1
     assert api.get("/api/v1/intentions/default/").json()["version"] == 1
     assert AuditEntry.objects.filter(object_type__startswith="intention").count() == 1
+
+
+@pytest.mark.parametrize(("http", "error"), [
+    ({"methods": [5]}, {"methods": {"0": ["expected a string, got a number"]}}),
+    ({"headers": {"x-team": 1.5}}, {"headers": {"x-team": ["expected a string, got a number"]}}),
+    ({"headers": {"x-team": True}}, {"headers": {"x-team": ["expected a string, got a boolean"]}}),
+])
+def test_a_number_where_a_condition_takes_text_is_a_400_not_its_string(
+    api: APIClient, http: dict[str, Any], error: dict[str, Any]
+) -> None:
+    """Method 5 became "5", a header value 1.5 the text "1.5"."""
+    response = create(api, source="web", destination="orders", action="deny", http=http)
+    assert response.status_code == 400 and response.json() == {"http": error}, response.content
+    assert not Intention.objects.exists()
+    intention = create(api, source="web", destination="orders", action="deny").json()
+    response = api.patch(f"/api/v1/intentions/{intention['id']}/", {"http": http}, format="json")
+    assert response.status_code == 400 and response.json() == {"http": error}, response.content
+    assert Intention.objects.get().http is None and Intention.objects.get().version == 1
