@@ -3,6 +3,7 @@ is a 400 naming its path (`routes[2].path.regex` comes back as nested errors).""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -298,6 +299,8 @@ def _jwks_error(jwks: Any, algorithms: list[str]) -> str | None:
         return 'a JWKS: {"keys": [...]}'
     if not jwks["keys"] or len(jwks["keys"]) > 100:
         return "1 to 100 keys"
+    if len(json.dumps(jwks, separators=(",", ":"))) > v.JWKS_MAX_BYTES:
+        return f"at most {v.JWKS_MAX_BYTES} bytes as JSON; a larger key set: jwks_url"
     kinds = {"RSA" if a[0] in "RP" else "EC" for a in algorithms}
     for i, key in enumerate(jwks["keys"]):
         if not isinstance(key, dict) or key.get("kty") not in kinds:
@@ -315,6 +318,12 @@ def jwks_url_error(url: str) -> str | None:
         parts = urlsplit(url)
     except ValueError:
         return "not a URL"
+    try:
+        port = parts.port  # ValueError: not a number, or past 65535
+    except ValueError:
+        return "bad port (1-65535)"
+    if port == 0:
+        return "bad port (1-65535)"
     if parts.scheme == "https" and parts.hostname:
         return None
     if parts.scheme == "http" and parts.hostname == "127.0.0.1":

@@ -111,3 +111,36 @@ def test_an_es256_provider_with_a_jwks(api: APIClient) -> None:
     response = api.post(PROVIDERS, rs(algorithms=["ES256"], jwks=jwks), format="json")
     assert response.status_code == 201, response.content
     assert response.json()["jwks"] == jwks
+
+
+def _rsa_jwk(kid: str, n_chars: int) -> dict[str, str]:
+    return {"kty": "RSA", "kid": kid, "n": "s" * n_chars, "e": "AQAB"}
+
+
+def test_an_inline_jwks_over_128_kib_is_a_400_and_a_big_real_one_fits(api: APIClient) -> None:
+    """It rides in every gateway agent's snapshot: a 2 MB modulus was stored and sent.
+    100 keys the size of RSA-4096 ones (683 base64url characters of modulus) fit."""
+    fits = {"keys": [{**_rsa_jwk(f"k{i}", 683), "use": "sig", "alg": "RS256"} for i in range(100)]}
+    assert 64 * 1024 < len(json.dumps(fits)) < 128 * 1024
+    too_big = {"keys": [_rsa_jwk("k1", 2_000_000)]}
+    response = api.post(PROVIDERS, rs(jwks=too_big), format="json")
+    assert response.status_code == 400, response.content[:300]
+    assert response.json() == {"jwks": ["at most 131072 bytes as JSON; a larger key set: jwks_url"]}
+    assert not JWTProvider.objects.exists() and not AuditEntry.objects.exists()
+    assert api.post(PROVIDERS, rs(jwks=fits), format="json").status_code == 201
+    response = api.put(PROVIDERS + "corp/", rs(jwks=too_big), format="json")
+    assert response.status_code == 400, response.content[:300]
+    assert JWTProvider.objects.get().jwks == fits
+
+
+@pytest.mark.parametrize("url", [
+    "https://idp.example.com:99999/jwks",
+    "https://idp.example.com:0/jwks",
+    "http://127.0.0.1:0/jwks",
+    "https://idp.example.com:x/jwks",
+])
+def test_a_jwks_url_with_a_port_out_of_range_is_a_400(api: APIClient, url: str) -> None:
+    response = api.post(PROVIDERS, rs(jwks=None, jwks_url=url), format="json")
+    assert response.status_code == 400, response.content[:300]
+    assert "port" in str(response.json()["jwks_url"])
+    assert not JWTProvider.objects.exists()
