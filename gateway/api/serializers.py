@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from rest_framework import serializers
 
 from agents.models import Agent
+from agents.runtime.gateway.auth import jwk_error
 from agents.runtime.regexes import regex_error
 from gateway import vocabulary as v
 from gateway.models import Consumer, ConsumerKey, Gateway, JWTProvider
@@ -310,6 +311,9 @@ def _jwks_error(jwks: Any, algorithms: list[str]) -> str | None:
             return f"keys[{i}]: a {key['kty']} key needs {', '.join(needed)}"
         if any(k in key for k in ("d", "p", "q", "dp", "dq", "qi", "k")):
             return f"keys[{i}]: private key material does not belong in a JWKS"
+        unusable = jwk_error(key)
+        if unusable is not None:
+            return f"keys[{i}]: not a usable {key['kty']} public key: {unusable[:200]}"
     return None
 
 
