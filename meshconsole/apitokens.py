@@ -41,13 +41,12 @@ def api_token_state(token: ApiToken) -> dict[str, Any]:
     }
 
 
-def _audit(by: Actor, action: str, token: ApiToken, *, created: bool) -> None:
-    state = api_token_state(token)
+def _audit(by: Actor, state: dict[str, Any], *, created: bool) -> None:
     audit_record(
         user=by,
-        action=action,
+        action="create" if created else "revoke",
         object_type="api-token",
-        object_id=token.prefix,
+        object_id=state["prefix"],
         before=None if created else state,
         after=state if created else None,
     )
@@ -74,7 +73,7 @@ def api_token_create(
             read_only=read_only,
         )
         if by is not None:
-            _audit(by, "create", token, created=True)
+            _audit(by, api_token_state(token), created=True)
     return key
 
 
@@ -83,9 +82,7 @@ def api_token_revoke(*, prefix: str, by: Actor = None) -> ApiToken:
     as BY's write when BY is given."""
     prefix = prefix.removeprefix(KEY_PREFIX).rstrip("…")
     with transaction.atomic():
-        matches = list(
-            ApiToken.objects.select_for_update().select_related("user").filter(prefix=prefix)[:2]
-        )
+        matches = list(ApiToken.objects.select_for_update().filter(prefix=prefix)[:2])
         if not matches:
             raise TokenNotFound(f"no API token with prefix {prefix!r}")
         if len(matches) > 1:
@@ -98,9 +95,10 @@ def api_token_delete(token: ApiToken, *, by: Actor) -> None:
     """Delete TOKEN (revoke it), audited as BY's write when BY is given (the command
     line's, or the admin's user deleting it in the Django admin)."""
     with transaction.atomic():
+        state = api_token_state(token) if by is not None else None
         token.delete()
-        if by is not None:
-            _audit(by, "revoke", token, created=False)
+        if state is not None:
+            _audit(by, state, created=False)
 
 
 class ApiTokenAuthentication(TokenAuthentication):
