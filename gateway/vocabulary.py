@@ -36,6 +36,9 @@ ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "
 JWT_ALGORITHMS = HMAC_ALGORITHMS + ASYMMETRIC_ALGORITHMS
 HMAC_SECRET_MIN_BYTES = 32
 LEEWAY_MAX_S = 300
+# An inline JWKS rides in every gateway agent's snapshot (a larger set: jwks_url, fetched
+# by the agent up to 1 MiB).
+JWKS_MAX_BYTES = 128 * 1024  # 100 RSA-4096 keys with kid, use and alg: about 80 KB
 DEFAULT_LEEWAY_S = 30
 
 KEY_HASH_PREFIX = "sha256:"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -166,8 +167,18 @@ def signing_key(key_file: str) -> ec.EllipticCurvePrivateKey:
         return key
 
 
+_CSR_BLOCK = re.compile(
+    r"-----BEGIN (NEW )?CERTIFICATE REQUEST-----[A-Za-z0-9+/=\s]*"
+    r"-----END (NEW )?CERTIFICATE REQUEST-----"
+)
+
+
 def csr_parse(text: str) -> x509.CertificateSigningRequest:
-    """The CSR in TEXT, with a valid self-signature over a P-256 key."""
+    """The CSR in TEXT (exactly one PEM block, nothing around it but whitespace: the
+    first of two was signed, and a private key pasted beside it passed unseen), with a
+    valid self-signature over a P-256 key."""
+    if text.strip() and "-----BEGIN" in text and not _CSR_BLOCK.fullmatch(text.strip()):
+        raise CSRRefused("csr: exactly one PEM certificate signing request")
     try:
         csr = x509.load_pem_x509_csr(text.encode())
     except (ValueError, UnicodeError):

@@ -6,16 +6,39 @@ consumes (an agent's silence, a self-preservation warning) calls them directly."
 
 from __future__ import annotations
 
+import os
+import pwd
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser, User
 
 from journal.models import AuditEntry, CheckResult, Event, EventKind, Severity
 
-Actor = AbstractBaseUser | AnonymousUser | None
+
+@dataclass(frozen=True)
+class CommandLine:
+    """Who ran a `meshconsole` management command: no account, the host's user (by the
+    effective uid, not $USER, which anyone sets). Audited as `cli:<os user>`."""
+
+    os_user: str
+    is_authenticated: ClassVar[bool] = True  # a person's write: audited (audits_record)
+
+    def get_username(self) -> str:
+        return f"cli:{self.os_user}"
+
+
+def command_line() -> CommandLine:
+    uid = os.geteuid()
+    try:
+        return CommandLine(pwd.getpwuid(uid).pw_name)
+    except KeyError:  # a uid without a passwd entry (a container's)
+        return CommandLine(f"uid {uid}")
+
+
+Actor = AbstractBaseUser | AnonymousUser | CommandLine | None
 
 
 def actor_name(user: Actor) -> str:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from journal.admin import ReadOnlyAdmin
+from meshconsole.apitokens import api_token_delete
 from meshconsole.models import ApiToken, LoginFailure
 
 
@@ -19,6 +22,15 @@ class ApiTokenAdmin(ReadOnlyAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_superuser)
+
+    # A deletion here revokes the token: audited like `meshconsole apitoken --revoke`.
+    def delete_model(self, request: HttpRequest, obj: ApiToken) -> None:
+        api_token_delete(obj, by=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        with transaction.atomic():
+            for token in queryset.select_related("user"):
+                api_token_delete(token, by=request.user)
 
 
 @admin.register(LoginFailure)

@@ -116,17 +116,42 @@ class StrictFieldsMixin:
             if unknown:
                 raise serializers.ValidationError({key: ["unknown field"] for key in unknown})
             # DRF's CharField takes a number as its string ({"name": 5} made service "5",
-            # an intention source 1e400 became "inf"): a text field takes text.
+            # an intention source 1e400 became "inf"): a text field takes text, and so
+            # does each item of a list or dict of text (host 5, tag 5, a header 1.5).
             wrong = {
-                name: [f"expected a string, got {_json_type(data[name])}"]
+                name: error
                 for name, field in self.fields.items()
-                if isinstance(field, serializers.CharField) and not field.read_only
-                and not isinstance(field, NumberOrTextRegexField)
-                and name in data and data[name] is not None and not isinstance(data[name], str)
+                if not field.read_only and name in data
+                and (error := _not_text(field, data[name])) is not None
             }
             if wrong:
                 raise serializers.ValidationError(wrong)
         return super().to_internal_value(data)  # type: ignore[misc]
+
+
+def _not_text(field: serializers.Field, value: Any) -> Any:
+    """The error of a VALUE that is not text where FIELD (a CharField, or a list or dict
+    of them) takes text, in DRF's shape (by index or key for an item); None if none.
+    A null, or the wrong container, is left to the field's own checks."""
+    if value is None:
+        return None
+    if isinstance(field, serializers.CharField):
+        if isinstance(field, NumberOrTextRegexField) or isinstance(value, str):
+            return None
+        return [f"expected a string, got {_json_type(value)}"]
+    items: dict[Any, Any] = {}
+    child: serializers.Field | None = None
+    if isinstance(field, serializers.ListField) and isinstance(value, list):
+        items, child = dict(enumerate(value)), field.child
+    elif isinstance(field, serializers.DictField) and isinstance(value, dict):
+        items, child = value, field.child
+    if child is None:
+        return None
+    errors = {
+        key: error for key, item in items.items()
+        if (error := _not_text(child, item)) is not None
+    }
+    return errors or None
 
 
 def _json_type(value: Any) -> str:

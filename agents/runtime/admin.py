@@ -62,12 +62,38 @@ def route(source: AdminSource, method: str, target: str) -> bytes:
     return simple_response(404, b"not found\n", close=True, head_only=head_only)
 
 
+class _BadHead(Exception):
+    pass
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+async def _request_line(reader: asyncio.StreamReader) -> bytes:
+    """The head read line by line, to its empty line; its first line returned. Every line
+    must end in CRLF: a bare LF (or CR) is refused, as llhttp refuses it on the proxy
+    listeners, instead of waiting for a CRLF CRLF that never comes."""
+    first: bytes | None = None
+    total = 0
+    while True:
+        line = await reader.readuntil(b"\n")  # LimitOverrunError: one line over READ_LIMIT
+        total += len(line)
+        if total > READ_LIMIT:
+            raise _HeadTooLarge
+        if not line.endswith(b"\r\n") or b"\r" in line[:-2]:
+            raise _BadHead
+        if first is None:
+            first = line
+        if line == b"\r\n":
+            return first[:-2]
+
+
 async def _serve(source: AdminSource, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter) -> None:
     try:
         async with asyncio.timeout(READ_TIMEOUT_S):
-            head = await reader.readuntil(b"\r\n\r\n")
-        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            request_line = (await _request_line(reader)).decode("latin-1")
         parts = request_line.split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             response = simple_response(400, b"bad request\n", close=True)
@@ -75,8 +101,12 @@ async def _serve(source: AdminSource, reader: asyncio.StreamReader,
             response = route(source, parts[0], parts[1])
         writer.write(response)
         await writer.drain()
-    except asyncio.LimitOverrunError:
-        await _refuse_oversized(reader, writer)
+    except _BadHead:
+        await _refuse(reader, writer, simple_response(
+            400, b"bad request: header lines must end in CRLF\n", close=True))
+    except (asyncio.LimitOverrunError, _HeadTooLarge):
+        await _refuse(reader, writer, simple_response(
+            431, b"request header fields too large\n", close=True))
     except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
         pass
     finally:
@@ -85,11 +115,13 @@ async def _serve(source: AdminSource, reader: asyncio.StreamReader,
             await writer.wait_closed()
 
 
-async def _refuse_oversized(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """431 for a head over READ_LIMIT. The rest of it is read (bounded) before the close:
-    closing with unread bytes makes the kernel reset the connection, answer unseen."""
+async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                  response: bytes) -> None:
+    """RESPONSE to a head not read whole (a 400, a 431 over READ_LIMIT). The rest of it is
+    read (bounded) before the close: closing with unread bytes makes the kernel reset the
+    connection, answer unseen."""
     with contextlib.suppress(TimeoutError, ConnectionError):
-        writer.write(simple_response(431, b"request header fields too large\n", close=True))
+        writer.write(response)
         await writer.drain()
         writer.write_eof()
         async with asyncio.timeout(READ_TIMEOUT_S):

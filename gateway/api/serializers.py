@@ -3,6 +3,7 @@ is a 400 naming its path (`routes[2].path.regex` comes back as nested errors).""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit
 from rest_framework import serializers
 
 from agents.models import Agent
+from agents.runtime.gateway.auth import jwk_error
 from agents.runtime.regexes import regex_error
 from gateway import vocabulary as v
 from gateway.models import Consumer, ConsumerKey, Gateway, JWTProvider
@@ -298,6 +300,8 @@ def _jwks_error(jwks: Any, algorithms: list[str]) -> str | None:
         return 'a JWKS: {"keys": [...]}'
     if not jwks["keys"] or len(jwks["keys"]) > 100:
         return "1 to 100 keys"
+    if len(json.dumps(jwks, separators=(",", ":"))) > v.JWKS_MAX_BYTES:
+        return f"at most {v.JWKS_MAX_BYTES} bytes as JSON; a larger key set: jwks_url"
     kinds = {"RSA" if a[0] in "RP" else "EC" for a in algorithms}
     for i, key in enumerate(jwks["keys"]):
         if not isinstance(key, dict) or key.get("kty") not in kinds:
@@ -307,6 +311,9 @@ def _jwks_error(jwks: Any, algorithms: list[str]) -> str | None:
             return f"keys[{i}]: a {key['kty']} key needs {', '.join(needed)}"
         if any(k in key for k in ("d", "p", "q", "dp", "dq", "qi", "k")):
             return f"keys[{i}]: private key material does not belong in a JWKS"
+        unusable = jwk_error(key)
+        if unusable is not None:
+            return f"keys[{i}]: not a usable {key['kty']} public key: {unusable[:200]}"
     return None
 
 
@@ -315,6 +322,12 @@ def jwks_url_error(url: str) -> str | None:
         parts = urlsplit(url)
     except ValueError:
         return "not a URL"
+    try:
+        port = parts.port  # ValueError: not a number, or past 65535
+    except ValueError:
+        return "bad port (1-65535)"
+    if port == 0:
+        return "bad port (1-65535)"
     if parts.scheme == "https" and parts.hostname:
         return None
     if parts.scheme == "http" and parts.hostname == "127.0.0.1":

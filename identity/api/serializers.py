@@ -103,5 +103,10 @@ class CheckQuerySerializer(StrictSerializer):
     path = serializers.RegexField(r"^/[^\s]*$", max_length=2000, required=False, default="/")
 
 
+class RotateSerializer(StrictSerializer):
+    """`POST ca/rotate/` takes no options (as `meshconsole ca rotate`): an empty body or
+    `{}`; any field is an unknown one (a 400 that rotates nothing)."""
+
+
 class RetireSerializer(StrictSerializer):
     force = serializers.BooleanField(default=False)

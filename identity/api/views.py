@@ -19,6 +19,7 @@ from identity.api.serializers import (
     DefaultActionSerializer,
     IntentionSerializer,
     RetireSerializer,
+    RotateSerializer,
 )
 from identity.intentions import (
     Request as AccessRequest,
@@ -63,7 +64,7 @@ def _expected_version(request: Request, body: Any) -> int | None:
     header = request.headers.get("If-Match", "").strip().strip('"').removeprefix("W/").strip('"')
     if not header:
         return None
-    if not header.isdigit():
+    if not (header.isascii() and header.isdigit()):  # "²".isdigit(), and int() refuses it
         raise ValidationError({"If-Match": ["the intention's version, an integer"]})
     return int(header)
 
@@ -102,7 +103,7 @@ class IntentionDetailView(APIView):
     roles = READ_OR_ADMIN
 
     def _get(self, pk: str) -> Intention:
-        if not pk.isdigit():
+        if not (pk.isascii() and pk.isdigit()):  # "²" and "١" are digits to isdigit()
             raise NotFound(f"no intention {pk[:40]!r}")
         return get_object_or_404(Intention, pk=int(pk))
 
@@ -241,9 +242,13 @@ class CARootsView(APIView):
 class CARotateView(APIView):
     roles = {"POST": ADMIN}  # unscoped admins: the CA is mesh-wide
 
-    @extend_schema(tags=["ca"], request=None, responses={201: OpenApiResponse(OpenApiTypes.OBJECT)})
+    @extend_schema(
+        tags=["ca"], request=RotateSerializer, responses={201: OpenApiResponse(OpenApiTypes.OBJECT)}
+    )
     def post(self, request: Request) -> Response:
-        """Add a new root: it signs from now on; the old ones stay trusted."""
+        """Add a new root: it signs from now on; the old ones stay trusted. No options:
+        an empty body or `{}`."""
+        RotateSerializer(data=request.data).is_valid(raise_exception=True)
         root = ca_rotate(user=request.user)
         return Response(_root_payload(root, root), status=status.HTTP_201_CREATED)
 

@@ -1,9 +1,13 @@
-"""`meshconsole apitoken USERNAME` and `meshconsole enrolltoken`."""
+"""`meshconsole apitoken USERNAME`, `enrolltoken`, `resetpassword`, and the audit trail
+every write of these (and of `user` and `ca`) leaves, as `cli:<os user>`."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import json
+import os
+import pwd
 from io import StringIO
 from types import SimpleNamespace
 
@@ -13,6 +17,8 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from agents.models import EnrollmentToken, hash_token
+from identity.models import CARoot
+from journal.models import AuditEntry
 from meshconsole.models import ApiToken
 
 
@@ -174,3 +180,130 @@ def test_existing_authtoken_keys_are_migrated_hashed_and_deleted(admin_user: Use
     assert status_with(old_key) == 200
     token = ApiToken.objects.get(user=admin_user)
     assert (token.prefix, token.created_at.year) == ("01234567", 2025)
+
+
+# Whoever runs the command on the host, by the effective uid (not $USER, which anyone sets).
+CLI_ACTOR = f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"
+
+
+def audit(**match: str) -> list[tuple[str, str, str, str]]:
+    return [
+        (e.actor, e.action, e.object_type, e.object_id)
+        for e in AuditEntry.objects.filter(**match).order_by("id")
+    ]
+
+
+def no_secret_in_audit(secret: str) -> None:
+    for entry in AuditEntry.objects.all():
+        assert secret not in json.dumps([entry.before, entry.after]), entry
+
+
+def test_apitoken_creation_rotation_and_revocation_are_audited_as_the_cli(
+        admin_user: User) -> None:
+    first = run("apitoken", "alice", "--name", "ci")
+    first_prefix = ApiToken.objects.get().prefix
+    entry = AuditEntry.objects.get(object_type="api-token")
+    assert (entry.actor, entry.action, entry.object_id) == (CLI_ACTOR, "create", first_prefix)
+    assert entry.user is None  # no account behind a command line
+    assert entry.before is None
+    assert entry.after == {"prefix": first_prefix, "user": "alice", "name": "ci",
+                           "read_only": False}
+    second = run("apitoken", "alice", "--read-only")  # rotates: the first one is deleted
+    second_prefix = ApiToken.objects.get().prefix
+    third = run("apitoken", "alice", "--add")
+    third_prefix = ApiToken.objects.exclude(prefix=second_prefix).get().prefix
+    run("apitoken", "--revoke", third[:17])
+    assert audit(object_type="api-token") == [
+        (CLI_ACTOR, "create", "api-token", first_prefix),
+        (CLI_ACTOR, "revoke", "api-token", first_prefix),
+        (CLI_ACTOR, "create", "api-token", second_prefix),
+        (CLI_ACTOR, "create", "api-token", third_prefix),
+        (CLI_ACTOR, "revoke", "api-token", third_prefix),
+    ]
+    revoked = AuditEntry.objects.filter(action="revoke").order_by("id").first()
+    assert revoked is not None and revoked.after is None
+    assert revoked.before == {"prefix": first_prefix, "user": "alice", "name": "ci",
+                              "read_only": False}
+    for key in (first, second, third):
+        no_secret_in_audit(key)
+        no_secret_in_audit(key.removeprefix("mesh-api-"))
+
+
+def test_a_refused_apitoken_command_audits_nothing(admin_user: User) -> None:
+    with pytest.raises(CommandError):
+        run("apitoken", "nobody")
+    with pytest.raises(CommandError):
+        run("apitoken", "--revoke", "nosuchprefix")
+    assert not AuditEntry.objects.exists()
+
+
+def test_a_token_made_for_a_test_fixture_leaves_no_entry(api: APIClient) -> None:
+    assert not AuditEntry.objects.filter(object_type="api-token").exists()
+
+
+@pytest.mark.django_db
+def test_enrolltoken_creation_and_revocation_are_audited_as_the_cli() -> None:
+    raw = run("enrolltoken", "--description", "rack 4", "--uses", "2")
+    prefix = EnrollmentToken.objects.get().prefix
+    run("enrolltoken", "--revoke", prefix)
+    assert audit(object_type="enrollment-token") == [
+        (CLI_ACTOR, "create", "enrollment-token", prefix),
+        (CLI_ACTOR, "revoke", "enrollment-token", prefix),
+    ]
+    created = AuditEntry.objects.get(action="create")
+    assert created.after is not None and created.after["description"] == "rack 4"
+    no_secret_in_audit(raw)
+    no_secret_in_audit(raw.removeprefix("mesh-enroll-"))
+
+
+def test_resetpassword_is_audited_as_the_cli_without_the_password(admin_user: User) -> None:
+    password = run("resetpassword", "alice")
+    assert audit(object_type="user") == [(CLI_ACTOR, "reset-password", "user", "alice")]
+    no_secret_in_audit(password)
+    with pytest.raises(CommandError):
+        run("resetpassword", "nobody")
+    assert AuditEntry.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_user_add_and_set_role_are_audited_as_the_cli() -> None:
+    out = run("user", "add", "olga", "--role", "viewer")
+    run("user", "set-role", "olga", "--role", "operator", "--scope", "team=payments")
+    assert audit(object_type="role") == [
+        (CLI_ACTOR, "create", "role", "olga"),
+        (CLI_ACTOR, "update", "role", "olga"),
+    ]
+    no_secret_in_audit(out.rsplit("password: ", 1)[1])
+
+
+@pytest.mark.django_db
+def test_ca_rotate_and_retire_are_audited_as_the_cli() -> None:
+    run("ca", "list")  # the first root: the system's, at first use
+    old = CARoot.objects.get()
+    run("ca", "rotate")
+    new = CARoot.objects.exclude(pk=old.pk).get()
+    run("ca", "retire", old.fingerprint)
+    assert audit(object_type="ca-root", actor=CLI_ACTOR) == [
+        (CLI_ACTOR, "rotate", "ca-root", new.fingerprint),
+        (CLI_ACTOR, "retire", "ca-root", old.fingerprint),
+    ]
+
+
+def test_deleting_a_token_in_the_django_admin_is_audited_as_that_user(admin_user: User) -> None:
+    from django.test import Client
+
+    run("apitoken", "alice")
+    run("apitoken", "alice", "--add")
+    first, second = ApiToken.objects.order_by("id")
+    client = Client()
+    client.force_login(admin_user)
+    response = client.post(f"/admin/meshconsole/apitoken/{first.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302, response.content[:300]
+    response = client.post("/admin/meshconsole/apitoken/", {
+        "action": "delete_selected", "_selected_action": [second.pk], "post": "yes"})
+    assert response.status_code == 302, response.content[:300]
+    assert not ApiToken.objects.exists()
+    assert audit(object_type="api-token", action="revoke") == [
+        ("alice", "revoke", "api-token", first.prefix),
+        ("alice", "revoke", "api-token", second.prefix),
+    ]

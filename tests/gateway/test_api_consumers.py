@@ -76,3 +76,23 @@ def test_consumers_change_but_keep_their_name(api: APIClient) -> None:
     assert api.patch(CONSUMERS + "alice/", {"name": "bob"}, format="json").status_code == 400
     assert api.post(CONSUMERS + "alice/keys/", {"key": "mine"}, format="json").status_code == 400
     assert not ConsumerKey.objects.exists()
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    ({"tags": [5]}, {"tags": {"0": ["expected a string, got a number"]}}),
+    ({"jwt_subjects": ["alice@corp", 1.5]}, {"jwt_subjects": {"1": ["expected a string, got a number"]}}),
+    ({"jwt_subjects": [False]}, {"jwt_subjects": {"0": ["expected a string, got a boolean"]}}),
+])
+def test_a_number_in_a_list_of_text_is_a_400_not_its_string(
+    api: APIClient, body: dict[str, object], error: dict[str, object]
+) -> None:
+    """A JWT `sub` of "5" would have matched subject 5 (a string claim, RFC 7519)."""
+    response = api.post(CONSUMERS, {"name": "alice", **body}, format="json")
+    assert response.status_code == 400 and response.json() == error, response.content
+    assert not Consumer.objects.exists()
+    assert api.post(CONSUMERS, {"name": "alice"}, format="json").status_code == 201
+    audited = AuditEntry.objects.count()
+    response = api.patch(CONSUMERS + "alice/", body, format="json")
+    assert response.status_code == 400 and response.json() == error, response.content
+    assert Consumer.objects.get().tags == [] and Consumer.objects.get().jwt_subjects == []
+    assert AuditEntry.objects.count() == audited

@@ -4,6 +4,7 @@ leeway; the secret is write-only (absent from GET and audit)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -106,8 +107,70 @@ def test_good_providers_and_a_write_only_secret(api: APIClient) -> None:
     assert api.put(PROVIDERS + "corp/", hs(), format="json").status_code == 404
 
 
+def _ec_jwk() -> dict[str, str]:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+
+    def b64(n: int) -> str:
+        return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
+
+    return {"kty": "EC", "crv": "P-256", "x": b64(numbers.x), "y": b64(numbers.y)}
+
+
 def test_an_es256_provider_with_a_jwks(api: APIClient) -> None:
-    jwks = {"keys": [{"kty": "EC", "crv": "P-256", "x": "f83O", "y": "x_FE"}]}
+    jwks = {"keys": [_ec_jwk()]}
     response = api.post(PROVIDERS, rs(algorithms=["ES256"], jwks=jwks), format="json")
     assert response.status_code == 201, response.content
     assert response.json()["jwks"] == jwks
+
+
+def _rsa_jwk(kid: str, n_chars: int) -> dict[str, str]:
+    return {"kty": "RSA", "kid": kid, "n": "s" * n_chars, "e": "AQAB"}
+
+
+def test_an_inline_jwks_over_128_kib_is_a_400_and_a_big_real_one_fits(api: APIClient) -> None:
+    """It rides in every gateway agent's snapshot: a 2 MB modulus was stored and sent.
+    100 keys the size of RSA-4096 ones (683 base64url characters of modulus) fit."""
+    fits = {"keys": [{**_rsa_jwk(f"k{i}", 683), "use": "sig", "alg": "RS256"} for i in range(100)]}
+    assert 64 * 1024 < len(json.dumps(fits)) < 128 * 1024
+    too_big = {"keys": [_rsa_jwk("k1", 2_000_000)]}
+    response = api.post(PROVIDERS, rs(jwks=too_big), format="json")
+    assert response.status_code == 400, response.content[:300]
+    assert response.json() == {"jwks": ["at most 131072 bytes as JSON; a larger key set: jwks_url"]}
+    assert not JWTProvider.objects.exists() and not AuditEntry.objects.exists()
+    assert api.post(PROVIDERS, rs(jwks=fits), format="json").status_code == 201
+    response = api.put(PROVIDERS + "corp/", rs(jwks=too_big), format="json")
+    assert response.status_code == 400, response.content[:300]
+    assert JWTProvider.objects.get().jwks == fits
+
+
+@pytest.mark.parametrize("url", [
+    "https://idp.example.com:99999/jwks",
+    "https://idp.example.com:0/jwks",
+    "http://127.0.0.1:0/jwks",
+    "https://idp.example.com:x/jwks",
+])
+def test_a_jwks_url_with_a_port_out_of_range_is_a_400(api: APIClient, url: str) -> None:
+    response = api.post(PROVIDERS, rs(jwks=None, jwks_url=url), format="json")
+    assert response.status_code == 400, response.content[:300]
+    assert "port" in str(response.json()["jwks_url"])
+    assert not JWTProvider.objects.exists()
+
+
+@pytest.mark.parametrize(("key", "why"), [
+    ({"kty": "EC", "crv": "P-256", "x": "f83O", "y": "x_FE"}, "32 bytes"),
+    ({**_ec_jwk(), "crv": "P-999"}, "P-999"),
+    ({**_ec_jwk(), "y": _ec_jwk()["x"]}, "keys[0]: not a usable EC public key"),
+    ({"kty": "RSA", "n": "x", "e": "AQAB"}, "base64"),
+])
+def test_a_jwks_key_no_token_could_be_verified_with_is_a_400(
+    api: APIClient, key: dict[str, str], why: str
+) -> None:
+    """The agent skipped such a key with a warning: the provider refused every token."""
+    algorithms = ["ES256"] if key["kty"] == "EC" else ["RS256"]
+    response = api.post(PROVIDERS, rs(algorithms=algorithms, jwks={"keys": [key]}), format="json")
+    assert response.status_code == 400, response.content
+    assert why in response.json()["jwks"][0]
+    assert response.json()["jwks"][0].startswith("keys[0]: not a usable")
+    assert not JWTProvider.objects.exists()

@@ -222,3 +222,26 @@ def test_a_service_a_gateway_route_sends_to_is_not_deleted(edge: APIClient) -> N
     assert response.json()["gateway_referrers"] == ["edge/a"]
     assert _put(edge, []).status_code == 200
     assert edge.delete("/api/v1/services/orders/").status_code == 204
+
+
+# A number in a list of text was made its string: host 5 became "5", a CORS header -1 "-1".
+@pytest.mark.parametrize(("extra", "error"), [
+    ({"hosts": [5]}, {"hosts": {"0": ["expected a string, got a number"]}}),
+    ({"hosts": ["api.example.com", 1e30]}, {"hosts": {"1": ["expected a string, got a number"]}}),
+    ({"hosts": [True]}, {"hosts": {"0": ["expected a string, got a boolean"]}}),
+    ({"cors": {"origins": ["https://a.example"], "headers": [-1]}},
+     {"cors": {"headers": {"0": ["expected a string, got a number"]}}}),
+    ({"cors": {"origins": [7]}}, {"cors": {"origins": {"0": ["expected a string, got a number"]}}}),
+])
+def test_a_number_in_a_list_of_text_is_a_400_not_its_string(
+    edge: APIClient, extra: dict[str, Any], error: dict[str, Any]
+) -> None:
+    for response, expected in (
+        (edge.post(ROUTES, route("a", **extra), format="json"), error),
+        (_put(edge, [route("a", **extra)]), {"routes": {"0": error}}),
+        (edge.put(ROUTES + "a/", route("a", **extra), format="json"), error),
+    ):
+        assert response.status_code == 400, response.content
+        assert response.json() == expected
+    assert not GatewayRoute.objects.exists()
+    assert Gateway.objects.get(name="edge").version == 0

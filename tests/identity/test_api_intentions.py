@@ -151,3 +151,47 @@ def test_the_snapshot_carries_the_local_services_rules_sorted_and_moves_on_a_cha
     final = agent_snapshot(agent=agent)
     assert final["security"]["default_action"] == "deny"
     assert final["revision"] > after["revision"]
+
+
+# Digits str.isdigit() takes that are not ASCII: "²" made int() raise (a 500), "١" (Arabic-
+# Indic one) read as intention 1.
+@pytest.mark.parametrize("digits", ["\u00b2", "\u0661", "1\u00b2"])
+def test_an_id_or_if_match_in_non_ascii_digits_is_a_404_or_400_not_a_500(
+    api: APIClient, digits: str
+) -> None:
+    intention = create(api, source="web", destination="orders", action="allow").json()
+    url = f"/api/v1/intentions/{intention['id']}/"
+    api.raise_request_exception = False
+    for method in ("get", "patch", "delete"):
+        response = getattr(api, method)(f"/api/v1/intentions/{digits}/", {"action": "deny"},
+                                        format="json")
+        assert response.status_code == 404, response.content[:200]
+        assert response.json() == {"detail": f"no intention {digits!r}"}
+    for method, path, body in [("patch", url, {"action": "deny"}), ("delete", url, None),
+                               ("put", "/api/v1/intentions/default/", {"default_action": "deny"})]:
+        for header in (digits, f'"{digits}"'):
+            response = getattr(api, method)(path, body, format="json", HTTP_IF_MATCH=header)
+            assert response.status_code == 400, response.content[:200]
+            assert response.json() == {"If-Match": ["the intention's version, an integer"]}
+    assert Intention.objects.get().action == "allow"
+    assert Intention.objects.get().version == 1
+    assert api.get("/api/v1/intentions/default/").json()["version"] == 1
+    assert AuditEntry.objects.filter(object_type__startswith="intention").count() == 1
+
+
+@pytest.mark.parametrize(("http", "error"), [
+    ({"methods": [5]}, {"methods": {"0": ["expected a string, got a number"]}}),
+    ({"headers": {"x-team": 1.5}}, {"headers": {"x-team": ["expected a string, got a number"]}}),
+    ({"headers": {"x-team": True}}, {"headers": {"x-team": ["expected a string, got a boolean"]}}),
+])
+def test_a_number_where_a_condition_takes_text_is_a_400_not_its_string(
+    api: APIClient, http: dict[str, Any], error: dict[str, Any]
+) -> None:
+    """Method 5 became "5", a header value 1.5 the text "1.5"."""
+    response = create(api, source="web", destination="orders", action="deny", http=http)
+    assert response.status_code == 400 and response.json() == {"http": error}, response.content
+    assert not Intention.objects.exists()
+    intention = create(api, source="web", destination="orders", action="deny").json()
+    response = api.patch(f"/api/v1/intentions/{intention['id']}/", {"http": http}, format="json")
+    assert response.status_code == 400 and response.json() == {"http": error}, response.content
+    assert Intention.objects.get().http is None and Intention.objects.get().version == 1

@@ -108,6 +108,27 @@ def test_garbage_is_400_and_issues_nothing(csr: str) -> None:
     assert not IssuedCertificate.objects.exists()
 
 
+def test_anything_but_one_csr_block_is_400_and_issues_nothing() -> None:
+    """The first of two CSRs was signed, and text around it (a private key pasted in
+    by mistake) passed unseen: the field holds exactly one PEM CSR."""
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+    one = csr_pem(key)
+    client, agent_id = enrolled_agent(services=PAYMENTS)
+    for csr in (one + one, key_pem + one, one + key_pem, "note\n" + one):
+        response = ask(client, agent_id, "payments", csr)
+        assert response.status_code == 400, response.content
+        assert response.json() == {"csr": ["csr: exactly one PEM certificate signing request"]}
+    assert not IssuedCertificate.objects.exists()
+    assert ask(client, agent_id, "payments", "\n" + one + "\n").status_code == 200
+
+
 def test_a_csr_with_a_broken_signature_is_400() -> None:
     client, agent_id = enrolled_agent(services=PAYMENTS)
     good = csr_pem()

@@ -107,3 +107,39 @@ def test_the_ca_command_rotates_and_refuses_a_busy_retire(capsys: pytest.Capture
     out = capsys.readouterr().out
     assert f"retired root {old.fingerprint}" in out
     assert CARoot.objects.filter(retired_at__isnull=True).count() == 1
+
+
+def _mesh_state() -> tuple[list[str], int, int]:
+    from journal.models import AuditEntry
+    from registry.models import MeshRevision
+
+    return (list(CARoot.objects.order_by("id").values_list("fingerprint", flat=True)),
+            MeshRevision.current(), AuditEntry.objects.count())
+
+
+@pytest.mark.parametrize("body", [b"", b"{}"])
+def test_rotate_takes_an_empty_body_or_an_empty_object(api: APIClient, body: bytes) -> None:
+    response = api.post("/api/v1/ca/rotate/", body, content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert CARoot.objects.count() == 2  # the first root, then the rotation's
+
+
+@pytest.mark.parametrize(("body", "content_type", "error"), [
+    (b'{"validity": "30d"}', "application/json", {"validity": ["unknown field"]}),
+    (b'{"force": true}', "application/json", {"force": ["unknown field"]}),
+    (b"[]", "application/json", {"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}),
+    (b'"rotate"', "application/json", {"non_field_errors": ["Invalid data. Expected a dictionary, but got str."]}),
+    (b"null", "application/json", {"non_field_errors": ["No data provided"]}),
+    (b"{", "application/json", None),
+    (b"x=1", "application/x-www-form-urlencoded", None),
+])
+def test_rotate_refuses_any_field_or_a_body_that_is_not_an_object_and_changes_nothing(
+    api: APIClient, body: bytes, content_type: str, error: dict[str, list[str]] | None,
+) -> None:
+    api.get("/api/v1/ca/roots/")  # the first root
+    before = _mesh_state()
+    response = api.post("/api/v1/ca/rotate/", body, content_type=content_type)
+    assert response.status_code in (400, 415), response.content
+    if error is not None:
+        assert response.status_code == 400 and response.json() == error
+    assert _mesh_state() == before

@@ -176,3 +176,44 @@ def test_an_http_status_may_be_a_number(api: APIClient) -> None:
     response = api.post("/api/v1/services/", body, format="json")
     assert response.status_code == 201, response.content
     assert response.json()["check"]["expect_status"] == "204"
+
+
+DEEP_WRITES = [
+    ("POST", "/api/v1/services/"),
+    ("POST", "/api/v1/gateway/"),
+    ("PUT", "/api/v1/gateway/edge/routes/"),
+    ("POST", "/api/v1/gateway/consumers/"),
+    ("POST", "/api/v1/gateway/jwt-providers/"),
+    ("POST", "/api/v1/intentions/"),
+    ("PUT", "/api/v1/intentions/default/"),
+    ("POST", "/api/v1/ca/rotate/"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), DEEP_WRITES)
+@pytest.mark.parametrize("depth", [100_000, 65])
+def test_json_nested_too_deeply_is_a_400_not_a_500(
+    api: APIClient, method: str, path: str, depth: int
+) -> None:
+    """100,000 levels overflowed the decoder's recursion (a RecursionError, a 500); past
+    MAX_JSON_DEPTH (64), well beyond any document of the API, is refused too."""
+    from gateway.models import Gateway
+    from identity.models import CARoot, Intention
+    from journal.models import AuditEntry
+
+    api.post("/api/v1/gateway/", {"name": "edge"}, format="json")
+    audited = AuditEntry.objects.count()
+    body = '{"name": "deep", "x": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+    response = api.generic(method, path, body, content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    assert response.json() == {"detail": "JSON parse error - nested deeper than 64 levels"}
+    assert AuditEntry.objects.count() == audited
+    assert not Service.objects.exists() and not Intention.objects.exists()
+    assert not CARoot.objects.exists() and list(Gateway.objects.values_list("name", flat=True)) == ["edge"]
+
+
+def test_json_nested_64_deep_is_parsed(api: APIClient) -> None:
+    body = '{"name": "deep", "x": ' + "[" * 63 + "]" * 63 + "}"
+    response = api.generic("POST", "/api/v1/gateway/", body, content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    assert response.json() == {"x": ["unknown field"]}  # parsed: the serializer's answer

@@ -38,6 +38,17 @@ PENDING = "pending"
 _BACKGROUND: set[asyncio.Task[None]] = set()
 
 
+def jwk_error(entry: Any) -> str | None:
+    """Why ENTRY is not a key a verifier can use (None if it is). The agent skips such a
+    key of a JWKS with a warning; the control plane refuses it in an inline JWKS
+    (gateway/api/serializers.py), so a provider never stores a key no token can match."""
+    try:
+        jwt.PyJWK.from_dict(entry)
+    except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
 class AuthFailure(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)

@@ -1,4 +1,5 @@
-"""`meshconsole ca list|rotate|retire FINGERPRINT [--force]`: the built-in CA's roots."""
+"""`meshconsole ca list|rotate|retire FINGERPRINT [--force]`: the built-in CA's roots.
+Rotations and retirements are audited as `cli:<os user>`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from identity.services import (
     root_live_leaves,
     signing_root,
 )
+from journal.records import command_line
 
 
 class Command(BaseCommand):
@@ -36,12 +38,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
         if action == "rotate":
-            root = ca_rotate(user=None)
+            root = ca_rotate(user=command_line())
             self.stdout.write(f"new signing root {root.fingerprint}")
         elif action == "retire":
             try:
                 root = ca_retire(
-                    user=None, fingerprint=options["fingerprint"], force=options["force"]
+                    user=command_line(), fingerprint=options["fingerprint"], force=options["force"]
                 )
             except (RootNotFound, RootInUse) as exc:
                 raise CommandError(str(exc)) from None

@@ -2,7 +2,8 @@
 
 `--add` keeps the user's other tokens, `--read-only` limits the new one to safe
 methods, `--list [USERNAME]` shows tokens by prefix and `--revoke PREFIX`
-deletes one. Keys are shown once: only their hashes are stored.
+deletes one. Keys are shown once: only their hashes are stored. Every
+creation and revocation is an audit entry by `cli:<os user>` (object `api-token PREFIX`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
+from journal.records import command_line
 from meshconsole.apitokens import KEY_PREFIX, TokenNotFound, api_token_create, api_token_revoke
 from meshconsole.models import ApiToken
 
@@ -38,7 +40,7 @@ class Command(BaseCommand):
             self._list(username)
         elif options["revoke"]:
             try:
-                token = api_token_revoke(prefix=options["revoke"])
+                token = api_token_revoke(prefix=options["revoke"], by=command_line())
             except TokenNotFound as exc:
                 raise CommandError(str(exc)) from None
             self.stdout.write(f"revoked {KEY_PREFIX}{token.prefix}… of {token.user}")
@@ -50,6 +52,7 @@ class Command(BaseCommand):
                 name=options["name"],
                 read_only=options["read_only"],
                 rotate=not options["add"],
+                by=command_line(),
             )
             self.stdout.write(key)
 

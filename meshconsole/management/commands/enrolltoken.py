@@ -1,4 +1,5 @@
-"""`meshconsole enrolltoken`: print a new agent enrollment token; list or revoke them."""
+"""`meshconsole enrolltoken`: print a new agent enrollment token; list or revoke them.
+Creations and revocations are audited as `cli:<os user>`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from agents.enrollment import enrollment_token_create, enrollment_token_revoke
 from agents.gateways import GATEWAY_NAME_RE
 from agents.models import EnrollmentToken
 from agents.runtime.durations import parse_duration_ms
+from journal.records import command_line
 from registry.models import SERVICE_NAME_RE
 
 
@@ -46,7 +48,7 @@ class Command(BaseCommand):
             self._list()
             return
         if options["revoke"]:
-            if not enrollment_token_revoke(user=None, prefix=options["revoke"]):
+            if not enrollment_token_revoke(user=command_line(), prefix=options["revoke"]):
                 raise CommandError(f"no active enrollment token with prefix {options['revoke']!r}")
             self.stdout.write(f"revoked {options['revoke']}")
             return
@@ -72,6 +74,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--gateways: not gateway names: {', '.join(bad) or '(none)'}")
         self.stdout.write(
             enrollment_token_create(
+                user=command_line(),
                 description=options["description"],
                 ttl=ttl,
                 max_uses=options["uses"],

@@ -1,4 +1,5 @@
-"""`meshconsole resetpassword [USERNAME]`: set a new generated password and print it."""
+"""`meshconsole resetpassword [USERNAME]`: set a new generated password and print it;
+audited as `cli:<os user>` (action `reset-password`, never the password)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
+from journal.records import audit_record, command_line
 from meshconsole.bootstrap import ADMIN_USERNAME, generate_password
 
 
@@ -31,6 +34,15 @@ class Command(BaseCommand):
                 f"no user named {username!r}; create one with `meshconsole createsuperuser`"
             ) from None
         password = generate_password()
-        user.set_password(password)  # changes the session hash: logged-in sessions end
-        user.save(update_fields=["password"])
+        with transaction.atomic():
+            user.set_password(password)  # changes the session hash: logged-in sessions end
+            user.save(update_fields=["password"])
+            audit_record(
+                user=command_line(),
+                action="reset-password",
+                object_type="user",
+                object_id=username,
+                before=None,
+                after={"password": "generated", "sessions": "ended"},
+            )
         self.stdout.write(password)

@@ -1,7 +1,8 @@
 """`meshconsole user add NAME --role R [--scope TAG]`, `user set-role NAME --role R
 [--scope TAG]`, `user list`: people and their roles (meshconsole.roles).
 
-`add` prints a generated password once (change it with `resetpassword`)."""
+`add` prints a generated password once (change it with `resetpassword`). Role changes
+are audited as `cli:<os user>`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from journal.records import command_line
 from meshconsole.models import Role
 from meshconsole.roles import grant_of, user_role_set
 
@@ -47,7 +49,7 @@ class Command(BaseCommand):
             password = secrets.token_urlsafe(12)
             with transaction.atomic():
                 user = User.objects.create_user(name, password=password)
-                user_role_set(user=user, role=role, scope=scope)
+                user_role_set(user=user, role=role, scope=scope, by=command_line())
             self.stdout.write(f"user {name} ({self._describe(user)}), password: {password}")
             return
         existing = User.objects.filter(username=name).first()
@@ -55,7 +57,7 @@ class Command(BaseCommand):
             raise CommandError(f"no user named {name!r}; add one with `user add`")
         if existing.is_superuser:
             raise CommandError(f"{name!r} is a superuser, always an unscoped admin")
-        user_role_set(user=existing, role=role, scope=scope)
+        user_role_set(user=existing, role=role, scope=scope, by=command_line())
         self.stdout.write(f"user {name} is now {self._describe(existing)}")
 
     @staticmethod
