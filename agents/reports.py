@@ -415,6 +415,12 @@ def _report_write(
                 actor=f"agent:{agent.node.name}",
             )
         agent.save(update_fields=fields)
+        # The rows before the mesh revision (mesh_change, below): every writer takes the
+        # revision row last (a health transition locks its instance, then bumps), or two
+        # of them deadlock (seen at 1,000 agents: this report bumping, then waiting for
+        # an instance a check held while it waited for the revision).
+        if seen:
+            Instance.objects.filter(pk__in=seen).update(last_heartbeat=now)
         if "gateway" in fields:
             gateway_declared(agent)
         hook = gateways.hook()
@@ -432,8 +438,6 @@ def _report_write(
                 message=f"agent {agent.node.name} is reporting again",
                 actor=f"agent:{agent.node.name}",
             )
-        if seen:
-            Instance.objects.filter(pk__in=seen).update(last_heartbeat=now)
 
 
 def _gateway_windows(agent: Agent, windows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -94,6 +94,8 @@ def parse_args() -> argparse.Namespace:
                    help="web processes (`meshconsole web --workers N`; `up` runs 2)")
     p.add_argument("--requests", type=int, default=80, help="requests per registry endpoint")
     p.add_argument("--json", action="store_true", help="also write bench/results/*.json")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the run's directory (the control plane's logs) and print it")
     p.add_argument("--profile", metavar="FILE", help="py-spy record the web process from the "
                    "steady phase to the end of the propagation phase into FILE (collapsed "
                    "stacks, `--format raw`; py-spy must be on PATH or beside the interpreter)")
@@ -462,8 +464,11 @@ def main() -> int:
     finally:
         if redis_proc is not None:
             embedded_redis.stop(redis_proc)
-        with contextlib.suppress(OSError):
-            shutil.rmtree(tmp)
+        if args.keep:
+            print(f"kept {tmp} (the control plane's logs)")
+        else:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(tmp)
     print("\nTargets (issue 10):")
     for what, figure, ok in report.targets:
         print(f"  {'-' if ok is None else verdict(ok):7} {what}: {figure}")

@@ -41,16 +41,23 @@ class DatabaseBusy(exceptions.APIException):
     default_code = "busy"
 
 
+# deadlock_detected, serialization_failure, lock_not_available (PostgreSQL's SQLSTATEs).
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+
+
 def database_busy(exc: BaseException) -> DatabaseBusy | None:
     """A 503 for the database being busy rather than broken: no pooled PostgreSQL
     connection came free in MESH_DB_POOL_TIMEOUT, or SQLite's write lock did not
     within its busy timeout. Under a fleet's load that is back-pressure (the
-    agents retry with backoff), not a server error."""
+    agents retry with backoff), not a server error. So is a transaction PostgreSQL
+    aborted to break a deadlock or a serialization conflict: it changed nothing, and
+    the same request again succeeds."""
     if not isinstance(exc, OperationalError):
         return None
     cause = exc.__cause__
     pool_timeout = type(cause).__name__ == "PoolTimeout"  # psycopg_pool, when installed
-    if pool_timeout or "database is locked" in str(exc):
+    retryable = getattr(cause, "sqlstate", None) in TRANSIENT_SQLSTATES
+    if pool_timeout or retryable or "database is locked" in str(exc):
         log.warning("database busy: %s", exc)
         return DatabaseBusy()
     return None

@@ -16,6 +16,13 @@ be done halfway:
 
 A new kind of change (a new resource in the snapshot) calls this and nothing
 else; `tests/registry/test_revision.py` holds the rules.
+
+Call it after the transaction's own row writes, not before more of them: the
+revision row is every writer's lock, so each takes it last (rows, then the
+revision). A writer that bumped and then updated an instance deadlocked, at a
+1,000-agent fleet, with a health transition that had locked that instance and
+waited for the revision. (PostgreSQL then aborts one: a 503 with Retry-After,
+`meshconsole.api.database_busy`.)
 """
 
 from __future__ import annotations

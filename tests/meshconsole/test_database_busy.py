@@ -57,3 +57,26 @@ def test_other_database_errors_are_not_called_busy() -> None:
     assert database_busy(OperationalError("no such table: registry_service")) is None
     assert database_busy(ValueError("database is locked")) is None
     assert database_busy(_pool_timeout()) is not None
+
+
+@pytest.mark.parametrize("error", ["DeadlockDetected", "SerializationFailure", "LockNotAvailable"])
+def test_a_transaction_postgresql_aborted_is_503_and_can_be_retried(
+        monkeypatch: pytest.MonkeyPatch, error: str) -> None:
+    import psycopg.errors
+
+    exc = OperationalError("deadlock detected")
+    exc.__cause__ = getattr(psycopg.errors, error)("aborted")
+    assert database_busy(exc) is not None
+    client, body = enroll()
+    monkeypatch.setattr("agents.api.views.agent_report", _raise(exc))
+    response = client.post(f"/api/v1/agents/{body['agent_id']}/report/", {}, format="json")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "1"
+
+
+def test_other_database_errors_are_not_called_busy() -> None:
+    import psycopg.errors
+
+    exc = OperationalError("disk full")
+    exc.__cause__ = psycopg.errors.DiskFull("disk full")
+    assert database_busy(exc) is None
