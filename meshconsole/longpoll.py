@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 RECHECK_SECONDS = 2.0  # a waiter's re-read while the subscription is down
 TICK_SECONDS = 1.0  # the subscribed watcher's check for a change no message told
+RECENT = 4096  # wake-ups remembered (wait_for's SINCE)
 
 T = TypeVar("T")
 
@@ -133,6 +135,10 @@ class RevisionWatcher:
         self._ticker: asyncio.Task[None] | None = None
         self.subscribed = False
         self.announced = 0  # the newest revision a message told
+        # Every wake-up, numbered, and the last RECENT of them: a caller that read its
+        # index before it could wait (wait_for's CURRENT) learns what it missed meanwhile.
+        self.generation = 0
+        self._recent: deque[tuple[int, int, frozenset[str] | None]] = deque(maxlen=RECENT)
         self._seen = [0, 0]  # what the last two ticks read, older first
 
     def _ensure_listening(self) -> None:
@@ -194,7 +200,29 @@ class RevisionWatcher:
                 self._wake(None)
             self._seen = [self._seen[1], current]
 
+    def _missed(self, since: int, keys: list[str]) -> int | None:
+        """The newest revision of the wake-ups after generation SINCE that named one
+        of KEYS (0: none did); None when one woke everyone or SINCE is no longer
+        in the log (read again)."""
+        if since == self.generation:
+            return 0
+        if not self._recent or self._recent[0][0] > since + 1:
+            return None
+        wanted = set(keys)
+        newest = 0
+        for generation, revision, named in reversed(self._recent):
+            if generation <= since:
+                break
+            if named is None:
+                return None
+            if not wanted.isdisjoint(named):
+                newest = max(newest, revision)
+        return newest
+
     def _wake(self, keys: list[str] | None = None, revision: int = 0) -> None:
+        self.generation += 1
+        self._recent.append((self.generation, revision,
+                             None if keys is None else frozenset(keys)))
         if keys is None:  # everyone reads again
             for waiters in self._by_key.values():
                 for waiter in waiters:
@@ -207,13 +235,15 @@ class RevisionWatcher:
 
     async def wait_for(
         self, index: int, timeout: float, *, keys: list[str], read: Callable[[], int],
-        current: int | None = None,
+        current: int | None = None, since: int | None = None,
     ) -> int:
         """READ() (the index of what the caller reads, over KEYS) once it is >
         INDEX; or, without reading, the revision of a message that named one of
         KEYS past INDEX; or, at TIMEOUT, the index last read (the caller reads
-        its answer next anyway). CURRENT: READ() as the caller just did it.
-        Only changes to KEYS wake this waiter."""
+        its answer next anyway). CURRENT: READ() as the caller just did it, begun
+        at this watcher's generation SINCE (a change committed between that read
+        and this wait is in the log of wake-ups: not lost). Only changes to KEYS
+        wake this waiter."""
         if current is not None and current > index:
             return current
         self._ensure_listening()
@@ -223,6 +253,12 @@ class RevisionWatcher:
         waiter = _Waiter()
         for key in keys:
             self._by_key.setdefault(key, set()).add(waiter)
+        if current is not None:  # what woke others since the caller's read began
+            missed = None if since is None else self._missed(since, keys)
+            if missed is None:
+                current = None  # read again, now that we are registered
+            else:
+                waiter.told = missed
         try:
             while True:
                 waiter.event.clear()  # before the read: a change in between still wakes us

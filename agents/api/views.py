@@ -196,10 +196,11 @@ async def config_view(request: HttpRequest, agent_id: str) -> JsonResponse:
         return agent, index, wait, keys, MeshIndex.of(keys)
 
     try:
+        since = watcher().generation  # before the read: what wakes others meanwhile counts
         agent, index, wait, keys, current = await db_step(start)
         if index is not None:
             await watcher().wait_for(index, wait, keys=keys, read=lambda: MeshIndex.of(keys),
-                                     current=current)
+                                     current=current, since=since)
         snapshot = await db_step(lambda: _fresh_snapshot(agent))
     except APIException as exc:
         return error_response(exc)

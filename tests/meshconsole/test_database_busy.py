@@ -74,7 +74,7 @@ def test_a_transaction_postgresql_aborted_is_503_and_can_be_retried(
     assert response["Retry-After"] == "1"
 
 
-def test_other_database_errors_are_not_called_busy() -> None:
+def test_a_postgresql_error_that_is_not_transient_is_not_called_busy() -> None:
     import psycopg.errors
 
     exc = OperationalError("disk full")

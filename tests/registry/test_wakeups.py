@@ -205,3 +205,42 @@ async def test_an_agent_removed_while_its_poll_waits_is_told_401_not_500() -> No
     response = await asyncio.wait_for(waiter, 10)
     assert response.status_code == 401, response.content
     assert "removed" in response.json()["detail"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_change_between_the_callers_read_and_its_wait_is_not_missed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The config poll reads its index before it waits (one database step): a change
+    whose message came in between answers it at once, from the log of wake-ups."""
+    monkeypatch.setattr(longpoll, "RECHECK_SECONDS", 30.0)
+    watcher = longpoll.RevisionWatcher()
+    warm = asyncio.create_task(watcher.wait_for(
+        10**9, 5.0, keys=["service:other"], read=lambda: 0))  # subscribes the watcher
+    await subscribed(watcher)
+    key = "service:payments"
+    since = watcher.generation
+    index = await sync_to_async(MeshIndex.of)([key])
+    revision = await sync_to_async(change)("payments")
+    for _ in range(100):  # its message arrives before the caller waits
+        if watcher.generation > since:
+            break
+        await asyncio.sleep(0.02)
+    calls, read = counted(key)
+    answer = await asyncio.wait_for(watcher.wait_for(
+        index, 10.0, keys=[key], read=read, current=index, since=since),  # type: ignore[arg-type]
+        2.0)
+    assert answer == revision and calls == []  # from the log, no read
+    # A wake-up of everyone in between (the subscription came back): it reads again.
+    since = watcher.generation
+    index = revision
+    revision = await sync_to_async(change)("payments")
+    watcher._wake(None)
+    for _ in range(100):
+        if watcher.announced >= revision:
+            break
+        await asyncio.sleep(0.02)
+    answer = await asyncio.wait_for(watcher.wait_for(
+        index, 10.0, keys=[key], read=read, current=index, since=since),  # type: ignore[arg-type]
+        2.0)
+    assert answer == revision and len(calls) == 1  # read again
+    warm.cancel()
