@@ -143,6 +143,8 @@ class SimAgent:
         self.node = f"fleet-node-{index:05d}"
         self.service = f"fleet-svc-{index % services:04d}"
         self.backoff = Backoff()
+        self.report_backoff = Backoff(base=1.0, cap=10.0)  # as meshagent's, for 429/503
+        self.retry_in: float | None = None
         self.agent_id = ""
         self.token = ""
         # As agents/runtime/snapshot.py pending_agent_token: one proposal kept for every
@@ -190,7 +192,9 @@ class SimAgent:
         self.stats.enrolled_at.setdefault(self.index, time.monotonic())
 
     async def _session(self) -> None:
-        await self._report()
+        # As meshagent: a 429/503 to a report is back-pressure, not the end of the session.
+        if not await self._report():
+            self.retry_in = self.report_backoff.next()
         self.backoff.reset()
         tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._report_loop())]
         try:
@@ -230,10 +234,20 @@ class SimAgent:
 
     async def _report_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.report_interval * random.uniform(0.9, 1.1))  # as meshagent
-            await self._report()
+            if self.retry_in is not None:  # a refused report: again after Retry-After/backoff
+                delay, self.retry_in = self.retry_in, None
+            else:
+                delay = self.report_interval * random.uniform(0.9, 1.1)  # as meshagent
+            await asyncio.sleep(delay)
+            if await self._report():
+                self.report_backoff.reset()
+            else:
+                self.retry_in = self.report_backoff.next()
 
-    async def _report(self) -> None:
+    async def _report(self) -> bool:
+        """One report; False when the control plane answered 429/503 (counted as an
+        error, the session goes on as meshagent's does)."""
+
         payload = {
             "version": __version__, "applied_revision": self.applied, "nack": None,
             "upstreams": self._upstreams(),
@@ -260,10 +274,12 @@ class SimAgent:
             interval = answer.get("report_interval_ms") if isinstance(answer, dict) else None
             if isinstance(interval, int) and 100 <= interval <= 3_600_000:
                 self.report_interval = interval / 1000
-            return
+            return True
         # A 400 names its field (a control-plane bug or a bench bug: either way, say which).
         detail = f" {json.dumps(answer)[:160]}" if status == 400 else ""
         self.stats.report_errors.append((time.monotonic(), f"HTTP {status}{detail}"))
+        if status in (429, 503):
+            return False
         if status in (401, 403):
             raise PermissionError(status)
         raise RuntimeError(f"report: HTTP {status}")

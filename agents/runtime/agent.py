@@ -20,6 +20,7 @@ from agents.runtime.admin import start_admin
 from agents.runtime.admission import admit
 from agents.runtime.client import (
     Backoff,
+    ControlPlaneBusy,
     ControlPlaneClient,
     ControlPlaneError,
     EnrollmentRefused,
@@ -99,6 +100,8 @@ class Agent:
         self.cp_error = ""
         self.listening = False
         self._report_now = asyncio.Event()
+        self._report_backoff = Backoff(base=1.0, cap=10.0)  # 429/503 to a report
+        self._report_retry: float | None = None  # seconds to a refused report's next try
         # Zero trust (docs/agent.md): certificates, renewal, the inbound listener.
         self.zt = ZeroTrust(config, self.client, self.upstreams, self._report_now.set)
         self.certs, self.inbound = self.zt.certs, self.zt.inbound
@@ -399,8 +402,13 @@ class Agent:
         return identity
 
     async def _session(self, identity: Identity) -> None:
-        """Report, then watch and report side by side until one of them fails."""
-        await self._report(identity)
+        """Report, then watch and report side by side until one of them fails. A
+        report the control plane answers 429/503 (its back-pressure) ends nothing:
+        the watch goes on, and the report is sent again after its Retry-After."""
+        try:
+            await self._report(identity)
+        except ControlPlaneBusy as exc:
+            self._report_busy(exc)
         self.cp_state, self.cp_error = "connected", ""
         self.backoff.reset()
         tasks = [asyncio.create_task(self._watch(identity)),
@@ -434,10 +442,25 @@ class Agent:
         while True:
             # Jittered (±10 %): a fleet started together does not report in step.
             interval = self.report_interval_ms() / 1000 * random.uniform(0.9, 1.1)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._report_now.wait()
-            await self._report(identity)
+            if self._report_retry is not None:  # a refused report: again after Retry-After,
+                delay, self._report_retry = self._report_retry, None  # not sooner for an ack
+                await asyncio.sleep(delay)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(interval):
+                        await self._report_now.wait()
+            try:
+                await self._report(identity)
+            except ControlPlaneBusy as exc:
+                self._report_busy(exc)
+            else:
+                self._report_backoff.reset()
+
+    def _report_busy(self, exc: ControlPlaneBusy) -> None:
+        """A report refused for now: its windows stay pending (_report), the next one
+        goes after the Retry-After (or a backoff of 0.5 s growing to 10 s), the watch goes on."""
+        self._report_retry = max(exc.retry_after, self._report_backoff.next())
+        log.info("control plane busy (%s); reporting again in %.1fs", exc, self._report_retry)
 
     async def _report(self, identity: Identity) -> None:
         self._report_now.clear()

@@ -34,6 +34,27 @@ class Unauthorized(ControlPlaneError):
     """Our agent token is no longer accepted: enroll again."""
 
 
+class ControlPlaneBusy(ControlPlaneError):
+    """429/503: the control plane asks us to come back later (its admission control,
+    a busy database). RETRY_AFTER: its Retry-After, in seconds (0 when it gave none)."""
+
+    def __init__(self, message: str, status: int, retry_after: float = 0.0) -> None:
+        super().__init__(message, status)
+        self.retry_after = retry_after
+
+
+BUSY = (429, 503)
+MAX_RETRY_AFTER_S = 60.0
+
+
+def retry_after_s(headers: dict[str, str]) -> float:
+    """A Retry-After of delay-seconds, bounded; 0 when absent or not a number of seconds."""
+    value = headers.get("retry-after", "").strip()
+    if not value.isascii() or not value.isdigit():
+        return 0.0
+    return min(float(value), MAX_RETRY_AFTER_S)
+
+
 class EnrollmentRefused(ControlPlaneError):
     """The enrollment token is bad or revoked; retrying soon will not help much."""
 
@@ -161,9 +182,12 @@ class ControlPlaneClient:
 
     async def report(self, agent_id: str, token: str, payload: dict[str, Any]) -> dict[str, Any]:
         path = f"/api/v1/agents/{agent_id}/report/"
-        status, _, data = await self.request("POST", path, body=payload, token=token)
+        status, headers, data = await self.request("POST", path, body=payload, token=token)
         if status in (401, 403):
             raise Unauthorized(f"report: {_detail(data)}", status)
+        if status in BUSY:
+            raise ControlPlaneBusy(f"report: HTTP {status}: {_detail(data)}", status,
+                                   retry_after_s(headers))
         return _expect(status, data, (200,), "report")
 
     async def certificate(self, agent_id: str, token: str, service: str,

@@ -317,6 +317,8 @@ class FakeControlPlane(HttpServer):
         self.override: dict[str, Any] | None = None  # served as is (e.g. an invalid snapshot)
         self.changed = asyncio.Condition()
         self.report_interval_answer: int | None = None  # the report answer's interval
+        self.reports_busy = 0  # this many next reports are answered 503 + Retry-After: 1
+        self.refused_reports = 0
 
     @property
     def url(self) -> str:
@@ -338,11 +340,12 @@ class FakeControlPlane(HttpServer):
         return {"revision": self.revision, "agent_id": self.agent_id, "node": "host-a",
                 "zone": "zone-1", "report_interval_ms": 200, "upstreams": self.upstreams}
 
-    async def _reply(self, writer: asyncio.StreamWriter, status: int, data: Any) -> bool:
+    async def _reply(self, writer: asyncio.StreamWriter, status: int, data: Any,
+                     extra: list[tuple[str, str]] | None = None) -> bool:
         body = json.dumps(data).encode()
         writer.write(head(status, [("Content-Type", "application/json"),
                                    ("Content-Length", str(len(body))),
-                                   ("X-Mesh-Index", str(self.revision))]) + body)
+                                   ("X-Mesh-Index", str(self.revision)), *(extra or [])]) + body)
         await writer.drain()
         return True
 
@@ -369,6 +372,10 @@ class FakeControlPlane(HttpServer):
                         await self.changed.wait_for(lambda: self.revision > since)
             return await self._reply(writer, 200, self.snapshot())
         if req.path == f"/api/v1/agents/{self.agent_id}/report/" and req.method == "POST":
+            if self.reports_busy > 0:
+                self.reports_busy -= 1
+                self.refused_reports += 1
+                return await self._reply(writer, 503, {"detail": "busy"}, [("Retry-After", "1")])
             self.reports.append(json.loads(req.body))
             answer: dict[str, Any] = {"revision": self.revision, "instances": {}}
             if self.report_interval_answer is not None:

@@ -205,3 +205,29 @@ async def test_the_report_interval_follows_the_report_answer(tmp_path: Path) -> 
             assert 1 <= len(cp.reports) - seen <= 3
             cp.report_interval_answer = 5  # below the bounds: ignored, the snapshot's again
             await eventually(lambda: agent.report_interval_ms() == 200, timeout=5)
+
+
+async def test_a_busy_control_plane_refusing_reports_does_not_stop_the_config_watch(
+        tmp_path: Path) -> None:
+    """503 + Retry-After to reports (admission control at fleet scale) is back-pressure:
+    the agent keeps its long poll (a change still arrives at once), keeps its session
+    (no enrollment again, no fresh config fetch), and reports again after Retry-After."""
+    async with world() as (cp, a, b):
+        await cp.publish({"payments": upstream_entry(a)})
+        async with running_agent(make_config(cp.url, tmp_path)) as agent:
+            await eventually(lambda: len(cp.reports) >= 2)
+            enrollments = len(cp.enrollments)
+            cp.reports_busy = 1000
+            await eventually(lambda: cp.refused_reports >= 2, timeout=10)
+            revision = await cp.publish({"payments": upstream_entry(b)})
+            await eventually(lambda: agent.snapshot is not None
+                             and agent.snapshot.revision == revision, timeout=2)
+            assert agent.cp_state == "connected"
+            refused = cp.refused_reports
+            await asyncio.sleep(2.5)
+            # Retry-After: 1 and a growing backoff, not the 200 ms interval: a few tries.
+            assert 1 <= cp.refused_reports - refused <= 4
+            cp.reports_busy = 0
+            accepted = len(cp.reports)
+            await eventually(lambda: len(cp.reports) > accepted, timeout=15)
+            assert len(cp.enrollments) == enrollments
